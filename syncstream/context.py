@@ -1,0 +1,95 @@
+"""The two phases' contexts, built once at set-up with every choice already resolved."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import msgspec
+from returns.result import Failure
+
+from syncstream.cache import WriterLock, create_tree
+from syncstream.errors import ConfigError
+from syncstream.handlers import HANDLERS, HandlerConfig
+from syncstream.state import Population, StateStore, read_user_file
+from syncstream.types import HandlerKey
+
+__all__ = [
+    "BatchExportContext",
+    "CacheWriteContext",
+    "setup_batch_export_system",
+    "setup_cache_write_system",
+]
+
+
+class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the write phase needs; the writer lock is held while the context lives."""
+
+    cache_root: str
+    state: StateStore
+    population: Population
+    handlers: Mapping[HandlerKey, HandlerConfig]
+    lock: WriterLock
+
+    def close(self) -> None:
+        self.state.close()
+        self.lock.release()
+
+
+class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
+    cache_root: str
+    state: StateStore
+    handlers: Mapping[HandlerKey, HandlerConfig]
+
+    def close(self) -> None:
+        self.state.close()
+
+
+def _load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
+    if path is None:
+        return
+    match read_user_file(path):
+        case Failure(message):
+            raise ConfigError(message)
+        case result:
+            state.replace_users(kind, result.unwrap())
+
+
+def setup_cache_write_system(
+    cache_dir: str | Path,
+    state_path: str | Path,
+    *,
+    study_users: str | Path | None = None,
+    in_network_users: str | Path | None = None,
+) -> CacheWriteContext:
+    """Open the state, load the user files (when given), lay the tree and take the writer lock.
+
+    Raises ``ConfigError`` for a bad user file and ``CacheLockedError`` when another writer
+    holds the cache.
+    """
+    root = os.path.abspath(cache_dir)
+    lock = WriterLock(root).acquire()
+    try:
+        state = StateStore(state_path)
+        try:
+            _load_users(state, "study", study_users)
+            _load_users(state, "in_network", in_network_users)
+            create_tree(root, (key.value for key in HANDLERS))
+            population = state.population()
+        except BaseException:
+            state.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+    return CacheWriteContext(
+        cache_root=root, state=state, population=population, handlers=HANDLERS, lock=lock
+    )
+
+
+def setup_batch_export_system(cache_dir: str | Path, state_path: str | Path) -> BatchExportContext:
+    root = os.path.abspath(cache_dir)
+    if not os.path.isdir(root):
+        raise ConfigError(f"no cache at {root}")
+    return BatchExportContext(cache_root=root, state=StateStore(state_path), handlers=HANDLERS)

@@ -1,0 +1,1 @@
+"""Phase 2: the cache -> pyarrow Tables -> Parquet datasets."""

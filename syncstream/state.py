@@ -1,0 +1,164 @@
+"""The embedded state store (SQLite, WAL): population, cursor, and the cached-URI index.
+
+The cursor and the index rows of a batch are committed in one transaction, after the cache
+files of that batch are durable: a crash before the commit replays the batch, which rewrites
+the same file names and the same index rows.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import NamedTuple
+
+from returns.result import Failure, Result, Success
+
+from syncstream.syntax import is_did
+from syncstream.types import HandlerKey
+
+__all__ = ["Population", "StateStore", "read_user_file"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    did TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('study', 'in_network')),
+    PRIMARY KEY (did, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cached_uris (
+    uri TEXT NOT NULL,
+    handler_key TEXT NOT NULL,
+    PRIMARY KEY (uri, handler_key)
+) WITHOUT ROWID;
+"""
+
+
+class Population(NamedTuple):
+    study: frozenset[str]
+    in_network: frozenset[str]
+
+
+def read_user_file(path: str | Path) -> Result[list[str], str]:
+    """DIDs from a file, one per line; ``#`` starts a comment; blank lines are skipped."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        return Failure(f"cannot read user file {path}: {error}")
+    dids: list[str] = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        value = line.split("#", 1)[0].strip()
+        if not value:
+            continue
+        if not is_did(value):
+            return Failure(f"{path}:{number}: not a valid DID: {value!r}")
+        dids.append(value)
+    return Success(dids)
+
+
+class StateStore:
+    """One SQLite connection; the writer's batch lives in an open transaction until ``commit``."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(_SCHEMA)
+        self._in_batch = False
+
+    def close(self) -> None:
+        if self._in_batch:
+            self._db.execute("ROLLBACK")
+            self._in_batch = False
+        self._db.close()
+
+    # population ---------------------------------------------------------------------------
+
+    def replace_users(self, kind: str, dids: Iterable[str]) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM users WHERE kind = ?", (kind,))
+            self._db.executemany(
+                "INSERT OR IGNORE INTO users (did, kind) VALUES (?, ?)", ((d, kind) for d in dids)
+            )
+
+    def population(self) -> Population:
+        rows = self._db.execute("SELECT did, kind FROM users").fetchall()
+        return Population(
+            study=frozenset(d for d, k in rows if k == "study"),
+            in_network=frozenset(d for d, k in rows if k == "in_network"),
+        )
+
+    # cursor -------------------------------------------------------------------------------
+
+    def cursor(self) -> int | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+        return None if row is None else int(row[0])
+
+    def set_cursor(self, seq: int) -> None:
+        with self._transaction():
+            self._write_cursor(seq)
+
+    def _write_cursor(self, seq: int) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES ('cursor', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (seq,),
+        )
+
+    # cached-URI index ---------------------------------------------------------------------
+
+    def cached_keys(self, uris: Iterable[str]) -> Mapping[str, frozenset[HandlerKey]]:
+        """The handler keys each URI was cached under (URIs never cached are absent)."""
+        found: dict[str, set[HandlerKey]] = {}
+        for uri in uris:
+            for (key,) in self._db.execute("SELECT handler_key FROM cached_uris WHERE uri = ?", (uri,)):
+                found.setdefault(uri, set()).add(HandlerKey(key))
+        return {uri: frozenset(keys) for uri, keys in found.items()}
+
+    def index(self, rows: Iterable[tuple[str, HandlerKey]]) -> None:
+        """Add index rows to the open batch (or commit them at once when no batch is open)."""
+        if not self._in_batch:
+            self.begin()
+        self._db.executemany(
+            "INSERT OR IGNORE INTO cached_uris (uri, handler_key) VALUES (?, ?)",
+            ((uri, key.value) for uri, key in rows),
+        )
+
+    # batches ------------------------------------------------------------------------------
+
+    def begin(self) -> None:
+        if not self._in_batch:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._in_batch = True
+
+    def commit(self, cursor: int | None) -> None:
+        """Commit the open batch, with the cursor it covers (call only once its files are durable)."""
+        if not self._in_batch:
+            self.begin()
+        if cursor is not None:
+            self._write_cursor(cursor)
+        self._db.execute("COMMIT")
+        self._in_batch = False
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self)
+
+
+class _Transaction:
+    def __init__(self, store: StateStore) -> None:
+        self.store = store
+
+    def __enter__(self) -> None:
+        self.store.begin()
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        if kind is None:
+            self.store.commit(None)
+        else:
+            self.store._db.execute("ROLLBACK")
+            self.store._in_batch = False

@@ -1,0 +1,1 @@
+"""Phase 1: frames -> ops -> routed writes -> JSON cache files."""

@@ -1,0 +1,182 @@
+"""Relay frames -> commits and ops, with libipld directly (no SDK models on the hot path).
+
+A frame is two concatenated DAG-CBOR objects, a header ``{op, t}`` and a body. A ``#commit``
+body carries its record blocks as a CAR slice; only the blocks that the wanted ops point to
+are decoded. Anything else (other frame types, error frames, undecodable or truncated bytes,
+missing blocks) becomes a counted reason, never an exception.
+"""
+
+from __future__ import annotations
+
+from base64 import b64encode
+from typing import Any
+
+import libipld
+import msgspec
+
+__all__ = ["Commit", "Decoded", "RepoOp", "car_blocks", "decode_frame", "json_model"]
+
+
+class RepoOp(msgspec.Struct, frozen=True):
+    action: str  # create | update | delete
+    collection: str
+    rkey: str
+    cid: str | None
+    record: dict[str, Any] | None  # the record in the AT Protocol JSON data model
+
+
+class Commit(msgspec.Struct, frozen=True):
+    seq: int
+    repo: str
+    rev: str
+    time: str
+    ops: tuple[RepoOp, ...]
+
+
+class Decoded(msgspec.Struct, frozen=True):
+    """One frame: its kind (``commit``, ``identity``, ..., ``error``, ``undecodable``), seq if any."""
+
+    kind: str
+    seq: int | None = None
+    commit: Commit | None = None
+    problems: tuple[str, ...] = ()  # per-op reasons for ops passed over (e.g. a missing block)
+
+
+def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        byte = data[pos]
+        pos += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
+
+
+def car_blocks(car: bytes) -> dict[bytes, tuple[int, int]]:
+    """CID bytes -> (start, end) of the block's data within ``car`` (CAR v1 framing)."""
+    header_length, pos = _uvarint(car, 0)
+    pos += header_length
+    blocks: dict[bytes, tuple[int, int]] = {}
+    size = len(car)
+    while pos < size:
+        length, pos = _uvarint(car, pos)
+        end = pos + length
+        if end > size:
+            raise ValueError("truncated CAR block")
+        if car[pos] == 0x12 and car[pos + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
+            cid_end = pos + 34
+        else:
+            _, cursor = _uvarint(car, pos)  # version
+            _, cursor = _uvarint(car, cursor)  # codec
+            _, cursor = _uvarint(car, cursor)  # multihash code
+            digest_size, cursor = _uvarint(car, cursor)
+            cid_end = cursor + digest_size
+        blocks[car[pos:cid_end]] = (cid_end, end)
+        pos = end
+    return blocks
+
+
+def _byte_string_header(length: int) -> bytes:
+    if length < 24:
+        return bytes((0x40 + length,))
+    if length < 0x100:
+        return bytes((0x58, length))
+    if length < 0x10000:
+        return b"\x59" + length.to_bytes(2, "big")
+    return b"\x5a" + length.to_bytes(4, "big")
+
+
+def _is_link(value: bytes, raw: bytes) -> bool:
+    # libipld decodes a CID link and a byte string alike, to bytes. In DAG-CBOR a link is
+    # tag 42 over a byte string of 0x00 + the CID, so the raw block tells the two apart.
+    return b"\xd8\x2a" + _byte_string_header(len(value) + 1) + b"\x00" + value in raw
+
+
+def json_model(value: Any, raw: bytes) -> Any:
+    """A decoded DAG-CBOR value in the AT Protocol JSON data model (``$link``, ``$bytes``)."""
+    if isinstance(value, dict):
+        return {key: json_model(item, raw) for key, item in value.items()}
+    if isinstance(value, list):
+        return [json_model(item, raw) for item in value]
+    if isinstance(value, bytes):
+        if _is_link(value, raw):
+            return {"$link": libipld.encode_cid(value)}
+        return {"$bytes": b64encode(value).rstrip(b"=").decode("ascii")}
+    return value
+
+
+_OTHER_KINDS = {"#identity": "identity", "#account": "account", "#sync": "sync", "#info": "info"}
+
+
+def decode_frame(frame: bytes, collections: frozenset[str] | None = None) -> Decoded:
+    """Decode one relay frame; records are decoded only for ``collections`` (all when None)."""
+    try:
+        parts = libipld.decode_dag_cbor_multi(frame)
+    except (ValueError, RecursionError):
+        return Decoded("undecodable")
+    if len(parts) != 2 or not isinstance(parts[0], dict) or not isinstance(parts[1], dict):
+        return Decoded("undecodable")
+    header, body = parts
+    seq = body.get("seq")
+    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    if header.get("op") == -1:
+        return Decoded("error", seq)
+    kind = header.get("t")
+    if kind == "#commit":
+        return _decode_commit(body, seq, collections)
+    return Decoded(_OTHER_KINDS.get(kind, "unknown") if isinstance(kind, str) else "unknown", seq)
+
+
+def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset[str] | None) -> Decoded:
+    repo, rev, time, ops, blocks = (body.get(k) for k in ("repo", "rev", "time", "ops", "blocks"))
+    if (
+        seq is None
+        or not isinstance(repo, str)
+        or not isinstance(rev, str)
+        or not isinstance(time, str)
+        or not isinstance(ops, list)
+        or not isinstance(blocks, bytes)
+    ):
+        return Decoded("malformed_commit", seq)
+    index: dict[bytes, tuple[int, int]] | None = None
+    decoded: list[RepoOp] = []
+    problems: list[str] = []
+    for op in ops:
+        path, action, cid = op.get("path"), op.get("action"), op.get("cid")
+        if not isinstance(path, str) or action not in ("create", "update", "delete"):
+            problems.append("malformed_op")
+            continue
+        collection, _, rkey = path.partition("/")
+        if collections is not None and collection not in collections:
+            decoded.append(RepoOp(action, collection, rkey, None, None))
+            continue
+        if action == "delete":
+            decoded.append(RepoOp(action, collection, rkey, None, None))
+            continue
+        if not isinstance(cid, bytes):
+            problems.append("malformed_op")
+            continue
+        if index is None:
+            try:
+                index = car_blocks(blocks) if blocks else {}
+            except (ValueError, IndexError):
+                index = {}
+                problems.append("undecodable_car")
+        span = index.get(cid)
+        if span is None:
+            problems.append("missing_block")
+            continue
+        raw = blocks[span[0] : span[1]]
+        try:
+            record = libipld.decode_dag_cbor(raw)
+        except (ValueError, RecursionError):
+            problems.append("undecodable_record")
+            continue
+        if not isinstance(record, dict):
+            problems.append("undecodable_record")
+            continue
+        decoded.append(RepoOp(action, collection, rkey, libipld.encode_cid(cid), json_model(record, raw)))
+    return Decoded("commit", seq, Commit(seq, repo, rev, time, tuple(decoded)), tuple(problems))

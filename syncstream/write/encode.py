@@ -1,0 +1,113 @@
+"""Relay frames built from values: the inverse of ``decode``.
+
+Used to synthesise scenarios (tests, the loopback relay's error frames, benchmark inputs with
+fresh sequence numbers). libipld encodes bytes that parse as a CID as a DAG-CBOR link (tag 42),
+so CIDs are passed as raw CID bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from typing import Any, NamedTuple
+
+import libipld
+
+__all__ = [
+    "OpSpec",
+    "cid_for",
+    "encode_car",
+    "encode_commit_frame",
+    "encode_frame",
+    "error_frame",
+    "info_frame",
+    "with_seq",
+]
+
+_DAG_CBOR_SHA256 = b"\x01\x71\x12\x20"
+
+
+class OpSpec(NamedTuple):
+    action: str  # create | update | delete
+    path: str  # collection/rkey
+    record: Mapping[str, Any] | None = None
+
+
+def cid_for(block: bytes) -> bytes:
+    """The CIDv1 (dag-cbor, sha2-256) of a block, as raw bytes."""
+    return _DAG_CBOR_SHA256 + hashlib.sha256(block).digest()
+
+
+def _uvarint(value: int) -> bytes:
+    out = bytearray()
+    while value >= 0x80:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+def encode_car(roots: Iterable[bytes], blocks: Iterable[tuple[bytes, bytes]]) -> bytes:
+    header = libipld.encode_dag_cbor({"roots": list(roots), "version": 1})
+    parts = [_uvarint(len(header)), header]
+    for cid, data in blocks:
+        parts += [_uvarint(len(cid) + len(data)), cid, data]
+    return b"".join(parts)
+
+
+def encode_frame(header: Mapping[str, Any], body: Mapping[str, Any]) -> bytes:
+    return libipld.encode_dag_cbor(dict(header)) + libipld.encode_dag_cbor(dict(body))
+
+
+def encode_commit_frame(
+    *, seq: int, repo: str, rev: str, time: str, ops: Iterable[OpSpec], omit_blocks: bool = False
+) -> bytes:
+    """A ``#commit`` frame whose CAR slice holds a commit block and each op's record block."""
+    blocks: list[tuple[bytes, bytes]] = []
+    wire_ops: list[dict[str, Any]] = []
+    for op in ops:
+        cid: bytes | None = None
+        if op.record is not None:
+            data = libipld.encode_dag_cbor(dict(op.record))
+            cid = cid_for(data)
+            if not omit_blocks:
+                blocks.append((cid, data))
+        wire_ops.append({"action": op.action, "path": op.path, "cid": cid})
+    commit_block = libipld.encode_dag_cbor({"did": repo, "rev": rev, "version": 3, "data": None})
+    commit_cid = cid_for(commit_block)
+    car = encode_car([commit_cid], [(commit_cid, commit_block), *blocks])
+    body = {
+        "seq": seq,
+        "repo": repo,
+        "rev": rev,
+        "time": time,
+        "ops": wire_ops,
+        "blocks": car,
+        "blobs": [],
+        "commit": commit_cid,
+        "since": None,
+        "rebase": False,
+        "tooBig": False,
+    }
+    return encode_frame({"op": 1, "t": "#commit"}, body)
+
+
+def error_frame(error: str, message: str | None = None) -> bytes:
+    body: dict[str, Any] = {"error": error}
+    if message is not None:
+        body["message"] = message
+    return encode_frame({"op": -1}, body)
+
+
+def info_frame(name: str, message: str | None = None) -> bytes:
+    body: dict[str, Any] = {"name": name}
+    if message is not None:
+        body["message"] = message
+    return encode_frame({"op": 1, "t": "#info"}, body)
+
+
+def with_seq(frame: bytes, seq: int) -> bytes:
+    """The same frame with another ``seq`` (blocks untouched, links kept as links)."""
+    header, body = libipld.decode_dag_cbor_multi(frame)
+    body["seq"] = seq
+    return encode_frame(header, body)
