@@ -73,7 +73,9 @@ def read_nested(directory: str) -> Iterator[str]:
     """Paths of the record files one level down, in ``directory/{nested_key}/``."""
     try:
         with os.scandir(directory) as entries:
-            subdirs = [e.path for e in entries if e.is_dir() and not e.name.startswith(".")]
+            # Nested names are rkeys or DIDs, and an rkey may start with a dot (".0" is valid):
+            # only file names are filtered for the dot of a temporary.
+            subdirs = [e.path for e in entries if e.is_dir()]
     except FileNotFoundError:
         return
     for subdir in sorted(subdirs):

@@ -56,10 +56,10 @@ def _get(record: Mapping[str, Any] | None, *keys: str) -> object:
 
 def _is_study_post(uri: object, study: frozenset[str]) -> bool:
     """True when ``uri`` claims to be a post of a study user (strict validity is checked later)."""
-    if _authority_of(uri) not in study:
+    authority = _authority_of(uri)
+    if authority is None or authority not in study:
         return False
-    assert isinstance(uri, str)
-    parts = uri[5:].split("/")
+    parts = str(uri)[5:].split("/")
     return len(parts) > 1 and parts[1] == POST
 
 
@@ -81,7 +81,8 @@ def _create_keys(op: RepoOp, repo: str, population: Population) -> list[HandlerK
     elif op.collection == FOLLOW:
         if repo in study:
             keys.append(HandlerKey.FOLLOW_FOLLOWER)
-        if _get(record, "subject") in study:
+        subject = _get(record, "subject")
+        if isinstance(subject, str) and subject in study:
             keys.append(HandlerKey.FOLLOW_FOLLOWEE)
     return keys
 

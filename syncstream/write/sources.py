@@ -40,16 +40,17 @@ def read_frames(stream: BinaryIO) -> Iterator[bytes]:
 
 def iter_replay(path: str | Path) -> Iterator[bytes]:
     """Frames of a replay file, streamed (zstd detected by its magic number)."""
-    with open(path, "rb") as raw:
+    with open(path, "rb", buffering=0) as raw:
         magic = raw.read(4)
         raw.seek(0)
         if magic == ZSTD_MAGIC:
-            reader = zstandard.ZstdDecompressor().stream_reader(
-                raw, read_size=1 << 20, read_across_frames=True
-            )
-            yield from read_frames(io.BufferedReader(reader, buffer_size=1 << 20))
+            decompressor = zstandard.ZstdDecompressor()
+            reader = decompressor.stream_reader(raw, read_size=1 << 20, read_across_frames=True)
+            with io.BufferedReader(reader, buffer_size=1 << 20) as buffered:
+                yield from read_frames(buffered)
         else:
-            yield from read_frames(io.BufferedReader(raw, buffer_size=1 << 20))
+            with io.BufferedReader(raw, buffer_size=1 << 20) as buffered:
+                yield from read_frames(buffered)
 
 
 def write_frame(stream: BinaryIO, frame: bytes) -> None:

@@ -1,0 +1,59 @@
+"""No input text, however hostile, yields a cache path outside the handler's directory."""
+
+from __future__ import annotations
+
+import os
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from properties.strategies import any_dids, any_rkeys, any_uris, collections, valid_dids
+from syncstream.handlers import HANDLERS, record_path
+from syncstream.state import Population
+from syncstream.write.decode import Commit, RepoOp
+from syncstream.write.route import Rejection, route_op
+
+ROOT = "/cache/root"
+
+
+@given(
+    repo=any_dids,
+    rkey=any_rkeys,
+    collection=collections,
+    action=st.sampled_from(["create", "update", "delete"]),
+    uri=any_uris,
+    subject=st.one_of(any_dids, any_uris),
+    study=st.lists(valid_dids, max_size=3),
+    study_too=st.booleans(),
+)
+def test_routed_paths_stay_inside_their_directory(
+    repo: str,
+    rkey: str,
+    collection: str,
+    action: str,
+    uri: str,
+    subject: str,
+    study: list[str],
+    study_too: bool,
+) -> None:
+    """Each routed write's path normalises to a file directly inside its handler directory tree."""
+    # The hostile values must reach the path logic: make their authorities study users.
+    authorities = {uri[5:].split("/", maxsplit=1)[0]} if uri.startswith("at://") else set()
+    population = Population(
+        study=frozenset([*study, *authorities, *([repo] if study_too else []), subject]),
+        in_network=frozenset([repo]),
+    )
+    record = {"subject": {"uri": uri}, "reply": {"parent": {"uri": uri}}}
+    if collection == "app.bsky.graph.follow":
+        record = {"subject": subject}
+    op = RepoOp(action, collection, rkey, "bafyreiabc", None if action == "delete" else record)
+    routed = route_op(Commit(1, repo, "3rev", "t", (op,)), op, population, frozenset(HANDLERS), "t")
+    if isinstance(routed, Rejection):
+        return
+    for write in routed:
+        path = record_path(ROOT, HANDLERS[write.key], write.record)
+        directory = os.path.join(ROOT, write.key.value)
+        assert os.path.normpath(path) == path
+        assert os.path.commonpath([directory, path]) == directory
+        depth = 2 if HANDLERS[write.key].nested_path else 1
+        assert len(os.path.relpath(path, directory).split(os.sep)) == depth

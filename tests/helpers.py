@@ -1,0 +1,107 @@
+"""Shared test helpers: where the fixtures are, the corpus frames, small scenario builders."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import libipld
+
+from syncstream.write.encode import OpSpec, encode_commit_frame
+from syncstream.write.sources import iter_replay, write_frame
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = Path(os.environ.get("SYNCSTREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
+CORPUS = FIXTURES / "jetstream-corpus"
+SYNTAX = FIXTURES / "atproto-interop-tests" / "syntax"
+TIME = "2026-07-04T14:38:07.517Z"
+
+
+@cache
+def corpus_frames() -> tuple[bytes, ...]:
+    return tuple(iter_replay(CORPUS / "frames.bin.zst"))
+
+
+def jetstream_events() -> list[dict[str, Any]]:
+    with open(CORPUS / "expected_v1.jsonl", encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle]
+
+
+def syntax_lines(name: str, kind: str) -> list[str]:
+    """Values of an interop syntax file: '#' lines are comments except the rkey '#extra'; no strip."""
+    text = (SYNTAX / f"{name}_syntax_{kind}.txt").read_text(encoding="utf-8")
+    return [
+        line
+        for line in text.split("\n")
+        if line and (not line.startswith("#") or (name == "recordkey" and line == "#extra"))
+    ]
+
+
+def write_replay(path: Path, frames: Iterable[bytes]) -> Path:
+    buffer = io.BytesIO()
+    for frame in frames:
+        write_frame(buffer, frame)
+    path.write_bytes(buffer.getvalue())
+    return path
+
+
+def write_users(path: Path, dids: Iterable[str]) -> Path:
+    path.write_text("".join(f"{did}\n" for did in dids), encoding="utf-8")
+    return path
+
+
+def commit(seq: int, repo: str, *ops: OpSpec, rev: str = "3mptbypluud2a") -> bytes:
+    return encode_commit_frame(seq=seq, repo=repo, rev=rev, time=TIME, ops=ops)
+
+
+def post(text: str = "hello", parent: str | None = None) -> dict[str, Any]:
+    record: dict[str, Any] = {"$type": "app.bsky.feed.post", "text": text, "createdAt": TIME}
+    if parent is not None:
+        record["reply"] = {
+            "parent": {"uri": parent, "cid": "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"},
+            "root": {"uri": parent, "cid": "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"},
+        }
+    return record
+
+
+def like(subject_uri: str) -> dict[str, Any]:
+    return {
+        "$type": "app.bsky.feed.like",
+        "subject": {"uri": subject_uri, "cid": "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"},
+        "createdAt": TIME,
+    }
+
+
+def follow(subject: object) -> dict[str, Any]:
+    return {"$type": "app.bsky.graph.follow", "subject": subject, "createdAt": TIME}
+
+
+def tree(root: Path) -> set[str]:
+    """Every visible file under ``root``, relative, as posix paths."""
+    return {
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.name.startswith(".")
+    }
+
+
+def all_files(root: Path) -> Iterator[Path]:
+    return (p for p in root.rglob("*") if p.is_file())
+
+
+def from_json_model(value: Any) -> Any:
+    """The inverse of the JSON data model: ``$link`` -> CID bytes, ``$bytes`` -> bytes."""
+    if isinstance(value, dict):
+        if set(value) == {"$link"}:
+            return libipld.decode_multibase(value["$link"])[1]
+        if set(value) == {"$bytes"}:
+            text = value["$bytes"]
+            return base64.b64decode(text + "=" * (-len(text) % 4))
+        return {key: from_json_model(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [from_json_model(item) for item in value]
+    return value

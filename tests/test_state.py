@@ -1,0 +1,87 @@
+"""The SQLite state store: user files, population, cursor, cached-URI index."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+from returns.result import Failure, Success
+
+from syncstream.state import Population, StateStore, read_user_file
+from syncstream.types import HandlerKey
+
+
+def test_user_file_with_comments_and_blanks(tmp_path: Path) -> None:
+    """DIDs are read one per line; comments and blank lines are skipped."""
+    path = tmp_path / "users.txt"
+    path.write_text("# study\ndid:plc:aaa\n\n  did:web:example.com  # trailing comment\n")
+    assert read_user_file(path) == Success(["did:plc:aaa", "did:web:example.com"])
+
+
+def test_invalid_did_names_file_and_line(tmp_path: Path) -> None:
+    """An invalid DID is an error naming the file and the line number."""
+    path = tmp_path / "users.txt"
+    path.write_text("did:plc:aaa\n# ok\nnot-a-did\n")
+    assert read_user_file(path) == Failure(f"{path}:3: not a valid DID: 'not-a-did'")
+
+
+def test_unreadable_user_file_is_a_failure(tmp_path: Path) -> None:
+    """A missing file is a Failure with a message, not an exception."""
+    result = read_user_file(tmp_path / "missing.txt")
+    assert isinstance(result, Failure)
+    assert "cannot read user file" in result.failure()
+
+
+def test_population_replaced_per_kind(tmp_path: Path) -> None:
+    """Loading a kind replaces that kind only, and survives reopening the store."""
+    state = StateStore(tmp_path / "s.sqlite")
+    state.replace_users("study", ["did:plc:a", "did:plc:b"])
+    state.replace_users("in_network", ["did:plc:c"])
+    state.replace_users("study", ["did:plc:b"])
+    state.close()
+    again = StateStore(tmp_path / "s.sqlite")
+    assert again.population() == Population(frozenset({"did:plc:b"}), frozenset({"did:plc:c"}))
+    again.close()
+
+
+def test_cursor_is_64_bit_and_uses_wal(tmp_path: Path) -> None:
+    """Sequence numbers above 2**34 (and 2**62) survive; the journal is WAL."""
+    path = tmp_path / "s.sqlite"
+    state = StateStore(path)
+    assert state.cursor() is None
+    state.set_cursor(31_527_015_471)
+    assert state.cursor() == 31_527_015_471
+    state.set_cursor(2**62 + 7)
+    state.close()
+    reopened = StateStore(path)
+    assert reopened.cursor() == 2**62 + 7
+    reopened.close()
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
+    """Index rows of an uncommitted batch vanish with it; committed ones stay, with the cursor."""
+    path = tmp_path / "s.sqlite"
+    state = StateStore(path)
+    state.index([("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST)])
+    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1"])  # visible inside the batch
+    state.close()  # no commit: rolled back
+    state = StateStore(path)
+    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1"]) == {}
+    state.index(
+        [
+            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST),
+            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.REPLY_TO_USER_POST),
+            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST),
+        ]
+    )
+    state.commit(42)
+    state.close()
+    state = StateStore(path)
+    assert state.cursor() == 42
+    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1", "at://x"]) == {
+        "at://did:plc:a/app.bsky.feed.post/1": frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
+    }
+    state.close()
