@@ -60,7 +60,8 @@ def read_user_file(path: str | Path) -> Result[list[str], str]:
 
 
 class StateStore:
-    """One SQLite connection; the writer's batch lives in an open transaction until ``commit``."""
+    """One SQLite connection. Transactions are short: the writer keeps a batch's index rows in
+    memory and commits them with the cursor, so an export beside it never waits long."""
 
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -69,12 +70,8 @@ class StateStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA busy_timeout=30000")
         self._db.executescript(_SCHEMA)
-        self._in_batch = False
 
     def close(self) -> None:
-        if self._in_batch:
-            self._db.execute("ROLLBACK")
-            self._in_batch = False
         self._db.close()
 
     # population ---------------------------------------------------------------------------
@@ -100,8 +97,7 @@ class StateStore:
         return None if row is None else int(row[0])
 
     def set_cursor(self, seq: int) -> None:
-        with self._transaction():
-            self._write_cursor(seq)
+        self.commit(seq)
 
     def _write_cursor(self, seq: int) -> None:
         self._db.execute(
@@ -120,30 +116,18 @@ class StateStore:
                 found.setdefault(uri, set()).add(HandlerKey(key))
         return {uri: frozenset(keys) for uri, keys in found.items()}
 
-    def index(self, rows: Iterable[tuple[str, HandlerKey]]) -> None:
-        """Add index rows to the open batch (or commit them at once when no batch is open)."""
-        if not self._in_batch:
-            self.begin()
-        self._db.executemany(
-            "INSERT OR IGNORE INTO cached_uris (uri, handler_key) VALUES (?, ?)",
-            ((uri, key.value) for uri, key in rows),
-        )
+    def commit(self, cursor: int | None, index: Iterable[tuple[str, HandlerKey]] = ()) -> None:
+        """Commit a batch's index rows and the cursor that covers them, in one short transaction.
 
-    # batches ------------------------------------------------------------------------------
-
-    def begin(self) -> None:
-        if not self._in_batch:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._in_batch = True
-
-    def commit(self, cursor: int | None) -> None:
-        """Commit the open batch, with the cursor it covers (call only once its files are durable)."""
-        if not self._in_batch:
-            self.begin()
-        if cursor is not None:
-            self._write_cursor(cursor)
-        self._db.execute("COMMIT")
-        self._in_batch = False
+        Call it only once the batch's cache files are durable.
+        """
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO cached_uris (uri, handler_key) VALUES (?, ?)",
+                ((uri, key.value) for uri, key in index),
+            )
+            if cursor is not None:
+                self._write_cursor(cursor)
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -151,14 +135,10 @@ class StateStore:
 
 class _Transaction:
     def __init__(self, store: StateStore) -> None:
-        self.store = store
+        self.db = store._db
 
     def __enter__(self) -> None:
-        self.store.begin()
+        self.db.execute("BEGIN IMMEDIATE")
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
-        if kind is None:
-            self.store.commit(None)
-        else:
-            self.store._db.execute("ROLLBACK")
-            self.store._in_batch = False
+        self.db.execute("COMMIT" if kind is None else "ROLLBACK")

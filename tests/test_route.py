@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from syncstream.state import Population
 from syncstream.types import HandlerKey as K
+from syncstream.write.__main__ import main
 from syncstream.write.decode import Commit, RepoOp
+from syncstream.write.encode import OpSpec
 from syncstream.write.route import CacheWrite, Rejection, route_commit, route_op
-from tests.helpers import TIME, follow, like, post
+from tests.helpers import TIME, commit, follow, like, post, tree, write_replay, write_users
 
 STUDY, OTHER_STUDY, FRIEND, STRANGER = "did:plc:study", "did:plc:study2", "did:plc:friend", "did:plc:stranger"
 POPULATION = Population(study=frozenset({STUDY, OTHER_STUDY}), in_network=frozenset({FRIEND}))
@@ -206,3 +209,21 @@ def test_route_commit_collects_writes_and_rejections_per_op() -> None:
     writes, rejections = route_commit(Commit(7, STUDY, "3rev", TIME, ops), POPULATION, {}, "t")
     assert [w.key for w in writes] == [K.POST, K.DELETE_LIKE]
     assert rejections == [Rejection("invalid_rkey", f"at://{STUDY}/app.bsky.feed.post/..")]
+
+
+def test_delete_in_the_same_batch_as_its_create_is_routed(tmp_path: Path) -> None:
+    """A create and a later delete of another account's like within one uncommitted batch: the
+    delete still finds the create through the writer's pending index rows."""
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    frames = [
+        commit(1, STRANGER, OpSpec("create", "app.bsky.feed.like/3l", like(study_post("3p")))),
+        commit(2, STRANGER, OpSpec("delete", "app.bsky.feed.like/3l")),
+    ]
+    args = ["--cache-dir", str(tmp_path / "c"), "--state", str(tmp_path / "s"), "--no-sync", "-q"]
+    assert (
+        main([*args, "--study-users", str(study), "--replay", str(write_replay(tmp_path / "r", frames))]) == 0
+    )
+    assert tree(tmp_path / "c") == {
+        f"study_user_activity/create/like_on_user_post/3p/author_did={STRANGER}_like_uri_suffix=3l.json",
+        f"study_user_activity/delete/like_on_user_post/author_did={STRANGER}_like_uri_suffix=3l.json",
+    }

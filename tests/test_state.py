@@ -62,26 +62,15 @@ def test_cursor_is_64_bit_and_uses_wal(tmp_path: Path) -> None:
 
 
 def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
-    """Index rows of an uncommitted batch vanish with it; committed ones stay, with the cursor."""
+    """A batch's index rows and its cursor land in one commit, and survive reopening."""
     path = tmp_path / "s.sqlite"
     state = StateStore(path)
-    state.index([("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST)])
-    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1"])  # visible inside the batch
-    state.close()  # no commit: rolled back
-    state = StateStore(path)
-    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1"]) == {}
-    state.index(
-        [
-            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST),
-            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.REPLY_TO_USER_POST),
-            ("at://did:plc:a/app.bsky.feed.post/1", HandlerKey.POST),
-        ]
-    )
-    state.commit(42)
+    uri = "at://did:plc:a/app.bsky.feed.post/1"
+    state.commit(42, [(uri, HandlerKey.POST), (uri, HandlerKey.REPLY_TO_USER_POST), (uri, HandlerKey.POST)])
     state.close()
     state = StateStore(path)
     assert state.cursor() == 42
-    assert state.cached_keys(["at://did:plc:a/app.bsky.feed.post/1", "at://x"]) == {
-        "at://did:plc:a/app.bsky.feed.post/1": frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
+    assert state.cached_keys([uri, "at://x"]) == {
+        uri: frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
     }
     state.close()

@@ -17,7 +17,7 @@ import msgspec
 
 from syncstream.context import CacheWriteContext
 from syncstream.handlers import write_record
-from syncstream.types import HandlerKey
+from syncstream.types import HandlerKey, Operation
 from syncstream.write.decode import Commit, decode_frame
 from syncstream.write.route import ROUTED_COLLECTIONS, CacheWrite, route_commit
 
@@ -62,6 +62,7 @@ class CacheWriter:
         self.rejections: Counter[str] = Counter()
         self.skipped = 0
         self._pending_seq: int | None = None
+        self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_frames = 0
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
@@ -105,19 +106,24 @@ class CacheWriter:
             for op in commit.ops
             if op.action == "delete" and op.collection in ROUTED_COLLECTIONS
         ]
-        prior = ctx.state.cached_keys(deleted) if deleted else {}
+        prior = self._cached_keys(deleted) if deleted else {}
         writes, rejections = route_commit(commit, ctx.population, prior, utc_now())
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
-        index: list[tuple[str, HandlerKey]] = []
         for key, record in writes:
             write_record(ctx.cache_root, ctx.handlers[key], record)
             self.files[key.value] += 1
-            if record.record is not None:
-                index.append((record.uri, key))
-        if index:
-            ctx.state.index(index)
+            if record.operation == Operation.CREATE:
+                self._pending_index.setdefault(record.uri, set()).add(key)
         return writes
+
+    def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[HandlerKey]]:
+        found = dict(self.context.state.cached_keys(uris))
+        for uri in uris:
+            pending = self._pending_index.get(uri)
+            if pending:
+                found[uri] = found.get(uri, frozenset()) | pending
+        return found
 
     def _reject(self, reason: str, where: str) -> None:
         self.rejections[reason] += 1
@@ -129,11 +135,14 @@ class CacheWriter:
 
     def flush(self) -> None:
         """Make the written files durable, then commit the cursor and index rows that cover them."""
-        if self._pending_frames == 0 and self._pending_seq is None:
+        if self._pending_frames == 0 and self._pending_seq is None and not self._pending_index:
             return
         if self.durable:
             os.sync()
-        self.context.state.commit(self._pending_seq)
+        self.context.state.commit(
+            self._pending_seq, ((uri, key) for uri, keys in self._pending_index.items() for key in keys)
+        )
+        self._pending_index.clear()
         if self._pending_seq is not None:
             self.cursor = self._pending_seq
         self._pending_seq = None
