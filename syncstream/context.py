@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 from returns.result import Failure
@@ -14,6 +15,9 @@ from syncstream.errors import ConfigError
 from syncstream.handlers import HANDLERS, HandlerConfig
 from syncstream.state import Population, StateStore, read_user_file
 from syncstream.types import HandlerKey
+
+if TYPE_CHECKING:
+    from syncstream.export.storage import StorageRepository
 
 __all__ = [
     "BatchExportContext",
@@ -38,9 +42,14 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the export phase needs, resolved once: where from, where to, how much at once."""
+
     cache_root: str
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
+    storage: StorageRepository
+    batch_files: int = 10_000  # cache files per claim: bounds the export's memory
+    dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
         self.state.close()
@@ -88,8 +97,33 @@ def setup_cache_write_system(
     )
 
 
-def setup_batch_export_system(cache_dir: str | Path, state_path: str | Path) -> BatchExportContext:
+def setup_batch_export_system(
+    cache_dir: str | Path,
+    state_path: str | Path,
+    out: str | StorageRepository,
+    *,
+    batch_files: int = 10_000,
+    dedup_window_hours: float = 72.0,
+) -> BatchExportContext:
+    """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
+
+    Raises ``ConfigError`` when there is no cache at ``cache_dir`` or an option is out of range.
+    """
+    from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export phase only)
+
     root = os.path.abspath(cache_dir)
     if not os.path.isdir(root):
         raise ConfigError(f"no cache at {root}")
-    return BatchExportContext(cache_root=root, state=StateStore(state_path), handlers=HANDLERS)
+    if batch_files < 1:
+        raise ConfigError("batch_files must be at least 1")
+    if dedup_window_hours < 0:
+        raise ConfigError("dedup_window_hours must not be negative")
+    storage = storage_for(out) if isinstance(out, str) else out
+    return BatchExportContext(
+        cache_root=root,
+        state=StateStore(state_path),
+        handlers=HANDLERS,
+        storage=storage,
+        batch_files=batch_files,
+        dedup_window_hours=dedup_window_hours,
+    )

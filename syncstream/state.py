@@ -17,7 +17,7 @@ from returns.result import Failure, Result, Success
 from syncstream.syntax import is_did
 from syncstream.types import HandlerKey
 
-__all__ = ["Population", "StateStore", "read_user_file"]
+__all__ = ["ExportKey", "Population", "StateStore", "read_user_file"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -34,7 +34,23 @@ CREATE TABLE IF NOT EXISTS cached_uris (
     handler_key TEXT NOT NULL,
     PRIMARY KEY (uri, handler_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exported_keys (
+    dataset TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    follow_status TEXT NOT NULL,  -- '' when the dataset has none
+    exported_at REAL NOT NULL,
+    PRIMARY KEY (dataset, uri, operation, follow_status)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS exported_keys_age ON exported_keys (exported_at);
+CREATE TABLE IF NOT EXISTS export_claims (
+    claim_id TEXT PRIMARY KEY,
+    committed_at REAL NOT NULL
+) WITHOUT ROWID;
 """
+
+ExportKey = tuple[str, str, str, str]
+"""(dataset, uri, operation, follow_status or '')."""
 
 
 class Population(NamedTuple):
@@ -129,16 +145,58 @@ class StateStore:
             if cursor is not None:
                 self._write_cursor(cursor)
 
-    def _transaction(self) -> _Transaction:
-        return _Transaction(self)
+    # export bookkeeping -------------------------------------------------------------------
+
+    def exported_among(self, keys: Iterable[ExportKey]) -> set[ExportKey]:
+        """Those of ``keys`` that an earlier export already committed."""
+        db = self._db
+        db.execute(
+            "CREATE TEMP TABLE IF NOT EXISTS probe "
+            "(dataset TEXT, uri TEXT, operation TEXT, follow_status TEXT)"
+        )
+        with self._transaction(temp_only=True):
+            db.execute("DELETE FROM probe")
+            db.executemany("INSERT INTO probe VALUES (?, ?, ?, ?)", keys)
+            rows = db.execute(
+                "SELECT p.dataset, p.uri, p.operation, p.follow_status FROM probe AS p "
+                "JOIN exported_keys AS e USING (dataset, uri, operation, follow_status)"
+            ).fetchall()
+            db.execute("DELETE FROM probe")
+        return {(row[0], row[1], row[2], row[3]) for row in rows}
+
+    def commit_export(self, claim_id: str, keys: Iterable[ExportKey], now: float) -> None:
+        """The export's commit point: its keys and its claim, in one transaction."""
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?)",
+                ((*key, now) for key in keys),
+            )
+            self._db.execute("INSERT OR REPLACE INTO export_claims VALUES (?, ?)", (claim_id, now))
+
+    def claim_committed(self, claim_id: str) -> bool:
+        row = self._db.execute("SELECT 1 FROM export_claims WHERE claim_id = ?", (claim_id,)).fetchone()
+        return row is not None
+
+    def forget_claim(self, claim_id: str) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM export_claims WHERE claim_id = ?", (claim_id,))
+
+    def prune_exported(self, older_than: float) -> int:
+        """Forget exported keys older than the relay's replay window; how many were forgotten."""
+        with self._transaction():
+            return self._db.execute("DELETE FROM exported_keys WHERE exported_at < ?", (older_than,)).rowcount
+
+    def _transaction(self, *, temp_only: bool = False) -> _Transaction:
+        return _Transaction(self, "BEGIN" if temp_only else "BEGIN IMMEDIATE")
 
 
 class _Transaction:
-    def __init__(self, store: StateStore) -> None:
+    def __init__(self, store: StateStore, begin: str) -> None:
         self.db = store._db
+        self.begin = begin
 
     def __enter__(self) -> None:
-        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute(self.begin)
 
     def __exit__(self, kind: object, value: object, tb: object) -> None:
         self.db.execute("COMMIT" if kind is None else "ROLLBACK")

@@ -1,0 +1,150 @@
+"""``python -m syncstream.export``: the cache -> date-partitioned Parquet datasets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+
+from syncstream.cache import WriterLock, reset_tree
+from syncstream.context import setup_batch_export_system
+from syncstream.errors import CacheLockedError, SyncstreamError
+from syncstream.export.batch import ExportSummary, export_batch
+from syncstream.handlers import HANDLERS
+
+__all__ = ["main"]
+
+log = logging.getLogger("syncstream.export")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncstream.export",
+        description=(
+            "Phase 2 of syncstream: export the cache to Parquet datasets at "
+            "{out}/{service}/{record_type}/partition_date=YYYY-MM-DD/*.parquet, exactly once, "
+            "and remove the exported files from the cache. Safe to run while the writer runs."
+        ),
+    )
+    parser.add_argument(
+        "--cache-dir", default="syncstream-cache", help="the cache tree (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--state",
+        default="syncstream-state.sqlite",
+        help="the writer's SQLite state store (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--out",
+        default="syncstream-parquet",
+        help="output directory, or a pyarrow.fs URI such as s3://bucket/prefix (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--keep-cache", action="store_true", help="leave exported files in the cache (default: remove them)"
+    )
+    parser.add_argument(
+        "--clear-cache",
+        action="store_true",
+        help="after exporting, reset the whole cache tree; refused while a writer holds the cache",
+    )
+    parser.add_argument(
+        "--dry-run", action="store_true", help="read and count what would be exported; change nothing"
+    )
+    parser.add_argument(
+        "--batch-files",
+        type=int,
+        default=10_000,
+        help="cache files per batch; bounds memory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--dedup-window-hours",
+        type=float,
+        default=72.0,
+        help="how long exported keys are remembered, so replayed events add no rows (default: %(default)s)",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
+    return parser
+
+
+def _print_summary(summary: ExportSummary, seconds: float) -> None:
+    verb = "would export" if summary.dry_run else "exported"
+    print(f"{verb} {summary.rows} rows from {summary.cache_files} cache files in {seconds:.2f}s")
+    for name, stats in sorted(summary.datasets.items()):
+        if summary.dry_run:
+            print(f"  {name}: {stats.rows} rows")
+        else:
+            print(f"  {name}: {stats.rows} rows, {stats.files} files, {stats.bytes} bytes")
+    for label, count in (
+        ("duplicates dropped", summary.duplicates),
+        ("unreadable files set aside", summary.unreadable),
+        ("interrupted exports finished", summary.recovered_claims),
+    ):
+        if count:
+            print(f"{label}: {count}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if args.batch_files < 1:
+        parser.error("--batch-files must be at least 1")
+    if args.dedup_window_hours < 0:
+        parser.error("--dedup-window-hours must not be negative")
+    if args.clear_cache and (args.keep_cache or args.dry_run):
+        parser.error("--clear-cache cannot be combined with --keep-cache or --dry-run")
+    try:
+        context = setup_batch_export_system(
+            args.cache_dir,
+            args.state,
+            args.out,
+            batch_files=args.batch_files,
+            dedup_window_hours=args.dedup_window_hours,
+        )
+    except (SyncstreamError, OSError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    writer_lock = WriterLock(context.cache_root)
+    started = time.perf_counter()
+
+    def progress(summary: ExportSummary) -> None:
+        log.info(
+            "batch %d: %d cache files read, %d rows so far (%.0f files/s)",
+            summary.batches,
+            summary.cache_files,
+            summary.rows,
+            summary.cache_files / max(time.perf_counter() - started, 1e-9),
+        )
+
+    try:
+        if args.clear_cache:
+            writer_lock.acquire()  # held through export and reset: no writer may start between
+        summary = export_batch(context, remove=not args.keep_cache, dry_run=args.dry_run, progress=progress)
+        if args.clear_cache:
+            writer_lock.release()
+            reset_tree(context.cache_root, (key.value for key in HANDLERS))
+    except CacheLockedError as error:
+        print(
+            f"error: {error}; nothing was exported" if args.clear_cache else f"error: {error}",
+            file=sys.stderr,
+        )
+        return 1
+    except Exception as error:
+        log.debug("export failed", exc_info=True)
+        print(f"error: export failed: {error}; the cache is intact", file=sys.stderr)
+        return 1
+    finally:
+        writer_lock.release()
+        context.close()
+    _print_summary(summary, time.perf_counter() - started)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""Where Parquet goes: a ``StorageRepository`` protocol and one adapter over ``pyarrow.fs``.
+
+A local directory and any URI a ``pyarrow.fs`` filesystem understands (``s3://bucket/prefix``,
+``gs://...``, ``file:///...``) take the same adapter; adding a backend changes no exporter.
+On a local filesystem a file is written under a dot-prefixed temporary name and renamed, so
+readers (pyarrow ignores dot-files, DuckDB globs ``*.parquet``) never see half a file; object
+stores publish an object whole when its upload completes.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Iterable
+from typing import Protocol
+
+import pyarrow as pa
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
+
+__all__ = ["ParquetStorage", "StorageRepository", "storage_for"]
+
+
+class StorageRepository(Protocol):
+    def write(self, relative_path: str, table: pa.Table) -> int:
+        """Write ``table`` as Parquet at ``relative_path`` (replacing any file there); bytes written."""
+        ...
+
+    def remove(self, relative_paths: Iterable[str]) -> None:
+        """Remove these files if they exist."""
+        ...
+
+    def describe(self) -> str: ...
+
+
+class ParquetStorage:
+    def __init__(self, filesystem: pafs.FileSystem, base: str, *, compression: str = "zstd") -> None:
+        self.filesystem = filesystem
+        self.base = base.rstrip("/")
+        self.compression = compression
+        self._atomic_rename = isinstance(filesystem, pafs.LocalFileSystem)
+
+    def _path(self, relative_path: str) -> str:
+        return f"{self.base}/{relative_path}"
+
+    def write(self, relative_path: str, table: pa.Table) -> int:
+        path = self._path(relative_path)
+        directory, name = posixpath.split(path)
+        self.filesystem.create_dir(directory, recursive=True)
+        target = posixpath.join(directory, f".{name}.tmp") if self._atomic_rename else path
+        pq.write_table(table, target, filesystem=self.filesystem, compression=self.compression)
+        if self._atomic_rename:
+            self.filesystem.move(target, path)
+        size: int = self.filesystem.get_file_info(path).size
+        return size
+
+    def remove(self, relative_paths: Iterable[str]) -> None:
+        for relative_path in relative_paths:
+            path = self._path(relative_path)
+            if self.filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+                self.filesystem.delete_file(path)
+
+    def describe(self) -> str:
+        return f"{self.filesystem.type_name}:{self.base}"
+
+
+def storage_for(out: str) -> ParquetStorage:
+    """The adapter for a local directory or a filesystem URI such as ``s3://bucket/prefix``."""
+    if "://" in out:
+        filesystem, base = pafs.FileSystem.from_uri(out)
+        return ParquetStorage(filesystem, base)
+    return ParquetStorage(pafs.LocalFileSystem(), posixpath.abspath(out))
