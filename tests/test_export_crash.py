@@ -1,0 +1,127 @@
+"""SIGKILL exports at chosen moments (claiming, writing Parquet, removing) and at random, beside a
+running writer; then export again: every row exactly once, the cache empty of exported files."""
+
+from __future__ import annotations
+
+import random
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import duckdb
+
+from tests.helpers import tree, write_replay, write_users
+from tests.test_durability import OTHER, STUDY, frames
+
+# Run inside the export subprocess: wrap one step of the protocol so that the process kills
+# itself with SIGKILL at the Nth call, exactly as a crash there would.
+INJECT = textwrap.dedent(
+    """
+    import os, shutil, signal, sys
+    import syncstream.export.batch as batch
+    import syncstream.export.storage as storage
+    from syncstream.export.__main__ import main
+
+    mode, after = sys.argv[1], int(sys.argv[2])
+    calls = [0]
+
+    def tick():
+        calls[0] += 1
+        if calls[0] > after:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    if mode == "claim":
+        real_rename = os.rename
+        def rename(src, dst):
+            if "/.export/" in dst:
+                tick()
+            real_rename(src, dst)
+        batch.os.rename = rename
+    elif mode == "write":
+        real_write = storage.pq.write_table
+        def write_table(*args, **kwargs):
+            real_write(*args, **kwargs)
+            tick()  # the file exists under its temporary name, not yet moved into place
+        storage.pq.write_table = write_table
+    elif mode == "remove":
+        def rmtree(path, ignore_errors=False):
+            for i, name in enumerate(sorted(os.listdir(path))):
+                if i % 2 == 0:
+                    os.unlink(os.path.join(path, name))
+            tick()
+            shutil.rmtree(path, ignore_errors=ignore_errors)
+        batch.shutil.rmtree = rmtree
+    raise SystemExit(main(sys.argv[3:]))
+    """
+)
+
+
+def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path) -> None:
+    """Seven exports killed beside a writer, then one clean export: each row once, cache empty."""
+    count = 20_000
+    replay = write_replay(tmp_path / "replay.bin", frames(count))
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    injector = tmp_path / "inject.py"
+    injector.write_text(INJECT)
+    cache, state, out = tmp_path / "cache", tmp_path / "state.sqlite", tmp_path / "out"
+    common = ["--cache-dir", str(cache), "--state", str(state), "-q"]
+    export_args = [*common, "--out", str(out), "--batch-files", "700"]
+    writer = subprocess.Popen(
+        [sys.executable, "-m", "syncstream.write", *common, "--study-users", str(study),
+         "--replay", str(replay), "--flush-frames", "100"],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    rng = random.Random(11)
+    beside_writer = killed = 0
+    try:
+        while not cache.is_dir():
+            time.sleep(0.05)
+        for mode, after in [
+            ("claim", 300),
+            ("write", 1),
+            ("remove", 1),
+            ("claim", 1000),
+            ("write", 3),
+            ("random", 0),
+            ("random", 0),
+        ]:
+            time.sleep(0.3)
+            command = [sys.executable, str(injector), mode, str(after), *export_args]
+            with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as export:
+                if mode == "random":
+                    time.sleep(rng.uniform(0.6, 1.5))
+                    export.kill()
+                returncode = export.wait()
+            beside_writer += writer.poll() is None
+            killed += returncode == -9
+            assert returncode in (0, -9), f"{mode}: exit {returncode}"
+            if mode != "random":
+                assert returncode == -9, f"the export was not killed while in its {mode} step"
+    finally:
+        assert writer.wait(timeout=300) == 0
+    assert beside_writer >= 4, "the writer finished before most exports: make the replay longer"
+    assert killed >= 5
+
+    final = subprocess.run(
+        [sys.executable, "-m", "syncstream.export", *export_args], check=False, capture_output=True, text=True
+    )
+    assert final.returncode == 0, final.stderr
+
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT record_type, uri, operation, count(*) FROM read_parquet('{out}/*/*/*/*.parquet', "
+            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
+        ).fetchall()
+    assert max(n for *_, n in rows) == 1, "a row was exported twice"
+    expected = set()
+    for i in range(count):
+        if i % 3 == 2:
+            expected.add(("like_on_user_post", f"at://{OTHER}/app.bsky.feed.like/l{i}", "create"))
+        else:
+            expected.add(("post", f"at://{STUDY}/app.bsky.feed.post/p{i}", "create"))
+    assert {tuple(r[:3]) for r in rows} == expected
+    assert tree(cache) == set()
+    assert sorted(p.name for p in (cache / ".export").iterdir()) == []
+    assert not list(out.rglob(".*.tmp"))
