@@ -34,6 +34,11 @@ CREATE TABLE IF NOT EXISTS cached_uris (
     handler_key TEXT NOT NULL,
     PRIMARY KEY (uri, handler_key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tracked_follows (
+    uri TEXT PRIMARY KEY,  -- a follow made by a study user, seen on the stream
+    follower TEXT NOT NULL,
+    subject TEXT NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS exported_keys (
     dataset TEXT NOT NULL,
     uri TEXT NOT NULL,
@@ -99,12 +104,22 @@ class StateStore:
                 "INSERT OR IGNORE INTO users (did, kind) VALUES (?, ?)", ((d, kind) for d in dids)
             )
 
-    def population(self) -> Population:
+    def population(self, *, tracked_follows: bool = False) -> Population:
+        """The study and in-network sets; with ``tracked_follows``, the in-network set also
+        holds every account a study user was seen following on the stream."""
         rows = self._db.execute("SELECT did, kind FROM users").fetchall()
+        in_network = {d for d, k in rows if k == "in_network"}
+        if tracked_follows:
+            in_network.update(s for (s,) in self._db.execute("SELECT subject FROM tracked_follows"))
         return Population(
             study=frozenset(d for d, k in rows if k == "study"),
-            in_network=frozenset(d for d, k in rows if k == "in_network"),
+            in_network=frozenset(in_network),
         )
+
+    def tracked_follows(self) -> dict[str, tuple[str, str]]:
+        """Follow URI -> (follower, subject) for the follows study users were seen making."""
+        rows = self._db.execute("SELECT uri, follower, subject FROM tracked_follows")
+        return {uri: (follower, subject) for uri, follower, subject in rows}
 
     # cursor -------------------------------------------------------------------------------
 
@@ -132,8 +147,14 @@ class StateStore:
                 found.setdefault(uri, set()).add(HandlerKey(key))
         return {uri: frozenset(keys) for uri, keys in found.items()}
 
-    def commit(self, cursor: int | None, index: Iterable[tuple[str, HandlerKey]] = ()) -> None:
-        """Commit a batch's index rows and the cursor that covers them, in one short transaction.
+    def commit(
+        self,
+        cursor: int | None,
+        index: Iterable[tuple[str, HandlerKey]] = (),
+        follows: Mapping[str, tuple[str, str] | None] | None = None,
+    ) -> None:
+        """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
+        None when unfollowed) and the cursor that covers them, in one short transaction.
 
         Call it only once the batch's cache files are durable.
         """
@@ -142,6 +163,13 @@ class StateStore:
                 "INSERT OR IGNORE INTO cached_uris (uri, handler_key) VALUES (?, ?)",
                 ((uri, key.value) for uri, key in index),
             )
+            for uri, follow in (follows or {}).items():
+                if follow is None:
+                    self._db.execute("DELETE FROM tracked_follows WHERE uri = ?", (uri,))
+                else:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO tracked_follows VALUES (?, ?, ?)", (uri, *follow)
+                    )
             if cursor is not None:
                 self._write_cursor(cursor)
 

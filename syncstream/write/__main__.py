@@ -1,8 +1,9 @@
-"""``python -m syncstream.write``: the cache-write phase from a replay file."""
+"""``python -m syncstream.write``: the cache-write phase, from a replay file or a live relay."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -10,9 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import zstandard
+from returns.result import Failure
 
 from syncstream.context import setup_cache_write_system
-from syncstream.errors import SyncstreamError
+from syncstream.errors import ConfigError, SyncstreamError
+from syncstream.state import read_user_file
 from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
 
@@ -31,7 +34,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "With no options it replays the bundled sample (150 real relay frames) into "
-            "./syncstream-cache with state in ./syncstream-state.sqlite."
+            "./syncstream-cache with state in ./syncstream-state.sqlite. With --relay it runs until "
+            "SIGINT or SIGTERM (which flush and persist the cursor) or --idle-exit; SIGHUP re-reads "
+            "the user files."
         ),
     )
     parser.add_argument(
@@ -55,13 +60,69 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--replay",
         help="replay file of [u32 LE length][frame] records, optionally zstd-compressed as a "
-        "whole (default: the bundled sample of real frames)",
+        "whole (default, when --relay is not given: the bundled sample of real frames)",
+    )
+    parser.add_argument(
+        "--relay",
+        nargs="?",
+        const="wss://bsky.network",
+        metavar="URL",
+        help="consume a live relay's com.atproto.sync.subscribeRepos instead of a replay "
+        "(default URL: %(const)s; a base with or without /xrpc)",
+    )
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--cursor", type=int, help="start after this seq instead of the stored cursor (replay and relay)"
+    )
+    where.add_argument(
+        "--live", action="store_true", help="relay: start from now, ignoring the stored cursor"
+    )
+    parser.add_argument(
+        "--idle-exit",
+        type=float,
+        metavar="SECONDS",
+        help="relay: exit 0 once no frame has arrived for this long (default: run until signalled)",
+    )
+    parser.add_argument(
+        "--recv-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="relay: a socket silent this long is stalled and is reconnected (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reconnect-delay",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="relay: base of the exponential reconnect backoff, with jitter (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=10.0,
+        help="relay: seconds between progress lines on stderr (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--record", metavar="FILE", help="relay: append every received frame to FILE, a replay file"
+    )
+    parser.add_argument(
+        "--track-follows",
+        action="store_true",
+        help="keep the in-network set current from the stream: a study user's follow adds the "
+        "followee, its delete removes it (persisted in the state store)",
     )
     parser.add_argument(
         "--flush-frames",
         type=int,
         default=5000,
         help="persist the cursor after at most this many frames (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--flush-seconds",
+        type=float,
+        default=2.0,
+        help="... or after this many seconds, whichever comes first (default: %(default)s)",
     )
     parser.add_argument(
         "--no-sync",
@@ -89,6 +150,24 @@ def _print_summary(summary: WriteSummary, seconds: float) -> None:
     print(f"cursor: {summary.cursor}")
 
 
+def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.flush_frames < 1:
+        parser.error("--flush-frames must be at least 1")
+    for name in ("flush_seconds", "recv_timeout", "reconnect_delay", "progress_seconds"):
+        if getattr(args, name) <= 0:
+            parser.error(f"--{name.replace('_', '-')} must be positive")
+    if args.idle_exit is not None and args.idle_exit <= 0:
+        parser.error("--idle-exit must be positive")
+    if args.relay is not None and args.replay is not None:
+        parser.error("--relay and --replay are two sources: give one")
+    if args.relay is None:
+        for option in ("live", "idle_exit", "record"):
+            if getattr(args, option):
+                parser.error(f"--{option.replace('_', '-')} applies to --relay only")
+    if args.cursor is not None and args.cursor < 0:
+        parser.error("--cursor must not be negative")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
@@ -97,15 +176,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    if args.flush_frames < 1:
-        parser.error("--flush-frames must be at least 1")
+    _check(parser, args)
     replay = args.replay
     study, in_network = args.study_users, args.in_network_users
-    if replay is None:
+    if replay is None and args.relay is None:
         replay = str(_DATA / "sample_frames.bin.zst")
         study = study or str(_DATA / "sample_study_users.txt")
         in_network = in_network or str(_DATA / "sample_in_network_users.txt")
-    if not Path(replay).is_file():
+    if replay is not None and not Path(replay).is_file():
         print(f"error: replay file not found: {replay}", file=sys.stderr)
         return 2
     try:
@@ -116,21 +194,71 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     started = time.perf_counter()
+    status = 0
     try:
-        writer = CacheWriter(context, flush_frames=args.flush_frames, durable=not args.no_sync)
-        try:
-            summary = writer.process_frames(iter_replay(replay))
-        except ReplayError as error:
-            writer.flush()
-            summary = writer.summary()
-            summary.frames["truncated"] = summary.frames.get("truncated", 0) + 1
-            logging.getLogger("syncstream.write").warning("%s: %s", replay, error)
-        except (OSError, zstandard.ZstdError) as error:
-            print(f"error: cannot read {replay}: {error}", file=sys.stderr)
-            return 2
+        writer = CacheWriter(
+            context,
+            flush_frames=args.flush_frames,
+            flush_seconds=args.flush_seconds,
+            durable=not args.no_sync,
+            track_follows=args.track_follows,
+        )
+        if args.cursor is not None:
+            writer.last_seq = args.cursor
+        elif args.live:
+            writer.last_seq = None
+        status = _replay(writer, replay) if replay is not None else _relay(writer, args, study, in_network)
+        summary = writer.summary()
     finally:
         context.close()
-    _print_summary(summary, time.perf_counter() - started)
+    if status != 2:
+        _print_summary(summary, time.perf_counter() - started)
+    return status
+
+
+def _replay(writer: CacheWriter, replay: str) -> int:
+    try:
+        writer.process_frames(iter_replay(replay))
+    except ReplayError as error:
+        writer.flush()
+        writer.frames["truncated"] += 1
+        logging.getLogger("syncstream.write").warning("%s: %s", replay, error)
+    except (OSError, zstandard.ZstdError) as error:
+        writer.flush()
+        print(f"error: cannot read {replay}: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        writer.flush()
+        return 130
+    return 0
+
+
+def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_network: str | None) -> int:
+    # The SDK takes a second to import; a replay does not need it.
+    from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
+
+    def reload_users() -> None:
+        state = writer.context.state
+        for kind, path in (("study", study), ("in_network", in_network)):
+            if path is not None:
+                match read_user_file(path):
+                    case Failure(message):
+                        raise ConfigError(message)
+                    case result:
+                        state.replace_users(kind, result.unwrap())
+
+    options = LiveOptions(
+        relay=args.relay,
+        recv_timeout=args.recv_timeout,
+        idle_exit=args.idle_exit,
+        reconnect_delay=args.reconnect_delay,
+        progress_seconds=args.progress_seconds,
+    )
+    with contextlib.ExitStack() as stack:
+        record = stack.enter_context(open(args.record, "ab")) if args.record else None
+        if record is not None:
+            writer.on_flush = record.flush
+        LiveRunner(writer, options, record=record, reload_users=reload_users).run()
     return 0
 
 

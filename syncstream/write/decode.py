@@ -40,6 +40,7 @@ class Decoded(msgspec.Struct, frozen=True):
     seq: int | None = None
     commit: Commit | None = None
     problems: tuple[str, ...] = ()  # per-op reasons for ops passed over (e.g. a missing block)
+    name: str | None = None  # an error frame's error, an #info frame's name
 
 
 def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
@@ -123,11 +124,17 @@ def decode_frame(frame: bytes, collections: frozenset[str] | None = None) -> Dec
     seq = body.get("seq")
     seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
     if header.get("op") == -1:
-        return Decoded("error", seq)
+        return Decoded("error", seq, name=_text(body.get("error")))
     kind = header.get("t")
     if kind == "#commit":
         return _decode_commit(body, seq, collections)
+    if kind == "#info":
+        return Decoded("info", seq, name=_text(body.get("name")))
     return Decoded(_OTHER_KINDS.get(kind, "unknown") if isinstance(kind, str) else "unknown", seq)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
 
 
 def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset[str] | None) -> Decoded:

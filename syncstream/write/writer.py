@@ -1,7 +1,7 @@
 """The write loop: frames -> decoded commits -> routed writes -> cache files, in durable batches.
 
 The cursor is persisted only after the files of every frame it covers are on disk (flushed with
-``os.sync``), in the same SQLite transaction as the index rows of those files.
+``os.sync``), in the same SQLite transaction as the batch's index rows and tracked follows.
 """
 
 from __future__ import annotations
@@ -10,15 +10,16 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import msgspec
 
 from syncstream.context import CacheWriteContext
 from syncstream.handlers import write_record
+from syncstream.state import Population
 from syncstream.types import HandlerKey, Operation
-from syncstream.write.decode import Commit, decode_frame
+from syncstream.write.decode import Commit, Decoded, decode_frame
 from syncstream.write.route import ROUTED_COLLECTIONS, CacheWrite, route_commit
 
 __all__ = ["CacheWriter", "WriteSummary", "utc_now"]
@@ -40,7 +41,11 @@ class WriteSummary(msgspec.Struct, kw_only=True):
 
 
 class CacheWriter:
-    """Applies frames or decoded commits to the cache; ``flush`` makes a batch durable."""
+    """Applies frames or decoded commits to the cache; ``flush`` makes a batch durable.
+
+    ``track_follows`` keeps the in-network set current from the stream: a study user's follow
+    adds the followee, its delete removes it (unless another study user still follows them).
+    """
 
     def __init__(
         self,
@@ -49,44 +54,54 @@ class CacheWriter:
         flush_frames: int = 5000,
         flush_seconds: float = 2.0,
         durable: bool = True,
+        track_follows: bool = False,
+        on_flush: Callable[[], None] | None = None,
     ) -> None:
         self.context = context
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
         self.durable = durable
+        self.track_follows = track_follows
+        self.on_flush = on_flush  # called before each durable commit (e.g. to flush a recording)
+        self.population: Population = context.state.population(tracked_follows=track_follows)
+        self._follows = context.state.tracked_follows() if track_follows else {}
+        self._file_in_network = context.state.population().in_network
         self.cursor = context.state.cursor()  # the last seq committed as durable
         self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
+        self.last_event_time: str | None = None
         self.frames: Counter[str] = Counter()
         self.ops: Counter[str] = Counter()
         self.files: Counter[str] = Counter()
         self.rejections: Counter[str] = Counter()
         self.skipped = 0
         self._pending_seq: int | None = None
-        self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_frames = 0
+        self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
+        self._pending_follows: dict[str, tuple[str, str] | None] = {}
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
     # frames -------------------------------------------------------------------------------
 
-    def process_frame(self, frame: bytes) -> None:
+    def process_frame(self, frame: bytes) -> Decoded | None:
+        """Decode and apply one frame; None when it was at or below the last processed seq."""
         decoded = decode_frame(frame, ROUTED_COLLECTIONS)
         seq = decoded.seq
         if seq is not None and self.last_seq is not None and seq <= self.last_seq:
             self.skipped += 1
-            return
+            return None
         self.frames[decoded.kind] += 1
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
         if decoded.commit is not None:
             self.apply_commit(decoded.commit)
+            self.last_event_time = decoded.commit.time
         if seq is not None:
             self._pending_seq = self.last_seq = seq
         self._pending_frames += 1
-        if self._pending_frames >= self.flush_frames or (
-            time.monotonic() - self._last_flush >= self.flush_seconds
-        ):
+        if self._pending_frames >= self.flush_frames or self.flush_due():
             self.flush()
+        return decoded
 
     def process_frames(self, frames: Iterable[bytes]) -> WriteSummary:
         for frame in frames:
@@ -107,7 +122,7 @@ class CacheWriter:
             if op.action == "delete" and op.collection in ROUTED_COLLECTIONS
         ]
         prior = self._cached_keys(deleted) if deleted else {}
-        writes, rejections = route_commit(commit, ctx.population, prior, utc_now())
+        writes, rejections = route_commit(commit, self.population, prior, utc_now())
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
         for key, record in writes:
@@ -115,7 +130,28 @@ class CacheWriter:
             self.files[key.value] += 1
             if record.operation == Operation.CREATE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
+            if self.track_follows and key.record_type == "follow" and key.follow_status == "follower":
+                self._track(record.uri, record.author_did, record.subject_did)
         return writes
+
+    def _track(self, uri: str, follower: str, subject: str | None) -> None:
+        if subject is not None:  # a follow
+            self._follows[uri] = self._pending_follows[uri] = (follower, subject)
+        elif uri in self._follows:  # its delete
+            del self._follows[uri]
+            self._pending_follows[uri] = None
+        else:
+            return
+        followed = {s for _, s in self._follows.values()}
+        self.population = Population(self.population.study, frozenset(self._file_in_network | followed))
+
+    def reload_population(self) -> Population:
+        """Re-read the population from the state store (after its user sets were replaced)."""
+        self._file_in_network = self.context.state.population().in_network
+        followed = {s for _, s in self._follows.values()}
+        study = self.context.state.population().study
+        self.population = Population(study, frozenset(self._file_in_network | followed))
+        return self.population
 
     def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[HandlerKey]]:
         found = dict(self.context.state.cached_keys(uris))
@@ -133,16 +169,24 @@ class CacheWriter:
 
     # durability ---------------------------------------------------------------------------
 
+    def flush_due(self) -> bool:
+        return self._pending_frames > 0 and time.monotonic() - self._last_flush >= self.flush_seconds
+
     def flush(self) -> None:
-        """Make the written files durable, then commit the cursor and index rows that cover them."""
+        """Make the written files durable, then commit the cursor and the rows that cover them."""
         if self._pending_frames == 0 and self._pending_seq is None and not self._pending_index:
             return
+        if self.on_flush is not None:
+            self.on_flush()
         if self.durable:
             os.sync()
         self.context.state.commit(
-            self._pending_seq, ((uri, key) for uri, keys in self._pending_index.items() for key in keys)
+            self._pending_seq,
+            ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
+            self._pending_follows,
         )
         self._pending_index.clear()
+        self._pending_follows.clear()
         if self._pending_seq is not None:
             self.cursor = self._pending_seq
         self._pending_seq = None

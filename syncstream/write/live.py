@@ -1,0 +1,275 @@
+"""The live firehose: the atproto SDK's client, a current cursor, reconnects, signals, progress.
+
+The SDK's client owns the websocket (connect, receive timeout, reconnecting after a dropped
+transport or a stalled socket). We take its raw frames (no SDK models: the same lean decoding
+as a replay), give it our backoff, and keep its cursor parameter current before every dial, so
+that any reconnect, its own or ours, resumes from the last processed seq. A clean close and an
+error frame end the SDK's ``start``; our loop then reconnects, with the same backoff.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+from types import FrameType
+from typing import Any, BinaryIO
+
+import msgspec
+from atproto_firehose import FirehoseSubscribeReposClient
+
+from syncstream.write.decode import Decoded
+from syncstream.write.sources import write_frame
+from syncstream.write.writer import CacheWriter
+
+__all__ = ["Backoff", "FirehoseSource", "LiveOptions", "LiveRunner", "relay_base_uri"]
+
+log = logging.getLogger("syncstream.write")
+
+
+def relay_base_uri(url: str) -> str:
+    """``wss://host``, ``wss://host/xrpc`` or the full subscribeRepos URL -> ``wss://host/xrpc``."""
+    url = url.rstrip("/")
+    url = url.removesuffix("/com.atproto.sync.subscribeRepos")
+    return url if url.endswith("/xrpc") else f"{url}/xrpc"
+
+
+class Backoff:
+    """Exponential backoff with jitter: base * 2^(n-1), capped, times a random 0.75..1.25."""
+
+    def __init__(self, base: float, cap: float = 60.0) -> None:
+        self.base, self.cap = base, cap
+        self.attempt = 0
+
+    def delay(self, attempt: int | None = None) -> float:
+        n = self.attempt if attempt is None else attempt
+        return min(self.base * 2.0 ** max(n - 1, 0), self.cap) * random.uniform(0.75, 1.25)
+
+    def next(self) -> float:
+        self.attempt += 1
+        return self.delay()
+
+    def reset(self) -> None:
+        self.attempt = 0
+
+
+class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the SDK is untyped
+    """The SDK's firehose client, handing over raw frames and dialling from a current cursor."""
+
+    def __init__(
+        self, base_uri: str, cursor: Callable[[], int | None], backoff: Backoff, recv_timeout: float
+    ) -> None:
+        super().__init__(params=None, base_uri=base_uri, recv_timeout=recv_timeout)
+        self._cursor = cursor
+        self._backoff = backoff
+        self.dials = 0
+
+    def _before_connect(self) -> None:
+        # The SDK reuses its initial parameters when it reconnects by itself: set them anew
+        # before every dial, from the last frame the writer processed.
+        cursor = self._cursor()
+        self.update_params({} if cursor is None else {"cursor": cursor})
+        self.dials += 1
+        log.info("connecting to %s", self._websocket_uri)
+
+    def _decode_frame(self, raw_frame: str | bytes) -> Any:
+        return raw_frame if isinstance(raw_frame, bytes) else None
+
+    def _handle_frame_decoding_error(self, exception: Exception) -> None:
+        raise exception
+
+    def _get_reconnection_delay(self) -> float:
+        return self._backoff.delay(self._reconnect_no)
+
+
+class LiveOptions(msgspec.Struct, frozen=True, kw_only=True):
+    relay: str = "wss://bsky.network"
+    recv_timeout: float = 30.0  # a socket silent this long is stalled: reconnect
+    idle_exit: float | None = None  # exit 0 once no frame has arrived for this long
+    reconnect_delay: float = 1.0  # the backoff's base
+    progress_seconds: float = 10.0
+
+
+class LiveRunner:
+    """Runs the SDK client in a worker thread; the main thread handles signals, idle exit,
+    timed flushes and progress. One lock serialises everything that touches the writer."""
+
+    def __init__(
+        self,
+        writer: CacheWriter,
+        options: LiveOptions,
+        *,
+        record: BinaryIO | None = None,
+        reload_users: Callable[[], None] | None = None,
+    ) -> None:
+        self.writer = writer
+        self.options = options
+        self.record = record
+        self.reload_users = reload_users
+        self.lock = threading.Lock()
+        self.stopping = threading.Event()
+        self.reload_requested = threading.Event()
+        self.backoff = Backoff(options.reconnect_delay)
+        self.client: FirehoseSource | None = None
+        self.connections = 0
+        self.last_frame_at = time.monotonic()
+        self.received = 0
+        self._outdated_since: int | None = None
+        self._frames_on_connection = 0
+        self._error: BaseException | None = None
+
+    # the worker -----------------------------------------------------------------------------
+
+    def _consume(self) -> None:
+        base_uri = relay_base_uri(self.options.relay)
+        try:
+            while not self.stopping.is_set():
+                client = FirehoseSource(base_uri, self._cursor, self.backoff, self.options.recv_timeout)
+                self.client = client
+                self._frames_on_connection = 0
+                try:
+                    client.start(self._on_frame)
+                    ended = "the relay closed the connection"
+                except Exception as error:  # the SDK wraps what it does not retry itself
+                    ended = f"{type(error).__name__}: {error}"
+                self.connections += client.dials
+                if self.stopping.is_set():
+                    return
+                if self._frames_on_connection:
+                    self.backoff.reset()
+                delay = self.backoff.next()
+                log.warning("%s; reconnecting from seq %s in %.2fs", ended, self._cursor(), delay)
+                self.stopping.wait(delay)
+        except BaseException as error:  # a bug or a full disk: stop, and let main report it
+            self._error = error
+            self.stopping.set()
+
+    def _cursor(self) -> int | None:
+        return self.writer.last_seq
+
+    def _on_frame(self, frame: bytes) -> None:
+        with self.lock:
+            self.received += 1
+            if self.record is not None:
+                write_frame(self.record, frame)
+            decoded = self.writer.process_frame(frame)
+            if decoded is None or decoded.kind != "error":
+                # An error frame is no sign of a healthy stream: it neither resets the backoff
+                # nor keeps --idle-exit from firing (a relay answering FutureCursor forever).
+                self.last_frame_at = time.monotonic()
+                self._frames_on_connection += 1
+        if decoded is not None:
+            self._observe(decoded)
+
+    def _observe(self, decoded: Decoded) -> None:
+        if decoded.kind == "error":
+            log.warning("relay error frame %s; reconnecting from seq %s", decoded.name, self._cursor())
+            if self.client is not None:
+                self.client.stop()
+        elif decoded.kind == "info" and decoded.name == "OutdatedCursor":
+            self._outdated_since = self._cursor()
+            log.warning(
+                "relay says the cursor %s is outdated: it no longer holds what follows it",
+                self._outdated_since,
+            )
+        elif decoded.kind == "info":
+            log.info("relay info frame %s", decoded.name)
+        elif self._outdated_since is not None and decoded.seq is not None:
+            gap = decoded.seq - self._outdated_since - 1
+            if gap > 0:
+                log.warning(
+                    "the stream resumed at seq %d after cursor %d: %d events (seq %d..%d) are lost",
+                    decoded.seq, self._outdated_since, gap, self._outdated_since + 1, decoded.seq - 1,
+                )  # fmt: skip
+            else:
+                log.info("the stream resumed right after cursor %d: no events lost", self._outdated_since)
+            self._outdated_since = None
+
+    # the main thread ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        previous = {
+            signum: signal.signal(signum, self._on_signal)
+            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+        }
+        worker = threading.Thread(target=self._consume, name="firehose", daemon=True)
+        worker.start()
+        next_progress = time.monotonic() + self.options.progress_seconds
+        started, frames_then = time.monotonic(), 0
+        try:
+            while worker.is_alive():
+                worker.join(timeout=0.1)
+                now = time.monotonic()
+                if self.reload_requested.is_set():
+                    self.reload_requested.clear()
+                    self._reload()
+                idle = self.options.idle_exit
+                if idle is not None and now - self.last_frame_at >= idle and not self.stopping.is_set():
+                    log.info("no frame for %.1fs: exiting", now - self.last_frame_at)
+                    self.stop()
+                with self.lock:
+                    if self.writer.flush_due():
+                        self.writer.flush()
+                if now >= next_progress:
+                    self._progress(now - started, self.received - frames_then)
+                    started, frames_then = now, self.received
+                    next_progress = now + self.options.progress_seconds
+        finally:
+            self.stop()
+            worker.join(timeout=max(self.options.recv_timeout, 5.0))
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            with self.lock:
+                self.writer.flush()
+        if self._error is not None:
+            raise self._error
+
+    def stop(self) -> None:
+        self.stopping.set()
+        client = self.client
+        if client is not None:
+            client.stop()
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        if signum == signal.SIGHUP:
+            self.reload_requested.set()
+            return
+        log.info("%s: flushing and exiting", signal.Signals(signum).name)
+        self.stop()
+
+    def _reload(self) -> None:
+        if self.reload_users is None:
+            return
+        try:
+            with self.lock:
+                self.reload_users()
+                population = self.writer.reload_population()
+        except Exception as error:  # a bad file on SIGHUP must not stop the stream
+            log.error("SIGHUP: user files not reloaded: %s", error)
+            return
+        log.info(
+            "SIGHUP: %d study users, %d in-network users", len(population.study), len(population.in_network)
+        )
+
+    def _progress(self, seconds: float, frames: int) -> None:
+        writer = self.writer
+        lag = "?"
+        if writer.last_event_time is not None:
+            try:
+                event = datetime.fromisoformat(writer.last_event_time)
+                lag = f"{time.time() - event.timestamp():.1f}s"
+            except ValueError:
+                pass
+        log.info(
+            "%.0f frames/s | frames %s | files %d | rejections %d | seq %s | lag %s",
+            frames / seconds if seconds else 0.0,
+            dict(writer.frames),
+            sum(writer.files.values()),
+            sum(writer.rejections.values()),
+            writer.last_seq,
+            lag,
+        )
