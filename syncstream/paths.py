@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from syncstream.records import CachedRecord
-from syncstream.syntax import is_did, is_record_key, parse_at_uri
+from syncstream.syntax import is_did, is_record_key
 from syncstream.types import POST
 
 __all__ = [
@@ -64,27 +64,30 @@ def _uri_at(record: dict[str, object] | None, *keys: str) -> str | None:
     return value if isinstance(value, str) else None
 
 
+def _rkey_of(uri: str | None, collection: str | None = None) -> str | None:
+    """The rkey of ``at://authority/collection/rkey`` when it is a valid record key (and, if
+    given, the collection matches); only the rkey becomes a path component."""
+    if uri is None or not uri.startswith("at://"):
+        return None
+    parts = uri[5:].split("/")
+    if len(parts) != 3 or (collection is not None and parts[1] != collection):
+        return None
+    return parts[2] if is_record_key(parts[2]) else None
+
+
 def liked_record_rkey(author: str, record: dict[str, object] | None) -> str | None:
     """The rkey of a like's subject (any collection: likes of feeds are likes too)."""
-    parsed = parse_at_uri(_uri_at(record, "subject", "uri") or "")
-    return parsed.rkey if parsed is not None and parsed.collection is not None else None
+    return _rkey_of(_uri_at(record, "subject", "uri"))
 
 
 def study_post_rkey(author: str, record: dict[str, object] | None) -> str | None:
     """The rkey of a like's subject when the subject is a post."""
-    parsed = parse_at_uri(_uri_at(record, "subject", "uri") or "")
-    return parsed.rkey if parsed is not None and parsed.collection == POST else None
+    return _rkey_of(_uri_at(record, "subject", "uri"), POST)
 
 
 def reply_parent_rkey(author: str, record: dict[str, object] | None) -> str | None:
-    parsed = parse_at_uri(_uri_at(record, "reply", "parent", "uri") or "")
-    return parsed.rkey if parsed is not None and parsed.collection == POST else None
+    return _rkey_of(_uri_at(record, "reply", "parent", "uri"), POST)
 
 
 def author_directory(author: str, record: dict[str, object] | None) -> str | None:
     return author if is_did(author) else None
-
-
-def is_safe_component(value: str) -> bool:
-    """A single path component that cannot climb out of, or across, a directory."""
-    return is_record_key(value) or is_did(value)

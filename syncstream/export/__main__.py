@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import importlib.abc
+import importlib.machinery
 import logging
 import sys
 import time
 from collections.abc import Sequence
+
+import pyarrow as pa
 
 from syncstream.cache import WriterLock, reset_tree
 from syncstream.context import setup_batch_export_system
@@ -68,6 +72,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _NoPandas(importlib.abc.MetaPathFinder):
+    def find_spec(
+        self, name: str, path: object, target: object = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if name == "pandas" or name.startswith("pandas."):
+            raise ImportError("the exporter builds Arrow arrays from lists and needs no pandas")
+        return None
+
+
+def _spare_pyarrow_the_pandas_import() -> None:
+    """pyarrow.array() probes for pandas on its first call and imports it when installed:
+    measured here at 0.4 s and 90 MiB per export, for nothing. In this process (ours, not a
+    pipeline that imports the library) let that one probe fail; pandas stays importable."""
+    if "pandas" in sys.modules:
+        return
+    finder = _NoPandas()
+    sys.meta_path.insert(0, finder)
+    try:
+        pa.array([0])
+    finally:
+        sys.meta_path.remove(finder)
+
+
 def _print_summary(summary: ExportSummary, seconds: float) -> None:
     verb = "would export" if summary.dry_run else "exported"
     print(f"{verb} {summary.rows} rows from {summary.cache_files} cache files in {seconds:.2f}s")
@@ -93,6 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    _spare_pyarrow_the_pandas_import()
     if args.batch_files < 1:
         parser.error("--batch-files must be at least 1")
     if args.dedup_window_hours < 0:

@@ -246,46 +246,47 @@ def _timestamps(values: list[str | None]) -> pa.Array:
 
 
 class TableBuilder:
-    """Accumulates rows of one dataset (one partition) as columns, then builds the Table."""
+    """Collects the decoded files of one dataset (one partition), then builds its Table."""
 
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset
-        self.columns: list[list[object]] = [[] for _ in dataset.schema]
-        self.keys: list[tuple[str, str, str]] = []  # (uri, operation, follow_status) per row
+        self.heads: list[FileHead] = []
 
     def __len__(self) -> int:
-        return len(self.keys)
+        return len(self.heads)
 
     def add(self, head: FileHead) -> None:
-        row = (
-            head.uri,
-            head.cid,
-            head.author_did,
-            head.rkey,
-            head.collection,
-            head.operation,
-            head.record_type,
-            head.seq,
-            head.rev,
-            head.event_time,
-            head.synctimestamp,
-            None if _is_null(head.record) else bytes(head.record).decode(),
-            *self.dataset.extra(head),
-        )
-        for column, value in zip(self.columns, row, strict=True):
-            column.append(value)
-        self.keys.append((head.uri, head.operation, head.follow_status or ""))
+        self.heads.append(head)
+
+    def key(self, row: int) -> tuple[str, str, str]:
+        """(uri, operation, follow_status or '') of a row."""
+        head = self.heads[row]
+        return (head.uri, head.operation, head.follow_status or "")
 
     def table(self, keep: Iterable[int] | None = None) -> pa.Table:
-        """The Table of the rows added (only the rows at ``keep`` when given)."""
-        columns = self.columns
-        if keep is not None:
-            indices = list(keep)
-            columns = [[column[i] for i in indices] for column in columns]
+        """The Table of the rows added (only the rows at ``keep`` when given), column by column."""
+        heads = self.heads if keep is None else [self.heads[i] for i in keep]
+        records = [None if _is_null(h.record) else bytes(h.record).decode() for h in heads]
+        common: list[list[Any]] = [
+            [h.uri for h in heads],
+            [h.cid for h in heads],
+            [h.author_did for h in heads],
+            [h.rkey for h in heads],
+            [h.collection for h in heads],
+            [h.operation for h in heads],
+            [h.record_type for h in heads],
+            [h.seq for h in heads],
+            [h.rev for h in heads],
+            [h.event_time for h in heads],
+            [h.synctimestamp for h in heads],
+            records,
+        ]
+        extra_columns = len(self.dataset.schema) - len(common)
+        extras = list(zip(*map(self.dataset.extra, heads), strict=True)) if heads else [()] * extra_columns
         arrays = []
-        for field, values in zip(self.dataset.schema, columns, strict=True):
+        for field, values in zip(self.dataset.schema, common + [list(c) for c in extras], strict=True):
             if field.type == UTC_US:
-                arrays.append(_timestamps(values))  # type: ignore[arg-type]
+                arrays.append(_timestamps(values))
             else:
                 arrays.append(pa.array(values, field.type))
         return pa.Table.from_arrays(arrays, schema=self.dataset.schema)

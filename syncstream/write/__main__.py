@@ -221,7 +221,7 @@ def _replay(writer: CacheWriter, replay: str) -> int:
         writer.process_frames(iter_replay(replay))
     except ReplayError as error:
         writer.flush()
-        writer.frames["truncated"] += 1
+        writer.frames["truncated"] = writer.frames.get("truncated", 0) + 1
         logging.getLogger("syncstream.write").warning("%s: %s", replay, error)
     except (OSError, zstandard.ZstdError) as error:
         writer.flush()

@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -27,8 +26,17 @@ __all__ = ["CacheWriter", "WriteSummary", "utc_now"]
 log = logging.getLogger("syncstream.write")
 
 
+_second: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """Now, UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the seconds part is formatted once a second."""
+    now = time.time_ns()
+    seconds, micros = divmod(now // 1000, 1_000_000)
+    if _second[0] != seconds:
+        _second[0] = seconds
+        _second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{micros:06d}Z"
 
 
 class WriteSummary(msgspec.Struct, kw_only=True):
@@ -69,10 +77,10 @@ class CacheWriter:
         self.cursor = context.state.cursor()  # the last seq committed as durable
         self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
         self.last_event_time: str | None = None
-        self.frames: Counter[str] = Counter()
-        self.ops: Counter[str] = Counter()
-        self.files: Counter[str] = Counter()
-        self.rejections: Counter[str] = Counter()
+        self.frames: dict[str, int] = {}
+        self.ops: dict[str, int] = {}
+        self.files: dict[str, int] = {}
+        self.rejections: dict[str, int] = {}
         self.skipped = 0
         self._pending_seq: int | None = None
         self._pending_frames = 0
@@ -90,7 +98,7 @@ class CacheWriter:
         if seq is not None and self.last_seq is not None and seq <= self.last_seq:
             self.skipped += 1
             return None
-        self.frames[decoded.kind] += 1
+        self.frames[decoded.kind] = self.frames.get(decoded.kind, 0) + 1
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
         if decoded.commit is not None:
@@ -114,20 +122,20 @@ class CacheWriter:
     def apply_commit(self, commit: Commit) -> list[CacheWrite]:
         """Route and write one decoded commit (the library entry point for other pipelines)."""
         ctx = self.context
+        ops = self.ops
+        deleted: list[str] = []
         for op in commit.ops:
-            self.ops[op.action] += 1
-        deleted = [
-            f"at://{commit.repo}/{op.collection}/{op.rkey}"
-            for op in commit.ops
-            if op.action == "delete" and op.collection in ROUTED_COLLECTIONS
-        ]
+            ops[op.action] = ops.get(op.action, 0) + 1
+            if op.action == "delete" and op.collection in ROUTED_COLLECTIONS:
+                deleted.append(f"at://{commit.repo}/{op.collection}/{op.rkey}")
         prior = self._cached_keys(deleted) if deleted else {}
         writes, rejections = route_commit(commit, self.population, prior, utc_now())
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
+        files = self.files
         for key, record in writes:
             write_record(ctx.cache_root, ctx.handlers[key], record)
-            self.files[key.value] += 1
+            files[key.value] = files.get(key.value, 0) + 1
             if record.operation == Operation.CREATE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and key.record_type == "follow" and key.follow_status == "follower":
@@ -162,7 +170,7 @@ class CacheWriter:
         return found
 
     def _reject(self, reason: str, where: str) -> None:
-        self.rejections[reason] += 1
+        self.rejections[reason] = self.rejections.get(reason, 0) + 1
         if reason not in self._logged_reasons:
             self._logged_reasons.add(reason)
             log.warning("rejected (%s): %s; further rejections of this kind are only counted", reason, where)
