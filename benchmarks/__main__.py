@@ -14,6 +14,7 @@ per-round ratios; the figures are also saved as JSON. Targets (issue "Benchmarks
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import platform
@@ -55,7 +56,9 @@ def run(command: Sequence[str]) -> Measure:
         )
         if result.returncode != 0:
             errors.seek(0)
-            raise RuntimeError(f"{command[:4]} failed ({result.returncode}): {errors.read().decode()[-2000:]}")
+            raise RuntimeError(
+                f"{command[:4]} failed ({result.returncode}): {errors.read().decode()[-2000:]}"
+            )
     seconds, rss_kib = result.stdout.split()
     return Measure(float(seconds), int(rss_kib) / 1024)
 
@@ -112,8 +115,26 @@ class Report:
 
 def bench_ingest(work: Path, report: Report, frames: int, rounds: int) -> None:
     replay = long_replay(work / "replay.bin", frames)
+    populations = {
+        # every account that commits in the corpus: nearly every frame writes a file
+        "all writers": corpus_dids(),
+        # the bundled sample population: a handful of study users, as in a real study
+        "sample study": [
+            line.split("#")[0].strip()
+            for line in (HERE.parent / "syncstream/data/sample_study_users.txt").read_text().splitlines()
+            if line.split("#")[0].strip()
+        ],
+    }
+    for label, dids in populations.items():
+        _bench_ingest_population(work, report, replay, frames, rounds, label, dids)
+    _bench_decode_route(report, frames, rounds)
+
+
+def _bench_ingest_population(
+    work: Path, report: Report, replay: Path, frames: int, rounds: int, label: str, dids: list[str]
+) -> None:
     study = work / "study.txt"
-    study.write_text("\n".join(corpus_dids()) + "\n")
+    study.write_text("\n".join(dids) + "\n")
     ours, seed = [], []
     for i in range(rounds):
         a, b = work / f"ingest-a{i}", work / f"ingest-b{i}"
@@ -123,10 +144,12 @@ def bench_ingest(work: Path, report: Report, frames: int, rounds: int) -> None:
         shutil.rmtree(a)
         shutil.rmtree(b)
     report.add(
-        f"ingest ({frames} frames)", "syncstream", "seed", ours, seed,
+        f"ingest, {label} ({frames} frames)", "syncstream", "seed", ours, seed,
         lambda x, y: y.seconds / x.seconds, "speedup", ">= 3.0", lambda r: r >= 3.0,
     )  # fmt: skip
 
+
+def _bench_decode_route(report: Report, frames: int, rounds: int) -> None:
     corpus = corpus_frames()
     batch = [corpus[i % len(corpus)] for i in range(frames)]
     population = Population(frozenset(corpus_dids()), frozenset())
@@ -199,7 +222,9 @@ def export_once(work: Path, template: Path, tag: str) -> Measure:
     return measure
 
 
-def bench_export(work: Path, template: Path, big: Path | None, report: Report, rounds: int, files: int) -> None:
+def bench_export(
+    work: Path, template: Path, big: Path | None, report: Report, rounds: int, files: int
+) -> None:
     ours, seed, floor = [], [], []
     for i in range(rounds):
         ours.append(export_once(work, template, f"export-a{i}"))
@@ -230,12 +255,22 @@ def bench_export(work: Path, template: Path, big: Path | None, report: Report, r
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
-    parser.add_argument("--rounds", type=int, default=5, help="A/B rounds per comparison (default: %(default)s)")
+    parser.add_argument(
+        "--rounds", type=int, default=5, help="A/B rounds per comparison (default: %(default)s)"
+    )
     parser.add_argument("--frames", type=int, default=30_000, help="frames for ingest (default: %(default)s)")
-    parser.add_argument("--records", type=int, default=30_000, help="records in the export cache (default: %(default)s)")
-    parser.add_argument("--scale", type=int, default=10, help="the large cache is this many times bigger (0: skip)")
-    parser.add_argument("--only", choices=["ingest", "writes", "export"], action="append", help="run only these")
-    parser.add_argument("--json", default=str(HERE / "results" / "latest.json"), help="where to save the figures")
+    parser.add_argument(
+        "--records", type=int, default=30_000, help="records in the export cache (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--scale", type=int, default=10, help="the large cache is this many times bigger (0: skip)"
+    )
+    parser.add_argument(
+        "--only", choices=["ingest", "writes", "export"], action="append", help="run only these"
+    )
+    parser.add_argument(
+        "--json", default=str(HERE / "results" / "latest.json"), help="where to save the figures"
+    )
     parser.add_argument(
         "--dir",
         default="/dev/shm" if os.path.isdir("/dev/shm") else None,
@@ -244,8 +279,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     only = set(args.only or ["ingest", "writes", "export"])
+    # Children start from compiled bytecode, as an installed package does (this machine sets
+    # PYTHONDONTWRITEBYTECODE, which would make every run compile syncstream anew).
+    compileall.compile_dir(str(HERE.parent / "syncstream"), quiet=1)
+    compileall.compile_dir(str(HERE), quiet=1)
     report = Report()
-    print(f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {args.rounds} rounds", flush=True)
+    print(
+        f"python {platform.python_version()} on {platform.machine()}, {os.cpu_count()} cores; {args.rounds} rounds",
+        flush=True,
+    )
     with tempfile.TemporaryDirectory(prefix="syncstream-bench-", dir=args.dir) as tmp:
         work = Path(tmp)
         dids = corpus_dids()

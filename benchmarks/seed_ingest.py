@@ -33,7 +33,8 @@ def authority(uri: str) -> str:
 
 
 def main(replay: str, cache: str, users: str) -> None:
-    study = {line.strip() for line in open(users) if line.strip() and not line.startswith("#")}
+    with open(users) as handle:
+        study = {line.strip() for line in handle if line.strip() and not line.startswith("#")}
     for data in iter_replay(replay):
         message = parse_subscribe_repos_message(Frame.from_bytes(data))
         if not isinstance(message, models.ComAtprotoSyncSubscribeRepos.Commit):
@@ -46,7 +47,10 @@ def main(replay: str, cache: str, users: str) -> None:
             if op.action == "delete":
                 if repo in study and collection in (POST, LIKE, FOLLOW):
                     noun = {POST: "post", LIKE: "like", FOLLOW: "follow/follower"}[collection]
-                    write(f"{base}/delete/{noun}/author_did={repo}_{noun.split('/')[0]}_uri_suffix={rkey}.json", {"uri": rkey})
+                    write(
+                        f"{base}/delete/{noun}/author_did={repo}_{noun.split('/')[0]}_uri_suffix={rkey}.json",
+                        {"uri": rkey},
+                    )
                 continue
             if op.cid is None or collection not in (POST, LIKE, FOLLOW):
                 continue
@@ -58,7 +62,10 @@ def main(replay: str, cache: str, users: str) -> None:
                     write(f"{base}/create/post/{name}", payload)
                 reply = getattr(record, "reply", None)
                 if reply is not None and authority(reply.parent.uri) in study:
-                    write(f"{base}/create/reply_to_user_post/{reply.parent.uri.rsplit('/', 1)[1]}/{name}", payload)
+                    write(
+                        f"{base}/create/reply_to_user_post/{reply.parent.uri.rsplit('/', 1)[1]}/{name}",
+                        payload,
+                    )
             elif collection == LIKE:
                 name = f"author_did={repo}_like_uri_suffix={rkey}.json"
                 subject = record.subject.uri

@@ -35,22 +35,33 @@ def write_atomic(path: str, payload: bytes) -> None:
     """Write ``payload`` to ``path`` so that no reader ever sees a partial file.
 
     The temporary name is fixed per target: one writer holds the cache, and a crash leaves at
-    most one dot-file that the replay after it reuses.
+    most one dot-file that the replay after it reuses. An export claims whole handler
+    directories by renaming them: a write caught in between (its directory, temporary and all,
+    moved away) is simply done again in the directory's new incarnation.
     """
     directory, name = os.path.split(path)
     tmp = os.path.join(directory, f".{name}.tmp")
-    try:
-        fd = os.open(tmp, _FLAGS, 0o644)
-    except FileNotFoundError:
-        os.makedirs(directory, exist_ok=True)
-        fd = os.open(tmp, _FLAGS, 0o644)
-    try:
-        view = memoryview(payload)
-        while view:
-            view = view[os.write(fd, view) :]
-    finally:
-        os.close(fd)
-    os.rename(tmp, path)
+    for _ in range(_ATTEMPTS):
+        try:
+            fd = os.open(tmp, _FLAGS, 0o644)
+        except FileNotFoundError:
+            os.makedirs(directory, exist_ok=True)
+            continue
+        try:
+            view = memoryview(payload)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        try:
+            os.rename(tmp, path)
+        except FileNotFoundError:
+            continue
+        return
+    raise OSError(errno.ENOENT, f"{directory} kept disappearing while writing {name}")
+
+
+_ATTEMPTS = 8
 
 
 def _visible_files(directory: str) -> Iterator[os.DirEntry[str]]:

@@ -19,7 +19,7 @@ from tests.test_durability import OTHER, STUDY, frames
 # itself with SIGKILL at the Nth call, exactly as a crash there would.
 INJECT = textwrap.dedent(
     """
-    import os, shutil, signal, sys
+    import os, signal, sys
     import syncstream.export.batch as batch
     import syncstream.export.storage as storage
     from syncstream.export.__main__ import main
@@ -46,20 +46,19 @@ INJECT = textwrap.dedent(
             tick()  # the file exists under its temporary name, not yet moved into place
         storage.pq.write_table = write_table
     elif mode == "remove":
-        def rmtree(path, ignore_errors=False):
-            for i, name in enumerate(sorted(os.listdir(path))):
-                if i % 2 == 0:
-                    os.unlink(os.path.join(path, name))
-            tick()
-            shutil.rmtree(path, ignore_errors=ignore_errors)
-        batch.shutil.rmtree = rmtree
+        real_unlink = os.unlink
+        def unlink(path, *args, **kwargs):
+            real_unlink(path, *args, **kwargs)
+            if "/.export/" in str(path) and str(path).endswith(".json"):
+                tick()  # this file is gone, the rest of the committed chunk is not
+        batch.os.unlink = unlink
     raise SystemExit(main(sys.argv[3:]))
     """
 )
 
 
 def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path) -> None:
-    """Seven exports killed beside a writer, then one clean export: each row once, cache empty."""
+    """Eight exports killed beside a writer, then one clean export: each row once, cache empty."""
     count = 20_000
     replay = write_replay(tmp_path / "replay.bin", frames(count))
     study = write_users(tmp_path / "study.txt", [STUDY])
@@ -79,15 +78,19 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
         while not cache.is_dir():
             time.sleep(0.05)
         for mode, after in [
-            ("claim", 300),
-            ("write", 1),
-            ("remove", 1),
-            ("claim", 1000),
+            ("claim", 2),  # the .claim file and one directory moved, the next not
+            ("write", 1),  # one Parquet file written under its temporary name, not moved
+            ("remove", 300),  # a committed chunk, 300 of its files removed
+            ("claim", 1),
             ("write", 3),
+            ("remove", 1),
             ("random", 0),
             ("random", 0),
         ]:
             time.sleep(0.3)
+            deadline = time.monotonic() + 30
+            while len(tree(cache)) < 50 and writer.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)  # something to claim in at least two handler directories
             command = [sys.executable, str(injector), mode, str(after), *export_args]
             with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as export:
                 if mode == "random":
@@ -102,7 +105,7 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
     finally:
         assert writer.wait(timeout=300) == 0
     assert beside_writer >= 4, "the writer finished before most exports: make the replay longer"
-    assert killed >= 5
+    assert killed >= 6
 
     final = subprocess.run(
         [sys.executable, "-m", "syncstream.export", *export_args], check=False, capture_output=True, text=True

@@ -1,19 +1,20 @@
 """The export protocol: claim, write, commit, remove. Exactly once, whatever is killed when.
 
-1. **Claim.** A batch of visible cache files is listed; its manifest (their relative paths) is
-   written atomically to ``{cache}/.export/{claim}.manifest``; then each file is renamed to
-   ``{cache}/.export/{claim}/{i}``. From here the writer can rewrite the same name without
-   touching what was claimed, and a reader of the tree no longer sees it.
-2. **Write.** Rows are built, deduplicated within the batch and against the keys already
-   exported (kept for the relay's replay window); the Parquet names, derived from the claim id,
-   are recorded in ``{claim}.outputs`` and then written.
-3. **Commit.** One SQLite transaction records the exported keys and marks the claim committed.
-4. **Remove.** The claimed files go (or, with ``remove=False``, go back where they were), then
-   the claim's bookkeeping.
+1. **Claim.** The claim's id is written to ``{cache}/.export/{claim}.claim``; then each handler
+   directory is renamed, whole, to ``{cache}/.export/{claim}/{handler dir}``: a few renames,
+   however many files. The writer recreates a directory on its next write, so what it writes
+   from then on is left for the next export, and what was claimed no longer changes.
+2. **Write.** The claimed files are read in chunks of ``batch_files`` (bounded memory). For each
+   chunk ``{chunk}.files`` lists them; rows are built, deduplicated within the chunk and against
+   the keys already exported (kept for the relay's replay window); the Parquet names, derived
+   from the chunk id, are recorded in ``{chunk}.outputs`` and then written.
+3. **Commit.** One SQLite transaction records the chunk's keys and marks the chunk committed.
+4. **Remove.** The chunk's files go (or, with ``remove=False``, go back into the tree), then its
+   bookkeeping; once every chunk is done, the claim's directory and ``.claim`` file.
 
-A crash before 3 leaves an uncommitted claim: the next export deletes its recorded outputs and
-redoes it from its files. A crash after 3 leaves a committed claim: the next export finishes
-step 4. A clean failure (an exception) rolls the claim back into the cache tree.
+A crash before 3 leaves an uncommitted chunk: the next export deletes its recorded outputs, and
+its files, still in the claim, are exported again. A crash after 3 leaves a committed chunk: the
+next export finishes step 4. A clean failure (an exception) puts the claim back into the tree.
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class ExportSummary(msgspec.Struct, kw_only=True):
     cache_files: int = 0  # cache files read (and, unless kept, removed)
     duplicates: int = 0  # rows dropped as already exported or repeated within a batch
     unreadable: int = 0  # cache files that were not a record (moved to .export/unreadable/)
-    recovered_claims: int = 0  # claims left by an earlier export that this one finished
+    recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
     batches: int = 0
     dry_run: bool = False
 
@@ -67,23 +68,22 @@ class ExportSummary(msgspec.Struct, kw_only=True):
 
 
 class _Entry(NamedTuple):
-    relpath: str
+    relpath: str  # relative to the tree's root (or to a claim's directory: the same layout)
     key: HandlerKey
 
 
 class _Output(NamedTuple):
-    relative_path: str  # under the storage's base, named after the claim
+    relative_path: str  # under the storage's base, named after the chunk
     dataset: Dataset
     table: pa.Table
     keys: list[ExportKey]
 
 
-def _list_cache(context: BatchExportContext) -> Iterator[_Entry]:
-    """Every visible cache file, handler by handler, through each handler's read strategy."""
-    root = context.cache_root
-    for key, config in context.handlers.items():
-        for path in config.read_strategy(os.path.join(root, key.value)):
-            yield _Entry(os.path.relpath(path, root), key)
+def _list_tree(root: str, handlers: Sequence[HandlerConfig]) -> Iterator[_Entry]:
+    """Every visible cache file under ``root``, handler by handler, by each read strategy."""
+    for config in handlers:
+        for path in config.read_strategy(os.path.join(root, config.key.value)):
+            yield _Entry(os.path.relpath(path, root), config.key)
 
 
 def _chunks(entries: Iterator[_Entry], size: int) -> Iterator[list[_Entry]]:
@@ -97,13 +97,6 @@ def _chunks(entries: Iterator[_Entry], size: int) -> Iterator[list[_Entry]]:
         yield chunk
 
 
-def _key_of(relpath: str, handlers: dict[str, HandlerConfig]) -> HandlerKey:
-    directory = os.path.dirname(relpath)
-    if directory in handlers:
-        return handlers[directory].key
-    return handlers[os.path.dirname(directory)].key  # a nested file
-
-
 def _write_text_atomic(path: str, text: str) -> None:
     tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
     with open(tmp, "w", encoding="utf-8") as handle:
@@ -113,17 +106,30 @@ def _write_text_atomic(path: str, text: str) -> None:
     os.rename(tmp, path)
 
 
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return [line for line in handle.read().split("\n") if line]
+    except FileNotFoundError:
+        return []
+
+
 def _read(path: str) -> bytes:
     fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        chunks: list[bytes] = []
-        while True:
-            chunk = os.read(fd, 1 << 16)
-            if not chunk:
-                return b"".join(chunks)
+        data = os.read(fd, 1 << 16)
+        if len(data) < 1 << 16:  # a short read of a regular file is its end
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, 1 << 16):
             chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)
+
+
+def _new_id() -> str:
+    return f"{time.time_ns():020d}"
 
 
 class _Exporter:
@@ -141,69 +147,96 @@ class _Exporter:
         self.remove = remove
         self.dry_run = dry_run
         self.progress = progress
-        self.handlers = {key.value: config for key, config in context.handlers.items()}
+        self.handlers = list(context.handlers.values())
+        self.by_dir = {config.key.value: config.key for config in self.handlers}
         self.summary = ExportSummary(datasets={}, dry_run=dry_run)
 
     # the protocol ---------------------------------------------------------------------------
 
-    def run(self, batch_files: int) -> ExportSummary:
+    def run(self) -> ExportSummary:
         os.makedirs(self.staging, exist_ok=True)
-        if not self.dry_run:
-            self._recover()
-            cutoff = time.time() - self.context.dedup_window_hours * 3600
-            self.context.state.prune_exported(cutoff)
-        for chunk in _chunks(_list_cache(self.context), batch_files):
-            if self.dry_run:
-                self._build("dry-run", chunk, [os.path.join(self.root, e.relpath) for e in chunk])
-            else:
-                self._export_claim(self._claim(chunk), chunk)
-            self.summary.batches += 1
-            if self.progress is not None:
-                self.progress(self.summary)
+        if self.dry_run:
+            for chunk in _chunks(_list_tree(self.root, self.handlers), self.context.batch_files):
+                self._build("dry-run", [os.path.join(self.root, e.relpath) for e in chunk], chunk)
+                self._done_batch()
+            return self.summary
+        self._recover()
+        self.context.state.prune_exported(time.time() - self.context.dedup_window_hours * 3600)
+        claim_id = _new_id()
+        if self._claim(claim_id):
+            self._export_claim(claim_id)
         return self.summary
 
-    def _claim(self, chunk: Sequence[_Entry]) -> str:
-        claim_id = f"{time.time_ns():020d}"
-        _write_text_atomic(self._manifest(claim_id), "".join(f"{e.relpath}\n" for e in chunk))
-        claim_dir = os.path.join(self.staging, claim_id)
-        os.mkdir(claim_dir)
-        self._move_in(claim_id, chunk)
-        return claim_id
+    def _claim(self, claim_id: str) -> bool:
+        """Move every non-empty handler directory into the claim; False when there was none."""
+        present = [
+            config.key.value
+            for config in self.handlers
+            if next(config.read_strategy(os.path.join(self.root, config.key.value)), None) is not None
+        ]
+        if not present:
+            return False
+        _write_text_atomic(self._path(f"{claim_id}.claim"), "".join(f"{d}\n" for d in present))
+        claim_dir = self._path(claim_id)
+        for directory in present:
+            target = os.path.join(claim_dir, directory)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with contextlib.suppress(FileNotFoundError):  # removed meanwhile (a reset)
+                os.rename(os.path.join(self.root, directory), target)
+        return True
 
-    def _move_in(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
-        claim_dir = os.path.join(self.staging, claim_id)
-        for i, entry in enumerate(chunk):
-            target = os.path.join(claim_dir, str(i))
-            try:
-                os.rename(os.path.join(self.root, entry.relpath), target)
-            except FileNotFoundError:
-                # Already claimed before a crash, or removed by a reset: nothing to move.
-                continue
-
-    def _export_claim(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
-        claim_dir = os.path.join(self.staging, claim_id)
-        paths = [os.path.join(claim_dir, str(i)) for i in range(len(chunk))]
+    def _export_claim(self, claim_id: str) -> None:
+        claim_dir = self._path(claim_id)
         try:
-            outputs = self._build(claim_id, chunk, paths)
-            listing = "".join(f"{o.relative_path}\n" for o in outputs)
-            _write_text_atomic(self._outputs(claim_id), listing)
-            sizes = [self.context.storage.write(o.relative_path, o.table) for o in outputs]
-            keys = [key for o in outputs for key in o.keys]
-            self.context.state.commit_export(claim_id, keys, time.time())
+            for chunk in _chunks(_list_tree(claim_dir, self.handlers), self.context.batch_files):
+                self._export_chunk(claim_id, chunk)
+                self._done_batch()
         except Exception:
-            # A clean failure: put the claim back so the cache is as it was. (A kill or a
-            # signal skips this; the next export then redoes the claim from its files.)
-            self._roll_back(claim_id, chunk)
+            # A clean failure: put the claim back so the cache is as it was. (A kill or a signal
+            # skips this; the next export then carries on with the claim from its files.)
+            self._restore(claim_dir, list(_list_tree(claim_dir, self.handlers)))
+            self._drop(f"{claim_id}.claim")
+            shutil.rmtree(claim_dir, ignore_errors=True)
+            raise
+        shutil.rmtree(claim_dir, ignore_errors=True)
+        self._drop(f"{claim_id}.claim")
+
+    def _export_chunk(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
+        chunk_id = _new_id()
+        claim_dir = self._path(claim_id)
+        _write_text_atomic(
+            self._path(f"{chunk_id}.files"), claim_id + "\n" + "".join(f"{e.relpath}\n" for e in chunk)
+        )
+        try:
+            outputs = self._build(chunk_id, [os.path.join(claim_dir, e.relpath) for e in chunk], chunk)
+            _write_text_atomic(
+                self._path(f"{chunk_id}.outputs"), "".join(f"{o.relative_path}\n" for o in outputs)
+            )
+            sizes = [self.context.storage.write(o.relative_path, o.table) for o in outputs]
+            self.context.state.commit_export(chunk_id, [key for o in outputs for key in o.keys], time.time())
+        except Exception:
+            self.context.storage.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
+            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
             raise
         for output, size in zip(outputs, sizes, strict=True):
             stats = self.summary.datasets.setdefault(output.dataset.name, DatasetSummary())
             stats.rows += output.table.num_rows
             stats.files += 1
             stats.bytes += size
-        self._finish(claim_id, chunk)
+        self._finish_chunk(chunk_id, claim_dir, chunk)
 
-    def _build(self, claim_id: str, chunk: Sequence[_Entry], paths: Sequence[str]) -> list[_Output]:
-        """Read the claimed files into one Table per (dataset, partition date), deduplicated."""
+    def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[_Entry]) -> None:
+        if self.remove:
+            for entry in chunk:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(os.path.join(claim_dir, entry.relpath))
+        else:
+            self._restore(claim_dir, chunk)
+        self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+        self.context.state.forget_claim(chunk_id)
+
+    def _build(self, chunk_id: str, paths: Sequence[str], chunk: Sequence[_Entry]) -> list[_Output]:
+        """Read files into one Table per (dataset, partition date), deduplicated."""
         builders: dict[tuple[str, str], TableBuilder] = {}
         latest: dict[ExportKey, tuple[int, tuple[str, str], int]] = {}  # key -> (seq, where, row)
         for entry, path in zip(chunk, paths, strict=True):
@@ -215,7 +248,7 @@ class _Exporter:
             try:
                 head = decode_head(data)
             except msgspec.DecodeError as error:
-                self._quarantine(path, entry, error)
+                self._set_aside(path, entry, error)
                 continue
             dataset = DATASET_OF[entry.key]
             where = (dataset.name, partition_date(head.synctimestamp))
@@ -241,104 +274,94 @@ class _Exporter:
             rows = sorted(keep.get(where, []))
             if not rows:
                 continue
-            table = builder.table(row for row, _ in rows)
             if self.dry_run:
                 stats = self.summary.datasets.setdefault(builder.dataset.name, DatasetSummary())
-                stats.rows += table.num_rows
+                stats.rows += len(rows)
                 continue
-            relative = f"{where[0]}/partition_date={where[1]}/part-{claim_id}.parquet"
+            table = builder.table(row for row, _ in rows)
+            relative = f"{where[0]}/partition_date={where[1]}/part-{chunk_id}.parquet"
             outputs.append(_Output(relative, builder.dataset, table, [key for _, key in rows]))
         return outputs
 
-    def _quarantine(self, path: str, entry: _Entry, error: Exception) -> None:
+    def _set_aside(self, path: str, entry: _Entry, error: Exception) -> None:
         self.summary.unreadable += 1
         log.warning("not a cache record, set aside: %s (%s)", entry.relpath, error)
         if self.dry_run:
             return
-        target_dir = os.path.join(self.staging, "unreadable")
+        target_dir = self._path("unreadable")
         os.makedirs(target_dir, exist_ok=True)
         os.rename(path, os.path.join(target_dir, entry.relpath.replace("/", "~")))
 
-    def _finish(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
-        claim_dir = os.path.join(self.staging, claim_id)
-        if self.remove:
-            shutil.rmtree(claim_dir, ignore_errors=True)
-        else:
-            self._move_back(claim_id, chunk)
-        self._drop_bookkeeping(claim_id)
-        self.context.state.forget_claim(claim_id)
-
-    def _drop_bookkeeping(self, claim_id: str) -> None:
-        for path in (self._outputs(claim_id), self._manifest(claim_id)):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-
-    def _move_back(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
+    def _restore(self, claim_dir: str, entries: Sequence[_Entry]) -> None:
         """Return claimed files to the tree, unless the writer has written a newer one there."""
-        claim_dir = os.path.join(self.staging, claim_id)
-        for i, entry in enumerate(chunk):
-            source = os.path.join(claim_dir, str(i))
+        for entry in entries:
+            source = os.path.join(claim_dir, entry.relpath)
             target = os.path.join(self.root, entry.relpath)
-            try:
-                os.link(source, target)  # fails if the name exists: the writer's file wins
-            except FileExistsError:
-                pass
-            except FileNotFoundError:
-                if not os.path.exists(source):
+            for _ in range(3):
+                try:
+                    os.link(source, target)  # fails if the name exists: the writer's file wins
+                except FileExistsError:
+                    break
+                except FileNotFoundError:
+                    if not os.path.exists(source):
+                        break
+                    os.makedirs(os.path.dirname(target), exist_ok=True)
                     continue
-                os.makedirs(os.path.dirname(target), exist_ok=True)
-                os.link(source, target)
-        shutil.rmtree(claim_dir, ignore_errors=True)
+                break
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(source)
 
-    def _roll_back(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
-        try:
-            outputs = self._read_lines(self._outputs(claim_id))
-            self.context.storage.remove(outputs)
-        except Exception:  # the storage is what failed: leave the claim for the next export
-            log.exception("could not remove the partial outputs of claim %s", claim_id)
-            return
-        self._move_back(claim_id, chunk)
-        self._drop_bookkeeping(claim_id)
+    def _done_batch(self) -> None:
+        self.summary.batches += 1
+        if self.progress is not None:
+            self.progress(self.summary)
 
     # recovery -------------------------------------------------------------------------------
 
     def _recover(self) -> None:
-        manifests = sorted(
-            name[: -len(".manifest")]
-            for name in os.listdir(self.staging)
-            if name.endswith(".manifest") and not name.startswith(".")
-        )
-        for claim_id in manifests:
-            chunk = [
-                _Entry(relpath, _key_of(relpath, self.handlers))
-                for relpath in self._read_lines(self._manifest(claim_id))
-            ]
-            self.summary.recovered_claims += 1
-            if self.context.state.claim_committed(claim_id):
-                log.info("finishing export claim %s (committed before a crash)", claim_id)
-                self._finish(claim_id, chunk)
-                continue
-            log.info("redoing export claim %s (interrupted before its commit)", claim_id)
-            self.context.storage.remove(self._read_lines(self._outputs(claim_id)))
-            os.makedirs(os.path.join(self.staging, claim_id), exist_ok=True)
-            self._move_in(claim_id, chunk)
-            self._export_claim(claim_id, chunk)
+        names = sorted(os.listdir(self.staging))
+        for name in names:
+            if name.startswith(".") and name.endswith(".tmp"):  # bookkeeping cut mid-write
+                self._drop(name)
+        for name in names:
+            if name.endswith(".files") and not name.startswith("."):
+                self._recover_chunk(name.removesuffix(".files"))
+        for name in names:
+            if name.endswith(".claim") and not name.startswith("."):
+                claim_id = name.removesuffix(".claim")
+                log.info("carrying on with export claim %s (interrupted)", claim_id)
+                self.summary.recovered_claims += 1
+                self._export_claim(claim_id)
+
+    def _recover_chunk(self, chunk_id: str) -> None:
+        lines = _read_lines(self._path(f"{chunk_id}.files"))
+        if not lines:
+            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+            return
+        claim_dir = self._path(lines[0])
+        self.summary.recovered_claims += 1
+        if self.context.state.claim_committed(chunk_id):
+            log.info("finishing export chunk %s (committed before a crash)", chunk_id)
+            chunk = [_Entry(relpath, self._key_of(relpath)) for relpath in lines[1:]]
+            self._finish_chunk(chunk_id, claim_dir, chunk)
+        else:
+            log.info("redoing export chunk %s (interrupted before its commit)", chunk_id)
+            self.context.storage.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
+            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+
+    def _key_of(self, relpath: str) -> HandlerKey:
+        directory = os.path.dirname(relpath)
+        return self.by_dir.get(directory) or self.by_dir[os.path.dirname(directory)]
 
     # paths ----------------------------------------------------------------------------------
 
-    def _manifest(self, claim_id: str) -> str:
-        return os.path.join(self.staging, f"{claim_id}.manifest")
+    def _path(self, name: str) -> str:
+        return os.path.join(self.staging, name)
 
-    def _outputs(self, claim_id: str) -> str:
-        return os.path.join(self.staging, f"{claim_id}.outputs")
-
-    @staticmethod
-    def _read_lines(path: str) -> list[str]:
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return [line for line in handle.read().split("\n") if line]
-        except FileNotFoundError:
-            return []
+    def _drop(self, *names: str) -> None:
+        for name in names:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self._path(name))
 
 
 def export_batch(
@@ -361,7 +384,6 @@ def export_batch(
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise CacheLockedError(f"another export is running on {context.cache_root}") from None
             raise
-        exporter = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress)
-        return exporter.run(context.batch_files)
+        return _Exporter(context, remove=remove, dry_run=dry_run, progress=progress).run()
     finally:
         os.close(fd)

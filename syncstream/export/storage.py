@@ -56,8 +56,11 @@ class ParquetStorage:
     def remove(self, relative_paths: Iterable[str]) -> None:
         for relative_path in relative_paths:
             path = self._path(relative_path)
-            if self.filesystem.get_file_info(path).type != pafs.FileType.NotFound:
-                self.filesystem.delete_file(path)
+            directory, name = posixpath.split(path)
+            # also the temporary of a write cut short (local filesystems only write one)
+            for candidate in (path, posixpath.join(directory, f".{name}.tmp")):
+                if self.filesystem.get_file_info(candidate).type != pafs.FileType.NotFound:
+                    self.filesystem.delete_file(candidate)
 
     def describe(self) -> str:
         return f"{self.filesystem.type_name}:{self.base}"

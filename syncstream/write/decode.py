@@ -56,18 +56,31 @@ def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
             raise ValueError("varint too long")
 
 
-def car_blocks(car: bytes) -> dict[bytes, tuple[int, int]]:
-    """CID bytes -> (start, end) of the block's data within ``car`` (CAR v1 framing)."""
+def car_blocks(car: bytes, wanted: set[bytes] | None = None) -> dict[bytes, tuple[int, int]]:
+    """CID bytes -> (start, end) of the block's data within ``car`` (CAR v1 framing).
+
+    With ``wanted``, stops as soon as those blocks are found. The common CIDv1/sha2-256 shape
+    and one- or two-byte lengths are read inline: this loop runs for every block of every commit.
+    """
     header_length, pos = _uvarint(car, 0)
     pos += header_length
     blocks: dict[bytes, tuple[int, int]] = {}
     size = len(car)
+    remaining = len(wanted) if wanted is not None else -1
     while pos < size:
-        length, pos = _uvarint(car, pos)
+        byte = car[pos]
+        if byte < 0x80:
+            length, pos = byte, pos + 1
+        elif car[pos + 1] < 0x80:
+            length, pos = (byte & 0x7F) | (car[pos + 1] << 7), pos + 2
+        else:
+            length, pos = _uvarint(car, pos)
         end = pos + length
         if end > size:
             raise ValueError("truncated CAR block")
-        if car[pos] == 0x12 and car[pos + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
+        if car[pos] == 0x01 and car[pos + 1] < 0x80 and car[pos + 2] == 0x12 and car[pos + 3] == 0x20:
+            cid_end = pos + 36  # CIDv1, one-byte codec, sha2-256
+        elif car[pos] == 0x12 and car[pos + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
             cid_end = pos + 34
         else:
             _, cursor = _uvarint(car, pos)  # version
@@ -75,7 +88,12 @@ def car_blocks(car: bytes) -> dict[bytes, tuple[int, int]]:
             _, cursor = _uvarint(car, cursor)  # multihash code
             digest_size, cursor = _uvarint(car, cursor)
             cid_end = cursor + digest_size
-        blocks[car[pos:cid_end]] = (cid_end, end)
+        cid = car[pos:cid_end]
+        if wanted is None or cid in wanted:
+            blocks[cid] = (cid_end, end)
+            remaining -= 1
+            if remaining == 0:
+                break
         pos = end
     return blocks
 
@@ -98,17 +116,19 @@ def _is_link(value: bytes, raw: bytes) -> bool:
 
 def json_model(value: Any, raw: bytes) -> Any:
     """A decoded DAG-CBOR value in the AT Protocol JSON data model (``$link``, ``$bytes``)."""
-    if isinstance(value, dict):
-        return {key: json_model(item, raw) for key, item in value.items()}
-    if isinstance(value, list):
-        return [json_model(item, raw) for item in value]
-    if isinstance(value, bytes):
+    kind = type(value)
+    if kind is dict:
+        return {key: item if type(item) in _SCALARS else json_model(item, raw) for key, item in value.items()}
+    if kind is list:
+        return [item if type(item) in _SCALARS else json_model(item, raw) for item in value]
+    if kind is bytes:
         if _is_link(value, raw):
             return {"$link": libipld.encode_cid(value)}
         return {"$bytes": b64encode(value).rstrip(b"=").decode("ascii")}
     return value
 
 
+_SCALARS = frozenset({str, int, bool, type(None), float})
 _OTHER_KINDS = {"#identity": "identity", "#account": "account", "#sync": "sync", "#info": "info"}
 
 
@@ -149,6 +169,14 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
     ):
         return Decoded("malformed_commit", seq)
     index: dict[bytes, tuple[int, int]] | None = None
+    wanted = {
+        op["cid"]
+        for op in ops
+        if isinstance(op, dict)
+        and isinstance(op.get("cid"), bytes)
+        and op.get("action") != "delete"
+        and (collections is None or str(op.get("path", "")).partition("/")[0] in collections)
+    }
     decoded: list[RepoOp] = []
     problems: list[str] = []
     for op in ops:
@@ -168,7 +196,7 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
             continue
         if index is None:
             try:
-                index = car_blocks(blocks) if blocks else {}
+                index = car_blocks(blocks, wanted) if blocks else {}
             except (ValueError, IndexError):
                 index = {}
                 problems.append("undecodable_car")
