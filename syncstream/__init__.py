@@ -6,7 +6,7 @@ phase 2 (``syncstream.export``) turns the cache into date-partitioned Parquet da
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
+from typing import Any
 
 from syncstream.context import (
     BatchExportContext,
@@ -19,10 +19,19 @@ from syncstream.handlers import HANDLERS, HandlerConfig
 from syncstream.records import CachedRecord
 from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
 
-try:
-    __version__ = version("syncstream")
-except PackageNotFoundError:  # running from a source tree that was not installed
-    __version__ = "0+unknown"
+
+def __getattr__(name: str) -> Any:
+    # importlib.metadata costs 35 ms at start-up: both commands would pay it for a version
+    # string they never print.
+    if name == "__version__":
+        from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
+
+        try:
+            return version("syncstream")
+        except PackageNotFoundError:  # a source tree that was not installed
+            return "0+unknown"
+    raise AttributeError(f"module 'syncstream' has no attribute {name!r}")
+
 
 __all__ = [
     "HANDLERS",
