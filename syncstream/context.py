@@ -48,7 +48,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
     storage: StorageRepository
-    batch_files: int = 5_000  # cache files per chunk: bounds the export's memory
+    batch_files: int = 2_000  # cache files per chunk: bounds the export's memory
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
@@ -102,7 +102,7 @@ def setup_batch_export_system(
     state_path: str | Path,
     out: str | StorageRepository,
     *,
-    batch_files: int = 5_000,
+    batch_files: int = 2_000,
     dedup_window_hours: float = 72.0,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).

@@ -59,7 +59,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-files",
         type=int,
-        default=5_000,
+        default=2_000,
         help="cache files per batch; bounds memory (default: %(default)s)",
     )
     parser.add_argument(
