@@ -74,7 +74,12 @@ class ReplayRelay:
     """The relay's behaviour, independent of how it is run (CLI or a test's thread)."""
 
     def __init__(
-        self, frames: Iterable[bytes], faults: Iterable[Fault] = (), *, inclusive: bool = False
+        self,
+        frames: Iterable[bytes],
+        faults: Iterable[Fault] = (),
+        *,
+        inclusive: bool = False,
+        rate: float | None = None,
     ) -> None:
         self.frames = [(_seq_of(frame), frame) for frame in frames]
         seqs = [seq for seq, _ in self.frames if seq is not None]
@@ -82,6 +87,7 @@ class ReplayRelay:
         self.last_seq = max(seqs) if seqs else None
         self.faults = list(faults)
         self.inclusive = inclusive
+        self.rate = rate  # frames per second, like a live relay; None: as fast as possible
         self.connections: list[int | None] = []  # the cursor each connection asked for
 
     def process_request(self, connection: ServerConnection, request: Request) -> Response | None:
@@ -103,6 +109,7 @@ class ReplayRelay:
                 info_frame("OutdatedCursor", "Requested cursor exceeded limit. Possibly missing events")
             )
         sent = 0
+        started = asyncio.get_running_loop().time()
         for seq, frame in self.frames:
             if (
                 cursor is not None
@@ -114,6 +121,10 @@ class ReplayRelay:
                 return
             await connection.send(frame)
             sent += 1
+            if self.rate is not None and sent % 50 == 0:
+                ahead = started + sent / self.rate - asyncio.get_running_loop().time()
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
         if fault is not None and sent <= fault.after and await self._fault(connection, fault):
             return
         await connection.wait_closed()  # hold the connection open, as a live relay does
@@ -204,6 +215,12 @@ def _parser() -> argparse.ArgumentParser:
         help="a fault for the next connection",
     )
     parser.add_argument("--inclusive", action="store_true", help="also resend the frame at the cursor")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="FRAMES_PER_SECOND",
+        help="pace the stream like a live relay (default: flat out)",
+    )
     return parser
 
 
@@ -227,11 +244,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = [parse_fault(text) for text in args.fault]
     except ValueError as error:
         parser.error(str(error))
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
     if not Path(args.replay).is_file():
         print(f"error: replay file not found: {args.replay}", file=sys.stderr)
         return 2
     try:
-        relay = ReplayRelay(iter_replay(args.replay), faults, inclusive=args.inclusive)
+        relay = ReplayRelay(iter_replay(args.replay), faults, inclusive=args.inclusive, rate=args.rate)
     except (OSError, ValueError, zstandard.ZstdError) as error:
         print(f"error: cannot read {args.replay}: {error}", file=sys.stderr)
         return 2

@@ -67,10 +67,18 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
     cache, state, out = tmp_path / "cache", tmp_path / "state.sqlite", tmp_path / "out"
     common = ["--cache-dir", str(cache), "--state", str(state), "-q"]
     export_args = [*common, "--out", str(out), "--batch-files", "700"]
+    # The writer consumes a loopback relay paced like the live firehose, so that it is still
+    # writing, whatever this machine's speed, while the exports are killed beside it.
+    relay = subprocess.Popen(
+        [sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "1500"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert relay.stdout is not None
+    url = relay.stdout.readline().split(" at ")[1].strip()
     writer = subprocess.Popen(
         [sys.executable, "-m", "syncstream.write", *common, "--study-users", str(study),
-         "--replay", str(replay), "--flush-frames", "100"],
-        stdout=subprocess.DEVNULL,
+         "--relay", url, "--idle-exit", "3", "--flush-frames", "100"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     rng = random.Random(11)
     beside_writer = killed = 0
@@ -103,7 +111,12 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
             if mode != "random":
                 assert returncode == -9, f"the export was not killed while in its {mode} step"
     finally:
-        assert writer.wait(timeout=300) == 0
+        try:
+            assert writer.wait(timeout=300) == 0
+        finally:
+            relay.terminate()
+            relay.wait(timeout=30)
+            relay.stdout.close()
     assert beside_writer >= 4, "the writer finished before most exports: make the replay longer"
     assert killed >= 6
 

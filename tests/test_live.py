@@ -294,3 +294,13 @@ def test_with_seq_renumbers_a_real_frame_and_keeps_the_rest() -> None:
     assert after.seq == 2**40 and after.commit is not None and before.commit is not None
     assert after.commit.ops == before.commit.ops
     assert (after.commit.repo, after.commit.rev) == (before.commit.repo, before.commit.rev)
+
+
+def test_relay_rate_paces_the_stream(tmp_path: Path, uninterrupted: set[str]) -> None:
+    """--rate holds the relay to a frame rate (a lower bound on the duration; the cache is the same)."""
+    relay = ReplayRelay(corpus_frames(), rate=500.0)
+    with LoopbackRelay(relay) as loopback:
+        started = time.monotonic()
+        assert live(tmp_path, loopback.url, "--idle-exit", "0.5") == 0
+    assert time.monotonic() - started >= (150 - 50) / 500.0
+    assert tree(tmp_path / "cache") == uninterrupted

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 
 from syncstream.cache import WriterLock, reset_tree
+from syncstream.cli import add_store_options, setup_logging
 from syncstream.context import setup_batch_export_system
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.batch import ExportSummary, export_batch
@@ -32,14 +33,7 @@ def _parser() -> argparse.ArgumentParser:
             "and remove the exported files from the cache. Safe to run while the writer runs."
         ),
     )
-    parser.add_argument(
-        "--cache-dir", default="syncstream-cache", help="the cache tree (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--state",
-        default="syncstream-state.sqlite",
-        help="the writer's SQLite state store (default: %(default)s)",
-    )
+    add_store_options(parser, state_help="the writer's SQLite state store")
     parser.add_argument(
         "--out",
         default="syncstream-parquet",
@@ -68,7 +62,6 @@ def _parser() -> argparse.ArgumentParser:
         default=72.0,
         help="how long exported keys are remembered, so replayed events add no rows (default: %(default)s)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     return parser
 
 
@@ -115,11 +108,7 @@ def _print_summary(summary: ExportSummary, seconds: float) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.quiet)
     _spare_pyarrow_the_pandas_import()
     if args.batch_files < 1:
         parser.error("--batch-files must be at least 1")

@@ -13,6 +13,7 @@ from pathlib import Path
 import zstandard
 from returns.result import Failure
 
+from syncstream.cli import add_store_options, setup_logging
 from syncstream.context import setup_cache_write_system
 from syncstream.errors import ConfigError, SyncstreamError
 from syncstream.state import read_user_file
@@ -39,14 +40,7 @@ def _parser() -> argparse.ArgumentParser:
             "the user files."
         ),
     )
-    parser.add_argument(
-        "--cache-dir", default="syncstream-cache", help="root of the cache tree (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--state",
-        default="syncstream-state.sqlite",
-        help="SQLite state store: users, cursor, cached-URI index (default: %(default)s)",
-    )
+    add_store_options(parser, state_help="SQLite state store: users, cursor, cached-URI index")
     parser.add_argument(
         "--study-users",
         help="file of study-user DIDs, one per line, '#' comments; replaces the stored set "
@@ -129,7 +123,6 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="skip os.sync() before each cursor commit (faster; a power loss may lose a batch)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     return parser
 
 
@@ -171,11 +164,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING if args.quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    setup_logging(args.quiet)
     _check(parser, args)
     replay = args.replay
     study, in_network = args.study_users, args.in_network_users
