@@ -64,20 +64,29 @@ class HandlerKey(StrEnum):
 
     @property
     def service(self) -> Service:
-        return Service(self.value.split("/", 1)[0])
+        return _FACTS[self][0]
 
     @property
     def operation(self) -> Operation:
-        return Operation(self.value.split("/")[1])
+        return _FACTS[self][1]
 
     @property
     def record_type(self) -> RecordType:
-        return RecordType(self.value.split("/")[2])
+        return _FACTS[self][2]
 
     @property
     def follow_status(self) -> FollowStatus | None:
-        parts = self.value.split("/")
-        return FollowStatus(parts[3]) if len(parts) > 3 else None
+        return _FACTS[self][3]
+
+
+def _facts(key: HandlerKey) -> tuple[Service, Operation, RecordType, FollowStatus | None]:
+    parts = key.value.split("/")
+    status = FollowStatus(parts[3]) if len(parts) > 3 else None
+    return Service(parts[0]), Operation(parts[1]), RecordType(parts[2]), status
+
+
+# Read on every routed write: parsed once here rather than split per call.
+_FACTS = {key: _facts(key) for key in HandlerKey}
 
 
 COLLECTION_OF: dict[RecordType, str] = {
