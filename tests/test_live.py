@@ -51,7 +51,20 @@ def uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
 
 def live(tmp_path: Path, url: str, *extra: str) -> int:
     args = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "s.sqlite"), "-q", "--no-sync"]
-    args += [*users(), "--relay", url, "--idle-exit", "1.5", "--reconnect-delay", "0.05", *extra]
+    # A fixed receive timeout keeps the dials exactly those the faults cause (with --idle-exit
+    # alone, a quiet relay is redialled at half of it, which one test below checks).
+    args += [
+        *users(),
+        "--relay",
+        url,
+        "--idle-exit",
+        "1.5",
+        "--reconnect-delay",
+        "0.05",
+        "--recv-timeout",
+        "30",
+    ]
+    args += extra
     return main(args)
 
 
@@ -303,4 +316,24 @@ def test_relay_rate_paces_the_stream(tmp_path: Path, uninterrupted: set[str]) ->
         started = time.monotonic()
         assert live(tmp_path, loopback.url, "--idle-exit", "0.5") == 0
     assert time.monotonic() - started >= (150 - 50) / 500.0
+    assert tree(tmp_path / "cache") == uninterrupted
+
+
+def test_stall_is_reconnected_before_idle_exit_fires(tmp_path: Path, uninterrupted: set[str]) -> None:
+    """With only --idle-exit given, a stalled relay still gets a reconnect before the writer exits."""
+    relay = ReplayRelay(corpus_frames(), [Fault("stall", 80)])
+    with LoopbackRelay(relay) as loopback:
+        args = [
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--state",
+            str(tmp_path / "s.sqlite"),
+            "-q",
+            "--no-sync",
+        ]
+        assert (
+            main([*args, *users(), "--relay", loopback.url, "--idle-exit", "2", "--reconnect-delay", "0.05"])
+            == 0
+        )
+    assert relay.connections[:2] == [None, FIRST + 79]
     assert tree(tmp_path / "cache") == uninterrupted

@@ -80,9 +80,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--recv-timeout",
         type=float,
-        default=30.0,
         metavar="SECONDS",
-        help="relay: a socket silent this long is stalled and is reconnected (default: %(default)s)",
+        help="relay: a socket silent this long is stalled and is reconnected (default: 30, or half "
+        "of --idle-exit when that is shorter)",
     )
     parser.add_argument(
         "--reconnect-delay",
@@ -147,7 +147,7 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.flush_frames < 1:
         parser.error("--flush-frames must be at least 1")
     for name in ("flush_seconds", "recv_timeout", "reconnect_delay", "progress_seconds"):
-        if getattr(args, name) <= 0:
+        if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be positive")
     if args.idle_exit is not None and args.idle_exit <= 0:
         parser.error("--idle-exit must be positive")
@@ -236,9 +236,16 @@ def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_
                     case result:
                         state.replace_users(kind, result.unwrap())
 
+    recv_timeout = args.recv_timeout if args.recv_timeout is not None else 30.0
+    if args.recv_timeout is None and args.idle_exit is not None and recv_timeout >= args.idle_exit:
+        # A stalled socket must get its reconnect before the writer calls the stream idle.
+        recv_timeout = args.idle_exit / 2
+        logging.getLogger("syncstream.write").info(
+            "receive timeout lowered to %.1fs, half of --idle-exit", recv_timeout
+        )
     options = LiveOptions(
         relay=args.relay,
-        recv_timeout=args.recv_timeout,
+        recv_timeout=recv_timeout,
         idle_exit=args.idle_exit,
         reconnect_delay=args.reconnect_delay,
         progress_seconds=args.progress_seconds,
