@@ -159,3 +159,18 @@ def test_collections_filter_skips_record_decoding() -> None:
         ("app.bsky.feed.post", True),
         ("app.bsky.feed.repost", False),
     ]
+
+
+def test_repeated_blocks_do_not_hide_the_next_one() -> None:
+    """Two ops with the same record share a CID (their block appears twice in this CAR); the
+    third op's block, after them, is still found."""
+    same = post("same")
+    frame = encode_commit_frame(
+        seq=9, repo="did:plc:a", rev="3k", time=TIME,
+        ops=[OpSpec("create", "app.bsky.feed.post/3a", same), OpSpec("create", "app.bsky.feed.post/3b", same),
+             OpSpec("create", "app.bsky.feed.post/3c", post("other"))],
+    )  # fmt: skip
+    result = decode_frame(frame)
+    assert result.problems == ()
+    assert result.commit is not None
+    assert [op.record["text"] for op in result.commit.ops if op.record] == ["same", "same", "other"]

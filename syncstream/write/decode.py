@@ -89,7 +89,7 @@ def car_blocks(car: bytes, wanted: set[bytes] | None = None) -> dict[bytes, tupl
             digest_size, cursor = _uvarint(car, cursor)
             cid_end = cursor + digest_size
         cid = car[pos:cid_end]
-        if wanted is None or cid in wanted:
+        if (wanted is None or cid in wanted) and cid not in blocks:  # a CAR may repeat a block
             blocks[cid] = (cid_end, end)
             remaining -= 1
             if remaining == 0:
