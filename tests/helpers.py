@@ -105,3 +105,8 @@ def from_json_model(value: Any) -> Any:
     if isinstance(value, list):
         return [from_json_model(item) for item in value]
     return value
+
+
+def store_args(root: Path) -> list[str]:
+    """The write command's cache and state options under ``root``, quiet, without os.sync."""
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]

@@ -17,7 +17,17 @@ from syncstream.write.decode import decode_frame
 from syncstream.write.encode import OpSpec, with_seq
 from syncstream.write.live import relay_base_uri
 from syncstream.write.sources import iter_replay
-from tests.helpers import ROOT, commit, corpus_frames, follow, post, tree, write_replay, write_users
+from tests.helpers import (
+    ROOT,
+    commit,
+    corpus_frames,
+    follow,
+    post,
+    store_args,
+    tree,
+    write_replay,
+    write_users,
+)
 
 SAMPLE = ROOT / "syncstream" / "data"
 FIRST, LAST = 31527015322, 31527015471
@@ -255,15 +265,7 @@ def test_track_follows_keeps_the_in_network_set_current(tmp_path: Path) -> None:
         commit(5, study, OpSpec("delete", "app.bsky.graph.follow/f1")),
         commit(6, friend, OpSpec("create", "app.bsky.feed.post/after-unfollow", post())),
     ]
-    args = [
-        "--cache-dir",
-        str(tmp_path / "cache"),
-        "--state",
-        str(tmp_path / "s.sqlite"),
-        "-q",
-        "--no-sync",
-        "--track-follows",
-    ]
+    args = [*store_args(tmp_path), "--track-follows"]
     args += ["--study-users", str(write_users(tmp_path / "study.txt", [study]))]
     assert main([*args, "--replay", str(write_replay(tmp_path / "a.bin", frames))]) == 0
     assert main([*args, "--replay", str(write_replay(tmp_path / "b.bin", later))]) == 0
@@ -323,17 +325,7 @@ def test_stall_is_reconnected_before_idle_exit_fires(tmp_path: Path, uninterrupt
     """With only --idle-exit given, a stalled relay still gets a reconnect before the writer exits."""
     relay = ReplayRelay(corpus_frames(), [Fault("stall", 80)])
     with LoopbackRelay(relay) as loopback:
-        args = [
-            "--cache-dir",
-            str(tmp_path / "cache"),
-            "--state",
-            str(tmp_path / "s.sqlite"),
-            "-q",
-            "--no-sync",
-        ]
-        assert (
-            main([*args, *users(), "--relay", loopback.url, "--idle-exit", "2", "--reconnect-delay", "0.05"])
-            == 0
-        )
+        args = [*store_args(tmp_path), *users(), "--relay", loopback.url, "--idle-exit", "2"]
+        assert main([*args, "--reconnect-delay", "0.05"]) == 0
     assert relay.connections[:2] == [None, FIRST + 79]
     assert tree(tmp_path / "cache") == uninterrupted
