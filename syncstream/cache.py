@@ -139,6 +139,12 @@ class WriterLock:
         self._fd = fd
         return self
 
+    def fileno(self) -> int:
+        """The locked descriptor: a process it is passed to holds the lock until it exits."""
+        if self._fd is None:
+            raise ValueError("the writer lock is not held")
+        return self._fd
+
     def release(self) -> None:
         if self._fd is not None:
             os.close(self._fd)  # closing the descriptor releases the flock

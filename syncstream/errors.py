@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-__all__ = ["CacheLockedError", "ConfigError", "SyncstreamError"]
+__all__ = ["CacheLockedError", "CacheWriteError", "ConfigError", "HelperError", "SyncstreamError"]
 
 
 class SyncstreamError(Exception):
@@ -15,3 +15,12 @@ class ConfigError(SyncstreamError, ValueError):
 
 class CacheLockedError(SyncstreamError, RuntimeError):
     """The cache is held by a writer, so it cannot be reset or held again."""
+
+
+class CacheWriteError(SyncstreamError, OSError):
+    """A cache file could not be written (a full disk, a permission): nothing past the last
+    durable cursor counts as done, so a restart rewrites it."""
+
+
+class HelperError(SyncstreamError, RuntimeError):
+    """A helper process stopped before it finished its work."""

@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 import msgspec
 from atproto_firehose import FirehoseSubscribeReposClient
 
+from syncstream.errors import CacheWriteError, HelperError
 from syncstream.write.decode import Decoded
 from syncstream.write.sources import write_frame
 from syncstream.write.writer import CacheWriter
@@ -156,7 +157,12 @@ class LiveRunner:
             self.received += 1
             if self.record is not None:
                 write_frame(self.record, frame)
-            decoded = self.writer.process_frame(frame)
+            try:
+                decoded = self.writer.process_frame(frame)
+            except (CacheWriteError, HelperError) as error:  # fatal: reconnecting cannot fix it
+                self._error = error
+                self.stop()
+                raise
             if decoded is None or decoded.kind != "error":
                 # An error frame is no sign of a healthy stream: it neither resets the backoff
                 # nor keeps --idle-exit from firing (a relay answering FutureCursor forever).

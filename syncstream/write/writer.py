@@ -15,10 +15,12 @@ from datetime import UTC, datetime
 import msgspec
 
 from syncstream.context import CacheWriteContext
-from syncstream.handlers import write_record
+from syncstream.handlers import record_path
+from syncstream.records import encode_record
 from syncstream.state import Population
 from syncstream.types import HandlerKey, Operation
 from syncstream.write.decode import Commit, Decoded, decode_frame
+from syncstream.write.files import FileWrites, InlineWrites
 from syncstream.write.route import ROUTED_COLLECTIONS, CacheWrite, route_commit
 
 __all__ = ["CacheWriter", "WriteSummary", "utc_now"]
@@ -53,6 +55,8 @@ class CacheWriter:
 
     ``track_follows`` keeps the in-network set current from the stream: a study user's follow
     adds the followee, its delete removes it (unless another study user still follows them).
+    ``files`` does the file writes (default: in this process, each at once; with a helper
+    process, a write is on disk by the next ``flush``).
     """
 
     def __init__(
@@ -64,8 +68,10 @@ class CacheWriter:
         durable: bool = True,
         track_follows: bool = False,
         on_flush: Callable[[], None] | None = None,
+        files: FileWrites | None = None,
     ) -> None:
         self.context = context
+        self.file_writes: FileWrites = files if files is not None else InlineWrites()
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
         self.durable = durable
@@ -133,8 +139,9 @@ class CacheWriter:
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
         files = self.files
+        write = self.file_writes.write
         for key, record in writes:
-            write_record(ctx.cache_root, ctx.handlers[key], record)
+            write(record_path(ctx.cache_root, ctx.handlers[key], record), encode_record(record))
             files[key.value] = files.get(key.value, 0) + 1
             if record.operation == Operation.CREATE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
@@ -182,6 +189,7 @@ class CacheWriter:
 
     def flush(self) -> None:
         """Make the written files durable, then commit the cursor and the rows that cover them."""
+        self.file_writes.drain()
         if self._pending_frames == 0 and self._pending_seq is None and not self._pending_index:
             return
         if self.on_flush is not None:

@@ -1,0 +1,137 @@
+"""Helper processes: a child ``python -m module`` that takes framed msgpack requests on its
+stdin, answers some of them on its stdout, and dies with its parent.
+
+Both phases are a CPU-bound half (decoding, building tables) and a syscall-bound half (creating,
+reading, removing thousands of small files). Threads cannot overlap the two: every syscall
+gives up the GIL and then waits for the busy thread's switch interval to get it back. A
+second process can, and a pipe carries the work between them in batches.
+
+A frame is a little-endian ``u32`` length and a msgpack body. A helper started by a thread that
+exits is killed with it (``PR_SET_PDEATHSIG`` is per thread): start helpers from a thread that
+outlives them, such as the main thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from typing import IO, Any
+
+import msgspec
+
+from syncstream.errors import HelperError
+
+__all__ = ["Helper", "serve"]
+
+_LENGTH = struct.Struct("<I")
+_encode = msgspec.msgpack.Encoder().encode
+_decode = msgspec.msgpack.Decoder().decode
+_PIPE_BYTES = 1 << 20  # room for a few batches in flight, so neither side waits on the other
+
+
+def _write_frame(stream: IO[bytes], message: object) -> None:
+    body = _encode(message)
+    stream.write(_LENGTH.pack(len(body)))
+    stream.write(body)
+    stream.flush()
+
+
+def _read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
+    """(True, message), or (False, None) at the end of the stream."""
+    head = stream.read(_LENGTH.size)
+    if len(head) < _LENGTH.size:
+        return False, None
+    (length,) = _LENGTH.unpack(head)
+    body = stream.read(length)
+    if len(body) < length:
+        return False, None
+    return True, _decode(body)
+
+
+def _widen(fd: int) -> None:
+    with contextlib.suppress(AttributeError, OSError):  # Linux only; the default 64 KiB also works
+        fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class Helper:
+    """The parent's end: ``send`` a request, ``receive`` an answer, ``close`` when done.
+
+    ``pass_fds`` hands descriptors to the helper, such as the writer lock's, so that the lock
+    is held until every process that writes the cache is gone.
+    """
+
+    def __init__(self, module: str, *args: str, pass_fds: Sequence[int] = ()) -> None:
+        self.module = module
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", module, str(os.getpid()), *args],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=tuple(pass_fds),
+        )
+        assert self._process.stdin is not None and self._process.stdout is not None
+        self._stdin: IO[bytes] = self._process.stdin
+        self._stdout: IO[bytes] = self._process.stdout
+        _widen(self._stdin.fileno())
+
+    def send(self, message: object) -> None:
+        try:
+            _write_frame(self._stdin, message)
+        except (BrokenPipeError, ValueError):
+            raise self._died() from None
+
+    def receive(self) -> Any:
+        ok, message = _read_frame(self._stdout)
+        if not ok:
+            raise self._died()
+        return message
+
+    def _died(self) -> HelperError:
+        code = self._process.wait()
+        return HelperError(f"the helper process {self.module} stopped (exit code {code})")
+
+    def close(self) -> int:
+        """Close its stdin (it finishes what it was sent, then exits) and wait; its exit code."""
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self._stdin.close()
+        code = self._process.wait()
+        self._stdout.close()
+        return code
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        for stream in (self._stdin, self._stdout):
+            with contextlib.suppress(BrokenPipeError, ValueError):
+                stream.close()
+
+
+def _die_with_parent(parent: int) -> None:
+    """SIGKILL this process when the thread that started it exits, however it exits."""
+    if sys.platform.startswith("linux"):
+        pr_set_pdeathsig = 1
+        ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the line above took effect
+        os._exit(1)
+
+
+def serve(handle: Callable[[Any], object]) -> int:
+    """The helper's main loop: ``handle`` each request in order; a result other than None is
+    sent back as the answer. Returns 0 at the end of stdin (the parent closed it or died)."""
+    _die_with_parent(int(sys.argv[1]))
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
+    stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
+    _widen(stdout.fileno())
+    while True:
+        ok, request = _read_frame(stdin)
+        if not ok:
+            return 0
+        answer = handle(request)
+        if answer is not None:
+            _write_frame(stdout, answer)

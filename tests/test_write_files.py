@@ -1,0 +1,137 @@
+"""The writer's file writes in a helper process: in order, drained before the cursor moves,
+failures reported, the writer lock held, and the helper gone with its parent."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from syncstream.cache import WriterLock
+from syncstream.errors import CacheLockedError, CacheWriteError
+from syncstream.state import StateStore
+from syncstream.write.__main__ import main
+from syncstream.write.encode import OpSpec
+from syncstream.write.files import HelperWrites, InlineWrites
+from tests.helpers import CORPUS, ROOT, commit, post, store_args, tree, write_replay, write_users
+
+STUDY = "did:plc:studystudystudystudystu"
+
+
+def test_helper_writes_land_in_order_by_the_drain(tmp_path: Path) -> None:
+    """Every write is on disk once drain returns, the later of two writes to one path winning."""
+    files = HelperWrites()
+    try:
+        for i in range(1000):  # several batches
+            files.write(str(tmp_path / "d" / f"{i % 700}.json"), f"{i}".encode())
+        files.drain()
+        assert sorted(os.listdir(tmp_path / "d")) == sorted(f"{i}.json" for i in range(700))
+        assert (tmp_path / "d" / "5.json").read_bytes() == b"705"
+        assert (tmp_path / "d" / "300.json").read_bytes() == b"300"
+        assert (tmp_path / "d" / "1.json").read_bytes() == b"701"
+    finally:
+        files.close()
+
+
+@pytest.mark.parametrize("files_class", [HelperWrites, InlineWrites])
+def test_a_failed_write_is_reported_and_nothing_after_it_lands(tmp_path: Path, files_class: type) -> None:
+    """A path that cannot be written (its directory is a file) fails the drain; later writes do not land."""
+    (tmp_path / "blocked").write_text("a file where a directory should be")
+    files = files_class()
+    try:
+        files.write(str(tmp_path / "ok" / "first.json"), b"1")
+        with pytest.raises(CacheWriteError, match=r"blocked/x\.json"):
+            files.write(str(tmp_path / "blocked" / "x.json"), b"2")
+            files.write(str(tmp_path / "ok" / "after.json"), b"3")
+            files.drain()
+        assert (tmp_path / "ok" / "first.json").read_bytes() == b"1"
+        assert not (tmp_path / "ok" / "after.json").exists()
+    finally:
+        if isinstance(files, HelperWrites):
+            files.kill()
+
+
+def test_the_helper_holds_the_writer_lock_until_it_exits(tmp_path: Path) -> None:
+    """With the writer's lock passed to it, the cache stays locked until the helper is gone."""
+    lock = WriterLock(str(tmp_path)).acquire()
+    files = HelperWrites(lock_fd=lock.fileno())
+    lock.release()
+    with pytest.raises(CacheLockedError):
+        WriterLock(str(tmp_path)).acquire()
+    files.close()
+    WriterLock(str(tmp_path)).acquire().release()
+
+
+CHILD = """
+import sys, time
+from syncstream.write.files import HelperWrites
+files = HelperWrites()
+print(files._helper._process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_helper_dies_with_its_parent(tmp_path: Path) -> None:
+    """SIGKILL the process that started a helper: the helper is gone at once, not orphaned."""
+    parent = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, cwd=ROOT, text=True)
+    try:
+        assert parent.stdout is not None
+        helper_pid = int(parent.stdout.readline())
+        os.kill(helper_pid, 0)  # alive
+    finally:
+        parent.send_signal(signal.SIGKILL)
+        parent.wait()
+        if parent.stdout is not None:
+            parent.stdout.close()
+    deadline = time.monotonic() + 10
+    while _alive(helper_pid) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not _alive(helper_pid)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has exited (it waits for init to reap it)
+
+
+def test_helper_and_inline_writes_give_the_same_tree(tmp_path: Path) -> None:
+    """The write command gives one tree and one cursor whichever process writes the files."""
+    study = ROOT / "syncstream" / "data" / "sample_study_users.txt"
+    replay = CORPUS / "frames.bin.zst"
+    for mode in ("helper", "inline"):
+        extra = ["--inline-writes"] if mode == "inline" else []
+        args = [*store_args(tmp_path / mode), "--replay", str(replay), "--study-users", str(study)]
+        assert main([*args, *extra]) == 0
+    assert tree(tmp_path / "helper" / "cache") == tree(tmp_path / "inline" / "cache")
+    assert len(tree(tmp_path / "helper" / "cache")) > 10
+    cursors = [StateStore(tmp_path / m / "s.sqlite").cursor() for m in ("helper", "inline")]
+    assert cursors[0] == cursors[1] == 31527015471
+
+
+def test_an_unwritable_cache_exits_1_and_keeps_the_cursor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When a cache file cannot be written (a directory holds its name), the command exits 1 and
+    the cursor does not move."""
+    replay = write_replay(
+        tmp_path / "r.bin",
+        [commit(100 + i, STUDY, OpSpec("create", f"app.bsky.feed.post/p{i}", post())) for i in range(3)],
+    )
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    args = [*store_args(tmp_path), "--replay", str(replay), "--study-users", str(study)]
+    blocker = (
+        tmp_path / "cache/study_user_activity/create/post" / f"author_did={STUDY}_post_uri_suffix=p1.json"
+    )
+    blocker.mkdir(parents=True)
+    for extra in ([], ["--inline-writes"]):
+        assert main([*args, *extra]) == 1
+        assert "error: cannot write" in capsys.readouterr().err
+        assert StateStore(tmp_path / "s.sqlite").cursor() is None
