@@ -95,8 +95,21 @@ def read_nested(directory: str) -> Iterator[str]:
 
 
 def read_bytes(path: str) -> bytes:
-    with open(path, "rb") as handle:
-        return handle.read()
+    """A file's bytes, in as few syscalls as a small file allows (no buffered reader)."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        data = os.read(fd, _READ_SIZE)
+        if len(data) < _READ_SIZE:  # a short read of a regular file is its end
+            return data
+        chunks = [data]
+        while chunk := os.read(fd, _READ_SIZE):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+_READ_SIZE = 1 << 16
 
 
 def remove_files(paths: Iterable[str]) -> int:

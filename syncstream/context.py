@@ -17,6 +17,7 @@ from syncstream.state import Population, StateStore, read_user_file
 from syncstream.types import HandlerKey
 
 if TYPE_CHECKING:
+    from syncstream.export.parts import PartWrites
     from syncstream.export.storage import StorageRepository
 
 __all__ = [
@@ -42,16 +43,18 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the export phase needs, resolved once: where from, where to, how much at once."""
+    """Everything the export phase needs, resolved once: where from, where to (``parts``
+    builds and writes the Parquet files), how much at once."""
 
     cache_root: str
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
-    storage: StorageRepository
+    parts: PartWrites
     batch_files: int = 2_000  # cache files per chunk: bounds the export's memory
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
+        self.parts.close()
         self.state.close()
 
 
@@ -104,12 +107,16 @@ def setup_batch_export_system(
     *,
     batch_files: int = 2_000,
     dedup_window_hours: float = 72.0,
+    helper_process: bool = False,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 
-    Raises ``ConfigError`` when there is no cache at ``cache_dir`` or an option is out of range.
+    With ``helper_process`` (and ``out`` a directory or URI), a helper process builds and
+    writes the Parquet files while this one reads, commits and removes; only the helper
+    imports pyarrow. Raises ``ConfigError`` when there is no cache at ``cache_dir``, the
+    output cannot be opened or an option is out of range.
     """
-    from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export phase only)
+    from syncstream.export.parts import HelperParts, InlineParts  # noqa: PLC0415
 
     root = os.path.abspath(cache_dir)
     if not os.path.isdir(root):
@@ -118,12 +125,23 @@ def setup_batch_export_system(
         raise ConfigError("batch_files must be at least 1")
     if dedup_window_hours < 0:
         raise ConfigError("dedup_window_hours must not be negative")
-    storage = storage_for(out) if isinstance(out, str) else out
+    state = StateStore(state_path)
+    parts: PartWrites
+    try:
+        if helper_process and isinstance(out, str):
+            parts = HelperParts(out if "://" in out else os.path.abspath(out))
+        else:
+            from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
+
+            parts = InlineParts(storage_for(out) if isinstance(out, str) else out)
+    except BaseException:
+        state.close()
+        raise
     return BatchExportContext(
         cache_root=root,
-        state=StateStore(state_path),
+        state=state,
         handlers=HANDLERS,
-        storage=storage,
+        parts=parts,
         batch_files=batch_files,
         dedup_window_hours=dedup_window_hours,
     )

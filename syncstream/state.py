@@ -205,9 +205,9 @@ class StateStore:
         row = self._db.execute("SELECT 1 FROM export_claims WHERE claim_id = ?", (claim_id,)).fetchone()
         return row is not None
 
-    def forget_claim(self, claim_id: str) -> None:
+    def forget_claims(self, claim_ids: Iterable[str]) -> None:
         with self._transaction():
-            self._db.execute("DELETE FROM export_claims WHERE claim_id = ?", (claim_id,))
+            self._db.executemany("DELETE FROM export_claims WHERE claim_id = ?", ((c,) for c in claim_ids))
 
     def prune_exported(self, older_than: float) -> int:
         """Forget exported keys older than the relay's replay window; how many were forgotten."""

@@ -15,7 +15,8 @@ from syncstream.cache import WriterLock
 from syncstream.context import setup_batch_export_system
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.batch import export_batch
-from syncstream.export.tables import DATASETS
+from syncstream.export.datasets import DATASETS
+from syncstream.export.tables import schema_of
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec
@@ -151,7 +152,7 @@ def test_every_dataset_with_creates_and_deletes(tmp_path: Path) -> None:
         assert keys(rows) == EXPECTED[dataset.name], dataset.name
         assert len(rows) == len(EXPECTED[dataset.name])
         for path in (out / dataset.name).rglob("*.parquet"):
-            assert pq.read_schema(path).remove_metadata() == dataset.schema
+            assert pq.read_schema(path).remove_metadata() == schema_of(dataset)
             assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
     assert tree(tmp_path / "cache") == set()
 

@@ -3,6 +3,7 @@ running writer; then export again: every row exactly once, the cache empty of ex
 
 from __future__ import annotations
 
+import os
 import random
 import subprocess
 import sys
@@ -21,7 +22,6 @@ INJECT = textwrap.dedent(
     """
     import os, signal, sys
     import syncstream.export.batch as batch
-    import syncstream.export.storage as storage
     from syncstream.export.__main__ import main
 
     mode, after = sys.argv[1], int(sys.argv[2])
@@ -39,20 +39,45 @@ INJECT = textwrap.dedent(
                 tick()
             real_rename(src, dst)
         batch.os.rename = rename
-    elif mode == "write":
+    elif mode in ("write", "remove"):  # the helper's steps: start it through HELPER_INJECT
+        sys.executable = sys.argv[3]
+        del sys.argv[3]
+    raise SystemExit(main(sys.argv[3:]))
+    """
+)
+
+# Run as the export's helper (``HELPER -m module parent out``), which writes the Parquet files and
+# removes committed chunks' cache files: SIGKILL the export (the helper dies with it) right after
+# the Nth Parquet file is written under its temporary name, or the Nth cache file is removed.
+HELPER_INJECT = textwrap.dedent(
+    """
+    import os, runpy, signal, sys
+    import syncstream.export.storage as storage
+
+    mode, after = os.environ["KILL_MODE"], int(os.environ["KILL_AFTER"])
+    calls = [0]
+
+    def tick():
+        calls[0] += 1
+        if calls[0] > after:
+            os.kill(os.getppid(), signal.SIGKILL)
+
+    if mode == "write":
         real_write = storage.pq.write_table
         def write_table(*args, **kwargs):
             real_write(*args, **kwargs)
             tick()  # the file exists under its temporary name, not yet moved into place
         storage.pq.write_table = write_table
-    elif mode == "remove":
+    else:
         real_unlink = os.unlink
         def unlink(path, *args, **kwargs):
             real_unlink(path, *args, **kwargs)
             if "/.export/" in str(path) and str(path).endswith(".json"):
                 tick()  # this file is gone, the rest of the committed chunk is not
-        batch.os.unlink = unlink
-    raise SystemExit(main(sys.argv[3:]))
+        os.unlink = unlink
+    module = sys.argv[2]
+    sys.argv = [module, *sys.argv[3:]]
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
     """
 )
 
@@ -64,6 +89,10 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
     study = write_users(tmp_path / "study.txt", [STUDY])
     injector = tmp_path / "inject.py"
     injector.write_text(INJECT)
+    (tmp_path / "helper_inject.py").write_text(HELPER_INJECT)
+    helper = tmp_path / "helper"
+    helper.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{tmp_path / "helper_inject.py"}" "$@"\n')
+    helper.chmod(0o755)
     cache, state, out = tmp_path / "cache", tmp_path / "state.sqlite", tmp_path / "out"
     common = ["--cache-dir", str(cache), "--state", str(state), "-q"]
     export_args = [*common, "--out", str(out), "--batch-files", "700"]
@@ -99,8 +128,15 @@ def test_killed_exports_beside_a_running_writer_end_exactly_once(tmp_path: Path)
             deadline = time.monotonic() + 30
             while len(tree(cache)) < 50 and writer.poll() is None and time.monotonic() < deadline:
                 time.sleep(0.05)  # something to claim in at least two handler directories
-            command = [sys.executable, str(injector), mode, str(after), *export_args]
-            with subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as export:
+            command = [sys.executable, str(injector), mode, str(after)]
+            command += [str(helper)] if mode in ("write", "remove") else []
+            environment = {**os.environ, "KILL_MODE": mode, "KILL_AFTER": str(after)}
+            with subprocess.Popen(
+                [*command, *export_args],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                env=environment,
+            ) as export:
                 if mode == "random":
                     time.sleep(rng.uniform(0.6, 1.5))
                     export.kill()

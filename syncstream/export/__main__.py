@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import importlib.abc
-import importlib.machinery
 import logging
 import sys
 import time
 from collections.abc import Sequence
-
-import pyarrow as pa
 
 from syncstream.cache import WriterLock, reset_tree
 from syncstream.cli import add_store_options, setup_logging
 from syncstream.context import setup_batch_export_system
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.batch import ExportSummary, export_batch
+from syncstream.export.parts import spare_pyarrow_the_pandas_import
 from syncstream.handlers import HANDLERS
 
 __all__ = ["main"]
@@ -62,30 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         default=72.0,
         help="how long exported keys are remembered, so replayed events add no rows (default: %(default)s)",
     )
+    parser.add_argument(
+        "--inline-parquet",
+        action="store_true",
+        help="build and write Parquet in this process instead of a helper process beside it (one "
+        "core instead of two; the helper builds chunk N's tables while this reads chunk N+1)",
+    )
     return parser
-
-
-class _NoPandas(importlib.abc.MetaPathFinder):
-    def find_spec(
-        self, name: str, path: object, target: object = None
-    ) -> importlib.machinery.ModuleSpec | None:
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("the exporter builds Arrow arrays from lists and needs no pandas")
-        return None
-
-
-def _spare_pyarrow_the_pandas_import() -> None:
-    """pyarrow.array() probes for pandas on its first call and imports it when installed:
-    measured here at 0.4 s and 90 MiB per export, for nothing. In this process (ours, not a
-    pipeline that imports the library) let that one probe fail; pandas stays importable."""
-    if "pandas" in sys.modules:
-        return
-    finder = _NoPandas()
-    sys.meta_path.insert(0, finder)
-    try:
-        pa.array([0])
-    finally:
-        sys.meta_path.remove(finder)
 
 
 def _print_summary(summary: ExportSummary, seconds: float) -> None:
@@ -109,7 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
-    _spare_pyarrow_the_pandas_import()
+    if args.inline_parquet:
+        spare_pyarrow_the_pandas_import()
     if args.batch_files < 1:
         parser.error("--batch-files must be at least 1")
     if args.dedup_window_hours < 0:
@@ -123,6 +104,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.out,
             batch_files=args.batch_files,
             dedup_window_hours=args.dedup_window_hours,
+            helper_process=not args.inline_parquet,
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -26,15 +26,17 @@ import logging
 import os
 import shutil
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import msgspec
-import pyarrow as pa
 
+from syncstream.cache import read_bytes, remove_files
 from syncstream.context import BatchExportContext
 from syncstream.errors import CacheLockedError
-from syncstream.export.tables import DATASET_OF, Dataset, TableBuilder, decode_head, partition_date
+from syncstream.export.datasets import DATASET_OF, decode_head, partition_date
+from syncstream.export.parts import Part
 from syncstream.handlers import HandlerConfig
 from syncstream.state import ExportKey
 from syncstream.types import HandlerKey
@@ -72,18 +74,28 @@ class _Entry(NamedTuple):
     key: HandlerKey
 
 
-class _Output(NamedTuple):
+class _Planned(NamedTuple):
     relative_path: str  # under the storage's base, named after the chunk
-    dataset: Dataset
-    table: pa.Table
-    keys: list[ExportKey]
+    dataset: str
+    files: list[bytes]  # the part's cache files ...
+    keys: list[ExportKey]  # ... and their keys, row by row
+
+
+class _Chunk:
+    """One chunk of a claim on its way through write, commit and remove."""
+
+    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[_Entry]) -> None:
+        self.id, self.claim_dir, self.entries = chunk_id, claim_dir, entries
+        self.planned: list[_Planned] = []
+        self.submitted = self.committed = False
 
 
 def _list_tree(root: str, handlers: Sequence[HandlerConfig]) -> Iterator[_Entry]:
     """Every visible cache file under ``root``, handler by handler, by each read strategy."""
+    start = len(os.path.join(root, ""))
     for config in handlers:
         for path in config.read_strategy(os.path.join(root, config.key.value)):
-            yield _Entry(os.path.relpath(path, root), config.key)
+            yield _Entry(path[start:], config.key)
 
 
 def _chunks(entries: Iterator[_Entry], size: int) -> Iterator[list[_Entry]]:
@@ -114,20 +126,6 @@ def _read_lines(path: str) -> list[str]:
         return []
 
 
-def _read(path: str) -> bytes:
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        data = os.read(fd, 1 << 16)
-        if len(data) < 1 << 16:  # a short read of a regular file is its end
-            return data
-        chunks = [data]
-        while chunk := os.read(fd, 1 << 16):
-            chunks.append(chunk)
-        return b"".join(chunks)
-    finally:
-        os.close(fd)
-
-
 def _new_id() -> str:
     return f"{time.time_ns():020d}"
 
@@ -142,6 +140,7 @@ class _Exporter:
         progress: Callable[[ExportSummary], None] | None,
     ) -> None:
         self.context = context
+        self.parts = context.parts
         self.root = context.cache_root
         self.staging = os.path.join(self.root, STAGING)
         self.remove = remove
@@ -150,17 +149,22 @@ class _Exporter:
         self.handlers = list(context.handlers.values())
         self.by_dir = {config.key.value: config.key for config in self.handlers}
         self.summary = ExportSummary(datasets={}, dry_run=dry_run)
+        self._uncommitted: set[ExportKey] = set()  # keys of parts written, not yet committed
+        self._finishing: list[str] = []  # committed chunks whose removal was handed on
 
     # the protocol ---------------------------------------------------------------------------
 
     def run(self) -> ExportSummary:
         os.makedirs(self.staging, exist_ok=True)
         if self.dry_run:
-            for chunk in _chunks(_list_tree(self.root, self.handlers), self.context.batch_files):
-                self._build("dry-run", [os.path.join(self.root, e.relpath) for e in chunk], chunk)
+            for entries in _chunks(_list_tree(self.root, self.handlers), self.context.batch_files):
+                for planned in self._plan(_Chunk("dry-run", self.root, entries)):
+                    stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
+                    stats.rows += len(planned.keys)
                 self._done_batch()
             return self.summary
         self._recover()
+        self._settle()
         self.context.state.prune_exported(time.time() - self.context.dedup_window_hours * 3600)
         claim_id = _new_id()
         if self._claim(claim_id):
@@ -186,14 +190,29 @@ class _Exporter:
         return True
 
     def _export_claim(self, claim_id: str) -> None:
+        """Chunk by chunk, two in flight: chunk N+1 is read and its parts submitted before
+        chunk N is committed and removed, so that a helper writes Parquet meanwhile."""
         claim_dir = self._path(claim_id)
+        in_flight: deque[_Chunk] = deque()
         try:
-            for chunk in _chunks(_list_tree(claim_dir, self.handlers), self.context.batch_files):
-                self._export_chunk(claim_id, chunk)
-                self._done_batch()
+            for entries in _chunks(_list_tree(claim_dir, self.handlers), self.context.batch_files):
+                chunk = _Chunk(_new_id(), claim_dir, entries)
+                in_flight.append(chunk)
+                self._start(chunk)
+                while len(in_flight) > 1 or (in_flight and not in_flight[0].submitted):
+                    self._complete(in_flight[0])
+                    in_flight.popleft()
+            while in_flight:
+                self._complete(in_flight[0])
+                in_flight.popleft()
+            self._settle()
         except Exception:
             # A clean failure: put the claim back so the cache is as it was. (A kill or a signal
             # skips this; the next export then carries on with the claim from its files.)
+            for chunk in in_flight:
+                self._abandon(chunk)
+            with contextlib.suppress(Exception):
+                self._settle()  # no removal may still run while the claim is put back
             self._restore(claim_dir, list(_list_tree(claim_dir, self.handlers)))
             self._drop(f"{claim_id}.claim")
             shutil.rmtree(claim_dir, ignore_errors=True)
@@ -201,47 +220,76 @@ class _Exporter:
         shutil.rmtree(claim_dir, ignore_errors=True)
         self._drop(f"{claim_id}.claim")
 
-    def _export_chunk(self, claim_id: str, chunk: Sequence[_Entry]) -> None:
-        chunk_id = _new_id()
-        claim_dir = self._path(claim_id)
+    def _start(self, chunk: _Chunk) -> None:
+        """List the chunk, plan its parts, record their names, submit them."""
         _write_text_atomic(
-            self._path(f"{chunk_id}.files"), claim_id + "\n" + "".join(f"{e.relpath}\n" for e in chunk)
+            self._path(f"{chunk.id}.files"),
+            os.path.basename(chunk.claim_dir) + "\n" + "".join(f"{e.relpath}\n" for e in chunk.entries),
         )
-        try:
-            outputs = self._build(chunk_id, [os.path.join(claim_dir, e.relpath) for e in chunk], chunk)
-            _write_text_atomic(
-                self._path(f"{chunk_id}.outputs"), "".join(f"{o.relative_path}\n" for o in outputs)
-            )
-            sizes = [self.context.storage.write(o.relative_path, o.table) for o in outputs]
-            self.context.state.commit_export(chunk_id, [key for o in outputs for key in o.keys], time.time())
-        except Exception:
-            self.context.storage.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
-            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
-            raise
-        for output, size in zip(outputs, sizes, strict=True):
-            stats = self.summary.datasets.setdefault(output.dataset.name, DatasetSummary())
-            stats.rows += output.table.num_rows
+        chunk.planned = self._plan(chunk)
+        _write_text_atomic(
+            self._path(f"{chunk.id}.outputs"), "".join(f"{p.relative_path}\n" for p in chunk.planned)
+        )
+        if chunk.planned:
+            self.parts.submit([Part(p.relative_path, p.dataset, p.files) for p in chunk.planned])
+            for planned in chunk.planned:
+                self._uncommitted.update(planned.keys)
+        chunk.submitted = True
+
+    def _complete(self, chunk: _Chunk) -> None:
+        """Wait for the chunk's parts, commit its keys, remove its files."""
+        sizes = self.parts.sizes() if chunk.planned else []
+        keys = [key for planned in chunk.planned for key in planned.keys]
+        self.context.state.commit_export(chunk.id, keys, time.time())
+        chunk.committed = True
+        self._uncommitted.difference_update(keys)
+        for planned, size in zip(chunk.planned, sizes, strict=True):
+            stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
+            stats.rows += len(planned.keys)
             stats.files += 1
             stats.bytes += size
-        self._finish_chunk(chunk_id, claim_dir, chunk)
+        self._finish_chunk(chunk.id, chunk.claim_dir, chunk.entries)
+        self._done_batch()
+
+    def _abandon(self, chunk: _Chunk) -> None:
+        """After a failure: remove an uncommitted chunk's parts and its bookkeeping. If even
+        that fails, the bookkeeping stays and the next export's recovery does it."""
+        if chunk.committed:
+            return  # its files were put back with the claim; its keys drop their rows next time
+        self._uncommitted.difference_update(key for p in chunk.planned for key in p.keys)
+        try:
+            self.parts.remove(_read_lines(self._path(f"{chunk.id}.outputs")))
+        except Exception as error:
+            log.warning("export chunk %s: parts left for the next export to remove (%s)", chunk.id, error)
+            return
+        self._drop(f"{chunk.id}.outputs", f"{chunk.id}.files")
 
     def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[_Entry]) -> None:
+        """Remove a committed chunk's files, then its bookkeeping (handed to the part writer,
+        whose helper does it beside the next chunk's Parquet)."""
+        bookkeeping = [self._path(f"{chunk_id}.outputs"), self._path(f"{chunk_id}.files")]
         if self.remove:
-            for entry in chunk:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(os.path.join(claim_dir, entry.relpath))
+            self.parts.finish([os.path.join(claim_dir, e.relpath) for e in chunk] + bookkeeping)
         else:
             self._restore(claim_dir, chunk)
-        self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
-        self.context.state.forget_claim(chunk_id)
+            remove_files(bookkeeping)
+        self._finishing.append(chunk_id)
 
-    def _build(self, chunk_id: str, paths: Sequence[str], chunk: Sequence[_Entry]) -> list[_Output]:
-        """Read files into one Table per (dataset, partition date), deduplicated."""
-        builders: dict[tuple[str, str], TableBuilder] = {}
-        latest: dict[ExportKey, tuple[int, tuple[str, str], int]] = {}  # key -> (seq, where, row)
-        for entry, path in zip(chunk, paths, strict=True):
+    def _settle(self) -> None:
+        """Wait for the handed-on removals; then the committed chunks are done with."""
+        self.parts.sync()
+        self.context.state.forget_claims(self._finishing)
+        self._finishing.clear()
+
+    def _plan(self, chunk: _Chunk) -> list[_Planned]:
+        """Read the chunk's files into one part per (dataset, partition date), deduplicated:
+        within the chunk the latest seq wins; keys already exported, or in a part written and
+        not yet committed, are dropped."""
+        rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
+        for entry in chunk.entries:
+            path = os.path.join(chunk.claim_dir, entry.relpath)
             try:
-                data = _read(path)
+                data = read_bytes(path)
             except FileNotFoundError:
                 continue
             self.summary.cache_files += 1
@@ -250,38 +298,28 @@ class _Exporter:
             except msgspec.DecodeError as error:
                 self._set_aside(path, entry, error)
                 continue
-            dataset = DATASET_OF[entry.key]
-            where = (dataset.name, partition_date(head.synctimestamp))
-            builder = builders.get(where)
-            if builder is None:
-                builder = builders[where] = TableBuilder(dataset)
-            key = (dataset.name, head.uri, head.operation, head.follow_status or "")
-            seen = latest.get(key)
+            dataset = DATASET_OF[entry.key].name
+            key = (dataset, head.uri, head.operation, head.follow_status or "")
+            seen = rows.get(key)
             if seen is not None:
                 self.summary.duplicates += 1
                 if seen[0] >= head.seq:
                     continue
-            builder.add(head)
-            latest[key] = (head.seq, where, len(builder) - 1)
-        exported = set() if self.dry_run else self.context.state.exported_among(latest)
+            rows[key] = (head.seq, (dataset, partition_date(head.synctimestamp)), data)
+        exported = set() if self.dry_run else self.context.state.exported_among(rows)
+        exported.update(key for key in self._uncommitted if key in rows)
         self.summary.duplicates += len(exported)
-        keep: dict[tuple[str, str], list[tuple[int, ExportKey]]] = {}
-        for key, (_, where, row) in latest.items():
-            if key not in exported:
-                keep.setdefault(where, []).append((row, key))
-        outputs: list[_Output] = []
-        for where, builder in builders.items():
-            rows = sorted(keep.get(where, []))
-            if not rows:
+        grouped: dict[tuple[str, str], _Planned] = {}
+        for key, (_, where, data) in rows.items():
+            if key in exported:
                 continue
-            if self.dry_run:
-                stats = self.summary.datasets.setdefault(builder.dataset.name, DatasetSummary())
-                stats.rows += len(rows)
-                continue
-            table = builder.table(row for row, _ in rows)
-            relative = f"{where[0]}/partition_date={where[1]}/part-{chunk_id}.parquet"
-            outputs.append(_Output(relative, builder.dataset, table, [key for _, key in rows]))
-        return outputs
+            planned = grouped.get(where)
+            if planned is None:
+                relative = f"{where[0]}/partition_date={where[1]}/part-{chunk.id}.parquet"
+                planned = grouped[where] = _Planned(relative, where[0], [], [])
+            planned.files.append(data)
+            planned.keys.append(key)
+        return list(grouped.values())
 
     def _set_aside(self, path: str, entry: _Entry, error: Exception) -> None:
         self.summary.unreadable += 1
@@ -346,7 +384,7 @@ class _Exporter:
             self._finish_chunk(chunk_id, claim_dir, chunk)
         else:
             log.info("redoing export chunk %s (interrupted before its commit)", chunk_id)
-            self.context.storage.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
+            self.parts.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
             self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
 
     def _key_of(self, relpath: str) -> HandlerKey:

@@ -1,0 +1,136 @@
+"""Parquet parts built by the export's helper process: the same datasets as in-process, a main
+process that never imports pyarrow, timestamps read exactly, failures put the claim back."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from syncstream.export.__main__ import main as export_main
+from syncstream.export.datasets import DATASETS
+from syncstream.export.parts import HelperParts
+from syncstream.export.tables import micros
+from tests.helpers import ROOT, tree
+from tests.test_export import export_args, write_cache
+
+
+def rows(out: Path) -> dict[str, list[dict[str, object]]]:
+    found = {}
+    for dataset in DATASETS:
+        if (out / dataset.name).is_dir():
+            table = ds.dataset(out / dataset.name, format="parquet", partitioning="hive").to_table()
+            found[dataset.name] = sorted(table.to_pylist(), key=lambda r: (r["uri"], r["operation"], str(r)))
+    return found
+
+
+def test_helper_and_inline_parquet_give_the_same_rows(tmp_path: Path) -> None:
+    """Every dataset holds the same rows whether the helper or the main process wrote it."""
+    for mode in ("helper", "inline"):
+        (tmp_path / mode).mkdir()
+        write_cache(tmp_path / mode)
+        extra = ["--inline-parquet"] if mode == "inline" else []
+        assert export_main(export_args(tmp_path / mode, *extra)) == 0
+        assert tree(tmp_path / mode / "cache") == set()
+    helper, inline = rows(tmp_path / "helper" / "out"), rows(tmp_path / "inline" / "out")
+    assert len(helper) >= 5
+    for name in helper:
+        for row in (*helper[name], *inline[name]):
+            row.pop("synctimestamp")  # each cache was written at its own time
+            row.pop("partition_date")
+    assert helper == inline
+
+
+EXPORT_WITHOUT_PYARROW = """
+import sys
+from syncstream.export.__main__ import main
+code = main(sys.argv[1:])
+assert code == 0, code
+assert "pyarrow" not in sys.modules, "the export's main process imported pyarrow"
+"""
+
+
+def test_the_main_process_never_imports_pyarrow(tmp_path: Path) -> None:
+    """With the helper, the export's own process stays small: pyarrow lives in the helper only."""
+    write_cache(tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", EXPORT_WITHOUT_PYARROW, *export_args(tmp_path)],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert len(rows(tmp_path / "out")) >= 5
+
+
+def test_an_unusable_output_fails_cleanly_and_keeps_the_cache(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """When the helper cannot write Parquet (the output is a file), the export exits 1, the
+    cache is as it was and nothing is left in the output."""
+    write_cache(tmp_path)
+    before = tree(tmp_path / "cache")
+    (tmp_path / "out").write_text("a file where the output directory should be")
+    assert export_main(export_args(tmp_path)) == 1
+    assert "the cache is intact" in capsys.readouterr().err
+    assert tree(tmp_path / "cache") == before
+    assert (tmp_path / "out").read_text().startswith("a file")
+
+
+def test_a_bad_output_uri_is_a_usage_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """An output URI that pyarrow cannot open is refused before anything is claimed (exit 2)."""
+    write_cache(tmp_path)
+    before = tree(tmp_path / "cache")
+    args = export_args(tmp_path)
+    args[args.index("--out") + 1] = "nosuchscheme://bucket/prefix"
+    assert export_main(args) == 2
+    assert "cannot open the output" in capsys.readouterr().err
+    assert tree(tmp_path / "cache") == before
+
+
+def test_the_helper_answers_in_order_and_stops_when_closed(tmp_path: Path) -> None:
+    """A part writer with nothing to write opens, describes its output and exits 0 when closed."""
+    parts = HelperParts(str(tmp_path / "out"))
+    assert parts.describe().endswith(str(tmp_path / "out"))
+    parts.sync()
+    parts.close()
+
+
+@given(
+    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)),
+    st.integers(min_value=0, max_value=9),
+)
+def test_micros_reads_rfc3339_utc_like_fromisoformat(moment: datetime, digits: int) -> None:
+    """``...:SS[.f{0..9}]Z`` gives the same microseconds as datetime, the fraction truncated."""
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    fraction = f"{moment.microsecond:06d}{moment.microsecond % 1000:03d}"[:digits]
+    value = f"{text}.{fraction}Z" if digits else f"{text}Z"
+    expected = moment.replace(tzinfo=UTC, microsecond=int(fraction[:6].ljust(6, "0")) if digits else 0)
+    assert micros(value) == (expected - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-07-04T16:38:07.517+02:00", "2026-07-04T14:38:07.517+00:00"),  # an offset
+        ("2026-07-04T14:38:07.517", "2026-07-04T14:38:07.517+00:00"),  # no zone: UTC
+        ("2026-07-04 14:38:07Z", "2026-07-04T14:38:07+00:00"),
+        ("2026-02-30T00:00:00Z", None),  # no such day
+        ("yesterday", None),
+        ("", None),
+    ],
+)
+def test_micros_of_other_forms(value: str, expected: str | None) -> None:
+    """Other ISO 8601 forms go through fromisoformat; what is no time at all is None."""
+    found = micros(value)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None
+        assert datetime.fromtimestamp(found / 1e6, UTC).isoformat(timespec="milliseconds") == (
+            datetime.fromisoformat(expected).isoformat(timespec="milliseconds")
+        )
