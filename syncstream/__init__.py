@@ -6,24 +6,52 @@ phase 2 (``syncstream.export``) turns the cache into date-partitioned Parquet da
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
-from syncstream.context import (
-    BatchExportContext,
-    CacheWriteContext,
-    setup_batch_export_system,
-    setup_cache_write_system,
-)
-from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
-from syncstream.handlers import HANDLERS, HandlerConfig
-from syncstream.records import CachedRecord
-from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
+if TYPE_CHECKING:
+    from syncstream.context import (
+        BatchExportContext,
+        CacheWriteContext,
+        setup_batch_export_system,
+        setup_cache_write_system,
+    )
+    from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
+    from syncstream.handlers import HANDLERS, HandlerConfig
+    from syncstream.records import CachedRecord
+    from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
+
+# The public names, each resolved from its module on first use: a process that imports one
+# module of the package (the commands' helper processes do) does not pay for all of them, and
+# the SQLite, returns and context imports stay out of a helper's start-up.
+_HOME = {
+    "HANDLERS": "syncstream.handlers",
+    "BatchExportContext": "syncstream.context",
+    "CacheLockedError": "syncstream.errors",
+    "CacheWriteContext": "syncstream.context",
+    "CachedRecord": "syncstream.records",
+    "ConfigError": "syncstream.errors",
+    "FollowStatus": "syncstream.types",
+    "HandlerConfig": "syncstream.handlers",
+    "HandlerKey": "syncstream.types",
+    "Operation": "syncstream.types",
+    "RecordType": "syncstream.types",
+    "Service": "syncstream.types",
+    "SyncstreamError": "syncstream.errors",
+    "setup_batch_export_system": "syncstream.context",
+    "setup_cache_write_system": "syncstream.context",
+}
 
 
 def __getattr__(name: str) -> Any:
-    # importlib.metadata costs 35 ms at start-up: both commands would pay it for a version
-    # string they never print.
+    home = _HOME.get(name)
+    if home is not None:
+        value = getattr(importlib.import_module(home), name)
+        globals()[name] = value
+        return value
     if name == "__version__":
+        # importlib.metadata costs 35 ms at start-up: both commands would pay it for a version
+        # string they never print.
         from importlib.metadata import PackageNotFoundError, version  # noqa: PLC0415
 
         try:
@@ -31,6 +59,10 @@ def __getattr__(name: str) -> Any:
         except PackageNotFoundError:  # a source tree that was not installed
             return "0+unknown"
     raise AttributeError(f"module 'syncstream' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOME])
 
 
 __all__ = [

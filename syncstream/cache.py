@@ -64,20 +64,19 @@ def write_atomic(path: str, payload: bytes) -> None:
 _ATTEMPTS = 8
 
 
-def _visible_files(directory: str) -> Iterator[os.DirEntry[str]]:
+def _visible_files(directory: str) -> Iterator[str]:
     try:
         with os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.name.endswith(".json") and not entry.name.startswith(".") and entry.is_file():
-                    yield entry
+            for e in entries:
+                if e.name.endswith(".json") and e.name[:1] != "." and e.is_file():
+                    yield e.path
     except FileNotFoundError:
         return
 
 
 def read_flat(directory: str) -> Iterator[str]:
     """Paths of the record files directly in ``directory``."""
-    for entry in _visible_files(directory):
-        yield entry.path
+    return _visible_files(directory)
 
 
 def read_nested(directory: str) -> Iterator[str]:
@@ -88,10 +87,8 @@ def read_nested(directory: str) -> Iterator[str]:
             # only file names are filtered for the dot of a temporary.
             subdirs = [e.path for e in entries if e.is_dir()]
     except FileNotFoundError:
-        return
-    for subdir in sorted(subdirs):
-        for entry in _visible_files(subdir):
-            yield entry.path
+        return iter(())
+    return (path for subdir in sorted(subdirs) for path in _visible_files(subdir))
 
 
 def read_bytes(path: str) -> bytes:

@@ -108,34 +108,42 @@ def setup_batch_export_system(
     batch_files: int = 2_000,
     dedup_window_hours: float = 72.0,
     helper_process: bool = False,
+    parts: PartWrites | None = None,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 
-    With ``helper_process`` (and ``out`` a directory or URI), a helper process builds and
-    writes the Parquet files while this one reads, commits and removes; only the helper
-    imports pyarrow. Raises ``ConfigError`` when there is no cache at ``cache_dir``, the
-    output cannot be opened or an option is out of range.
+    With ``helper_process`` (and ``out`` a directory or URI), a helper process builds, writes
+    and commits the Parquet parts while this one reads, deduplicates and removes; only the
+    helper imports pyarrow. ``parts`` is a part writer already started for ``out`` (the
+    command starts its helper first thing, so that it is ready sooner); the context owns it,
+    and it is closed if set-up fails.
+
+    Raises ``ConfigError`` when there is no cache at ``cache_dir``, the output cannot be opened
+    or an option is out of range.
     """
     from syncstream.export.parts import HelperParts, InlineParts  # noqa: PLC0415
 
-    root = os.path.abspath(cache_dir)
-    if not os.path.isdir(root):
-        raise ConfigError(f"no cache at {root}")
-    if batch_files < 1:
-        raise ConfigError("batch_files must be at least 1")
-    if dedup_window_hours < 0:
-        raise ConfigError("dedup_window_hours must not be negative")
-    state = StateStore(state_path)
-    parts: PartWrites
+    state: StateStore | None = None
     try:
-        if helper_process and isinstance(out, str):
-            parts = HelperParts(out if "://" in out else os.path.abspath(out))
-        else:
+        root = os.path.abspath(cache_dir)
+        if not os.path.isdir(root):
+            raise ConfigError(f"no cache at {root}")
+        if batch_files < 1:
+            raise ConfigError("batch_files must be at least 1")
+        if dedup_window_hours < 0:
+            raise ConfigError("dedup_window_hours must not be negative")
+        state = StateStore(state_path)
+        if parts is None and helper_process and isinstance(out, str):
+            parts = HelperParts(out if "://" in out else os.path.abspath(out), os.path.abspath(state_path))
+        elif parts is None:
             from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
-            parts = InlineParts(storage_for(out) if isinstance(out, str) else out)
+            parts = InlineParts(storage_for(out) if isinstance(out, str) else out, state)
     except BaseException:
-        state.close()
+        if parts is not None:
+            parts.close()
+        if state is not None:
+            state.close()
         raise
     return BatchExportContext(
         cache_root=root,

@@ -17,6 +17,7 @@ import contextlib
 import ctypes
 import fcntl
 import os
+import select
 import signal
 import struct
 import subprocess
@@ -78,6 +79,7 @@ class Helper:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
         self._stdout: IO[bytes] = self._process.stdout
+        self._answers = bytearray()  # read from the helper's stdout, not yet taken as frames
         _widen(self._stdin.fileno())
 
     def send(self, message: object) -> None:
@@ -87,10 +89,37 @@ class Helper:
             raise self._died() from None
 
     def receive(self) -> Any:
-        ok, message = _read_frame(self._stdout)
-        if not ok:
-            raise self._died()
-        return message
+        """The next answer, waiting for it."""
+        while (message := self._take()) is None:
+            if not self._fill():
+                raise self._died()
+        return message[0]
+
+    def ready(self) -> bool:
+        """Whether an answer can be received without waiting."""
+        while len(self._answers) < _LENGTH.size or len(self._answers) < self._frame_size():
+            readable, _, _ = select.select([self._stdout], [], [], 0)
+            if not readable or not self._fill():
+                return False
+        return True
+
+    def _frame_size(self) -> int:
+        length: int = _LENGTH.unpack_from(self._answers)[0]
+        return _LENGTH.size + length
+
+    def _fill(self) -> bool:
+        chunk = os.read(self._stdout.fileno(), _PIPE_BYTES)
+        self._answers += chunk
+        return bool(chunk)
+
+    def _take(self) -> tuple[Any] | None:
+        if len(self._answers) < _LENGTH.size or len(self._answers) < self._frame_size():
+            return None
+        end = self._frame_size()
+        with memoryview(self._answers) as view:
+            message = _decode(view[_LENGTH.size : end])
+        del self._answers[:end]
+        return (message,)
 
     def _died(self) -> HelperError:
         code = self._process.wait()

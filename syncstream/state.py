@@ -47,7 +47,9 @@ CREATE TABLE IF NOT EXISTS exported_keys (
     exported_at REAL NOT NULL,
     PRIMARY KEY (dataset, uri, operation, follow_status)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS exported_keys_age ON exported_keys (exported_at);
+-- No index on exported_at: in a WITHOUT ROWID table it would repeat the key and cost as much
+-- per export as the table itself; pruning scans instead, and only now and then.
+DROP INDEX IF EXISTS exported_keys_age;
 CREATE TABLE IF NOT EXISTS export_claims (
     claim_id TEXT PRIMARY KEY,
     committed_at REAL NOT NULL
@@ -197,9 +199,11 @@ class StateStore:
         with self._transaction():
             self._db.executemany(
                 "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?)",
-                ((*key, now) for key in keys),
+                sorted((*key, now) for key in keys),  # in key order: fewer B-tree pages touched
             )
             self._db.execute("INSERT OR REPLACE INTO export_claims VALUES (?, ?)", (claim_id, now))
+            if self._meta_real("exported_oldest") is None:
+                self._set_meta("exported_oldest", now)
 
     def claim_committed(self, claim_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM export_claims WHERE claim_id = ?", (claim_id,)).fetchone()
@@ -209,10 +213,31 @@ class StateStore:
         with self._transaction():
             self._db.executemany("DELETE FROM export_claims WHERE claim_id = ?", ((c,) for c in claim_ids))
 
-    def prune_exported(self, older_than: float) -> int:
-        """Forget exported keys older than the relay's replay window; how many were forgotten."""
+    def prune_exported(self, older_than: float, *, slack: float = 0.0) -> int:
+        """Forget exported keys older than ``older_than`` (the relay's replay window); how
+        many were forgotten. The scan runs only once the oldest key is ``slack`` seconds past
+        due, so keys are remembered for at least the window and at most ``slack`` longer."""
+        oldest = self._meta_real("exported_oldest")
+        if oldest is None or oldest >= older_than - slack:
+            return 0
         with self._transaction():
-            return self._db.execute("DELETE FROM exported_keys WHERE exported_at < ?", (older_than,)).rowcount
+            forgotten: int = self._db.execute(
+                "DELETE FROM exported_keys WHERE exported_at < ?", (older_than,)
+            ).rowcount
+            (left,) = self._db.execute("SELECT min(exported_at) FROM exported_keys").fetchone()
+            self._set_meta("exported_oldest", left)
+        return forgotten
+
+    def _meta_real(self, key: str) -> float | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def _set_meta(self, key: str, value: float | None) -> None:
+        self._db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )
 
     def _transaction(self, *, temp_only: bool = False) -> _Transaction:
         return _Transaction(self, "BEGIN" if temp_only else "BEGIN IMMEDIATE")

@@ -94,7 +94,7 @@ def test_a_bad_output_uri_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_helper_answers_in_order_and_stops_when_closed(tmp_path: Path) -> None:
     """A part writer with nothing to write opens, describes its output and exits 0 when closed."""
-    parts = HelperParts(str(tmp_path / "out"))
+    parts = HelperParts(str(tmp_path / "out"), str(tmp_path / "state.sqlite"))
     assert parts.describe().endswith(str(tmp_path / "out"))
     parts.sync()
     parts.close()

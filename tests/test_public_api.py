@@ -28,3 +28,15 @@ def test_issue_names_are_importable() -> None:
     )
 
     assert syncstream.__version__ == "0.1.0"
+
+
+def test_public_names_come_from_their_modules() -> None:
+    """Each public name is the object its module defines (resolved on first use)."""
+    from syncstream import context, errors, handlers, records, types
+
+    assert syncstream.HANDLERS is handlers.HANDLERS
+    assert syncstream.setup_cache_write_system is context.setup_cache_write_system
+    assert syncstream.ConfigError is errors.ConfigError
+    assert syncstream.CachedRecord is records.CachedRecord
+    assert syncstream.HandlerKey is types.HandlerKey
+    assert set(syncstream.__all__) <= set(dir(syncstream))

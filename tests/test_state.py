@@ -74,3 +74,22 @@ def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
         uri: frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
     }
     state.close()
+
+
+def test_exported_keys_are_remembered_for_the_window_and_then_forgotten(tmp_path: Path) -> None:
+    """A key stays exported for at least the window, and a prune past window + slack forgets it."""
+    state = StateStore(tmp_path / "state.sqlite")
+    old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "")
+    new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "")
+    state.commit_export("c1", [old], now=1000.0)
+    state.commit_export("c2", [new], now=5000.0)
+    assert state.exported_among([old, new]) == {old, new}
+    assert state.prune_exported(900.0, slack=50.0) == 0  # nothing is past due
+    assert state.prune_exported(1040.0, slack=50.0) == 0  # past the window, within the slack
+    assert state.exported_among([old]) == {old}
+    assert state.prune_exported(2000.0, slack=50.0) == 1
+    assert state.exported_among([old, new]) == {new}
+    assert state.prune_exported(2000.0, slack=50.0) == 0  # the oldest left is new's time
+    assert state.prune_exported(6000.0) == 1
+    assert state.exported_among([old, new]) == set()
+    state.close()

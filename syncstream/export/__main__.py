@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
-from syncstream.cache import WriterLock, reset_tree
 from syncstream.cli import add_store_options, setup_logging
-from syncstream.context import setup_batch_export_system
 from syncstream.errors import CacheLockedError, SyncstreamError
-from syncstream.export.batch import ExportSummary, export_batch
-from syncstream.export.parts import spare_pyarrow_the_pandas_import
-from syncstream.handlers import HANDLERS
+
+if TYPE_CHECKING:
+    from syncstream.export.batch import ExportSummary
+    from syncstream.export.parts import PartWrites
 
 __all__ = ["main"]
 
@@ -85,11 +86,21 @@ def _print_summary(summary: ExportSummary, seconds: float) -> None:
             print(f"{label}: {count}")
 
 
+def _start_helper(out: str, state: str) -> PartWrites:
+    """The Parquet helper, started before the rest of the exporter is even imported: its own
+    start-up (pyarrow) then runs beside ours instead of after it."""
+    from syncstream.export.parts import HelperParts  # noqa: PLC0415
+
+    return HelperParts(out if "://" in out else os.path.abspath(out), os.path.abspath(state))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet)
     if args.inline_parquet:
+        from syncstream.export.parts import spare_pyarrow_the_pandas_import  # noqa: PLC0415
+
         spare_pyarrow_the_pandas_import()
     if args.batch_files < 1:
         parser.error("--batch-files must be at least 1")
@@ -98,13 +109,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.clear_cache and (args.keep_cache or args.dry_run):
         parser.error("--clear-cache cannot be combined with --keep-cache or --dry-run")
     try:
+        parts = None if args.inline_parquet else _start_helper(args.out, args.state)
+        from syncstream.cache import WriterLock, reset_tree  # noqa: PLC0415
+        from syncstream.context import setup_batch_export_system  # noqa: PLC0415
+        from syncstream.export.batch import export_batch  # noqa: PLC0415
+        from syncstream.handlers import HANDLERS  # noqa: PLC0415
+
         context = setup_batch_export_system(
             args.cache_dir,
             args.state,
             args.out,
             batch_files=args.batch_files,
             dedup_window_hours=args.dedup_window_hours,
-            helper_process=not args.inline_parquet,
+            parts=parts,
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

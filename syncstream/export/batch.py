@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import itertools
 import logging
 import os
 import shutil
@@ -90,21 +91,27 @@ class _Chunk:
         self.submitted = self.committed = False
 
 
+_DATASET_NAME = {key: dataset.name for key, dataset in DATASET_OF.items()}
+
+
 def _list_tree(root: str, handlers: Sequence[HandlerConfig]) -> Iterator[_Entry]:
     """Every visible cache file under ``root``, handler by handler, by each read strategy."""
+    for chunk in _chunks(root, handlers, 1 << 16):
+        yield from chunk
+
+
+def _chunks(root: str, handlers: Sequence[HandlerConfig], size: int) -> Iterator[list[_Entry]]:
+    """The visible cache files under ``root``, ``size`` at a time, listed as they are needed."""
     start = len(os.path.join(root, ""))
-    for config in handlers:
-        for path in config.read_strategy(os.path.join(root, config.key.value)):
-            yield _Entry(path[start:], config.key)
-
-
-def _chunks(entries: Iterator[_Entry], size: int) -> Iterator[list[_Entry]]:
     chunk: list[_Entry] = []
-    for entry in entries:
-        chunk.append(entry)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
+    for config in handlers:
+        key = config.key
+        paths = config.read_strategy(os.path.join(root, key.value))
+        while more := [_Entry(path[start:], key) for path in itertools.islice(paths, size - len(chunk))]:
+            chunk += more
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
     if chunk:
         yield chunk
 
@@ -157,15 +164,17 @@ class _Exporter:
     def run(self) -> ExportSummary:
         os.makedirs(self.staging, exist_ok=True)
         if self.dry_run:
-            for entries in _chunks(_list_tree(self.root, self.handlers), self.context.batch_files):
+            for entries in _chunks(self.root, self.handlers, self.context.batch_files):
                 for planned in self._plan(_Chunk("dry-run", self.root, entries)):
                     stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
                     stats.rows += len(planned.keys)
                 self._done_batch()
             return self.summary
         self._recover()
-        self._settle()
-        self.context.state.prune_exported(time.time() - self.context.dedup_window_hours * 3600)
+        if self._finishing:
+            self._settle()
+        window = self.context.dedup_window_hours * 3600
+        self.context.state.prune_exported(time.time() - window, slack=window / 10)
         claim_id = _new_id()
         if self._claim(claim_id):
             self._export_claim(claim_id)
@@ -195,7 +204,7 @@ class _Exporter:
         claim_dir = self._path(claim_id)
         in_flight: deque[_Chunk] = deque()
         try:
-            for entries in _chunks(_list_tree(claim_dir, self.handlers), self.context.batch_files):
+            for entries in _chunks(claim_dir, self.handlers, self.context.batch_files):
                 chunk = _Chunk(_new_id(), claim_dir, entries)
                 in_flight.append(chunk)
                 self._start(chunk)
@@ -231,18 +240,25 @@ class _Exporter:
             self._path(f"{chunk.id}.outputs"), "".join(f"{p.relative_path}\n" for p in chunk.planned)
         )
         if chunk.planned:
-            self.parts.submit([Part(p.relative_path, p.dataset, p.files) for p in chunk.planned])
+            keys = [key for planned in chunk.planned for key in planned.keys]
+            self.parts.submit(
+                chunk.id, [Part(p.relative_path, p.dataset, p.files) for p in chunk.planned], keys
+            )
             for planned in chunk.planned:
                 self._uncommitted.update(planned.keys)
+                planned.files.clear()  # submitted: the part writer has them (memory is bounded)
         chunk.submitted = True
 
     def _complete(self, chunk: _Chunk) -> None:
-        """Wait for the chunk's parts, commit its keys, remove its files."""
-        sizes = self.parts.sizes() if chunk.planned else []
-        keys = [key for planned in chunk.planned for key in planned.keys]
-        self.context.state.commit_export(chunk.id, keys, time.time())
+        """Wait for the chunk's parts and its commit, then remove its files. (A chunk without
+        rows commits here: its files still go only once that is recorded.)"""
+        if chunk.planned:
+            sizes = self.parts.sizes()
+        else:
+            sizes = []
+            self.context.state.commit_export(chunk.id, [], time.time())
         chunk.committed = True
-        self._uncommitted.difference_update(keys)
+        self._uncommitted.difference_update(key for planned in chunk.planned for key in planned.keys)
         for planned, size in zip(chunk.planned, sizes, strict=True):
             stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
             stats.rows += len(planned.keys)
@@ -254,7 +270,7 @@ class _Exporter:
     def _abandon(self, chunk: _Chunk) -> None:
         """After a failure: remove an uncommitted chunk's parts and its bookkeeping. If even
         that fails, the bookkeeping stays and the next export's recovery does it."""
-        if chunk.committed:
+        if chunk.committed or self.context.state.claim_committed(chunk.id):
             return  # its files were put back with the claim; its keys drop their rows next time
         self._uncommitted.difference_update(key for p in chunk.planned for key in p.keys)
         try:
@@ -269,7 +285,7 @@ class _Exporter:
         whose helper does it beside the next chunk's Parquet)."""
         bookkeeping = [self._path(f"{chunk_id}.outputs"), self._path(f"{chunk_id}.files")]
         if self.remove:
-            self.parts.finish([os.path.join(claim_dir, e.relpath) for e in chunk] + bookkeeping)
+            self.parts.finish([f"{claim_dir}/{e.relpath}" for e in chunk] + bookkeeping)
         else:
             self._restore(claim_dir, chunk)
             remove_files(bookkeeping)
@@ -286,19 +302,22 @@ class _Exporter:
         within the chunk the latest seq wins; keys already exported, or in a part written and
         not yet committed, are dropped."""
         rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
+        prefix = chunk.claim_dir + "/"
+        read, decode, names = read_bytes, decode_head, _DATASET_NAME
+        missing = 0
         for entry in chunk.entries:
-            path = os.path.join(chunk.claim_dir, entry.relpath)
+            path = prefix + entry.relpath
             try:
-                data = read_bytes(path)
+                data = read(path)
             except FileNotFoundError:
+                missing += 1
                 continue
-            self.summary.cache_files += 1
             try:
-                head = decode_head(data)
+                head = decode(data)
             except msgspec.DecodeError as error:
                 self._set_aside(path, entry, error)
                 continue
-            dataset = DATASET_OF[entry.key].name
+            dataset = names[entry.key]
             key = (dataset, head.uri, head.operation, head.follow_status or "")
             seen = rows.get(key)
             if seen is not None:
@@ -306,6 +325,7 @@ class _Exporter:
                 if seen[0] >= head.seq:
                     continue
             rows[key] = (head.seq, (dataset, partition_date(head.synctimestamp)), data)
+        self.summary.cache_files += len(chunk.entries) - missing
         exported = set() if self.dry_run else self.context.state.exported_among(rows)
         exported.update(key for key in self._uncommitted if key in rows)
         self.summary.duplicates += len(exported)

@@ -1,10 +1,14 @@
-"""Parquet parts: the Tables of one export chunk built and written, here or in a helper process.
+"""Parquet parts: one export chunk's Tables built, written and committed, here or in a helper.
 
-The export's main process runs the exactly-once protocol (claims, bookkeeping, SQLite, reading
-and removing files: mostly syscalls); building Arrow Tables and writing Parquet is CPU work.
-With a helper (``python -m syncstream.export.parts OUT``) the two overlap on two cores: while
-the helper writes chunk N's parts, the main process reads chunk N+1 and removes chunk N-1's
-files. A part carries its cache files' bytes through the pipe. Only the helper imports pyarrow.
+The export's main process runs the exactly-once protocol (claims, bookkeeping, reading,
+deduplicating and removing files: mostly syscalls); building Arrow Tables, writing Parquet
+and committing the chunk's keys to SQLite is CPU work. With a helper (``python -m
+syncstream.export.parts OUT STATE``) the two overlap on two cores: while the helper writes and
+commits chunk N, the main process reads chunk N+1 and removes chunk N-1's files. A part
+carries its cache files' bytes through the pipe. Only the helper imports pyarrow.
+
+A chunk is committed (its keys and its id in one SQLite transaction, the protocol's commit
+point) only once all its parts are written, and the chunk's answer comes after the commit.
 """
 
 from __future__ import annotations
@@ -13,17 +17,18 @@ import contextlib
 import importlib.abc
 import importlib.machinery
 import sys
+import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from syncstream.cache import remove_files
 from syncstream.errors import ConfigError, HelperError
-from syncstream.export.datasets import DATASET_NAMED, decode_head
 from syncstream.helper import Helper, serve
 
 if TYPE_CHECKING:
     from syncstream.export.storage import StorageRepository
+    from syncstream.state import ExportKey, StateStore
 
 __all__ = [
     "HelperParts",
@@ -45,12 +50,14 @@ class Part(NamedTuple):
 
 
 class PartWrites(Protocol):
-    def submit(self, parts: Sequence[Part]) -> None:
-        """Build and write these parts (now or in the background, in submission order)."""
+    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
+        """Build and write these parts, then commit ``keys`` as exported by chunk ``chunk_id``
+        (now or in the background, in submission order)."""
         ...
 
     def sizes(self) -> list[int]:
-        """The byte sizes of the oldest submission's parts, once written; raises if it failed."""
+        """The byte sizes of the oldest submission's parts, once written and committed; raises
+        if it failed (the chunk may still have been committed: ask the state store)."""
         ...
 
     def remove(self, relative_paths: Sequence[str]) -> None:
@@ -71,26 +78,35 @@ class PartWrites(Protocol):
     def close(self) -> None: ...
 
 
-def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:
+def write_parts(
+    storage: StorageRepository,
+    state: StateStore,
+    chunk_id: str,
+    parts: Sequence[Part],
+    keys: Iterable[ExportKey],
+) -> list[int]:
+    """Write every part, then commit the chunk: its keys and its id, in one transaction."""
+    from syncstream.export.datasets import DATASET_NAMED  # noqa: PLC0415 (the helper starts first)
     from syncstream.export.tables import build_table  # noqa: PLC0415 (pyarrow: the builder only)
 
     sizes = []
     for part in parts:
-        heads = [decode_head(data) for data in part.files]
-        table = build_table(DATASET_NAMED[part.dataset], heads)
+        table = build_table(DATASET_NAMED[part.dataset], part.files)
         sizes.append(storage.write(part.relative_path, table))
+    state.commit_export(chunk_id, keys, time.time())
     return sizes
 
 
 class InlineParts:
-    """Parts written at once, in this process."""
+    """Parts written and committed at once, in this process."""
 
-    def __init__(self, storage: StorageRepository) -> None:
+    def __init__(self, storage: StorageRepository, state: StateStore) -> None:
         self.storage = storage
+        self.state = state
         self._done: deque[list[int]] = deque()
 
-    def submit(self, parts: Sequence[Part]) -> None:
-        self._done.append(write_parts(self.storage, parts))
+    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
+        self._done.append(write_parts(self.storage, self.state, chunk_id, parts, keys))
 
     def sizes(self) -> list[int]:
         return self._done.popleft()
@@ -114,67 +130,88 @@ class InlineParts:
 class HelperParts:
     """Parts written by a helper process that opens ``out`` (a directory or a pyarrow.fs URI).
 
-    Requests: ``["parts", [[relative_path, dataset, [file bytes, ...]], ...]]``, ``["remove",
-    [relative_path, ...]]``, ``["sync"]`` and ``["describe"]``, each answered ``["ok", value]``
-    or ``["error", message]``, in order; and ``["finish", [path, ...]]``, unanswered (a failure
-    there fails the next answer, and the helper does nothing more)."""
+    Requests: ``["describe"]``, ``["parts", chunk_id, [[relative_path, dataset, [file bytes,
+    ...]], ...], [key, ...]]``,
+    ``["finish", [path, ...]]``, ``["remove", [relative_path, ...]]`` and ``["sync"]``; the
+    helper answers each, in order, ``["ok", value]`` or ``["error", message]``.
 
-    def __init__(self, out: str) -> None:
+    Removal is shared: a committed chunk's files go to the helper only when it has answered
+    everything it was sent (it is idle); otherwise this process removes them itself. Whichever
+    process is ahead does the removing, so neither waits long for the other.
+    """
+
+    def __init__(self, out: str, state_path: str) -> None:
         self.out = out
-        self._helper = Helper(__name__, out)
-        self._pending = 0
+        self._helper = Helper(__name__, out, state_path)
+        self._expected: deque[str] = deque()  # the requests not yet answered, in order
+        self._sizes: deque[list[int]] = deque()  # answers to "parts", read ahead of sizes()
         self._description: str | None = None
-        self._helper.send(["describe"])  # answered once the helper has imported pyarrow
+        self._request(["describe"])  # answered once the helper has imported pyarrow
         if "://" in out:  # a remote store is checked now; a local directory is made as needed
             self._opened()
 
-    def _opened(self) -> str:
-        if self._description is None:
-            try:
-                value = self._answer()
-            except HelperError as error:
-                self.kill()
-                raise ConfigError(f"cannot open the output {self.out}: {error}") from None
-            self._description = value if isinstance(value, str) else self.out
-        return self._description
+    def _request(self, message: list[object]) -> None:
+        self._helper.send(message)
+        self._expected.append(str(message[0]))
 
-    def _answer(self) -> object:
+    def _read_answer(self) -> None:
+        kind = self._expected.popleft()
         status, value = self._helper.receive()
         if status != "ok":
-            raise HelperError(f"writing Parquet failed: {value}")
-        return value
+            raise HelperError(f"the Parquet helper failed ({kind}): {value}")
+        if kind == "parts":
+            self._sizes.append(value)
+        elif kind == "describe":
+            self._description = value
 
-    def _call(self, request: list[object]) -> str:
-        """Send ``request`` and wait for its answer. Parts still in flight are abandoned: their
-        answers are read (in order, ahead of this one) and dropped, failures included."""
-        self._opened()
-        while self._pending:
-            self._pending -= 1
-            with contextlib.suppress(HelperError):
-                self._answer()
-        self._helper.send(request)
-        value = self._answer()
-        return value if isinstance(value, str) else ""
+    def _opened(self) -> str:
+        try:
+            while self._description is None:
+                self._read_answer()
+        except HelperError as error:
+            self.kill()
+            raise ConfigError(f"cannot open the output {self.out}: {error}") from None
+        return self._description
 
-    def submit(self, parts: Sequence[Part]) -> None:
-        self._helper.send(["parts", [[p.relative_path, p.dataset, list(p.files)] for p in parts]])
-        self._pending += 1
+    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
+        files = [[p.relative_path, p.dataset, list(p.files)] for p in parts]
+        self._request(["parts", chunk_id, files, list(keys)])
 
     def sizes(self) -> list[int]:
         self._opened()
-        self._pending -= 1
-        value = self._answer()
-        assert isinstance(value, list)
-        return value
+        while not self._sizes:
+            self._read_answer()
+        return self._sizes.popleft()
 
-    def remove(self, relative_paths: Sequence[str]) -> None:
-        self._call(["remove", list(relative_paths)])
+    FINISH_SLICE = 250  # files per removal decision
+    BACKLOG = 1000
 
     def finish(self, paths: Sequence[str]) -> None:
-        self._helper.send(["finish", list(paths)])
+        # Slice by slice, in order: a slice this process removes is gone before the next one
+        # is sent, and the helper takes its slices in order, so the last (the bookkeeping) goes
+        # only after every file before it.
+        for i in range(0, len(paths), self.FINISH_SLICE):
+            piece = paths[i : i + self.FINISH_SLICE]
+            while self._expected and self._helper.ready():
+                self._read_answer()
+            if len(self._expected) >= self.BACKLOG:
+                remove_files(piece)  # the helper has enough queued: do it here
+            else:
+                self._request(["finish", list(piece)])
 
     def sync(self) -> None:
-        self._call(["sync"])
+        self._opened()
+        while self._expected:
+            self._read_answer()
+
+    def remove(self, relative_paths: Sequence[str]) -> None:
+        """Remove parts (after a failure): answers still due are read and dropped first."""
+        self._opened()
+        while self._expected:
+            with contextlib.suppress(HelperError):
+                self._read_answer()
+        self._request(["remove", list(relative_paths)])
+        self._read_answer()
 
     def describe(self) -> str:
         return self._opened()
@@ -187,10 +224,11 @@ class HelperParts:
 
 
 class _Server:
-    def __init__(self, out: str) -> None:
+    def __init__(self, out: str, state_path: str) -> None:
         self.out = out
+        self.state_path = state_path
         self._storage: StorageRepository | None = None
-        self.failure = ""
+        self._state: StateStore | None = None
 
     def storage(self) -> StorageRepository:
         if self._storage is None:
@@ -199,25 +237,27 @@ class _Server:
             self._storage = storage_for(self.out)
         return self._storage
 
-    def __call__(self, request: list[object]) -> list[object] | None:
-        if request[0] == "finish":
-            if not self.failure:
-                try:
-                    remove_files(request[1])  # type: ignore[arg-type]
-                except OSError as error:
-                    self.failure = f"removing exported cache files: {error}"
-            return None
-        if self.failure:
-            return ["error", self.failure]
+    def __call__(self, request: list[object]) -> list[object]:
         try:
             match request:
-                case ["parts", list(parts)]:
-                    return ["ok", write_parts(self.storage(), [Part(*p) for p in parts])]
+                case ["parts", str(chunk_id), list(parts), list(keys)]:
+                    if self._state is None:
+                        from syncstream.state import StateStore  # noqa: PLC0415
+
+                        self._state = StateStore(self.state_path)
+                    written = [Part(*p) for p in parts]
+                    return [
+                        "ok",
+                        write_parts(self.storage(), self._state, chunk_id, written, map(tuple, keys)),
+                    ]
                 case ["remove", list(paths)]:
                     self.storage().remove(paths)
                     return ["ok", None]
                 case ["describe"]:
                     return ["ok", self.storage().describe()]
+                case ["finish", list(paths)]:
+                    remove_files(paths)
+                    return ["ok", None]
                 case ["sync"]:
                     return ["ok", None]
             return ["error", f"unknown request {request[:1]!r}"]
@@ -267,7 +307,7 @@ def _main() -> int:
     # The default (mimalloc) pool keeps what a chunk freed for the next: 22 MiB more at peak
     # here, for no measurable speed. Chunks are a few MiB, allocated and freed whole.
     pa.set_memory_pool(pa.system_memory_pool())
-    return serve(_Server(sys.argv[2]))
+    return serve(_Server(sys.argv[2], sys.argv[3]))
 
 
 if __name__ == "__main__":

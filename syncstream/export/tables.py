@@ -15,9 +15,9 @@ from typing import Any
 import msgspec
 import pyarrow as pa
 
-from syncstream.export.datasets import NULL, Dataset, FileHead, Kind
+from syncstream.export.datasets import NULL, Dataset, FileHead, Kind, decode_head
 
-__all__ = ["SCHEMAS", "build_table", "micros", "schema_of"]
+__all__ = ["BATCH_ROWS", "SCHEMAS", "build_table", "micros", "schema_of"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
@@ -276,10 +276,22 @@ def _slow_micros(value: str) -> int | None:
     return (parsed - _EPOCH) // timedelta(microseconds=1)
 
 
-def build_table(dataset: Dataset, heads: Sequence[FileHead]) -> pa.Table:
-    """The Table of these cache files, in this order, with the dataset's schema."""
+BATCH_ROWS = 512  # rows decoded into Python objects at a time: a row as Arrow is far smaller
+
+
+def build_table(dataset: Dataset, files: Sequence[bytes]) -> pa.Table:
+    """The Table of these cache files, in this order, with the dataset's schema; built a
+    record batch of ``BATCH_ROWS`` at a time, so that only that many rows are ever decoded."""
     schema = SCHEMAS[dataset.kind]
-    extras = list(map(_EXTRA[dataset.kind], heads))
+    batches = [
+        _record_batch(dataset.kind, schema, [decode_head(data) for data in files[i : i + BATCH_ROWS]])
+        for i in range(0, len(files), BATCH_ROWS)
+    ]
+    return pa.Table.from_batches(batches, schema=schema)
+
+
+def _record_batch(kind: Kind, schema: pa.Schema, heads: list[FileHead]) -> pa.RecordBatch:
+    extras = list(map(_EXTRA[kind], heads))
     columns: list[list[Any]] = [
         [h.uri for h in heads],
         [h.cid for h in heads],
@@ -295,10 +307,8 @@ def build_table(dataset: Dataset, heads: Sequence[FileHead]) -> pa.Table:
         [_raw_text(h.record) for h in heads],
         *(list(column) for column in zip(*extras, strict=True)),
     ]
-    if not heads:
-        columns = [[] for _ in schema]
     arrays = [
         pa.array([micros(v) for v in values] if field.type == UTC_US else values, field.type)
         for field, values in zip(schema, columns, strict=True)
     ]
-    return pa.Table.from_arrays(arrays, schema=schema)
+    return pa.RecordBatch.from_arrays(arrays, schema=schema)
