@@ -59,6 +59,8 @@ CREATE TABLE IF NOT EXISTS export_claims (
 ExportKey = tuple[str, str, str, str]
 """(dataset, uri, operation, follow_status or '')."""
 
+_PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
+
 
 class Population(NamedTuple):
     study: frozenset[str]
@@ -179,20 +181,21 @@ class StateStore:
 
     def exported_among(self, keys: Iterable[ExportKey]) -> set[ExportKey]:
         """Those of ``keys`` that an earlier export already committed."""
-        db = self._db
-        db.execute(
-            "CREATE TEMP TABLE IF NOT EXISTS probe "
-            "(dataset TEXT, uri TEXT, operation TEXT, follow_status TEXT)"
-        )
-        with self._transaction(temp_only=True):
-            db.execute("DELETE FROM probe")
-            db.executemany("INSERT INTO probe VALUES (?, ?, ?, ?)", keys)
-            rows = db.execute(
-                "SELECT p.dataset, p.uri, p.operation, p.follow_status FROM probe AS p "
-                "JOIN exported_keys AS e USING (dataset, uri, operation, follow_status)"
-            ).fetchall()
-            db.execute("DELETE FROM probe")
-        return {(row[0], row[1], row[2], row[3]) for row in rows}
+        uris: dict[str, list[str]] = {}  # dataset -> URIs: each probe is a range of the key
+        wanted = set(keys)
+        for dataset, uri, _, _ in wanted:
+            uris.setdefault(dataset, []).append(uri)
+        found: set[ExportKey] = set()
+        for dataset, listed in uris.items():
+            for i in range(0, len(listed), _PROBE):
+                batch = listed[i : i + _PROBE]
+                rows = self._db.execute(
+                    "SELECT dataset, uri, operation, follow_status FROM exported_keys "
+                    f"WHERE dataset = ? AND uri IN ({','.join('?' * len(batch))})",
+                    (dataset, *batch),
+                )
+                found.update(key for key in rows if key in wanted)
+        return found
 
     def commit_export(self, claim_id: str, keys: Iterable[ExportKey], now: float) -> None:
         """The export's commit point: its keys and its claim, in one transaction."""

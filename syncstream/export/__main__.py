@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-files",
         type=int,
-        default=2_000,
+        default=1_500,
         help="cache files per batch; bounds memory (default: %(default)s)",
     )
     parser.add_argument(

@@ -184,7 +184,10 @@ class HelperParts:
         return self._sizes.popleft()
 
     FINISH_SLICE = 250  # files per removal decision
-    BACKLOG = 1000
+    # The helper is sent a removal slice while it has fewer requests than this queued (chunks
+    # and slices); measured here, 5 keeps both processes busy to the end (1: the command
+    # removes nearly everything; 20: it waits on the helper).
+    BACKLOG = 5
 
     def finish(self, paths: Sequence[str]) -> None:
         # Slice by slice, in order: a slice this process removes is gone before the next one
