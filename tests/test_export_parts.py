@@ -134,3 +134,52 @@ def test_micros_of_other_forms(value: str, expected: str | None) -> None:
         assert datetime.fromtimestamp(found / 1e6, UTC).isoformat(timespec="milliseconds") == (
             datetime.fromisoformat(expected).isoformat(timespec="milliseconds")
         )
+
+
+@pytest.mark.parametrize("backlog", [0, 100])
+def test_shared_removal_removes_the_files_then_the_bookkeeping(tmp_path: Path, backlog: int) -> None:
+    """Whichever process removes a slice (backlog 0: this one, 100: the helper), every file
+    and then the bookkeeping are gone once the helper has caught up."""
+    files = []
+    for i in range(1000):
+        path = tmp_path / "claim" / f"{i}.json"
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"{}")
+        files.append(str(path))
+    bookkeeping = tmp_path / "chunk.files"
+    bookkeeping.write_text("claim\n")
+    parts = HelperParts(str(tmp_path / "out"), str(tmp_path / "state.sqlite"))
+    parts.BACKLOG = backlog
+    try:
+        parts.finish(files, [str(bookkeeping)])
+        parts.sync()
+    finally:
+        parts.close()
+    assert list((tmp_path / "claim").iterdir()) == []
+    assert not bookkeeping.exists()
+
+
+def test_a_helper_that_dies_fails_the_export_cleanly(tmp_path: Path) -> None:
+    """With its helper gone, an export fails, puts its claim back and exports nothing; the
+    next export writes every row once."""
+    from syncstream.context import setup_batch_export_system
+    from syncstream.errors import HelperError
+    from syncstream.export.batch import export_batch
+
+    write_cache(tmp_path)
+    before = tree(tmp_path / "cache")
+    context = setup_batch_export_system(
+        tmp_path / "cache", tmp_path / "state.sqlite", str(tmp_path / "out"), helper_process=True
+    )
+    assert isinstance(context.parts, HelperParts)
+    context.parts.kill()
+    with pytest.raises(HelperError):
+        export_batch(context)
+    context.close()
+    # the records are back; the chunk's bookkeeping waits for the next export's recovery
+    assert {p for p in tree(tmp_path / "cache") if not p.startswith(".export/")} == before
+    assert rows(tmp_path / "out") == {}
+    assert export_main(export_args(tmp_path)) == 0
+    exported = rows(tmp_path / "out")
+    assert sum(map(len, exported.values())) == len(before)
+    assert tree(tmp_path / "cache") == set()

@@ -285,7 +285,7 @@ class _Exporter:
         whose helper does it beside the next chunk's Parquet)."""
         bookkeeping = [self._path(f"{chunk_id}.outputs"), self._path(f"{chunk_id}.files")]
         if self.remove:
-            self.parts.finish([f"{claim_dir}/{e.relpath}" for e in chunk] + bookkeeping)
+            self.parts.finish([f"{claim_dir}/{e.relpath}" for e in chunk], bookkeeping)
         else:
             self._restore(claim_dir, chunk)
             remove_files(bookkeeping)

@@ -64,9 +64,9 @@ class PartWrites(Protocol):
         """Remove these parts (and a temporary left by a cut write) if they exist."""
         ...
 
-    def finish(self, paths: Sequence[str]) -> None:
-        """Remove these local files in this order, missing ones skipped (a committed chunk's
-        cache files, then its bookkeeping): now or in the background, after what came before."""
+    def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
+        """Remove local ``files`` (a committed chunk's cache files) and, once they are all
+        gone, ``then`` (its bookkeeping); missing ones are skipped. Now or in the background."""
         ...
 
     def sync(self) -> None:
@@ -114,8 +114,9 @@ class InlineParts:
     def remove(self, relative_paths: Sequence[str]) -> None:
         self.storage.remove(relative_paths)
 
-    def finish(self, paths: Sequence[str]) -> None:
-        remove_files(paths)
+    def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
+        remove_files(files)
+        remove_files(then)
 
     def sync(self) -> None:
         return None
@@ -135,9 +136,9 @@ class HelperParts:
     ``["finish", [path, ...]]``, ``["remove", [relative_path, ...]]`` and ``["sync"]``; the
     helper answers each, in order, ``["ok", value]`` or ``["error", message]``.
 
-    Removal is shared: a committed chunk's files go to the helper only when it has answered
-    everything it was sent (it is idle); otherwise this process removes them itself. Whichever
-    process is ahead does the removing, so neither waits long for the other.
+    Removal is shared, slice by slice: a slice of a committed chunk's files goes to the helper
+    while it has little queued, else this process removes it. Whichever process is ahead does
+    the removing, so neither waits long for the other.
     """
 
     def __init__(self, out: str, state_path: str) -> None:
@@ -189,18 +190,21 @@ class HelperParts:
     # removes nearly everything; 20: it waits on the helper).
     BACKLOG = 5
 
-    def finish(self, paths: Sequence[str]) -> None:
-        # Slice by slice, in order: a slice this process removes is gone before the next one
-        # is sent, and the helper takes its slices in order, so the last (the bookkeeping) goes
-        # only after every file before it.
-        for i in range(0, len(paths), self.FINISH_SLICE):
-            piece = paths[i : i + self.FINISH_SLICE]
+    def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
+        helped = False
+        for i in range(0, len(files), self.FINISH_SLICE):
+            piece = files[i : i + self.FINISH_SLICE]
             while self._expected and self._helper.ready():
                 self._read_answer()
             if len(self._expected) >= self.BACKLOG:
                 remove_files(piece)  # the helper has enough queued: do it here
             else:
                 self._request(["finish", list(piece)])
+                helped = True
+        if helped:  # after the helper's slices: it takes its requests in order
+            self._request(["finish", list(then)])
+        else:  # every file is gone already
+            remove_files(then)
 
     def sync(self) -> None:
         self._opened()
