@@ -50,7 +50,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
     parts: PartWrites
-    batch_files: int = 1_500  # cache files per chunk: bounds the export's memory
+    batch_files: int = 1_000  # cache files per chunk: bounds the export's memory
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
@@ -105,7 +105,7 @@ def setup_batch_export_system(
     state_path: str | Path,
     out: str | StorageRepository,
     *,
-    batch_files: int = 1_500,
+    batch_files: int = 1_000,
     dedup_window_hours: float = 72.0,
     helper_process: bool = False,
     parts: PartWrites | None = None,

@@ -51,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-files",
         type=int,
-        default=1_500,
+        default=1_000,
         help="cache files per batch; bounds memory (default: %(default)s)",
     )
     parser.add_argument(
