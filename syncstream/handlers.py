@@ -10,9 +10,8 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator, Mapping
 
-import msgspec
-
 from syncstream import cache, paths
+from syncstream.config import Config
 from syncstream.records import CachedRecord, decode_record, encode_record
 from syncstream.types import HandlerKey
 
@@ -29,10 +28,6 @@ __all__ = [
 
 ReadStrategy = Callable[[str], Iterator[str]]
 """A handler directory -> the paths of the record files in it."""
-
-
-class Config(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    """Base of syncstream's configs: immutable, keyword-only, strict."""
 
 
 class HandlerConfig(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -14,7 +14,6 @@ outlives them, such as the main thread.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import os
 import select
@@ -25,15 +24,38 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
-import msgspec
-
 from syncstream.errors import HelperError
 
 __all__ = ["Helper", "serve"]
 
 _LENGTH = struct.Struct("<I")
-_encode = msgspec.msgpack.Encoder().encode
-_decode = msgspec.msgpack.Decoder().decode
+
+
+class _Codec:
+    """msgpack, imported on first use: a command starts its helper before it imports msgspec."""
+
+    def __init__(self) -> None:
+        import msgspec  # noqa: PLC0415
+
+        self.encode = msgspec.msgpack.Encoder().encode
+        self.decode = msgspec.msgpack.Decoder().decode
+
+
+_codec: list[_Codec] = []
+
+
+def _encode(message: object) -> bytes:
+    if not _codec:
+        _codec.append(_Codec())
+    return _codec[0].encode(message)
+
+
+def _decode(data: bytes | memoryview) -> Any:
+    if not _codec:
+        _codec.append(_Codec())
+    return _codec[0].decode(data)
+
+
 _PIPE_BYTES = 1 << 20  # room for a few batches in flight, so neither side waits on the other
 
 
@@ -144,6 +166,8 @@ class Helper:
 def _die_with_parent(parent: int) -> None:
     """SIGKILL this process when the thread that started it exits, however it exits."""
     if sys.platform.startswith("linux"):
+        import ctypes  # noqa: PLC0415 (the helper's side only)
+
         pr_set_pdeathsig = 1
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above took effect

@@ -12,7 +12,7 @@ from typing import Literal
 
 import msgspec
 
-from syncstream.handlers import Config
+from syncstream.config import Config
 from syncstream.types import HandlerKey, RecordType
 
 __all__ = [
