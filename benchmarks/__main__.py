@@ -1,8 +1,9 @@
 """``python -m benchmarks``: syncstream side by side with the seed's path and the physical floor.
 
 Each comparison alternates A and B over several rounds in this process tree, on identical fresh
-inputs, and reports median times, peak RSS (of each child process) and the median of the
-per-round ratios; the figures are also saved as JSON. Targets (issue "Benchmarks"):
+inputs, and reports median times, peak RSS (of each command, summed over its process tree:
+helper processes count) and the median of the per-round ratios; the figures are also saved as
+JSON. Targets (issue "Benchmarks"):
 
 - ingest: syncstream's whole write process at least 3x faster than the seed's path;
 - decode + route at least 0.7x the speed of a bare libipld decode of the same frames;
