@@ -22,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
-import itertools
 import logging
 import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import msgspec
@@ -37,8 +36,8 @@ from syncstream.cache import read_bytes, remove_files
 from syncstream.context import BatchExportContext
 from syncstream.errors import CacheLockedError
 from syncstream.export.datasets import DATASET_OF, decode_head, partition_date
+from syncstream.export.listing import Entry, chunks, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.export.parts import Part
-from syncstream.handlers import HandlerConfig
 from syncstream.state import ExportKey
 from syncstream.types import HandlerKey
 
@@ -70,11 +69,6 @@ class ExportSummary(msgspec.Struct, kw_only=True):
         return sum(d.rows for d in self.datasets.values())
 
 
-class _Entry(NamedTuple):
-    relpath: str  # relative to the tree's root (or to a claim's directory: the same layout)
-    key: HandlerKey
-
-
 class _Planned(NamedTuple):
     relative_path: str  # under the storage's base, named after the chunk
     dataset: str
@@ -85,56 +79,13 @@ class _Planned(NamedTuple):
 class _Chunk:
     """One chunk of a claim on its way through write, commit and remove."""
 
-    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[_Entry]) -> None:
+    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[Entry]) -> None:
         self.id, self.claim_dir, self.entries = chunk_id, claim_dir, entries
         self.planned: list[_Planned] = []
         self.submitted = self.committed = False
 
 
 _DATASET_NAME = {key: dataset.name for key, dataset in DATASET_OF.items()}
-
-
-def _list_tree(root: str, handlers: Sequence[HandlerConfig]) -> Iterator[_Entry]:
-    """Every visible cache file under ``root``, handler by handler, by each read strategy."""
-    for chunk in _chunks(root, handlers, 1 << 16):
-        yield from chunk
-
-
-def _chunks(root: str, handlers: Sequence[HandlerConfig], size: int) -> Iterator[list[_Entry]]:
-    """The visible cache files under ``root``, ``size`` at a time, listed as they are needed."""
-    start = len(os.path.join(root, ""))
-    chunk: list[_Entry] = []
-    for config in handlers:
-        key = config.key
-        paths = config.read_strategy(os.path.join(root, key.value))
-        while more := [_Entry(path[start:], key) for path in itertools.islice(paths, size - len(chunk))]:
-            chunk += more
-            if len(chunk) >= size:
-                yield chunk
-                chunk = []
-    if chunk:
-        yield chunk
-
-
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.rename(tmp, path)
-
-
-def _read_lines(path: str) -> list[str]:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return [line for line in handle.read().split("\n") if line]
-    except FileNotFoundError:
-        return []
-
-
-def _new_id() -> str:
-    return f"{time.time_ns():020d}"
 
 
 class _Exporter:
@@ -164,7 +115,7 @@ class _Exporter:
     def run(self) -> ExportSummary:
         os.makedirs(self.staging, exist_ok=True)
         if self.dry_run:
-            for entries in _chunks(self.root, self.handlers, self.context.batch_files):
+            for entries in chunks(self.root, self.handlers, self.context.batch_files):
                 for planned in self._plan(_Chunk("dry-run", self.root, entries)):
                     stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
                     stats.rows += len(planned.keys)
@@ -175,7 +126,7 @@ class _Exporter:
             self._settle()
         window = self.context.dedup_window_hours * 3600
         self.context.state.prune_exported(time.time() - window, slack=window / 10)
-        claim_id = _new_id()
+        claim_id = new_id()
         if self._claim(claim_id):
             self._export_claim(claim_id)
         return self.summary
@@ -189,7 +140,7 @@ class _Exporter:
         ]
         if not present:
             return False
-        _write_text_atomic(self._path(f"{claim_id}.claim"), "".join(f"{d}\n" for d in present))
+        write_text_atomic(self._path(f"{claim_id}.claim"), "".join(f"{d}\n" for d in present))
         claim_dir = self._path(claim_id)
         for directory in present:
             target = os.path.join(claim_dir, directory)
@@ -204,8 +155,8 @@ class _Exporter:
         claim_dir = self._path(claim_id)
         in_flight: deque[_Chunk] = deque()
         try:
-            for entries in _chunks(claim_dir, self.handlers, self.context.batch_files):
-                chunk = _Chunk(_new_id(), claim_dir, entries)
+            for entries in chunks(claim_dir, self.handlers, self.context.batch_files):
+                chunk = _Chunk(new_id(), claim_dir, entries)
                 in_flight.append(chunk)
                 self._start(chunk)
                 while len(in_flight) > 1 or (in_flight and not in_flight[0].submitted):
@@ -222,7 +173,7 @@ class _Exporter:
                 self._abandon(chunk)
             with contextlib.suppress(Exception):
                 self._settle()  # no removal may still run while the claim is put back
-            self._restore(claim_dir, list(_list_tree(claim_dir, self.handlers)))
+            self._restore(claim_dir, list(list_tree(claim_dir, self.handlers)))
             self._drop(f"{claim_id}.claim")
             shutil.rmtree(claim_dir, ignore_errors=True)
             raise
@@ -231,12 +182,12 @@ class _Exporter:
 
     def _start(self, chunk: _Chunk) -> None:
         """List the chunk, plan its parts, record their names, submit them."""
-        _write_text_atomic(
+        write_text_atomic(
             self._path(f"{chunk.id}.files"),
             os.path.basename(chunk.claim_dir) + "\n" + "".join(f"{e.relpath}\n" for e in chunk.entries),
         )
         chunk.planned = self._plan(chunk)
-        _write_text_atomic(
+        write_text_atomic(
             self._path(f"{chunk.id}.outputs"), "".join(f"{p.relative_path}\n" for p in chunk.planned)
         )
         if chunk.planned:
@@ -274,13 +225,13 @@ class _Exporter:
             return  # its files were put back with the claim; its keys drop their rows next time
         self._uncommitted.difference_update(key for p in chunk.planned for key in p.keys)
         try:
-            self.parts.remove(_read_lines(self._path(f"{chunk.id}.outputs")))
+            self.parts.remove(read_lines(self._path(f"{chunk.id}.outputs")))
         except Exception as error:
             log.warning("export chunk %s: parts left for the next export to remove (%s)", chunk.id, error)
             return
         self._drop(f"{chunk.id}.outputs", f"{chunk.id}.files")
 
-    def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[_Entry]) -> None:
+    def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[Entry]) -> None:
         """Remove a committed chunk's files, then its bookkeeping (handed to the part writer,
         whose helper does it beside the next chunk's Parquet)."""
         bookkeeping = [self._path(f"{chunk_id}.outputs"), self._path(f"{chunk_id}.files")]
@@ -341,7 +292,7 @@ class _Exporter:
             planned.keys.append(key)
         return list(grouped.values())
 
-    def _set_aside(self, path: str, entry: _Entry, error: Exception) -> None:
+    def _set_aside(self, path: str, entry: Entry, error: Exception) -> None:
         self.summary.unreadable += 1
         log.warning("not a cache record, set aside: %s (%s)", entry.relpath, error)
         if self.dry_run:
@@ -350,7 +301,7 @@ class _Exporter:
         os.makedirs(target_dir, exist_ok=True)
         os.rename(path, os.path.join(target_dir, entry.relpath.replace("/", "~")))
 
-    def _restore(self, claim_dir: str, entries: Sequence[_Entry]) -> None:
+    def _restore(self, claim_dir: str, entries: Sequence[Entry]) -> None:
         """Return claimed files to the tree, unless the writer has written a newer one there."""
         for entry in entries:
             source = os.path.join(claim_dir, entry.relpath)
@@ -392,7 +343,7 @@ class _Exporter:
                 self._export_claim(claim_id)
 
     def _recover_chunk(self, chunk_id: str) -> None:
-        lines = _read_lines(self._path(f"{chunk_id}.files"))
+        lines = read_lines(self._path(f"{chunk_id}.files"))
         if not lines:
             self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
             return
@@ -400,11 +351,11 @@ class _Exporter:
         self.summary.recovered_claims += 1
         if self.context.state.claim_committed(chunk_id):
             log.info("finishing export chunk %s (committed before a crash)", chunk_id)
-            chunk = [_Entry(relpath, self._key_of(relpath)) for relpath in lines[1:]]
+            chunk = [Entry(relpath, self._key_of(relpath)) for relpath in lines[1:]]
             self._finish_chunk(chunk_id, claim_dir, chunk)
         else:
             log.info("redoing export chunk %s (interrupted before its commit)", chunk_id)
-            self.parts.remove(_read_lines(self._path(f"{chunk_id}.outputs")))
+            self.parts.remove(read_lines(self._path(f"{chunk_id}.outputs")))
             self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
 
     def _key_of(self, relpath: str) -> HandlerKey:
