@@ -134,13 +134,6 @@ class StateStore:
     def set_cursor(self, seq: int) -> None:
         self.commit(seq)
 
-    def _write_cursor(self, seq: int) -> None:
-        self._db.execute(
-            "INSERT INTO meta (key, value) VALUES ('cursor', ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (seq,),
-        )
-
     # cached-URI index ---------------------------------------------------------------------
 
     def cached_keys(self, uris: Iterable[str]) -> Mapping[str, frozenset[HandlerKey]]:
@@ -175,7 +168,7 @@ class StateStore:
                         "INSERT OR REPLACE INTO tracked_follows VALUES (?, ?, ?)", (uri, *follow)
                     )
             if cursor is not None:
-                self._write_cursor(cursor)
+                self._set_meta("cursor", cursor)
 
     # export bookkeeping -------------------------------------------------------------------
 
@@ -235,7 +228,7 @@ class StateStore:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None or row[0] is None else float(row[0])
 
-    def _set_meta(self, key: str, value: float | None) -> None:
+    def _set_meta(self, key: str, value: float | int | None) -> None:
         self._db.execute(
             "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
