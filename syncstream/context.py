@@ -134,7 +134,7 @@ def setup_batch_export_system(
             raise ConfigError("dedup_window_hours must not be negative")
         state = StateStore(state_path)
         if parts is None and helper_process and isinstance(out, str):
-            parts = HelperParts(out if "://" in out else os.path.abspath(out), os.path.abspath(state_path))
+            parts = HelperParts(out, str(state_path))
         elif parts is None:
             from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 

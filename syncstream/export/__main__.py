@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -91,7 +90,7 @@ def _start_helper(out: str, state: str) -> PartWrites:
     start-up (pyarrow) then runs beside ours instead of after it."""
     from syncstream.export.parts import HelperParts  # noqa: PLC0415
 
-    return HelperParts(out if "://" in out else os.path.abspath(out), os.path.abspath(state))
+    return HelperParts(out, state)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

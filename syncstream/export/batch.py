@@ -82,7 +82,7 @@ class _Chunk:
     def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[Entry]) -> None:
         self.id, self.claim_dir, self.entries = chunk_id, claim_dir, entries
         self.planned: list[_Planned] = []
-        self.submitted = self.committed = False
+        self.committed = False
 
 
 _DATASET_NAME = {key: dataset.name for key, dataset in DATASET_OF.items()}
@@ -159,7 +159,7 @@ class _Exporter:
                 chunk = _Chunk(new_id(), claim_dir, entries)
                 in_flight.append(chunk)
                 self._start(chunk)
-                while len(in_flight) > 1 or (in_flight and not in_flight[0].submitted):
+                while len(in_flight) > 1:
                     self._complete(in_flight[0])
                     in_flight.popleft()
             while in_flight:
@@ -198,7 +198,6 @@ class _Exporter:
             for planned in chunk.planned:
                 self._uncommitted.update(planned.keys)
                 planned.files.clear()  # submitted: the part writer has them (memory is bounded)
-        chunk.submitted = True
 
     def _complete(self, chunk: _Chunk) -> None:
         """Wait for the chunk's parts and its commit, then remove its files. (A chunk without

@@ -14,6 +14,7 @@ point) only once all its parts are written, and the chunk's answer comes after t
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 from collections import deque
@@ -142,13 +143,13 @@ class HelperParts:
     """
 
     def __init__(self, out: str, state_path: str) -> None:
-        self.out = out
-        self._helper = Helper(__name__, out, state_path)
+        self.out = out if "://" in out else os.path.abspath(out)
+        self._helper = Helper(__name__, self.out, os.path.abspath(state_path))
         self._expected: deque[str] = deque()  # the requests not yet answered, in order
         self._sizes: deque[list[int]] = deque()  # answers to "parts", read ahead of sizes()
         self._description: str | None = None
         self._request(["describe"])  # answered once the helper has imported pyarrow
-        if "://" in out:  # a remote store is checked now; a local directory is made as needed
+        if "://" in self.out:  # a remote store is checked now; a local directory is made as needed
             self._opened()
 
     def _request(self, message: list[object]) -> None:
