@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import functools
 import os
 import select
 import signal
@@ -31,29 +32,20 @@ __all__ = ["Helper", "serve"]
 _LENGTH = struct.Struct("<I")
 
 
-class _Codec:
+@functools.cache
+def _codec() -> tuple[Callable[[object], bytes], Callable[[bytes | memoryview], Any]]:
     """msgpack, imported on first use: a command starts its helper before it imports msgspec."""
+    import msgspec  # noqa: PLC0415
 
-    def __init__(self) -> None:
-        import msgspec  # noqa: PLC0415
-
-        self.encode = msgspec.msgpack.Encoder().encode
-        self.decode = msgspec.msgpack.Decoder().decode
-
-
-_codec: list[_Codec] = []
+    return msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder().decode
 
 
 def _encode(message: object) -> bytes:
-    if not _codec:
-        _codec.append(_Codec())
-    return _codec[0].encode(message)
+    return _codec()[0](message)
 
 
 def _decode(data: bytes | memoryview) -> Any:
-    if not _codec:
-        _codec.append(_Codec())
-    return _codec[0].decode(data)
+    return _codec()[1](data)
 
 
 _PIPE_BYTES = 1 << 20  # room for a few batches in flight, so neither side waits on the other
@@ -119,15 +111,18 @@ class Helper:
 
     def ready(self) -> bool:
         """Whether an answer can be received without waiting."""
-        while len(self._answers) < _LENGTH.size or len(self._answers) < self._frame_size():
+        while not self._framed():
             readable, _, _ = select.select([self._stdout], [], [], 0)
             if not readable or not self._fill():
                 return False
         return True
 
-    def _frame_size(self) -> int:
-        length: int = _LENGTH.unpack_from(self._answers)[0]
-        return _LENGTH.size + length
+    def _framed(self) -> int:
+        """The end of the first whole frame read so far, or 0 when there is none yet."""
+        if len(self._answers) < _LENGTH.size:
+            return 0
+        end: int = _LENGTH.size + _LENGTH.unpack_from(self._answers)[0]
+        return end if len(self._answers) >= end else 0
 
     def _fill(self) -> bool:
         chunk = os.read(self._stdout.fileno(), _PIPE_BYTES)
@@ -135,9 +130,9 @@ class Helper:
         return bool(chunk)
 
     def _take(self) -> tuple[Any] | None:
-        if len(self._answers) < _LENGTH.size or len(self._answers) < self._frame_size():
+        end = self._framed()
+        if not end:
             return None
-        end = self._frame_size()
         with memoryview(self._answers) as view:
             message = _decode(view[_LENGTH.size : end])
         del self._answers[:end]
