@@ -2,36 +2,127 @@
 
 Readers skip dot-prefixed names, so a temporary file is never mistaken for a record, and a
 record file appears only by ``rename``: a reader sees all of it or none of it.
+
+The cache root is a boundary: no symbolic link inside it is followed. Files are opened with
+``O_NOFOLLOW``, listings do not follow links, and a ``TreeWriter`` checks each directory it
+writes into (every component below the root a real directory) the first time it uses it and
+whenever it has to create it; a directory it finds linked is refused, never written through.
 """
 
 from __future__ import annotations
 
 import errno
 import fcntl
+import functools
 import os
 import shutil
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from types import TracebackType
 
 from syncstream.errors import CacheLockedError
 
 __all__ = [
     "LOCK_NAME",
+    "SET_ASIDE",
+    "SymlinkInCacheError",
+    "TreeWriter",
     "WriterLock",
+    "check_no_links",
     "create_tree",
+    "make_directories",
     "read_bytes",
     "read_flat",
     "read_nested",
     "remove_files",
     "reset_tree",
+    "sync_filesystem",
     "write_atomic",
 ]
 
 LOCK_NAME = ".writer.lock"
-_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0)
+SET_ASIDE = ".set-aside"  # files the export could not turn into rows; a reset keeps them
+_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def write_atomic(path: str, payload: bytes) -> None:
+class SymlinkInCacheError(OSError):
+    """A path inside the cache goes through a symbolic link: syncstream never follows one."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(errno.ELOOP, "a symbolic link inside the cache is never followed", path)
+
+
+def check_no_links(root: str, directory: str) -> bool:
+    """Check each existing component of ``directory`` below ``root`` (both absolute, ``root``
+    with its own links resolved) with ``lstat``: raise ``SymlinkInCacheError`` at a link and
+    ``NotADirectoryError`` at any other non-directory; False when a component does not exist yet."""
+    if directory == root:
+        return True
+    if not directory.startswith(root + "/"):
+        raise SymlinkInCacheError(directory)
+    current = root
+    for name in directory[len(root) + 1 :].split("/"):
+        current = f"{current}/{name}"
+        try:
+            mode = os.lstat(current).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISDIR(mode):
+            raise _not_a_directory(current, mode)
+    return True
+
+
+def _not_a_directory(path: str, mode: int) -> OSError:
+    if stat.S_ISLNK(mode):
+        return SymlinkInCacheError(path)
+    return NotADirectoryError(errno.ENOTDIR, "not a directory", path)
+
+
+def make_directories(root: str, directory: str) -> None:
+    """``os.makedirs`` that never creates through a link: mkdir one component at a time."""
+    current = root
+    for name in directory[len(root) + 1 :].split("/"):
+        current = f"{current}/{name}"
+        try:
+            os.mkdir(current)
+        except FileExistsError:
+            mode = os.lstat(current).st_mode
+            if not stat.S_ISDIR(mode):
+                raise _not_a_directory(current, mode) from None
+
+
+class TreeWriter:
+    """Atomic writes under ``root`` that never go through a symbolic link inside it.
+
+    The directories checked so far are remembered (a bounded set): a directory renamed away by
+    an export makes the next write in it fail to open, which drops it from the set and
+    checks it again as it is made anew.
+    """
+
+    MAX_CHECKED = 1 << 16
+
+    def __init__(self, root: str) -> None:
+        self.root = os.path.realpath(root)
+        self._checked: set[str] = set()
+
+    def write(self, path: str, payload: bytes) -> None:
+        directory = os.path.dirname(path)
+        checked = self._checked
+        if directory not in checked:
+            if len(checked) >= self.MAX_CHECKED:
+                checked.clear()
+            if check_no_links(self.root, directory):
+                checked.add(directory)
+        write_atomic(path, payload, make_directory=self._make)
+
+    def _make(self, directory: str) -> None:
+        self._checked.discard(directory)
+        make_directories(self.root, directory)
+        check_no_links(self.root, directory)  # what was made, or found made, is real
+        self._checked.add(directory)
+
+
+def write_atomic(path: str, payload: bytes, *, make_directory: Callable[[str], None] | None = None) -> None:
     """Write ``payload`` to ``path`` so that no reader ever sees a partial file.
 
     The temporary name is fixed per target: one writer holds the cache, and a crash leaves at
@@ -45,7 +136,10 @@ def write_atomic(path: str, payload: bytes) -> None:
         try:
             fd = os.open(tmp, _FLAGS, 0o644)
         except FileNotFoundError:
-            os.makedirs(directory, exist_ok=True)
+            if make_directory is None:
+                os.makedirs(directory, exist_ok=True)
+            else:
+                make_directory(directory)
             continue
         try:
             view = memoryview(payload)
@@ -68,7 +162,7 @@ def _visible_files(directory: str) -> Iterator[str]:
     try:
         with os.scandir(directory) as entries:
             for e in entries:
-                if e.name.endswith(".json") and e.name[:1] != "." and e.is_file():
+                if e.name.endswith(".json") and e.name[:1] != "." and e.is_file(follow_symlinks=False):
                     yield e.path
     except FileNotFoundError:
         return
@@ -85,7 +179,7 @@ def read_nested(directory: str) -> Iterator[str]:
         with os.scandir(directory) as entries:
             # Nested names are rkeys or DIDs, and an rkey may start with a dot (".0" is valid):
             # only file names are filtered for the dot of a temporary.
-            subdirs = [e.path for e in entries if e.is_dir()]
+            subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
     except FileNotFoundError:
         return iter(())
     return (path for subdir in sorted(subdirs) for path in _visible_files(subdir))
@@ -93,7 +187,7 @@ def read_nested(directory: str) -> Iterator[str]:
 
 def read_bytes(path: str) -> bytes:
     """A file's bytes, in as few syscalls as a small file allows (no buffered reader)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         data = os.read(fd, _READ_SIZE)
         if len(data) < _READ_SIZE:  # a short read of a regular file is its end
@@ -121,9 +215,43 @@ def remove_files(paths: Iterable[str]) -> int:
     return removed
 
 
+@functools.cache
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs``, where there is one (Linux); ctypes is imported only on first use."""
+    try:
+        import ctypes  # noqa: PLC0415
+
+        function: Callable[[int], int] = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    return function
+
+
+def sync_filesystem(path: str) -> None:
+    """Make every write to the filesystem holding ``path`` durable: ``syncfs`` on that one
+    filesystem (``os.sync()``, which flushes every filesystem of the host and stalls other
+    jobs on a shared server, only where there is no ``syncfs``)."""
+    syncfs = _syncfs()
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        if syncfs(fd) != 0:
+            import ctypes  # noqa: PLC0415
+
+            code = ctypes.get_errno()
+            raise OSError(code, f"syncfs failed: {os.strerror(code)}", path)
+    finally:
+        os.close(fd)
+
+
 def create_tree(root: str, directories: Iterable[str]) -> None:
+    """Lay out these directories under ``root``; raise ``SymlinkInCacheError`` where one of
+    them, or a directory above it, is a link."""
+    root = os.path.realpath(root)
     for relative in directories:
-        os.makedirs(os.path.join(root, relative), exist_ok=True)
+        make_directories(root, os.path.join(root, relative))
 
 
 class WriterLock:
@@ -170,10 +298,11 @@ class WriterLock:
 
 
 def reset_tree(root: str, directories: Iterable[str]) -> None:
-    """Empty the cache and lay the tree anew; refuses while a writer holds the cache."""
+    """Empty the cache and lay the tree anew; refuses while a writer holds the cache. Files
+    the export set aside (``.set-aside/``) are kept; links are removed, never followed."""
     with WriterLock(root):
         for name in os.listdir(root):
-            if name == LOCK_NAME:
+            if name in (LOCK_NAME, SET_ASIDE):
                 continue
             path = os.path.join(root, name)
             if os.path.isdir(path) and not os.path.islink(path):

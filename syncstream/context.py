@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 import msgspec
 from returns.result import Failure
 
-from syncstream.cache import WriterLock, create_tree
+from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
 from syncstream.errors import ConfigError
 from syncstream.handlers import HANDLERS, HandlerConfig
 from syncstream.state import Population, StateStore, read_user_file
@@ -19,6 +19,7 @@ from syncstream.types import HandlerKey
 if TYPE_CHECKING:
     from syncstream.export.parts import PartWrites
     from syncstream.export.storage import StorageRepository
+    from syncstream.export.storage_options import StorageOptions
 
 __all__ = [
     "BatchExportContext",
@@ -50,7 +51,8 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
     parts: PartWrites
-    batch_files: int = 1_000  # cache files per chunk: bounds the export's memory
+    batch_files: int = 1_000  # cache files per chunk: bounds the export's memory ...
+    batch_bytes: int = 32 << 20  # ... and their bytes, for caches of large records
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
@@ -80,14 +82,23 @@ def setup_cache_write_system(
     Raises ``ConfigError`` for a bad user file and ``CacheLockedError`` when another writer
     holds the cache.
     """
-    root = os.path.abspath(cache_dir)
+    # Links above the root are the user's to choose; below it none is ever followed, and
+    # every path the writer builds starts with the root's real path.
+    os.makedirs(cache_dir, exist_ok=True)
+    root = os.path.realpath(cache_dir)
     lock = WriterLock(root).acquire()
     try:
         state = StateStore(state_path)
         try:
             _load_users(state, "study", study_users)
             _load_users(state, "in_network", in_network_users)
-            create_tree(root, (key.value for key in HANDLERS))
+            try:
+                create_tree(root, (key.value for key in HANDLERS))
+            except SymlinkInCacheError as error:
+                raise ConfigError(
+                    f"{error.filename} is a symbolic link inside the cache; syncstream never follows "
+                    "one: replace it with a directory"
+                ) from None
             population = state.population()
         except BaseException:
             state.close()
@@ -106,9 +117,11 @@ def setup_batch_export_system(
     out: str | StorageRepository,
     *,
     batch_files: int = 1_000,
+    batch_bytes: int = 32 << 20,
     dedup_window_hours: float = 72.0,
     helper_process: bool = False,
     parts: PartWrites | None = None,
+    storage_options: StorageOptions | None = None,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 
@@ -125,20 +138,22 @@ def setup_batch_export_system(
 
     state: StateStore | None = None
     try:
-        root = os.path.abspath(cache_dir)
+        root = os.path.realpath(cache_dir)
         if not os.path.isdir(root):
-            raise ConfigError(f"no cache at {root}")
+            raise ConfigError(f"no cache at {os.path.abspath(cache_dir)}")
         if batch_files < 1:
             raise ConfigError("batch_files must be at least 1")
+        if batch_bytes < 1:
+            raise ConfigError("batch_bytes must be at least 1")
         if dedup_window_hours < 0:
             raise ConfigError("dedup_window_hours must not be negative")
         state = StateStore(state_path)
         if parts is None and helper_process and isinstance(out, str):
-            parts = HelperParts(out, str(state_path))
+            parts = HelperParts(out, options=(storage_options or _default_storage()).to_args())
         elif parts is None:
             from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
-            parts = InlineParts(storage_for(out) if isinstance(out, str) else out, state)
+            parts = InlineParts(storage_for(out, storage_options) if isinstance(out, str) else out)
     except BaseException:
         if parts is not None:
             parts.close()
@@ -151,5 +166,12 @@ def setup_batch_export_system(
         handlers=HANDLERS,
         parts=parts,
         batch_files=batch_files,
+        batch_bytes=batch_bytes,
         dedup_window_hours=dedup_window_hours,
     )
+
+
+def _default_storage() -> StorageOptions:
+    from syncstream.export.storage_options import StorageOptions  # noqa: PLC0415
+
+    return StorageOptions()

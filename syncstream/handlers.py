@@ -84,13 +84,14 @@ CREATE_TO_DELETE: Mapping[HandlerKey, HandlerKey] = {
 
 
 def record_path(root: str, config: HandlerConfig, record: CachedRecord) -> str:
-    """Where ``record`` lives; its components were validated when it was routed."""
-    name = config.path_strategy(record)
+    """Where ``record`` lives; its components were validated when it was routed, and each
+    name is bounded (``paths.bounded_name``), so that every spec-valid value has a path."""
+    name = paths.bounded_name(config.path_strategy(record))
     if config.nested_path is None:
         return os.path.join(root, config.key.value, name)
     if record.nested_key is None:
         raise ValueError(f"{config.key} nests by a key, and the record has none: {record.uri}")
-    return os.path.join(root, config.key.value, record.nested_key, name)
+    return os.path.join(root, config.key.value, paths.bounded_name(record.nested_key), name)
 
 
 def write_record(root: str, config: HandlerConfig, record: CachedRecord) -> str:

@@ -6,6 +6,7 @@ record either gets a path inside its handler's directory or is rejected with a r
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from syncstream.records import CachedRecord
@@ -13,9 +14,11 @@ from syncstream.syntax import is_did, is_record_key
 from syncstream.types import POST
 
 __all__ = [
+    "MAX_NAME_BYTES",
     "NestedPathExtractor",
     "PathStrategy",
     "author_directory",
+    "bounded_name",
     "delete_file_name",
     "follow_file_name",
     "like_file_name",
@@ -30,6 +33,29 @@ PathStrategy = Callable[[CachedRecord], str]
 
 NestedPathExtractor = Callable[[str, dict[str, object] | None], str | None]
 """(author DID, record) -> the nested directory name, or None when the record has none valid."""
+
+
+MAX_NAME_BYTES = 250
+"""The longest file or directory name the cache uses: 255 (NAME_MAX) less the ``.{name}.tmp``
+of an atomic write."""
+
+_KEPT_BYTES = 200  # of a longer name, kept readable before its digest
+
+
+def bounded_name(name: str) -> str:
+    """``name`` itself when it fits ``MAX_NAME_BYTES``; else a stable shortened form, its first
+    200 bytes, ``~`` and 32 hex digits of its SHA-256 (keeping a ``.json`` suffix).
+
+    rkeys may be 512 characters and DIDs 2,048: spec-valid values must get a name. The cache
+    file keeps the full values, and reads, deletes and the export list directories, so the
+    shortened name is only ever derived again from the same values, never parsed.
+    """
+    encoded = name.encode()
+    if len(encoded) <= MAX_NAME_BYTES:
+        return name
+    suffix = ".json" if name.endswith(".json") else ""
+    digest = hashlib.sha256(encoded).hexdigest()[:32]
+    return f"{encoded[:_KEPT_BYTES].decode(errors='ignore')}~{digest}{suffix}"
 
 
 def post_file_name(record: CachedRecord) -> str:

@@ -14,6 +14,7 @@ from typing import NamedTuple
 
 from returns.result import Failure, Result, Success
 
+from syncstream.errors import ConfigError
 from syncstream.syntax import is_did
 from syncstream.types import HandlerKey
 
@@ -59,6 +60,7 @@ CREATE TABLE IF NOT EXISTS export_claims (
 ExportKey = tuple[str, str, str, str]
 """(dataset, uri, operation, follow_status or '')."""
 
+PINNED = float("inf")  # the export time of a key whose file was kept in the cache
 _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
 
 
@@ -89,12 +91,30 @@ class StateStore:
     memory and commits them with the cursor, so an export beside it never waits long."""
 
     def __init__(self, path: str | Path) -> None:
+        """Open (or create) the store at ``path``; ``ConfigError`` when it is not one."""
         self.path = str(path)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as error:
+            raise ConfigError(f"cannot open the state store {self.path}: {error}") from None
+        try:
+            self._db.execute("PRAGMA busy_timeout=30000")
+            listed = self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            tables = {name for (name,) in listed}
+            if tables and "meta" not in tables:
+                raise ConfigError(
+                    f"{self.path} is an SQLite database but not a syncstream state store "
+                    f"(it has tables {', '.join(sorted(tables)[:5])}); give another --state"
+                )
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.Error as error:
+            self._db.close()
+            raise ConfigError(f"{self.path} is not a syncstream state store ({error})") from None
+        except ConfigError:
+            self._db.close()
+            raise
 
     def close(self) -> None:
         self._db.close()
@@ -190,15 +210,36 @@ class StateStore:
                 found.update(key for key in rows if key in wanted)
         return found
 
-    def commit_export(self, claim_id: str, keys: Iterable[ExportKey], now: float) -> None:
-        """The export's commit point: its keys and its claim, in one transaction."""
+    def commit_export(
+        self,
+        claim_id: str,
+        keys: Iterable[ExportKey],
+        now: float,
+        *,
+        pinned: bool = False,
+        released: Iterable[ExportKey] = (),
+    ) -> None:
+        """The export's commit point: its keys and its claim, in one transaction.
+
+        ``pinned`` keys stay until ``released``: their files were kept in the cache
+        (``--keep-cache``), so however long after, a later export finds them exported. An
+        export that removes such a file releases its key, which is then kept for the usual
+        window from ``now``.
+        """
+        stamp = PINNED if pinned else now
         with self._transaction():
             self._db.executemany(
                 "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?)",
-                sorted((*key, now) for key in keys),  # in key order: fewer B-tree pages touched
+                sorted((*key, stamp) for key in keys),  # in key order: fewer B-tree pages touched
+            )
+            self._db.executemany(
+                "UPDATE exported_keys SET exported_at = ? WHERE dataset = ? AND uri = ? AND operation = ? "
+                "AND follow_status = ? AND exported_at > ?",
+                ((now, *key, now) for key in released),
             )
             self._db.execute("INSERT OR REPLACE INTO export_claims VALUES (?, ?)", (claim_id, now))
-            if self._meta_real("exported_oldest") is None:
+            oldest = self._meta_real("exported_oldest")
+            if oldest is None or oldest > now:
                 self._set_meta("exported_oldest", now)
 
     def claim_committed(self, claim_id: str) -> bool:
@@ -220,7 +261,9 @@ class StateStore:
             forgotten: int = self._db.execute(
                 "DELETE FROM exported_keys WHERE exported_at < ?", (older_than,)
             ).rowcount
-            (left,) = self._db.execute("SELECT min(exported_at) FROM exported_keys").fetchone()
+            (left,) = self._db.execute(
+                "SELECT min(exported_at) FROM exported_keys WHERE exported_at < ?", (PINNED,)
+            ).fetchone()
             self._set_meta("exported_oldest", left)
         return forgotten
 

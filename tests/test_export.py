@@ -281,8 +281,8 @@ def test_unreadable_cache_file_is_set_aside(tmp_path: Path, capsys: pytest.Captu
     junk = tmp_path / "cache/study_user_activity/create/post/author_did=did:plc:x_post_uri_suffix=3z.json"
     junk.write_bytes(b"{not json")
     assert export_main(export_args(tmp_path)) == 0
-    assert "unreadable files set aside: 1" in capsys.readouterr().out
-    assert [p.read_bytes() for p in (tmp_path / "cache/.export/unreadable").iterdir()] == [b"{not json"]
+    assert "files set aside (not exportable, in .set-aside/): 1" in capsys.readouterr().out
+    assert [p.read_bytes() for p in (tmp_path / "cache/.set-aside").iterdir()] == [b"{not json"]
 
 
 def test_library_call_returns_the_summary(tmp_path: Path) -> None:

@@ -16,7 +16,6 @@ from hypothesis import strategies as st
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.datasets import DATASETS
 from syncstream.export.parts import HelperParts
-from syncstream.export.tables import micros
 from tests.helpers import ROOT, tree
 from tests.test_export import export_args, write_cache
 
@@ -94,46 +93,10 @@ def test_a_bad_output_uri_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_helper_answers_in_order_and_stops_when_closed(tmp_path: Path) -> None:
     """A part writer with nothing to write opens, describes its output and exits 0 when closed."""
-    parts = HelperParts(str(tmp_path / "out"), str(tmp_path / "state.sqlite"))
+    parts = HelperParts(str(tmp_path / "out"))
     assert parts.describe().endswith(str(tmp_path / "out"))
     parts.sync()
     parts.close()
-
-
-@given(
-    st.datetimes(min_value=datetime(1970, 1, 1), max_value=datetime(9999, 12, 31)),
-    st.integers(min_value=0, max_value=9),
-)
-def test_micros_reads_rfc3339_utc_like_fromisoformat(moment: datetime, digits: int) -> None:
-    """``...:SS[.f{0..9}]Z`` gives the same microseconds as datetime, the fraction truncated."""
-    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
-    fraction = f"{moment.microsecond:06d}{moment.microsecond % 1000:03d}"[:digits]
-    value = f"{text}.{fraction}Z" if digits else f"{text}Z"
-    expected = moment.replace(tzinfo=UTC, microsecond=int(fraction[:6].ljust(6, "0")) if digits else 0)
-    assert micros(value) == (expected - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [
-        ("2026-07-04T16:38:07.517+02:00", "2026-07-04T14:38:07.517+00:00"),  # an offset
-        ("2026-07-04T14:38:07.517", "2026-07-04T14:38:07.517+00:00"),  # no zone: UTC
-        ("2026-07-04 14:38:07Z", "2026-07-04T14:38:07+00:00"),
-        ("2026-02-30T00:00:00Z", None),  # no such day
-        ("yesterday", None),
-        ("", None),
-    ],
-)
-def test_micros_of_other_forms(value: str, expected: str | None) -> None:
-    """Other ISO 8601 forms go through fromisoformat; what is no time at all is None."""
-    found = micros(value)
-    if expected is None:
-        assert found is None
-    else:
-        assert found is not None
-        assert datetime.fromtimestamp(found / 1e6, UTC).isoformat(timespec="milliseconds") == (
-            datetime.fromisoformat(expected).isoformat(timespec="milliseconds")
-        )
 
 
 @pytest.mark.parametrize("backlog", [0, 100])
@@ -148,7 +111,7 @@ def test_shared_removal_removes_the_files_then_the_bookkeeping(tmp_path: Path, b
         files.append(str(path))
     bookkeeping = tmp_path / "chunk.files"
     bookkeeping.write_text("claim\n")
-    parts = HelperParts(str(tmp_path / "out"), str(tmp_path / "state.sqlite"))
+    parts = HelperParts(str(tmp_path / "out"))
     parts.BACKLOG = backlog
     try:
         parts.finish(files, [str(bookkeeping)])

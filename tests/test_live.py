@@ -142,11 +142,12 @@ def test_inclusive_relay_resending_the_cursor_frame_costs_nothing(
 def test_restart_resumes_from_the_stored_cursor_and_live_ignores_it(
     tmp_path: Path, uninterrupted: set[str]
 ) -> None:
-    """A second run dials with the stored cursor; --live dials without one; --cursor overrides."""
+    """A second run dials with the stored cursor; --live dials without one; --cursor overrides.
+    (A run that receives no frame at all before --idle-exit exits 1: nothing new is news.)"""
     relay = ReplayRelay(corpus_frames())
     with LoopbackRelay(relay) as loopback:
         assert live(tmp_path, loopback.url) == 0
-        assert live(tmp_path, loopback.url) == 0
+        assert live(tmp_path, loopback.url) == 1
         assert live(tmp_path, loopback.url, "--live") == 0
         assert live(tmp_path, loopback.url, "--cursor", str(FIRST + 100)) == 0
     assert relay.connections == [None, LAST, None, FIRST + 100]

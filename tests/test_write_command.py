@@ -150,12 +150,13 @@ def test_hostile_frames_are_rejected_and_nothing_escapes(
 
 
 def test_truncated_replay_keeps_what_came_before(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    """A replay cut inside its last frame writes every whole frame and reports the cut."""
+    """A replay cut inside its last frame writes every whole frame, reports the cut and exits 1."""
     path = write_replay(tmp_path / "cut.bin", corpus_frames())
     path.write_bytes(path.read_bytes()[:-100])
-    assert run(tmp_path, path, SAMPLE / "sample_study_users.txt") == 0
-    out = capsys.readouterr().out
+    assert run(tmp_path, path, SAMPLE / "sample_study_users.txt") == 1
+    out, err = capsys.readouterr()
     assert "truncated: 1" in out and "cursor: 31527015470" in out
+    assert err.strip().splitlines()[-1].startswith(f"error: {path}: replay ends inside a frame")
 
 
 def test_missing_replay_is_a_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,7 +25,7 @@ STUDY = "did:plc:studystudystudystudystu"
 
 def test_helper_writes_land_in_order_by_the_drain(tmp_path: Path) -> None:
     """Every write is on disk once drain returns, the later of two writes to one path winning."""
-    files = HelperWrites()
+    files = HelperWrites(str(tmp_path))
     try:
         for i in range(1000):  # several batches
             files.write(str(tmp_path / "d" / f"{i % 700}.json"), f"{i}".encode())
@@ -39,27 +39,32 @@ def test_helper_writes_land_in_order_by_the_drain(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("files_class", [HelperWrites, InlineWrites])
-def test_a_failed_write_is_reported_and_nothing_after_it_lands(tmp_path: Path, files_class: type) -> None:
-    """A path that cannot be written (its directory is a file) fails the drain; later writes do not land."""
+def test_a_path_that_cannot_be_written_is_passed_over(tmp_path: Path, files_class: type) -> None:
+    """A path the filesystem refuses (a directory holds its name, its directory is a file) is
+    reported by the drain with its reason, and the writes around it land."""
     (tmp_path / "blocked").write_text("a file where a directory should be")
-    files = files_class()
+    (tmp_path / "ok" / "taken.json").mkdir(parents=True)
+    files = files_class(str(tmp_path))
     try:
         files.write(str(tmp_path / "ok" / "first.json"), b"1")
-        with pytest.raises(CacheWriteError, match=r"blocked/x\.json"):
-            files.write(str(tmp_path / "blocked" / "x.json"), b"2")
-            files.write(str(tmp_path / "ok" / "after.json"), b"3")
-            files.drain()
+        files.write(str(tmp_path / "blocked" / "x.json"), b"2")
+        files.write(str(tmp_path / "ok" / "taken.json"), b"3")
+        files.write(str(tmp_path / "ok" / "after.json"), b"4")
+        assert files.drain() == [
+            (str(tmp_path / "blocked" / "x.json"), "unwritable:ENOTDIR"),
+            (str(tmp_path / "ok" / "taken.json"), "unwritable:EISDIR"),
+        ]
+        assert files.drain() == []
         assert (tmp_path / "ok" / "first.json").read_bytes() == b"1"
-        assert not (tmp_path / "ok" / "after.json").exists()
+        assert (tmp_path / "ok" / "after.json").read_bytes() == b"4"
     finally:
-        if isinstance(files, HelperWrites):
-            files.kill()
+        files.close()
 
 
 def test_the_helper_holds_the_writer_lock_until_it_exits(tmp_path: Path) -> None:
     """With the writer's lock passed to it, the cache stays locked until the helper is gone."""
     lock = WriterLock(str(tmp_path)).acquire()
-    files = HelperWrites(lock_fd=lock.fileno())
+    files = HelperWrites(str(tmp_path), lock_fd=lock.fileno())
     lock.release()
     with pytest.raises(CacheLockedError):
         WriterLock(str(tmp_path)).acquire()
@@ -70,7 +75,7 @@ def test_the_helper_holds_the_writer_lock_until_it_exits(tmp_path: Path) -> None
 CHILD = """
 import sys, time
 from syncstream.write.files import HelperWrites
-files = HelperWrites()
+files = HelperWrites("/tmp")
 print(files._helper._process.pid, flush=True)
 time.sleep(60)
 """
@@ -116,22 +121,18 @@ def test_helper_and_inline_writes_give_the_same_tree(tmp_path: Path) -> None:
     assert cursors[0] == cursors[1] == 31527015471
 
 
-def test_an_unwritable_cache_exits_1_and_keeps_the_cursor(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+def test_a_failing_file_writer_exits_1_and_keeps_the_cursor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """When a cache file cannot be written (a directory holds its name), the command exits 1 and
-    the cursor does not move."""
+    """When writing a cache file fails (here: the write helper raises, as a full disk would
+    make it stop), the command exits 1, says so, and the cursor does not move."""
     replay = write_replay(
         tmp_path / "r.bin",
         [commit(100 + i, STUDY, OpSpec("create", f"app.bsky.feed.post/p{i}", post())) for i in range(3)],
     )
     study = write_users(tmp_path / "study.txt", [STUDY])
     args = [*store_args(tmp_path), "--replay", str(replay), "--study-users", str(study)]
-    blocker = (
-        tmp_path / "cache/study_user_activity/create/post" / f"author_did={STUDY}_post_uri_suffix=p1.json"
-    )
-    blocker.mkdir(parents=True)
-    for extra in ([], ["--inline-writes"]):
-        assert main([*args, *extra]) == 1
-        assert "error: cannot write" in capsys.readouterr().err
-        assert StateStore(tmp_path / "s.sqlite").cursor() is None
+    monkeypatch.setenv("SYNCSTREAM_FAILPOINTS", "write-helper/write.file_written:2:raise")
+    assert main(args) == 1
+    assert "the helper process syncstream.write.files stopped" in capsys.readouterr().err
+    assert StateStore(tmp_path / "s.sqlite").cursor() is None

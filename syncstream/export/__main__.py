@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 from syncstream.cli import add_store_options, setup_logging
 from syncstream.errors import CacheLockedError, SyncstreamError
+from syncstream.export.storage_options import StorageOptions
+from syncstream.failpoints import set_process
 
 if TYPE_CHECKING:
     from syncstream.export.batch import ExportSummary
@@ -28,6 +30,13 @@ def _parser() -> argparse.ArgumentParser:
             "Phase 2 of syncstream: export the cache to Parquet datasets at "
             "{out}/{service}/{record_type}/partition_date=YYYY-MM-DD/*.parquet, exactly once, "
             "and remove the exported files from the cache. Safe to run while the writer runs."
+        ),
+        epilog=(
+            "Exit status: 0 when everything was exported; 1 when the export failed (the cache is "
+            "intact: the next export finishes or redoes what this one began) or another export "
+            "holds the cache; 2 for bad options, a missing cache, an output that cannot be opened or a "
+            "state file that is not a syncstream store. Cache files that cannot become rows are "
+            "moved to {cache}/.set-aside/ and counted; symbolic links inside the cache are left alone."
         ),
     )
     add_store_options(parser, state_help="the writer's SQLite state store")
@@ -54,6 +63,27 @@ def _parser() -> argparse.ArgumentParser:
         help="cache files per batch; bounds memory (default: %(default)s)",
     )
     parser.add_argument(
+        "--batch-bytes",
+        type=int,
+        default=32 << 20,
+        help="... and about this many bytes of cache files per batch, for large records "
+        "(default: %(default)s, 32 MiB)",
+    )
+    parser.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="object storage (s3://): seconds to connect before the attempt fails (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--request-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="object storage (s3://): seconds per request before it fails (default: %(default)s)",
+    )
+    parser.add_argument(
         "--dedup-window-hours",
         type=float,
         default=72.0,
@@ -78,19 +108,20 @@ def _print_summary(summary: ExportSummary, seconds: float) -> None:
             print(f"  {name}: {stats.rows} rows, {stats.files} files, {stats.bytes} bytes")
     for label, count in (
         ("duplicates dropped", summary.duplicates),
-        ("unreadable files set aside", summary.unreadable),
+        ("files set aside (not exportable, in .set-aside/)", summary.unreadable),
+        ("symbolic links left alone", summary.links_skipped),
         ("interrupted exports finished", summary.recovered_claims),
     ):
         if count:
             print(f"{label}: {count}")
 
 
-def _start_helper(out: str, state: str) -> PartWrites:
+def _start_helper(out: str, options: StorageOptions) -> PartWrites:
     """The Parquet helper, started before the rest of the exporter is even imported: its own
     start-up (pyarrow) then runs beside ours instead of after it."""
     from syncstream.export.parts import HelperParts  # noqa: PLC0415
 
-    return HelperParts(out, state)
+    return HelperParts(out, options=options.to_args())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -103,12 +134,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         spare_pyarrow_the_pandas_import()
     if args.batch_files < 1:
         parser.error("--batch-files must be at least 1")
+    if args.batch_bytes < 1:
+        parser.error("--batch-bytes must be at least 1")
+    if args.connect_timeout <= 0 or args.request_timeout <= 0:
+        parser.error("--connect-timeout and --request-timeout must be positive")
     if args.dedup_window_hours < 0:
         parser.error("--dedup-window-hours must not be negative")
     if args.clear_cache and (args.keep_cache or args.dry_run):
         parser.error("--clear-cache cannot be combined with --keep-cache or --dry-run")
+    set_process("export-inline" if args.inline_parquet else "export")
+    storage_options = StorageOptions(
+        connect_timeout=args.connect_timeout, request_timeout=args.request_timeout
+    )
     try:
-        parts = None if args.inline_parquet else _start_helper(args.out, args.state)
+        parts = None if args.inline_parquet else _start_helper(args.out, storage_options)
         from syncstream.cache import WriterLock, reset_tree  # noqa: PLC0415
         from syncstream.context import setup_batch_export_system  # noqa: PLC0415
         from syncstream.export.batch import export_batch  # noqa: PLC0415
@@ -119,8 +158,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.state,
             args.out,
             batch_files=args.batch_files,
+            batch_bytes=args.batch_bytes,
             dedup_window_hours=args.dedup_window_hours,
             parts=parts,
+            storage_options=storage_options,
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

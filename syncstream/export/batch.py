@@ -4,17 +4,24 @@
    directory is renamed, whole, to ``{cache}/.export/{claim}/{handler dir}``: a few renames,
    however many files. The writer recreates a directory on its next write, so what it writes
    from then on is left for the next export, and what was claimed no longer changes.
-2. **Write.** The claimed files are read in chunks of ``batch_files`` (bounded memory). For each
-   chunk ``{chunk}.files`` lists them; rows are built, deduplicated within the chunk and against
-   the keys already exported (kept for the relay's replay window); the Parquet names, derived
-   from the chunk id, are recorded in ``{chunk}.outputs`` and then written.
-3. **Commit.** One SQLite transaction records the chunk's keys and marks the chunk committed.
+2. **Write.** The claimed files are read in chunks of at most ``batch_files`` files and about
+   ``batch_bytes`` bytes (bounded memory). For each chunk ``{chunk}.files`` lists them; rows are
+   built, deduplicated within the chunk and against the keys already exported (kept for the
+   relay's replay window); the Parquet names, derived from the chunk id, are recorded in
+   ``{chunk}.outputs`` and then written (by the part writer: a helper process, or inline).
+3. **Commit.** Once the part writer has answered that every part is written, this process,
+   and only this one, commits: one SQLite transaction records the chunk's keys and the chunk.
 4. **Remove.** The chunk's files go (or, with ``remove=False``, go back into the tree), then its
    bookkeeping; once every chunk is done, the claim's directory and ``.claim`` file.
 
 A crash before 3 leaves an uncommitted chunk: the next export deletes its recorded outputs, and
 its files, still in the claim, are exported again. A crash after 3 leaves a committed chunk: the
-next export finishes step 4. A clean failure (an exception) puts the claim back into the tree.
+next export finishes step 4. A clean failure (an exception, a helper that died) finishes the
+removal of committed chunks, removes what it can of the others and puts the rest of the claim
+back into the tree. Each step boundary has a named failpoint (``syncstream.failpoints``).
+
+A cache file that cannot become a row (not a cache record, a time or seq out of range) is set
+aside in ``{cache}/.set-aside/`` and counted; symbolic links inside the cache are never followed.
 """
 
 from __future__ import annotations
@@ -27,18 +34,28 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import msgspec
 
-from syncstream.cache import read_bytes, remove_files
+from syncstream.cache import (
+    SET_ASIDE,
+    SymlinkInCacheError,
+    check_no_links,
+    make_directories,
+    read_bytes,
+    remove_files,
+)
 from syncstream.context import BatchExportContext
 from syncstream.errors import CacheLockedError
-from syncstream.export.datasets import DATASET_OF, decode_head, partition_date
-from syncstream.export.listing import Entry, chunks, list_tree, new_id, read_lines, write_text_atomic
+from syncstream.export.datasets import DATASET_OF, FileHead, decode_head, partition_date
+from syncstream.export.listing import Entry, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.export.parts import Part
+from syncstream.failpoints import failpoint
+from syncstream.paths import bounded_name
 from syncstream.state import ExportKey
+from syncstream.timestamps import is_seq, micros
 from syncstream.types import HandlerKey
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
@@ -59,7 +76,8 @@ class ExportSummary(msgspec.Struct, kw_only=True):
     datasets: dict[str, DatasetSummary]
     cache_files: int = 0  # cache files read (and, unless kept, removed)
     duplicates: int = 0  # rows dropped as already exported or repeated within a batch
-    unreadable: int = 0  # cache files that were not a record (moved to .export/unreadable/)
+    unreadable: int = 0  # cache files that could not become a row (moved to .set-aside/)
+    links_skipped: int = 0  # symbolic links inside the cache, left alone
     recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
     batches: int = 0
     dry_run: bool = False
@@ -79,13 +97,30 @@ class _Planned(NamedTuple):
 class _Chunk:
     """One chunk of a claim on its way through write, commit and remove."""
 
-    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[Entry]) -> None:
+    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[Entry], data: list[bytes]) -> None:
         self.id, self.claim_dir, self.entries = chunk_id, claim_dir, entries
+        self.data = data  # each entry's bytes, read before the chunk is listed
         self.planned: list[_Planned] = []
+        self.released: list[ExportKey] = []  # keys found exported, whose files this removes
         self.committed = False
+
+    @property
+    def keys(self) -> list[ExportKey]:
+        return [key for planned in self.planned for key in planned.keys]
 
 
 _DATASET_NAME = {key: dataset.name for key, dataset in DATASET_OF.items()}
+
+
+def _unexportable(head: FileHead) -> str | None:
+    """Why a decoded cache file cannot be a row (the same checks as the writer's), or None."""
+    if not is_seq(head.seq):
+        return f"seq {head.seq} is not an int64"
+    if micros(head.event_time) is None:
+        return f"event_time {head.event_time!r} is not a datetime"
+    if micros(head.synctimestamp) is None:
+        return f"synctimestamp {head.synctimestamp!r} is not a datetime"
+    return None
 
 
 class _Exporter:
@@ -113,17 +148,16 @@ class _Exporter:
     # the protocol ---------------------------------------------------------------------------
 
     def run(self) -> ExportSummary:
+        check_no_links(self.root, self.staging)
         os.makedirs(self.staging, exist_ok=True)
         if self.dry_run:
-            for entries in chunks(self.root, self.handlers, self.context.batch_files):
-                for planned in self._plan(_Chunk("dry-run", self.root, entries)):
+            for entries, data in self._read_chunks(self.root, self._listable(self.root)):
+                for planned in self._plan(_Chunk("dry-run", self.root, entries, data)):
                     stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
                     stats.rows += len(planned.keys)
                 self._done_batch()
             return self.summary
         self._recover()
-        if self._finishing:
-            self._settle()
         window = self.context.dedup_window_hours * 3600
         self.context.state.prune_exported(time.time() - window, slack=window / 10)
         claim_id = new_id()
@@ -131,23 +165,67 @@ class _Exporter:
             self._export_claim(claim_id)
         return self.summary
 
+    def _listable(self, root: str) -> list[str]:
+        """The handler directories under ``root`` that are real directories: a link is left
+        alone (and counted), never followed."""
+        found = []
+        for config in self.handlers:
+            try:
+                check_no_links(root, os.path.join(root, config.key.value))
+            except SymlinkInCacheError as error:
+                self.summary.links_skipped += 1
+                log.warning("left alone: %s is a symbolic link inside the cache", error.filename)
+                continue
+            found.append(config.key.value)
+        return found
+
     def _claim(self, claim_id: str) -> bool:
         """Move every non-empty handler directory into the claim; False when there was none."""
+        listable = set(self._listable(self.root))
         present = [
             config.key.value
             for config in self.handlers
-            if next(config.read_strategy(os.path.join(self.root, config.key.value)), None) is not None
+            if config.key.value in listable
+            and next(config.read_strategy(os.path.join(self.root, config.key.value)), None) is not None
         ]
         if not present:
             return False
         write_text_atomic(self._path(f"{claim_id}.claim"), "".join(f"{d}\n" for d in present))
+        failpoint("export.claim_manifest")
         claim_dir = self._path(claim_id)
         for directory in present:
             target = os.path.join(claim_dir, directory)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with contextlib.suppress(FileNotFoundError):  # removed meanwhile (a reset)
                 os.rename(os.path.join(self.root, directory), target)
+            failpoint("export.claim_rename")
         return True
+
+    def _read_chunks(self, root: str, directories: list[str]) -> Iterator[tuple[list[Entry], list[bytes]]]:
+        """The cache files under ``root``, read, in chunks of at most ``batch_files`` files and
+        about ``batch_bytes`` bytes (a file larger than that is a chunk of its own)."""
+        most_files, most_bytes = self.context.batch_files, self.context.batch_bytes
+        handlers = [config for config in self.handlers if config.key.value in directories]
+        prefix = root + "/"
+        entries: list[Entry] = []
+        data: list[bytes] = []
+        size = 0
+        for entry in list_tree(root, handlers):
+            try:
+                content = read_bytes(prefix + entry.relpath)
+            except FileNotFoundError:  # removed meanwhile (a reset, a recovery's removal)
+                continue
+            except OSError as error:  # a link where a file was listed, a file gone unreadable
+                self._set_aside(prefix + entry.relpath, entry, error)
+                continue
+            entries.append(entry)
+            data.append(content)
+            size += len(content)
+            if len(entries) >= most_files or size >= most_bytes:
+                yield entries, data
+                entries, data, size = [], [], 0
+        if entries:
+            yield entries, data
 
     def _export_claim(self, claim_id: str) -> None:
         """Chunk by chunk, two in flight: chunk N+1 is read and its parts submitted before
@@ -155,8 +233,8 @@ class _Exporter:
         claim_dir = self._path(claim_id)
         in_flight: deque[_Chunk] = deque()
         try:
-            for entries in chunks(claim_dir, self.handlers, self.context.batch_files):
-                chunk = _Chunk(new_id(), claim_dir, entries)
+            for entries, data in self._read_chunks(claim_dir, self._listable(claim_dir)):
+                chunk = _Chunk(new_id(), claim_dir, entries, data)
                 in_flight.append(chunk)
                 self._start(chunk)
                 while len(in_flight) > 1:
@@ -167,17 +245,10 @@ class _Exporter:
                 in_flight.popleft()
             self._settle()
         except Exception:
-            # A clean failure: put the claim back so the cache is as it was. (A kill or a signal
-            # skips this; the next export then carries on with the claim from its files.)
-            for chunk in in_flight:
-                self._abandon(chunk)
-            with contextlib.suppress(Exception):
-                self._settle()  # no removal may still run while the claim is put back
-            self._restore(claim_dir, list(list_tree(claim_dir, self.handlers)))
-            self._drop(f"{claim_id}.claim")
-            shutil.rmtree(claim_dir, ignore_errors=True)
+            self._fail_claim(claim_id, in_flight)
             raise
         shutil.rmtree(claim_dir, ignore_errors=True)
+        failpoint("export.claim_removed")
         self._drop(f"{claim_id}.claim")
 
     def _start(self, chunk: _Chunk) -> None:
@@ -186,29 +257,33 @@ class _Exporter:
             self._path(f"{chunk.id}.files"),
             os.path.basename(chunk.claim_dir) + "\n" + "".join(f"{e.relpath}\n" for e in chunk.entries),
         )
+        failpoint("export.chunk_listed")
         chunk.planned = self._plan(chunk)
+        chunk.data = []  # planned: the parts hold what they need
         write_text_atomic(
             self._path(f"{chunk.id}.outputs"), "".join(f"{p.relative_path}\n" for p in chunk.planned)
         )
+        failpoint("export.outputs_recorded")
         if chunk.planned:
-            keys = [key for planned in chunk.planned for key in planned.keys]
-            self.parts.submit(
-                chunk.id, [Part(p.relative_path, p.dataset, p.files) for p in chunk.planned], keys
-            )
+            self.parts.submit([Part(p.relative_path, p.dataset, p.files) for p in chunk.planned])
             for planned in chunk.planned:
                 self._uncommitted.update(planned.keys)
                 planned.files.clear()  # submitted: the part writer has them (memory is bounded)
 
     def _complete(self, chunk: _Chunk) -> None:
-        """Wait for the chunk's parts and its commit, then remove its files. (A chunk without
-        rows commits here: its files still go only once that is recorded.)"""
-        if chunk.planned:
-            sizes = self.parts.sizes()
-        else:
-            sizes = []
-            self.context.state.commit_export(chunk.id, [], time.time())
+        """Wait until the chunk's parts are written, commit it, then remove its files."""
+        sizes = self.parts.sizes() if chunk.planned else []
+        keys = chunk.keys
+        self.context.state.commit_export(
+            chunk.id,
+            keys,
+            time.time(),
+            pinned=not self.remove,
+            released=chunk.released if self.remove else (),
+        )
+        failpoint("export.committed")
         chunk.committed = True
-        self._uncommitted.difference_update(key for planned in chunk.planned for key in planned.keys)
+        self._uncommitted.difference_update(keys)
         for planned, size in zip(chunk.planned, sizes, strict=True):
             stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
             stats.rows += len(planned.keys)
@@ -217,18 +292,37 @@ class _Exporter:
         self._finish_chunk(chunk.id, chunk.claim_dir, chunk.entries)
         self._done_batch()
 
-    def _abandon(self, chunk: _Chunk) -> None:
-        """After a failure: remove an uncommitted chunk's parts and its bookkeeping. If even
-        that fails, the bookkeeping stays and the next export's recovery does it."""
-        if chunk.committed or self.context.state.claim_committed(chunk.id):
-            return  # its files were put back with the claim; its keys drop their rows next time
-        self._uncommitted.difference_update(key for p in chunk.planned for key in p.keys)
-        try:
-            self.parts.remove(read_lines(self._path(f"{chunk.id}.outputs")))
-        except Exception as error:
-            log.warning("export chunk %s: parts left for the next export to remove (%s)", chunk.id, error)
-            return
-        self._drop(f"{chunk.id}.outputs", f"{chunk.id}.files")
+    def _fail_claim(self, claim_id: str, in_flight: Sequence[_Chunk]) -> None:
+        """After a clean failure: finish what was committed, remove what was not (or leave it
+        recorded for the next export), and put the rest of the claim back into the tree."""
+        for chunk in in_flight:
+            self._uncommitted.difference_update(chunk.keys)
+        if self.parts.healthy():
+            with contextlib.suppress(Exception):
+                self.parts.sync()  # no removal may still run while the claim is put back
+        self._finishing.clear()
+        for name in sorted(os.listdir(self.staging)):
+            if not name.endswith(".files") or name.startswith("."):
+                continue
+            chunk_id = name.removesuffix(".files")
+            lines = read_lines(self._path(name))
+            if lines[:1] != [claim_id]:
+                continue
+            if self.context.state.claim_committed(chunk_id):
+                remove_files(os.path.join(self.staging, claim_id, relpath) for relpath in lines[1:])
+                self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+                self.context.state.forget_claims([chunk_id])
+                continue
+            try:
+                self.parts.remove(read_lines(self._path(f"{chunk_id}.outputs")))
+            except Exception as error:
+                log.warning("export chunk %s: parts left for the next export to remove (%s)", chunk_id, error)
+                continue
+            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+        claim_dir = self._path(claim_id)
+        self._restore(claim_dir, list(list_tree(claim_dir, self.handlers)))
+        self._drop(f"{claim_id}.claim")
+        shutil.rmtree(claim_dir, ignore_errors=True)
 
     def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[Entry]) -> None:
         """Remove a committed chunk's files, then its bookkeeping (handed to the part writer,
@@ -248,24 +342,21 @@ class _Exporter:
         self._finishing.clear()
 
     def _plan(self, chunk: _Chunk) -> list[_Planned]:
-        """Read the chunk's files into one part per (dataset, partition date), deduplicated:
+        """Turn the chunk's files into one part per (dataset, partition date), deduplicated:
         within the chunk the latest seq wins; keys already exported, or in a part written and
-        not yet committed, are dropped."""
+        not yet committed, are dropped. A file that cannot be a row is set aside."""
         rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
         prefix = chunk.claim_dir + "/"
-        read, decode, names = read_bytes, decode_head, _DATASET_NAME
-        missing = 0
-        for entry in chunk.entries:
-            path = prefix + entry.relpath
-            try:
-                data = read(path)
-            except FileNotFoundError:
-                missing += 1
-                continue
+        decode, names = decode_head, _DATASET_NAME
+        for entry, data in zip(chunk.entries, chunk.data, strict=True):
             try:
                 head = decode(data)
             except msgspec.DecodeError as error:
-                self._set_aside(path, entry, error)
+                self._set_aside(prefix + entry.relpath, entry, error)
+                continue
+            problem = _unexportable(head)
+            if problem is not None:
+                self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
                 continue
             dataset = names[entry.key]
             key = (dataset, head.uri, head.operation, head.follow_status or "")
@@ -275,8 +366,9 @@ class _Exporter:
                 if seen[0] >= head.seq:
                     continue
             rows[key] = (head.seq, (dataset, partition_date(head.synctimestamp)), data)
-        self.summary.cache_files += len(chunk.entries) - missing
+        self.summary.cache_files += len(chunk.entries)
         exported = set() if self.dry_run else self.context.state.exported_among(rows)
+        chunk.released = list(exported)
         exported.update(key for key in self._uncommitted if key in rows)
         self.summary.duplicates += len(exported)
         grouped: dict[tuple[str, str], _Planned] = {}
@@ -292,28 +384,36 @@ class _Exporter:
         return list(grouped.values())
 
     def _set_aside(self, path: str, entry: Entry, error: Exception) -> None:
+        """Move a file that cannot become a row to ``{cache}/.set-aside/``, out of every
+        later export's way (a reset keeps it)."""
         self.summary.unreadable += 1
-        log.warning("not a cache record, set aside: %s (%s)", entry.relpath, error)
+        log.warning("set aside, not exportable: %s (%s)", entry.relpath, error)
         if self.dry_run:
             return
-        target_dir = self._path("unreadable")
+        target_dir = os.path.join(self.root, SET_ASIDE)
+        check_no_links(self.root, target_dir)
         os.makedirs(target_dir, exist_ok=True)
-        os.rename(path, os.path.join(target_dir, entry.relpath.replace("/", "~")))
+        os.rename(path, os.path.join(target_dir, bounded_name(entry.relpath.replace("/", "~"))))
 
     def _restore(self, claim_dir: str, entries: Sequence[Entry]) -> None:
         """Return claimed files to the tree, unless the writer has written a newer one there."""
         for entry in entries:
             source = os.path.join(claim_dir, entry.relpath)
             target = os.path.join(self.root, entry.relpath)
+            try:
+                check_no_links(self.root, os.path.dirname(target))
+            except SymlinkInCacheError as error:
+                self._set_aside(source, entry, error)
+                continue
             for _ in range(3):
                 try:
-                    os.link(source, target)  # fails if the name exists: the writer's file wins
-                except FileExistsError:
+                    os.link(source, target, follow_symlinks=False)  # fails if the name exists
+                except FileExistsError:  # the writer's file is newer: it wins
                     break
                 except FileNotFoundError:
-                    if not os.path.exists(source):
+                    if not os.path.lexists(source):
                         break
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
+                    make_directories(self.root, os.path.dirname(target))
                     continue
                 break
             with contextlib.suppress(FileNotFoundError):
@@ -334,6 +434,8 @@ class _Exporter:
         for name in names:
             if name.endswith(".files") and not name.startswith("."):
                 self._recover_chunk(name.removesuffix(".files"))
+        if self._finishing:
+            self._settle()  # committed chunks' files are gone before their claim is listed again
         for name in names:
             if name.endswith(".claim") and not name.startswith("."):
                 claim_id = name.removesuffix(".claim")

@@ -1,41 +1,44 @@
-"""Parquet parts: one export chunk's Tables built, written and committed, here or in a helper.
+"""Parquet parts: one export chunk's Tables built and written, here or in a helper process.
 
 The export's main process runs the exactly-once protocol (claims, bookkeeping, reading,
-deduplicating and removing files: mostly syscalls); building Arrow Tables, writing Parquet
-and committing the chunk's keys to SQLite is CPU work. With a helper (``python -m
-syncstream.export.parts OUT STATE``) the two overlap on two cores: while the helper writes and
-commits chunk N, the main process reads chunk N+1 and removes chunk N-1's files. A part
-carries its cache files' bytes through the pipe. Only the helper imports pyarrow.
+deduplicating, committing and removing files); building Arrow Tables and writing Parquet is
+CPU work. With a helper (``python -m syncstream.export.parts PARENT OUT``) the two overlap on
+two cores: while the helper writes chunk N, the main process reads chunk N+1 and removes chunk
+N-1's files. A part carries its cache files' bytes through the pipe. Only the helper imports
+pyarrow.
 
-A chunk is committed (its keys and its id in one SQLite transaction, the protocol's commit
-point) only once all its parts are written, and the chunk's answer comes after the commit.
+The helper decides nothing: it writes what it is sent and answers with the sizes. The main
+process commits a chunk (its keys and its id, in one SQLite transaction) only after that
+answer, so a helper that dies at any instant leaves a chunk that is either committed, by the
+main process that then knows it, or not, and redone.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import sys
-import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from syncstream.cache import remove_files
 from syncstream.errors import ConfigError, HelperError
+from syncstream.failpoints import failpoint, set_process
 from syncstream.helper import Helper, serve
 
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
     from syncstream.export.storage import StorageRepository
-    from syncstream.state import ExportKey, StateStore
 
 __all__ = [
+    "REMOVAL_SLICE",
     "HelperParts",
     "InlineParts",
     "Part",
     "PartWrites",
+    "remove_bookkeeping",
+    "remove_slice",
     "spare_pyarrow_the_pandas_import",
     "write_parts",
 ]
@@ -51,14 +54,13 @@ class Part(NamedTuple):
 
 
 class PartWrites(Protocol):
-    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
-        """Build and write these parts, then commit ``keys`` as exported by chunk ``chunk_id``
-        (now or in the background, in submission order)."""
+    def submit(self, parts: Sequence[Part]) -> None:
+        """Build and write these parts (now or in the background, in submission order)."""
         ...
 
     def sizes(self) -> list[int]:
-        """The byte sizes of the oldest submission's parts, once written and committed; raises
-        if it failed (the chunk may still have been committed: ask the state store)."""
+        """The byte sizes of the oldest submission's parts, once all are written; raises if
+        one could not be (some may have been: they are named in the chunk's outputs)."""
         ...
 
     def remove(self, relative_paths: Sequence[str]) -> None:
@@ -70,6 +72,10 @@ class PartWrites(Protocol):
         gone, ``then`` (its bookkeeping); missing ones are skipped. Now or in the background."""
         ...
 
+    def healthy(self) -> bool:
+        """False once the part writer can take no more work (its helper died)."""
+        ...
+
     def sync(self) -> None:
         """Return once everything submitted is done; raise if something failed."""
         ...
@@ -79,35 +85,41 @@ class PartWrites(Protocol):
     def close(self) -> None: ...
 
 
-def write_parts(
-    storage: StorageRepository,
-    state: StateStore,
-    chunk_id: str,
-    parts: Sequence[Part],
-    keys: Iterable[ExportKey],
-) -> list[int]:
-    """Write every part, then commit the chunk: its keys and its id, in one transaction."""
+def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:
+    """Write every part; their sizes in bytes."""
     from syncstream.export.datasets import DATASET_NAMED  # noqa: PLC0415 (the helper starts first)
     from syncstream.export.tables import build_table  # noqa: PLC0415 (pyarrow: the builder only)
 
-    sizes = []
-    for part in parts:
-        table = build_table(DATASET_NAMED[part.dataset], part.files)
-        sizes.append(storage.write(part.relative_path, table))
-    state.commit_export(chunk_id, keys, time.time())
-    return sizes
+    return [
+        storage.write(part.relative_path, build_table(DATASET_NAMED[part.dataset], part.files))
+        for part in parts
+    ]
+
+
+REMOVAL_SLICE = 250  # cache files removed between two looks at what else is due
+
+
+def remove_slice(files: Sequence[str]) -> None:
+    """Remove one slice of a committed chunk's cache files."""
+    remove_files(files)
+    failpoint("export.removing")
+
+
+def remove_bookkeeping(files: Sequence[str]) -> None:
+    """Remove a chunk's bookkeeping, once every slice of its files is gone."""
+    remove_files(files)
+    failpoint("export.bookkeeping_removed")
 
 
 class InlineParts:
-    """Parts written and committed at once, in this process."""
+    """Parts written at once, in this process."""
 
-    def __init__(self, storage: StorageRepository, state: StateStore) -> None:
+    def __init__(self, storage: StorageRepository) -> None:
         self.storage = storage
-        self.state = state
         self._done: deque[list[int]] = deque()
 
-    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
-        self._done.append(write_parts(self.storage, self.state, chunk_id, parts, keys))
+    def submit(self, parts: Sequence[Part]) -> None:
+        self._done.append(write_parts(self.storage, parts))
 
     def sizes(self) -> list[int]:
         return self._done.popleft()
@@ -116,8 +128,12 @@ class InlineParts:
         self.storage.remove(relative_paths)
 
     def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
-        remove_files(files)
-        remove_files(then)
+        for i in range(0, len(files), REMOVAL_SLICE):
+            remove_slice(files[i : i + REMOVAL_SLICE])
+        remove_bookkeeping(then)
+
+    def healthy(self) -> bool:
+        return True
 
     def sync(self) -> None:
         return None
@@ -132,33 +148,50 @@ class InlineParts:
 class HelperParts:
     """Parts written by a helper process that opens ``out`` (a directory or a pyarrow.fs URI).
 
-    Requests: ``["describe"]``, ``["parts", chunk_id, [[relative_path, dataset, [file bytes,
-    ...]], ...], [key, ...]]``,
-    ``["finish", [path, ...]]``, ``["remove", [relative_path, ...]]`` and ``["sync"]``; the
-    helper answers each, in order, ``["ok", value]`` or ``["error", message]``.
+    Requests: ``["describe"]``, ``["parts", [[relative_path, dataset, [file bytes, ...]], ...]]``,
+    ``["finish", [path, ...]]``, ``["forget", [path, ...]]`` (a chunk's bookkeeping),
+    ``["remove", [relative_path, ...]]`` and ``["sync"]``; the helper answers each, in order,
+    ``["ok", value]`` or ``["error", message]``. Once the helper has died, every call raises
+    ``HelperError`` at once.
 
     Removal is shared, slice by slice: a slice of a committed chunk's files goes to the helper
     while it has little queued, else this process removes it. Whichever process is ahead does
     the removing, so neither waits long for the other.
     """
 
-    def __init__(self, out: str, state_path: str) -> None:
+    def __init__(self, out: str, *, options: Sequence[str] = ()) -> None:
         self.out = out if "://" in out else os.path.abspath(out)
-        self._helper = Helper(__name__, self.out, os.path.abspath(state_path))
+        self._helper = Helper(__name__, self.out, *options)
         self._expected: deque[str] = deque()  # the requests not yet answered, in order
         self._sizes: deque[list[int]] = deque()  # answers to "parts", read ahead of sizes()
         self._description: str | None = None
+        self._dead: HelperError | None = None
         self._request(["describe"])  # answered once the helper has imported pyarrow
         if "://" in self.out:  # a remote store is checked now; a local directory is made as needed
             self._opened()
 
+    def healthy(self) -> bool:
+        return self._dead is None
+
     def _request(self, message: list[object]) -> None:
-        self._helper.send(message)
+        if self._dead is not None:
+            raise self._dead
+        try:
+            self._helper.send(message)
+        except HelperError as error:
+            self._dead = error
+            raise
         self._expected.append(str(message[0]))
 
     def _read_answer(self) -> None:
+        if self._dead is not None:
+            raise self._dead
         kind = self._expected.popleft()
-        status, value = self._helper.receive()
+        try:
+            status, value = self._helper.receive()
+        except HelperError as error:
+            self._dead = error
+            raise
         if status != "ok":
             raise HelperError(f"the Parquet helper failed ({kind}): {value}")
         if kind == "parts":
@@ -175,9 +208,8 @@ class HelperParts:
             raise ConfigError(f"cannot open the output {self.out}: {error}") from None
         return self._description
 
-    def submit(self, chunk_id: str, parts: Sequence[Part], keys: Sequence[ExportKey]) -> None:
-        files = [[p.relative_path, p.dataset, list(p.files)] for p in parts]
-        self._request(["parts", chunk_id, files, list(keys)])
+    def submit(self, parts: Sequence[Part]) -> None:
+        self._request(["parts", [[p.relative_path, p.dataset, list(p.files)] for p in parts]])
 
     def sizes(self) -> list[int]:
         self._opened()
@@ -185,7 +217,6 @@ class HelperParts:
             self._read_answer()
         return self._sizes.popleft()
 
-    FINISH_SLICE = 250  # files per removal decision
     # The helper is sent a removal slice while it has fewer requests than this queued (chunks
     # and slices); measured here, 5 keeps both processes busy to the end (1: the command
     # removes nearly everything; 20: it waits on the helper).
@@ -193,19 +224,19 @@ class HelperParts:
 
     def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
         helped = False
-        for i in range(0, len(files), self.FINISH_SLICE):
-            piece = files[i : i + self.FINISH_SLICE]
+        for i in range(0, len(files), REMOVAL_SLICE):
+            piece = files[i : i + REMOVAL_SLICE]
             while self._expected and self._helper.ready():
                 self._read_answer()
             if len(self._expected) >= self.BACKLOG:
-                remove_files(piece)  # the helper has enough queued: do it here
+                remove_slice(piece)  # the helper has enough queued: do it here
             else:
                 self._request(["finish", list(piece)])
                 helped = True
         if helped:  # after the helper's slices: it takes its requests in order
-            self._request(["finish", list(then)])
+            self._request(["forget", list(then)])
         else:  # every file is gone already
-            remove_files(then)
+            remove_bookkeeping(then)
 
     def sync(self) -> None:
         self._opened()
@@ -216,8 +247,11 @@ class HelperParts:
         """Remove parts (after a failure): answers still due are read and dropped first."""
         self._opened()
         while self._expected:
-            with contextlib.suppress(HelperError):
+            try:
                 self._read_answer()
+            except HelperError:
+                if self._dead is not None:
+                    raise
         self._request(["remove", list(relative_paths)])
         self._read_answer()
 
@@ -225,46 +259,44 @@ class HelperParts:
         return self._opened()
 
     def close(self) -> None:
-        self._helper.close()
+        if self._dead is not None:
+            self._helper.kill()
+        else:
+            self._helper.close()
 
     def kill(self) -> None:
         self._helper.kill()
 
 
 class _Server:
-    def __init__(self, out: str, state_path: str) -> None:
+    def __init__(self, out: str, options: Sequence[str]) -> None:
         self.out = out
-        self.state_path = state_path
+        self.options = options
         self._storage: StorageRepository | None = None
-        self._state: StateStore | None = None
 
     def storage(self) -> StorageRepository:
         if self._storage is None:
             from syncstream.export.storage import storage_for  # noqa: PLC0415
+            from syncstream.export.storage_options import StorageOptions  # noqa: PLC0415
 
-            self._storage = storage_for(self.out)
+            self._storage = storage_for(self.out, StorageOptions.from_args(self.options))
         return self._storage
 
     def __call__(self, request: list[object]) -> list[object]:
         try:
             match request:
-                case ["parts", str(chunk_id), list(parts), list(keys)]:
-                    if self._state is None:
-                        from syncstream.state import StateStore  # noqa: PLC0415
-
-                        self._state = StateStore(self.state_path)
-                    written = [Part(*p) for p in parts]
-                    return [
-                        "ok",
-                        write_parts(self.storage(), self._state, chunk_id, written, map(tuple, keys)),
-                    ]
+                case ["parts", list(parts)]:
+                    return ["ok", write_parts(self.storage(), [Part(*p) for p in parts])]
                 case ["remove", list(paths)]:
                     self.storage().remove(paths)
                     return ["ok", None]
                 case ["describe"]:
                     return ["ok", self.storage().describe()]
                 case ["finish", list(paths)]:
-                    remove_files(paths)
+                    remove_slice(paths)
+                    return ["ok", None]
+                case ["forget", list(paths)]:
+                    remove_bookkeeping(paths)
                     return ["ok", None]
                 case ["sync"]:
                     return ["ok", None]
@@ -315,7 +347,8 @@ def _main() -> int:
     # The default (mimalloc) pool keeps what a chunk freed for the next: 22 MiB more at peak
     # here, for no measurable speed. Chunks are a few MiB, allocated and freed whole.
     pa.set_memory_pool(pa.system_memory_pool())
-    return serve(_Server(sys.argv[2], sys.argv[3]))
+    set_process("export-helper")
+    return serve(_Server(sys.argv[2], sys.argv[3:]))
 
 
 if __name__ == "__main__":

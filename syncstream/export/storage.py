@@ -17,7 +17,10 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-__all__ = ["ParquetStorage", "StorageRepository", "storage_for"]
+from syncstream.export.storage_options import StorageOptions
+from syncstream.failpoints import failpoint
+
+__all__ = ["ParquetStorage", "StorageOptions", "StorageRepository", "storage_for"]
 
 
 class StorageRepository(Protocol):
@@ -48,8 +51,10 @@ class ParquetStorage:
         self.filesystem.create_dir(directory, recursive=True)
         target = posixpath.join(directory, f".{name}.tmp") if self._atomic_rename else path
         pq.write_table(table, target, filesystem=self.filesystem, compression=self.compression)
+        failpoint("export.parquet_temp")
         if self._atomic_rename:
             self.filesystem.move(target, path)
+        failpoint("export.parquet_placed")
         size: int = self.filesystem.get_file_info(path).size
         return size
 
@@ -66,9 +71,22 @@ class ParquetStorage:
         return f"{self.filesystem.type_name}:{self.base}"
 
 
-def storage_for(out: str) -> ParquetStorage:
-    """The adapter for a local directory or a filesystem URI such as ``s3://bucket/prefix``."""
+def storage_for(out: str, options: StorageOptions | None = None) -> ParquetStorage:
+    """The adapter for a local directory or a filesystem URI such as ``s3://bucket/prefix``;
+    an S3 URI gets ``options``' timeouts unless it names its own."""
     if "://" in out:
         filesystem, base = pafs.FileSystem.from_uri(out)
+        if isinstance(filesystem, pafs.S3FileSystem):
+            filesystem = _with_timeouts(filesystem, options or StorageOptions())
         return ParquetStorage(filesystem, base)
     return ParquetStorage(pafs.LocalFileSystem(), posixpath.abspath(out))
+
+
+def _with_timeouts(filesystem: pafs.S3FileSystem, options: StorageOptions) -> pafs.S3FileSystem:
+    # S3 URIs take no timeout parameters: rebuild the filesystem from its own settings.
+    rebuild, (settings,) = filesystem.__reduce__()
+    for name in ("connect_timeout", "request_timeout"):
+        if settings.get(name, -1) < 0:
+            settings[name] = getattr(options, name)
+    rebuilt: pafs.S3FileSystem = rebuild(settings)
+    return rebuilt

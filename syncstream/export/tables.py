@@ -9,15 +9,15 @@ are plain lists turned into Arrow arrays with the schema's types: no pandas, no 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 import pyarrow as pa
 
 from syncstream.export.datasets import NULL, Dataset, FileHead, Kind, decode_head
+from syncstream.timestamps import micros
 
-__all__ = ["BATCH_ROWS", "SCHEMAS", "build_table", "micros", "schema_of"]
+__all__ = ["BATCH_ROWS", "SCHEMAS", "build_table", "schema_of"]
 
 UTC_US = pa.timestamp("us", tz="UTC")
 STRINGS = pa.list_(pa.string())
@@ -229,51 +229,6 @@ _EXTRA: Mapping[Kind, Callable[[FileHead], tuple[object, ...]]] = {
     "like": _like_columns,
     "follow": _follow_columns,
 }
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_SECONDS: dict[str, int] = {}  # "YYYY-MM-DDTHH:MM:SS" -> seconds since the epoch, UTC
-
-
-def micros(value: str) -> int | None:
-    """Microseconds since the epoch of a timestamp; None when it is not one.
-
-    The relay's and the writer's times are RFC 3339 in UTC (``...:SSZ`` or ``...:SS.fffZ``):
-    their seconds are looked up once per distinct second and the fraction read as digits,
-    with no datetime per value. Anything else (an offset, no zone: taken as UTC) goes
-    through ``datetime.fromisoformat``. (Arrow's string cast would do the same, and import
-    pyarrow.compute, 8 MiB and 0.05 s, for it.)
-    """
-    prefix, rest = value[:19], value[19:]
-    seconds = _SECONDS.get(prefix)
-    if seconds is None:
-        if len(prefix) < 19 or prefix[4] != "-" or prefix[13] != ":" or prefix[16] != ":":
-            return _slow_micros(value)
-        try:
-            parsed = datetime.fromisoformat(prefix)
-        except ValueError:
-            return _slow_micros(value)
-        if parsed.tzinfo is not None or parsed.microsecond:
-            return _slow_micros(value)
-        if len(_SECONDS) > 100_000:
-            _SECONDS.clear()
-        seconds = _SECONDS[prefix] = int((parsed.replace(tzinfo=UTC) - _EPOCH).total_seconds())
-    if rest == "Z":
-        return seconds * 1_000_000
-    fraction = rest[1:-1]
-    if rest[:1] == "." and rest[-1:] == "Z" and 0 < len(fraction) <= 9 and fraction.isdigit():
-        return seconds * 1_000_000 + int(fraction[:6].ljust(6, "0"))
-    return _slow_micros(value)
-
-
-def _slow_micros(value: str) -> int | None:
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return (parsed - _EPOCH) // timedelta(microseconds=1)
 
 
 BATCH_ROWS = 512  # rows decoded into Python objects at a time: a row as Arrow is far smaller

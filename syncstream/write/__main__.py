@@ -16,6 +16,7 @@ from returns.result import Failure
 from syncstream.cli import add_store_options, setup_logging
 from syncstream.context import setup_cache_write_system
 from syncstream.errors import CacheWriteError, ConfigError, HelperError, SyncstreamError
+from syncstream.failpoints import FailpointError, set_process
 from syncstream.state import read_user_file
 from syncstream.write.files import HelperWrites
 from syncstream.write.sources import ReplayError, iter_replay
@@ -38,7 +39,13 @@ def _parser() -> argparse.ArgumentParser:
             "With no options it replays the bundled sample (150 real relay frames) into "
             "./syncstream-cache with state in ./syncstream-state.sqlite. With --relay it runs until "
             "SIGINT or SIGTERM (which flush and persist the cursor) or --idle-exit; SIGHUP re-reads "
-            "the user files."
+            "the user files. Exit status: 0 when every frame was processed (frames and ops that "
+            "cannot be decoded, routed, named or written are counted and passed over); 1 when the "
+            "run stopped early: a replay cut inside a frame or not a replay at all (after writing "
+            "every whole frame), a cache that cannot take files, a helper process that died, no "
+            "frame ever received before --idle-exit; 2 for bad options or input: a user file with "
+            "an invalid DID, an empty population (see --allow-empty-population), a state file "
+            "that is not a syncstream store, a symbolic link inside the cache."
         ),
     )
     add_store_options(parser, state_help="SQLite state store: users, cursor, cached-URI index")
@@ -128,7 +135,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--no-sync",
         action="store_true",
-        help="skip os.sync() before each cursor commit (faster; a power loss may lose a batch)",
+        help="skip syncfs() of the cache's filesystem before each cursor commit (faster; a power "
+        "loss may lose a batch)",
+    )
+    parser.add_argument(
+        "--allow-empty-population",
+        action="store_true",
+        help="run even when the study and in-network sets are both empty (it keeps nothing, and the "
+        "cursor moves past every frame)",
     )
     return parser
 
@@ -189,12 +203,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SyncstreamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if not (context.population.study or context.population.in_network) and not args.allow_empty_population:
+        context.close()
+        print(
+            "error: the study and in-network sets are both empty, so nothing would be kept and the "
+            "cursor would move past every frame; give --study-users FILE (and --in-network-users "
+            "FILE), or --allow-empty-population",
+            file=sys.stderr,
+        )
+        return 2
+    set_process("writer-inline" if args.inline_writes else "writer")
     started = time.perf_counter()
     status = 0
     files = None
     try:
         if not args.inline_writes:
-            files = HelperWrites(lock_fd=context.lock.fileno())
+            files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
         writer = CacheWriter(
             context,
             flush_frames=args.flush_frames,
@@ -211,7 +235,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = writer.summary()
         if files is not None:
             files.close()
-    except (CacheWriteError, HelperError) as error:
+    except (CacheWriteError, HelperError, FailpointError) as error:
         print(f"error: {error}; the cursor stays at the last durable batch", file=sys.stderr)
         return 1
     finally:
@@ -229,7 +253,8 @@ def _replay(writer: CacheWriter, replay: str) -> int:
     except ReplayError as error:
         writer.flush()
         writer.frames["truncated"] = writer.frames.get("truncated", 0) + 1
-        logging.getLogger("syncstream.write").warning("%s: %s", replay, error)
+        print(f"error: {replay}: {error}; every whole frame before it was processed", file=sys.stderr)
+        return 1
     except (CacheWriteError, HelperError):
         raise
     except (OSError, zstandard.ZstdError) as error:
@@ -239,6 +264,10 @@ def _replay(writer: CacheWriter, replay: str) -> int:
     except KeyboardInterrupt:
         writer.flush()
         return 130
+    frames = sum(writer.frames.values())
+    if frames and writer.frames.get("undecodable", 0) == frames:
+        print(f"error: {replay}: none of its {frames} frames is a relay frame", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -274,7 +303,17 @@ def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_
         record = stack.enter_context(open(args.record, "ab")) if args.record else None
         if record is not None:
             writer.on_flush = record.flush
-        LiveRunner(writer, options, record=record, reload_users=reload_users).run()
+        runner = LiveRunner(writer, options, record=record, reload_users=reload_users)
+        runner.run()
+    if runner.unparsed:
+        writer.frames["unparsed"] = writer.frames.get("unparsed", 0) + runner.unparsed
+    if runner.idle_exited and runner.received == 0:
+        print(
+            f"error: no frame arrived from {args.relay} in {args.idle_exit:g}s ({runner.connections} "
+            "connection attempts; their errors are logged above)",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -14,6 +14,8 @@ from typing import Any
 import libipld
 import msgspec
 
+from syncstream.timestamps import is_seq
+
 __all__ = ["Commit", "Decoded", "RepoOp", "car_blocks", "decode_frame", "json_model"]
 
 
@@ -142,7 +144,7 @@ def decode_frame(frame: bytes, collections: frozenset[str] | None = None) -> Dec
         return Decoded("undecodable")
     header, body = parts
     seq = body.get("seq")
-    seq = seq if isinstance(seq, int) and not isinstance(seq, bool) else None
+    seq = seq if is_seq(seq) else None  # an int64, as every dataset stores it
     if header.get("op") == -1:
         return Decoded("error", seq, name=_text(body.get("error")))
     kind = header.get("t")
@@ -155,6 +157,24 @@ def decode_frame(frame: bytes, collections: frozenset[str] | None = None) -> Dec
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _record(cid: bytes, raw: bytes) -> tuple[str, dict[str, Any]] | str:
+    """(CID text, record in the JSON data model) of a record block, or why there is none."""
+    try:
+        record = libipld.decode_dag_cbor(raw)
+    except (ValueError, RecursionError):
+        return "undecodable_record"
+    if not isinstance(record, dict):
+        return "undecodable_record"
+    try:
+        cid_text = libipld.encode_cid(cid)
+    except ValueError:  # a CID of an unknown version or codec
+        return "invalid_cid"
+    try:
+        return cid_text, json_model(record, raw)
+    except (ValueError, RecursionError):  # a link that is no CID; nesting past the stack
+        return "undecodable_record"
 
 
 def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset[str] | None) -> Decoded:
@@ -180,6 +200,9 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
     decoded: list[RepoOp] = []
     problems: list[str] = []
     for op in ops:
+        if not isinstance(op, dict):
+            problems.append("malformed_op")
+            continue
         path, action, cid = op.get("path"), op.get("action"), op.get("cid")
         if not isinstance(path, str) or action not in ("create", "update", "delete"):
             problems.append("malformed_op")
@@ -204,14 +227,9 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
         if span is None:
             problems.append("missing_block")
             continue
-        raw = blocks[span[0] : span[1]]
-        try:
-            record = libipld.decode_dag_cbor(raw)
-        except (ValueError, RecursionError):
-            problems.append("undecodable_record")
+        record = _record(cid, blocks[span[0] : span[1]])
+        if isinstance(record, str):
+            problems.append(record)
             continue
-        if not isinstance(record, dict):
-            problems.append("undecodable_record")
-            continue
-        decoded.append(RepoOp(action, collection, rkey, libipld.encode_cid(cid), json_model(record, raw)))
+        decoded.append(RepoOp(action, collection, rkey, *record))
     return Decoded("commit", seq, Commit(seq, repo, rev, time, tuple(decoded)), tuple(problems))

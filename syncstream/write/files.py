@@ -10,13 +10,40 @@ has gone, and it dies with the writer (``python -m syncstream.write.files`` is t
 
 from __future__ import annotations
 
+import errno
+import sys
 from typing import Protocol
 
-from syncstream.cache import write_atomic
+from syncstream.cache import TreeWriter
 from syncstream.errors import CacheWriteError
+from syncstream.failpoints import ARMED, failpoint, set_process
 from syncstream.helper import Helper, serve
 
-__all__ = ["FileWrites", "HelperWrites", "InlineWrites"]
+__all__ = ["FileWrites", "HelperWrites", "InlineWrites", "Skipped"]
+
+Skipped = list[tuple[str, str]]
+"""(path, reason) of writes passed over since the last drain."""
+
+# What stops the writer: the cache as a whole cannot take files (a full or read-only disk, a
+# permission). Any other error is the path's own (a link inside the cache, a name the
+# filesystem refuses): that write is passed over and counted, and the stream goes on.
+_FATAL = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EACCES, errno.EPERM}
+    | {errno.EMFILE, errno.ENFILE}
+)
+
+
+def _write(files: TreeWriter, path: str, payload: bytes, skipped: Skipped) -> None:
+    """One write; a path-specific failure is added to ``skipped``, a fatal one raised."""
+    try:
+        files.write(path, payload)
+    except OSError as error:
+        if error.errno in _FATAL:
+            raise CacheWriteError(f"cannot write {path}: {error}") from error
+        code = errno.errorcode.get(error.errno or 0, "error")
+        skipped.append((path, "symlink_in_cache" if code == "ELOOP" else f"unwritable:{code}"))
+    if ARMED:
+        failpoint("write.file_written")
 
 
 class FileWrites(Protocol):
@@ -24,8 +51,9 @@ class FileWrites(Protocol):
         """Write ``payload`` atomically at ``path`` (now, or by the next ``drain``)."""
         ...
 
-    def drain(self) -> None:
-        """Return once every write so far is done; raise ``CacheWriteError`` if one failed."""
+    def drain(self) -> Skipped:
+        """Return once every write so far is done, with the writes passed over since the last
+        drain; raise ``CacheWriteError`` if the cache cannot take files."""
         ...
 
     def close(self) -> None: ...
@@ -34,28 +62,31 @@ class FileWrites(Protocol):
 class InlineWrites:
     """Each write done at once, in this process."""
 
-    def write(self, path: str, payload: bytes) -> None:
-        try:
-            write_atomic(path, payload)
-        except OSError as error:
-            raise CacheWriteError(f"cannot write {path}: {error}") from error
+    def __init__(self, root: str) -> None:
+        self._files = TreeWriter(root)
+        self._skipped: Skipped = []
 
-    def drain(self) -> None:
-        return None
+    def write(self, path: str, payload: bytes) -> None:
+        _write(self._files, path, payload, self._skipped)
+
+    def drain(self) -> Skipped:
+        skipped, self._skipped = self._skipped, []
+        return skipped
 
     def close(self) -> None:
         return None
 
 
 class HelperWrites:
-    """Writes batched to a helper process. A request is a flat list ``[path, payload, ...]``,
-    unanswered; ``None`` asks for an answer: ``""`` when every write so far succeeded, else
-    the first failure (after which the helper writes nothing more)."""
+    """Writes batched to a helper process (``python -m syncstream.write.files PARENT ROOT``). A
+    request is a flat list ``[path, payload, ...]``, unanswered; ``None`` asks for an answer:
+    ``[failure, skipped]``, the first fatal failure (``""`` if none; after one, the helper
+    writes nothing more) and the writes passed over since the last answer."""
 
     BATCH = 256  # writes per message: one pipe round per batch, a few hundred KiB at most
 
-    def __init__(self, *, lock_fd: int | None = None) -> None:
-        self._helper = Helper(__name__, pass_fds=() if lock_fd is None else (lock_fd,))
+    def __init__(self, root: str, *, lock_fd: int | None = None) -> None:
+        self._helper = Helper(__name__, root, pass_fds=() if lock_fd is None else (lock_fd,))
         self._batch: list[str | bytes] = []
         self._limit = 2 * self.BATCH
 
@@ -64,17 +95,22 @@ class HelperWrites:
         batch.append(path)
         batch.append(payload)
         if len(batch) >= self._limit:
-            self._helper.send(batch)
-            self._batch = []
+            self._send()
 
-    def drain(self) -> None:
+    def _send(self) -> None:
+        self._helper.send(self._batch)
+        self._batch = []
+        if ARMED:
+            failpoint("write.batch_sent")
+
+    def drain(self) -> Skipped:
         if self._batch:
-            self._helper.send(self._batch)
-            self._batch = []
+            self._send()
         self._helper.send(None)
-        failure = self._helper.receive()
+        failure, skipped = self._helper.receive()
         if failure:
             raise CacheWriteError(failure)
+        return [(path, reason) for path, reason in skipped]
 
     def close(self) -> None:
         """Drain, then stop the helper."""
@@ -89,24 +125,29 @@ class HelperWrites:
 
 
 class _Server:
-    def __init__(self) -> None:
+    def __init__(self, root: str) -> None:
+        self.files = TreeWriter(root)
         self.failure = ""
+        self.skipped: Skipped = []
 
-    def __call__(self, request: list[str | bytes] | None) -> str | None:
+    def __call__(self, request: list[str | bytes] | None) -> list[object] | None:
         if request is None:
-            return self.failure
+            answer: list[object] = [self.failure, self.skipped]
+            self.skipped = []
+            return answer
         if self.failure:  # nothing after a failed write may land: the writer will stop
             return None
         for i in range(0, len(request), 2):
             path, payload = request[i], request[i + 1]
             assert isinstance(path, str) and isinstance(payload, bytes)
             try:
-                write_atomic(path, payload)
-            except OSError as error:
-                self.failure = f"cannot write {path}: {error}"
+                _write(self.files, path, payload, self.skipped)
+            except CacheWriteError as error:
+                self.failure = str(error)
                 return None
         return None
 
 
 if __name__ == "__main__":
-    raise SystemExit(serve(_Server()))
+    set_process("write-helper")
+    raise SystemExit(serve(_Server(sys.argv[2])))

@@ -68,6 +68,7 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
         self._cursor = cursor
         self._backoff = backoff
         self.dials = 0
+        self.unparsed = 0  # frames the client could not hand over (text frames): counted, not lost silently
 
     def _before_connect(self) -> None:
         # The SDK reuses its initial parameters when it reconnects by itself: set them anew
@@ -78,7 +79,19 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
         log.info("connecting to %s", self._websocket_uri)
 
     def _decode_frame(self, raw_frame: str | bytes) -> Any:
-        return raw_frame if isinstance(raw_frame, bytes) else None
+        if isinstance(raw_frame, bytes):
+            return raw_frame
+        self.unparsed += 1
+        if self.unparsed == 1:
+            log.warning("the relay sent a text frame, which no relay frame is: counted and passed over")
+        return None
+
+    def _handle_websocket_error_or_stop(self, exception: Exception) -> bool:
+        # The SDK retries some transport errors by itself, silently: say each one.
+        name = type(exception).__name__
+        log.warning("relay connection to %s: %s: %s", self._websocket_uri, name, exception)
+        stop: bool = super()._handle_websocket_error_or_stop(exception)
+        return stop
 
     def _handle_frame_decoding_error(self, exception: Exception) -> None:
         raise exception
@@ -122,6 +135,8 @@ class LiveRunner:
         self._outdated_since: int | None = None
         self._frames_on_connection = 0
         self._error: BaseException | None = None
+        self.idle_exited = False
+        self.unparsed = 0
 
     # the worker -----------------------------------------------------------------------------
 
@@ -138,6 +153,7 @@ class LiveRunner:
                 except Exception as error:  # the SDK wraps what it does not retry itself
                     ended = f"{type(error).__name__}: {error}"
                 self.connections += client.dials
+                self.unparsed += client.unparsed
                 if self.stopping.is_set():
                     return
                 if self._frames_on_connection:
@@ -216,6 +232,7 @@ class LiveRunner:
                 idle = self.options.idle_exit
                 if idle is not None and now - self.last_frame_at >= idle and not self.stopping.is_set():
                     log.info("no frame for %.1fs: exiting", now - self.last_frame_at)
+                    self.idle_exited = True
                     self.stop()
                 with self.lock:
                     if self.writer.flush_due():

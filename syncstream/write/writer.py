@@ -1,23 +1,30 @@
 """The write loop: frames -> decoded commits -> routed writes -> cache files, in durable batches.
 
 The cursor is persisted only after the files of every frame it covers are on disk (flushed with
-``os.sync``), in the same SQLite transaction as the batch's index rows and tracked follows.
+``syncfs`` on the cache's filesystem), in the same SQLite transaction as the batch's index rows
+and tracked follows.
+
+No frame stops the writer: what cannot be decoded, routed, named or written is counted by
+reason, logged once with its seq, and passed over, and the cursor moves on.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import msgspec
 
+from syncstream.cache import sync_filesystem
 from syncstream.context import CacheWriteContext
+from syncstream.errors import CacheWriteError, HelperError
+from syncstream.failpoints import failpoint
 from syncstream.handlers import record_path
 from syncstream.records import encode_record
 from syncstream.state import Population
+from syncstream.timestamps import micros
 from syncstream.types import HandlerKey, Operation
 from syncstream.write.decode import Commit, Decoded, decode_frame
 from syncstream.write.files import FileWrites, InlineWrites
@@ -71,7 +78,7 @@ class CacheWriter:
         files: FileWrites | None = None,
     ) -> None:
         self.context = context
-        self.file_writes: FileWrites = files if files is not None else InlineWrites()
+        self.file_writes: FileWrites = files if files is not None else InlineWrites(context.cache_root)
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
         self.durable = durable
@@ -99,7 +106,11 @@ class CacheWriter:
 
     def process_frame(self, frame: bytes) -> Decoded | None:
         """Decode and apply one frame; None when it was at or below the last processed seq."""
-        decoded = decode_frame(frame, ROUTED_COLLECTIONS)
+        try:
+            decoded = decode_frame(frame, ROUTED_COLLECTIONS)
+        except Exception as error:  # a poison pill of a kind decode_frame does not know yet
+            decoded = Decoded("undecodable")
+            self._reject(f"decode_error:{type(error).__name__}", f"a frame after seq {self.last_seq}")
         seq = decoded.seq
         if seq is not None and self.last_seq is not None and seq <= self.last_seq:
             self.skipped += 1
@@ -108,7 +119,13 @@ class CacheWriter:
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
         if decoded.commit is not None:
-            self.apply_commit(decoded.commit)
+            try:
+                self.apply_commit(decoded.commit)
+            except (CacheWriteError, HelperError):
+                raise
+            except Exception as error:  # one commit's bug or oddity must not stop the stream
+                self._reject(f"route_error:{type(error).__name__}", f"seq {seq}")
+                log.debug("seq %s could not be routed", seq, exc_info=True)
             self.last_event_time = decoded.commit.time
         if seq is not None:
             self._pending_seq = self.last_seq = seq
@@ -138,6 +155,12 @@ class CacheWriter:
         writes, rejections = route_commit(commit, self.population, prior, utc_now())
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
+        if writes and micros(commit.time) is None:
+            # The export turns event_time into a timestamp with the same parser: a time it
+            # could not read would make the file a row that cannot be written.
+            for _, record in writes:
+                self._reject("invalid_event_time", f"{record.uri} (seq {commit.seq}, time {commit.time!r})")
+            return []
         files = self.files
         write = self.file_writes.write
         for key, record in writes:
@@ -189,18 +212,21 @@ class CacheWriter:
 
     def flush(self) -> None:
         """Make the written files durable, then commit the cursor and the rows that cover them."""
-        self.file_writes.drain()
+        for path, reason in self.file_writes.drain():
+            self._reject(reason, f"{path} (seq <= {self.last_seq})")
         if self._pending_frames == 0 and self._pending_seq is None and not self._pending_index:
             return
         if self.on_flush is not None:
             self.on_flush()
         if self.durable:
-            os.sync()
+            sync_filesystem(self.context.cache_root)
+        failpoint("write.files_durable")
         self.context.state.commit(
             self._pending_seq,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
             self._pending_follows,
         )
+        failpoint("write.cursor_stored")
         self._pending_index.clear()
         self._pending_follows.clear()
         if self._pending_seq is not None:

@@ -1,0 +1,114 @@
+"""Named failpoints: a test makes a process crash, fail or exit at an exact step of a protocol.
+
+``SYNCSTREAM_FAILPOINTS="point:hit:action[,point:hit:action...]"`` arms them, in every process
+of a command (helpers inherit the environment). ``point`` is one of ``POINTS``, optionally
+prefixed by the process it must fire in (``export-helper/export.parquet_temp``); ``hit`` is the
+pass through that point, counted from 1 in each process, at which it fires; ``action`` is
+
+- ``kill``: SIGKILL this process (a helper dies alone; a command's helpers die with it),
+- ``raise``: raise ``FailpointError`` (a clean failure, as a full disk or a bug would raise),
+- ``exit``: ``os._exit(3)``, no clean-up (an exit from a library or a signal handler).
+
+Unset, ``failpoint`` is a dictionary lookup that finds nothing: free on every path but the
+hottest loops, which check ``ARMED`` first.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Mapping
+
+from syncstream.errors import ConfigError, SyncstreamError
+
+__all__ = [
+    "ACTIONS",
+    "ARMED",
+    "ENV",
+    "POINTS",
+    "PROCESSES",
+    "FailpointError",
+    "failpoint",
+    "set_process",
+]
+
+ENV = "SYNCSTREAM_FAILPOINTS"
+ACTIONS = ("kill", "raise", "exit")
+
+# Each point, and the processes it can fire in: the command's own process, its helper, or
+# the command run with its helper's work done inline (``--inline-writes``, ``--inline-parquet``).
+POINTS: Mapping[str, tuple[str, ...]] = {
+    # the writer: routed writes handed over, each file in place, a batch durable, its cursor stored
+    "write.batch_sent": ("writer",),
+    "write.file_written": ("write-helper", "writer-inline"),
+    "write.files_durable": ("writer", "writer-inline"),
+    "write.cursor_stored": ("writer", "writer-inline"),
+    # the export: claim, list, record, write, commit, remove, forget
+    "export.claim_manifest": ("export", "export-inline"),
+    "export.claim_rename": ("export", "export-inline"),
+    "export.chunk_listed": ("export", "export-inline"),
+    "export.outputs_recorded": ("export", "export-inline"),
+    "export.parquet_temp": ("export-helper", "export-inline"),
+    "export.parquet_placed": ("export-helper", "export-inline"),
+    "export.committed": ("export", "export-inline"),
+    "export.removing": ("export", "export-helper", "export-inline"),
+    "export.bookkeeping_removed": ("export", "export-helper", "export-inline"),
+    "export.claim_removed": ("export", "export-inline"),
+}
+PROCESSES = ("writer", "writer-inline", "write-helper", "export", "export-inline", "export-helper")
+
+
+class FailpointError(SyncstreamError, RuntimeError):
+    """Raised by a failpoint armed with ``raise``."""
+
+
+_process = "main"
+
+
+def set_process(name: str) -> None:
+    """Name this process for failpoints that say which process they fire in."""
+    global _process
+    _process = name
+
+
+def _parse(text: str) -> dict[str, list[tuple[str | None, int, str]]]:
+    armed: dict[str, list[tuple[str | None, int, str]]] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        try:
+            where, hit_text, action = item.rsplit(":", 2)
+            hit = int(hit_text)
+        except ValueError:
+            raise ConfigError(f"{ENV}: {item!r} is not point:hit:action") from None
+        process, _, point = where.rpartition("/")
+        if point not in POINTS:
+            raise ConfigError(f"{ENV}: unknown failpoint {point!r} (known: {', '.join(POINTS)})")
+        if process and process not in PROCESSES:
+            raise ConfigError(f"{ENV}: unknown process {process!r} (known: {', '.join(PROCESSES)})")
+        if action not in ACTIONS or hit < 1:
+            raise ConfigError(f"{ENV}: {item!r}: the action is one of {ACTIONS}, the hit at least 1")
+        armed.setdefault(point, []).append((process or None, hit, action))
+    return armed
+
+
+_ARMED = _parse(os.environ.get(ENV, ""))
+ARMED = bool(_ARMED)
+_hits: dict[str, int] = {}
+
+
+def failpoint(point: str) -> None:
+    """Pass through ``point``: fire it if it is armed for this process and this pass."""
+    specs = _ARMED.get(point)
+    if specs is None:
+        return
+    count = _hits[point] = _hits.get(point, 0) + 1
+    for process, hit, action in specs:
+        if hit == count and process in (None, _process):
+            _fire(point, action)
+
+
+def _fire(point: str, action: str) -> None:
+    if action == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if action == "exit":
+        os._exit(3)
+    raise FailpointError(f"failpoint {point} ({_process})")
