@@ -1,14 +1,15 @@
-"""Cursor after durability, and crash recovery: SIGKILL a replaying writer, restart, compare."""
+"""Cursor after durability, and crash recovery: kill a replaying writer at named failpoints,
+restart, compare."""
 
 from __future__ import annotations
 
 import json
-import random
-import signal
+import os
 import subprocess
 import sys
-import time
 from pathlib import Path
+
+import pytest
 
 from syncstream.state import StateStore
 from syncstream.write.encode import OpSpec
@@ -66,10 +67,19 @@ def stored_cursor(root: Path) -> int | None:
         state.close()
 
 
-def test_sigkilled_writer_resumes_to_the_uninterrupted_tree(tmp_path: Path) -> None:
-    """Three SIGKILLs mid-replay, each followed by a restart: the final cache equals an
-    uninterrupted run's, and after every kill each frame at or below the cursor has its files."""
-    count = 6000
+@pytest.mark.parametrize(
+    "failpoint",
+    [
+        "writer/write.batch_sent:3:kill",  # batches handed to the helper, not yet durable
+        "write-helper/write.file_written:170:kill",  # the helper dies alone, mid-batch
+        "writer/write.files_durable:2:kill",  # files durable, their cursor not yet stored
+        "writer/write.cursor_stored:3:kill",
+    ],
+)
+def test_killed_writer_resumes_to_the_uninterrupted_tree(tmp_path: Path, failpoint: str) -> None:
+    """Killed at a named step, the writer's stored cursor covers only files on disk, whole;
+    a restart ends on the tree and the contents of an uninterrupted run."""
+    count = 600
     replay = write_replay(tmp_path / "replay.bin", frames(count))
     study = write_users(tmp_path / "study.txt", [STUDY])
     expected = set().union(*(files_of(i) for i in range(count)))
@@ -79,26 +89,19 @@ def test_sigkilled_writer_resumes_to_the_uninterrupted_tree(tmp_path: Path) -> N
     assert tree(clean / "cache") == expected
 
     crashed = tmp_path / "crashed"
-    rng = random.Random(7)
-    kills = 0
-    for _ in range(3):
-        with subprocess.Popen(
-            command(crashed, replay, study), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        ) as writer:
-            time.sleep(rng.uniform(0.5, 1.5))
-            if writer.poll() is None:
-                writer.send_signal(signal.SIGKILL)
-                kills += 1
-            writer.wait()
-        cursor = stored_cursor(crashed)
-        if cursor is None:
-            continue
+    killed = subprocess.run(
+        command(crashed, replay, study),
+        capture_output=True,
+        env={**os.environ, "SYNCSTREAM_FAILPOINTS": failpoint},
+        check=False,
+    )
+    assert killed.returncode in (-9, 1), killed.stderr
+    cursor = stored_cursor(crashed)
+    if cursor is not None:
         covered = set().union(*(files_of(i) for i in range(cursor - FIRST_SEQ + 1)))
-        on_disk = tree(crashed / "cache")
-        assert covered <= on_disk, "the cursor ran ahead of the files it covers"
+        assert covered <= tree(crashed / "cache"), "the cursor ran ahead of the files it covers"
         for name in covered:
             json.loads((crashed / "cache" / name).read_bytes())  # whole files only
-    assert kills >= 1, "the writer finished before any kill: make the replay longer"
     subprocess.run(command(crashed, replay, study), check=True, capture_output=True)
     assert stored_cursor(crashed) == FIRST_SEQ + count - 1
     assert tree(crashed / "cache") == expected

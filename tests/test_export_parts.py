@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.datasets import DATASETS

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.cache import WriterLock
-from syncstream.errors import CacheLockedError, CacheWriteError
+from syncstream.errors import CacheLockedError
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main
 from syncstream.write.encode import OpSpec

@@ -19,7 +19,7 @@ import msgspec
 
 from syncstream.cache import sync_filesystem
 from syncstream.context import CacheWriteContext
-from syncstream.errors import CacheWriteError, HelperError
+from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
 from syncstream.handlers import record_path
 from syncstream.records import encode_record
@@ -121,7 +121,7 @@ class CacheWriter:
         if decoded.commit is not None:
             try:
                 self.apply_commit(decoded.commit)
-            except (CacheWriteError, HelperError):
+            except SyncstreamError:  # the cache, a helper, a failpoint: not this commit's fault
                 raise
             except Exception as error:  # one commit's bug or oddity must not stop the stream
                 self._reject(f"route_error:{type(error).__name__}", f"seq {seq}")

@@ -1,0 +1,181 @@
+"""The failpoint matrix: every failpoint of both protocols, in every process it fires in, by kill
+and by raise; after each, a plain rerun and a plain export give every row exactly once and an
+empty cache. No sleeps: each crash happens at a named step."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from functools import cache
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from syncstream.errors import ConfigError
+from syncstream.failpoints import POINTS, _parse
+from syncstream.write.encode import OpSpec
+from tests.helpers import commit, like, post, tree, write_replay, write_users
+
+STUDY = "did:plc:studystudystudystudystu"
+OTHER = "did:plc:otherotherotherotherothe"
+FIRST_SEQ = 2**35
+COUNT = 600
+POST_URI = f"at://{STUDY}/app.bsky.feed.post/p{{}}"
+
+
+def frames() -> list[bytes]:
+    """Posts by a study user, likes of them by another account, and deletes of some posts."""
+    out = []
+    for i in range(COUNT):
+        seq = FIRST_SEQ + i
+        if i % 10 == 9:
+            out.append(commit(seq, STUDY, OpSpec("delete", f"app.bsky.feed.post/p{i - 9}")))
+        elif i % 3 == 2:
+            subject = POST_URI.format(i - 1)
+            out.append(commit(seq, OTHER, OpSpec("create", f"app.bsky.feed.like/l{i}", like(subject))))
+        else:
+            out.append(commit(seq, STUDY, OpSpec("create", f"app.bsky.feed.post/p{i}", post(f"post {i}"))))
+    return out
+
+
+def expected_rows() -> set[tuple[str, str, str]]:
+    rows = set()
+    for i in range(COUNT):
+        if i % 10 == 9:
+            rows.add(("post", POST_URI.format(i - 9), "delete"))
+        elif i % 3 == 2:
+            rows.add(("like_on_user_post", f"at://{OTHER}/app.bsky.feed.like/l{i}", "create"))
+        else:
+            rows.add(("post", POST_URI.format(i), "create"))
+    return rows
+
+
+# (point, hit): the pass at which it fires, chosen to fall mid-protocol where a point repeats.
+HITS = {
+    "write.batch_sent": 2,
+    "write.file_written": 150,
+    "write.files_durable": 2,
+    "write.cursor_stored": 2,
+    "export.claim_manifest": 1,
+    "export.claim_rename": 1,
+    "export.chunk_listed": 2,
+    "export.outputs_recorded": 2,
+    "export.parquet_temp": 2,
+    "export.parquet_placed": 2,
+    "export.committed": 2,
+    "export.removing": 2,
+    "export.bookkeeping_removed": 1,
+    "export.claim_removed": 1,
+}
+CASES = [
+    pytest.param(point, process, action, id=f"{process}/{point}:{action}")
+    for point, processes in POINTS.items()
+    for process in processes
+    for action in ("kill", "raise")
+]
+
+
+def command(module: str, root: Path, *args: str) -> list[str]:
+    store = ["--cache-dir", str(root / "cache"), "--state", str(root / "state.sqlite"), "-q"]
+    return [sys.executable, "-m", module, *store, *args]
+
+
+def write_command(root: Path, *extra: str) -> list[str]:
+    replay, study = root.parent / "replay.bin", root.parent / "study.txt"
+    return command(
+        "syncstream.write", root, "--replay", str(replay), "--study-users", str(study),
+        "--flush-frames", "100", "--no-sync", *extra,
+    )  # fmt: skip
+
+
+def export_command(root: Path, *extra: str) -> list[str]:
+    return command("syncstream.export", root, "--out", str(root / "out"), "--batch-files", "150", *extra)
+
+
+def run(arguments: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if k != "SYNCSTREAM_FAILPOINTS"}
+    if failpoint is not None:
+        environment["SYNCSTREAM_FAILPOINTS"] = failpoint
+    return subprocess.run(arguments, capture_output=True, text=True, env=environment, check=False)
+
+
+@cache
+def written_cache(base: str) -> Path:
+    """One cache written by a plain writer, copied for each export case."""
+    root = Path(base) / "pristine"
+    result = run(write_command(root))
+    assert result.returncode == 0, result.stderr
+    return root
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("failpoints")
+    write_replay(base / "replay.bin", frames())
+    write_users(base / "study.txt", [STUDY])
+    return base
+
+
+def assert_exactly_once(root: Path) -> None:
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT record_type, uri, operation, count(*) FROM read_parquet('{root / 'out'}/*/*/*/*.parquet', "
+            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
+        ).fetchall()
+    duplicated = [row for row in rows if row[3] != 1]
+    assert duplicated == [], "rows exported more than once"
+    assert {tuple(row[:3]) for row in rows} == expected_rows()
+    assert tree(root / "cache") == set()
+    assert sorted(p.name for p in (root / "cache" / ".export").iterdir()) == []
+    assert not list((root / "out").rglob(".*.tmp"))
+
+
+@pytest.mark.parametrize(("point", "process", "action"), CASES)
+def test_failpoint_then_rerun_exports_every_row_once(
+    inputs: Path, point: str, process: str, action: str
+) -> None:
+    """Crash or fail one process at one step; rerun plainly; every row once, nothing left."""
+    spec = f"{process}/{point}:{HITS[point]}:{action}"
+    root = inputs / spec.replace("/", "_").replace(":", "_")
+    if point.startswith("write."):
+        failing = write_command(root, *(["--inline-writes"] if process == "writer-inline" else []))
+        recover = [write_command(root), export_command(root)]
+    else:
+        shutil.copytree(written_cache(str(inputs)), root)
+        failing = export_command(root, *(["--inline-parquet"] if process == "export-inline" else []))
+        recover = [export_command(root)]
+    failed = run(failing, spec)
+    assert failed.returncode != 0, f"{spec} did not fire: {failed.stderr}"
+    if action == "kill" and not process.endswith("helper"):
+        assert failed.returncode == -9
+    else:  # a helper's death or a raise is a clean failure of the command
+        assert failed.returncode == 1, failed.stderr
+        assert failed.stderr.strip().splitlines()[-1].startswith("error: ")
+    for arguments in recover:
+        result = run(arguments)
+        assert result.returncode == 0, result.stderr
+    assert_exactly_once(root)
+
+
+def test_every_point_has_a_hit_in_the_matrix() -> None:
+    """The matrix enumerates every failpoint there is."""
+    assert set(HITS) == set(POINTS)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "export.nope:1:kill",
+        "export.committed:0:kill",
+        "export.committed:1:explode",
+        "nope/export.committed:1:kill",
+        "x",
+    ],
+)
+def test_a_bad_failpoint_spec_is_a_config_error(text: str) -> None:
+    """A spec naming no failpoint, process or action, or no hit, is refused, never ignored."""
+    with pytest.raises(ConfigError):
+        _parse(text)
