@@ -73,6 +73,29 @@ def build_cache(directory: Path, records: int, study: list[str]) -> int:
     return sum(len(files) for _, _, files in os.walk(directory))
 
 
+def build_large_cache(directory: Path, records: int, size: int) -> int:
+    """A cache of ``records`` posts by one study user, each with a text of ``size`` bytes."""
+    study = "did:plc:studystudystudystudystu"
+    with tempfile.TemporaryDirectory() as tmp:
+        users = Path(tmp) / "study.txt"
+        users.write_text(study + "\n")
+        context = setup_cache_write_system(directory, Path(tmp) / "state.sqlite", study_users=users)
+        try:
+            writer = CacheWriter(context, durable=False)
+            for i in range(records):
+                record = {"$type": "app.bsky.feed.post", "text": f"{i:08d}" * (size // 8), "createdAt": _TIME}
+                op = RepoOp("create", "app.bsky.feed.post", f"big{i}", _CID, record)
+                writer.apply_commit(Commit(i + 1, study, "3l", _TIME, (op,)))
+        finally:
+            context.close()
+    os.unlink(directory / ".writer.lock")
+    return records
+
+
+_TIME = "2026-07-04T14:38:07.517Z"
+_CID = "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"
+
+
 def copy_tree(source: Path, target: Path) -> None:
     if target.exists():
         shutil.rmtree(target)

@@ -52,7 +52,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     handlers: Mapping[HandlerKey, HandlerConfig]
     parts: PartWrites
     batch_files: int = 1_000  # cache files per chunk: bounds the export's memory ...
-    batch_bytes: int = 32 << 20  # ... and their bytes, for caches of large records
+    batch_bytes: int = 16 << 20  # ... and their bytes, for caches of large records
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
 
     def close(self) -> None:
@@ -117,7 +117,7 @@ def setup_batch_export_system(
     out: str | StorageRepository,
     *,
     batch_files: int = 1_000,
-    batch_bytes: int = 32 << 20,
+    batch_bytes: int = 16 << 20,
     dedup_window_hours: float = 72.0,
     helper_process: bool = False,
     parts: PartWrites | None = None,

@@ -65,9 +65,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--batch-bytes",
         type=int,
-        default=32 << 20,
+        default=16 << 20,
         help="... and about this many bytes of cache files per batch, for large records "
-        "(default: %(default)s, 32 MiB)",
+        "(default: %(default)s, 16 MiB)",
     )
     parser.add_argument(
         "--connect-timeout",
