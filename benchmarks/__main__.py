@@ -42,9 +42,10 @@ from benchmarks.inputs import (
     long_replay,
 )
 from syncstream.cache import write_atomic
+from syncstream.handlers import HANDLERS
 from syncstream.state import Population
 from syncstream.write.decode import decode_frame
-from syncstream.write.route import ROUTED_COLLECTIONS, route_commit
+from syncstream.write.route import route_commit, routing_table
 
 HERE = Path(__file__).resolve().parent
 PY = sys.executable
@@ -163,12 +164,14 @@ def _bench_decode_route(report: Report, frames: int, rounds: int) -> None:
     corpus = corpus_frames()
     batch = [corpus[i % len(corpus)] for i in range(frames)]
     population = Population(frozenset(corpus_dids()), frozenset())
+    table = routing_table(HANDLERS)
+    collections = table.names
 
     def decode_and_route() -> None:
         for frame in batch:
-            decoded = decode_frame(frame, ROUTED_COLLECTIONS)
+            decoded = decode_frame(frame, collections)
             if decoded.commit is not None:
-                route_commit(decoded.commit, population, {}, "2026-01-01T00:00:00.000000Z")
+                route_commit(table, decoded.commit, population, {}, "2026-01-01T00:00:00.000000Z")
 
     def bare_decode() -> None:
         for frame in batch:

@@ -7,8 +7,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from syncstream.handlers import HANDLERS
 from syncstream.records import CachedRecord
-from syncstream.types import FOLLOW, LIKE, POST, HandlerKey, Operation
+from syncstream.types import FOLLOW, LIKE, POST, REPOST, HandlerKey, Operation
 
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -33,7 +34,7 @@ hostile_text = st.one_of(
 )
 any_rkeys = st.one_of(valid_rkeys, hostile_text)
 any_dids = st.one_of(valid_dids, hostile_text)
-collections = st.sampled_from([POST, LIKE, FOLLOW])
+collections = st.sampled_from([POST, LIKE, REPOST, FOLLOW])
 
 
 def uris(authorities: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
@@ -46,6 +47,23 @@ def uris(authorities: st.SearchStrategy[str]) -> st.SearchStrategy[str]:
 
 
 any_uris = st.one_of(uris(any_dids), hostile_text)
+
+
+def embeds(uri: str) -> st.SearchStrategy[dict[str, Any]]:
+    """A post's embed of ``uri``: a quote, a quote with media, or an embed that quotes nothing."""
+    return st.sampled_from(
+        [
+            {"$type": "app.bsky.embed.record", "record": {"uri": uri, "cid": "bafyreiabc"}},
+            {
+                "$type": "app.bsky.embed.recordWithMedia",
+                "record": {"$type": "app.bsky.embed.record", "record": {"uri": uri, "cid": "bafyreiabc"}},
+                "media": {"$type": "app.bsky.embed.images", "images": []},
+            },
+            {"$type": "app.bsky.embed.external", "external": {"uri": uri}},
+            {"record": {"uri": uri}},
+        ]
+    )
+
 
 json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2**53), 2**53), st.text(max_size=20))
 json_values = st.recursive(
@@ -62,15 +80,14 @@ isotimes = st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
 @st.composite
 def cached_records(draw: st.DrawFn, key: HandlerKey) -> CachedRecord:
     """A record as routing would build it for ``key``, with arbitrary valid components."""
+    config = HANDLERS[key]
     author = draw(valid_dids)
-    collection = FOLLOW if key.record_type == "follow" else (LIKE if "like" in key.value else POST)
+    collection = config.collection
     rkey = draw(valid_rkeys)
-    deleting = key.operation == Operation.DELETE
+    deleting = config.operation == Operation.DELETE
     nested: str | None = None
-    if key in (HandlerKey.IN_NETWORK_POST, HandlerKey.IN_NETWORK_DELETE_POST):
-        nested = author
-    elif key in (HandlerKey.LIKE, HandlerKey.LIKE_ON_USER_POST, HandlerKey.REPLY_TO_USER_POST):
-        nested = draw(valid_rkeys)
+    if config.nested_path is not None:  # an author's DID, or a post's rkey, as routing finds them
+        nested = draw(st.just(author) if config.nested_path(author, None) == author else valid_rkeys)
     record: dict[str, Any] | None = None if deleting else draw(json_records)
     return CachedRecord(
         uri=f"at://{author}/{collection}/{rkey}",
@@ -80,14 +97,14 @@ def cached_records(draw: st.DrawFn, key: HandlerKey) -> CachedRecord:
         author_did=author,
         rkey=rkey,
         collection=collection,
-        operation=key.operation,
-        record_type=key.record_type,
+        operation=config.operation,
+        record_type=config.record_type,
         seq=draw(st.integers(0, 2**63 - 1)),
         rev=draw(tids),
         event_time=draw(isotimes),
         synctimestamp=draw(isotimes),
-        follow_status=key.follow_status,
+        follow_status=config.follow_status,
         nested_key=nested,
-        subject_did=draw(valid_dids) if collection == FOLLOW and not deleting else None,
+        subject_did=draw(valid_dids) if config.subject_did is not None else None,
         record=record,
     )

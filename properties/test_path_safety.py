@@ -11,9 +11,10 @@ from properties.strategies import any_dids, any_rkeys, any_uris, collections, va
 from syncstream.handlers import HANDLERS, record_path
 from syncstream.state import Population
 from syncstream.write.decode import Commit, RepoOp
-from syncstream.write.route import Rejection, route_op
+from syncstream.write.route import Rejection, route_op, routing_table
 
 ROOT = "/cache/root"
+TABLE = routing_table(HANDLERS)
 
 
 @given(
@@ -25,6 +26,7 @@ ROOT = "/cache/root"
     subject=st.one_of(any_dids, any_uris),
     study=st.lists(valid_dids, max_size=3),
     study_too=st.booleans(),
+    with_media=st.booleans(),
 )
 def test_routed_paths_stay_inside_their_directory(
     repo: str,
@@ -35,6 +37,7 @@ def test_routed_paths_stay_inside_their_directory(
     subject: str,
     study: list[str],
     study_too: bool,
+    with_media: bool,
 ) -> None:
     """Each routed write's path normalises to a file directly inside its handler directory tree."""
     # The hostile values must reach the path logic: make their authorities study users.
@@ -43,16 +46,20 @@ def test_routed_paths_stay_inside_their_directory(
         study=frozenset([*study, *authorities, *([repo] if study_too else []), subject]),
         in_network=frozenset([repo]),
     )
-    record = {"subject": {"uri": uri}, "reply": {"parent": {"uri": uri}}}
+    quoted = {"$type": "app.bsky.embed.record", "record": {"uri": uri}}
+    embed = {"$type": "app.bsky.embed.recordWithMedia", "record": quoted} if with_media else quoted
+    record: dict[str, object] = {"subject": {"uri": uri}, "reply": {"parent": {"uri": uri}}, "embed": embed}
     if collection == "app.bsky.graph.follow":
         record = {"subject": subject}
     op = RepoOp(action, collection, rkey, "bafyreiabc", None if action == "delete" else record)
-    routed = route_op(Commit(1, repo, "3rev", "t", (op,)), op, population, frozenset(HANDLERS), "t")
+    routed = route_op(
+        TABLE, Commit(1, repo, "3rev", "t", (op,)), op, population, frozenset(HANDLERS), synctimestamp="t"
+    )
     if isinstance(routed, Rejection):
         return
     for write in routed:
         path = record_path(ROOT, HANDLERS[write.key], write.record)
-        directory = os.path.join(ROOT, write.key.value)
+        directory = os.path.join(ROOT, HANDLERS[write.key].directory)
         assert os.path.normpath(path) == path
         assert os.path.commonpath([directory, path]) == directory
         depth = 2 if HANDLERS[write.key].nested_path else 1

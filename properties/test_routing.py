@@ -5,11 +5,14 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from properties.strategies import any_uris, collections, valid_dids, valid_rkeys
+from properties.strategies import any_uris, collections, embeds, valid_dids, valid_rkeys
+from syncstream.handlers import HANDLERS
 from syncstream.state import Population
 from syncstream.types import FOLLOW
 from syncstream.write.decode import Commit, RepoOp
-from syncstream.write.route import route_commit
+from syncstream.write.route import route_commit, routing_table
+
+TABLE = routing_table(HANDLERS)
 
 
 @st.composite
@@ -29,6 +32,7 @@ def commits(draw: st.DrawFn) -> tuple[Commit, Population]:
             else {
                 "subject": {"uri": target},
                 "reply": {"parent": {"uri": target}},
+                "embed": draw(embeds(target)),
             }
         )
         ops.append(RepoOp(action, collection, rkey, "bafyreiabc", None if action == "delete" else record))
@@ -41,12 +45,12 @@ def commits(draw: st.DrawFn) -> tuple[Commit, Population]:
 def test_routing_is_deterministic_and_order_independent(case: tuple[Commit, Population], rng: object) -> None:
     """Routing the same commit twice, or with its ops shuffled, gives the same writes and rejections."""
     commit, population = case
-    writes, rejections = route_commit(commit, population, {}, "t")
-    again = route_commit(commit, population, {}, "t")
+    writes, rejections = route_commit(TABLE, commit, population, {}, "t")
+    again = route_commit(TABLE, commit, population, {}, "t")
     assert (writes, rejections) == again
     shuffled_ops = list(commit.ops)
     rng.shuffle(shuffled_ops)  # type: ignore[attr-defined]
     shuffled = Commit(commit.seq, commit.repo, commit.rev, commit.time, tuple(shuffled_ops))
-    writes2, rejections2 = route_commit(shuffled, population, {}, "t")
+    writes2, rejections2 = route_commit(TABLE, shuffled, population, {}, "t")
     assert sorted(writes, key=repr) == sorted(writes2, key=repr)
     assert sorted(rejections) == sorted(rejections2)

@@ -11,10 +11,16 @@ from hypothesis import strategies as st
 from properties.strategies import hostile_text, valid_dids, valid_rkeys
 from syncstream.write.__main__ import main
 from syncstream.write.encode import OpSpec, error_frame, info_frame
-from tests.helpers import commit, follow, like, post, tree, write_replay, write_users
+from tests.helpers import commit, follow, like, post, quote, repost, tree, write_replay, write_users
 from tests.oracle import Event, expected_tree
 
-NSID = {"post": "app.bsky.feed.post", "like": "app.bsky.feed.like", "follow": "app.bsky.graph.follow"}
+NSID = {
+    "post": "app.bsky.feed.post",
+    "quote": "app.bsky.feed.post",
+    "like": "app.bsky.feed.like",
+    "repost": "app.bsky.feed.repost",
+    "follow": "app.bsky.graph.follow",
+}
 
 
 @st.composite
@@ -40,25 +46,29 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
         ops: list[OpSpec] = []
         used: set[str] = set()
         for _ in range(draw(st.integers(1, 4))):
-            kind = draw(st.sampled_from(["post", "like", "follow"]))
+            kind = draw(st.sampled_from(list(NSID)))
             if created and draw(st.integers(0, 3)) == 0:
                 did, kind, rkey = draw(st.sampled_from(created))
-                if did != repo or f"{kind}/{rkey}" in used:
+                if did != repo or f"{NSID[kind]}/{rkey}" in used:
                     continue
-                used.add(f"{kind}/{rkey}")
+                used.add(f"{NSID[kind]}/{rkey}")
                 ops.append(OpSpec("delete", f"{NSID[kind]}/{rkey}"))
                 events.append(Event(repo, NSID[kind], rkey, "delete", None))
                 continue
             rkey = draw(st.one_of(valid_rkeys, valid_rkeys, st.sampled_from(["..", "."])))
-            if f"{kind}/{rkey}" in used:
+            if f"{NSID[kind]}/{rkey}" in used:
                 continue
-            used.add(f"{kind}/{rkey}")
+            used.add(f"{NSID[kind]}/{rkey}")
             target_rkey = draw(st.one_of(valid_rkeys, st.sampled_from(["..", "a/b"])))
             target = f"at://{draw(st.sampled_from(people))}/app.bsky.feed.post/{target_rkey}"
             if kind == "post":
                 record = post(parent=draw(st.one_of(st.none(), st.just(target))))
+            elif kind == "quote":
+                record = quote("q", target, media=draw(st.booleans()))
             elif kind == "like":
                 record = like(target)
+            elif kind == "repost":
+                record = repost(target)
             else:
                 record = follow(draw(st.one_of(st.sampled_from(people), hostile_text)))
             action = draw(st.sampled_from(["create", "create", "update"]))
@@ -74,8 +84,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
 def test_replayed_scenario_matches_the_routing_table(
     case: tuple[list[bytes], list[Event], list[str], list[str]],
 ) -> None:
-    """Multi-op commits, replies, deletes through the index, junk frames and hostile records: the
-    writer's tree equals the oracle's, file for file."""
+    """Multi-op commits, replies, reposts, quotes, deletes through the index, junk frames and
+    hostile records: the writer's tree equals the oracle's, file for file."""
     frames, events, study, in_network = case
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

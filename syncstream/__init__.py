@@ -16,6 +16,7 @@ if TYPE_CHECKING:
         setup_batch_export_system,
         setup_cache_write_system,
     )
+    from syncstream.datasets import Column, Dataset
     from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
     from syncstream.handlers import HANDLERS, HandlerConfig
     from syncstream.records import CachedRecord
@@ -30,7 +31,9 @@ _HOME = {
     "CacheLockedError": "syncstream.errors",
     "CacheWriteContext": "syncstream.context",
     "CachedRecord": "syncstream.records",
+    "Column": "syncstream.datasets",
     "ConfigError": "syncstream.errors",
+    "Dataset": "syncstream.datasets",
     "FollowStatus": "syncstream.types",
     "HandlerConfig": "syncstream.handlers",
     "HandlerKey": "syncstream.types",
@@ -71,7 +74,9 @@ __all__ = [
     "CacheLockedError",
     "CacheWriteContext",
     "CachedRecord",
+    "Column",
     "ConfigError",
+    "Dataset",
     "FollowStatus",
     "HandlerConfig",
     "HandlerKey",

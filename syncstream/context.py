@@ -12,7 +12,7 @@ from returns.result import Failure
 
 from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
 from syncstream.errors import ConfigError
-from syncstream.handlers import HANDLERS, HandlerConfig
+from syncstream.handlers import HANDLERS, HandlerConfig, check_registry
 from syncstream.state import Population, StateStore, read_user_file
 from syncstream.types import HandlerKey
 
@@ -76,12 +76,15 @@ def setup_cache_write_system(
     *,
     study_users: str | Path | None = None,
     in_network_users: str | Path | None = None,
+    handlers: Mapping[HandlerKey, HandlerConfig] = HANDLERS,
 ) -> CacheWriteContext:
     """Open the state, load the user files (when given), lay the tree and take the writer lock.
 
-    Raises ``ConfigError`` for a bad user file and ``CacheLockedError`` when another writer
-    holds the cache.
+    ``handlers`` is the registry this system routes and writes by (``HANDLERS`` by default).
+    Raises ``ConfigError`` for a bad user file or registry and ``CacheLockedError`` when
+    another writer holds the cache.
     """
+    check_registry(handlers)
     # Links above the root are the user's to choose; below it none is ever followed, and
     # every path the writer builds starts with the root's real path.
     os.makedirs(cache_dir, exist_ok=True)
@@ -93,7 +96,7 @@ def setup_cache_write_system(
             _load_users(state, "study", study_users)
             _load_users(state, "in_network", in_network_users)
             try:
-                create_tree(root, (key.value for key in HANDLERS))
+                create_tree(root, (config.directory for config in handlers.values()))
             except SymlinkInCacheError as error:
                 raise ConfigError(
                     f"{error.filename} is a symbolic link inside the cache; syncstream never follows "
@@ -107,7 +110,7 @@ def setup_cache_write_system(
         lock.release()
         raise
     return CacheWriteContext(
-        cache_root=root, state=state, population=population, handlers=HANDLERS, lock=lock
+        cache_root=root, state=state, population=population, handlers=handlers, lock=lock
     )
 
 
@@ -122,6 +125,7 @@ def setup_batch_export_system(
     helper_process: bool = False,
     parts: PartWrites | None = None,
     storage_options: StorageOptions | None = None,
+    handlers: Mapping[HandlerKey, HandlerConfig] = HANDLERS,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 
@@ -131,13 +135,20 @@ def setup_batch_export_system(
     command starts its helper first thing, so that it is ready sooner); the context owns it,
     and it is closed if set-up fails.
 
-    Raises ``ConfigError`` when there is no cache at ``cache_dir``, the output cannot be opened
-    or an option is out of range.
+    ``handlers`` is the registry whose directories are exported, each to its handler's
+    dataset (``HANDLERS`` by default); a helper is sent the datasets it writes by reference,
+    so their views and column functions must then be importable (module-level) functions.
+
+    Raises ``ConfigError`` when there is no cache at ``cache_dir``, the output cannot be opened,
+    an option is out of range or the registry is not one.
     """
-    from syncstream.export.parts import HelperParts, InlineParts  # noqa: PLC0415
+    from syncstream.export.parts import HelperParts, InlineParts, check_sendable  # noqa: PLC0415
 
     state: StateStore | None = None
     try:
+        check_registry(handlers)
+        if helper_process or isinstance(parts, HelperParts):
+            check_sendable(config.dataset for config in handlers.values())
         root = os.path.realpath(cache_dir)
         if not os.path.isdir(root):
             raise ConfigError(f"no cache at {os.path.abspath(cache_dir)}")
@@ -163,7 +174,7 @@ def setup_batch_export_system(
     return BatchExportContext(
         cache_root=root,
         state=state,
-        handlers=HANDLERS,
+        handlers=handlers,
         parts=parts,
         batch_files=batch_files,
         batch_bytes=batch_bytes,

@@ -1,26 +1,37 @@
 """Handlers: one frozen config per ``HandlerKey``, in a literal registry.
 
-A handler is data: how to name a record's file, which value (if any) nests it one directory
-down, how to find its files again, and whether it needs a follow status. Writing and reading
-both go through the same config, so they cannot disagree about where a record lives.
+A handler is data: which ops it takes (a collection, an operation and a selector over the study
+population), where their files go (a directory, a file name, the value that nests it one
+directory down), how to find them again, its delete counterpart, and the dataset its rows are
+exported to. Routing, writing, reading, claiming and exporting all go through the config, so
+they cannot disagree; a registry is any ``Mapping[HandlerKey, HandlerConfig]`` given to a
+system at set-up (``HANDLERS`` by default), checked there by ``check_registry``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping
+from typing import Any
 
 from syncstream import cache, paths
+from syncstream import datasets as ds
+from syncstream import selectors as select
 from syncstream.config import Config
+from syncstream.datasets import Dataset
+from syncstream.errors import ConfigError
 from syncstream.records import CachedRecord, decode_record, encode_record
-from syncstream.types import HandlerKey
+from syncstream.selectors import Selector
+from syncstream.types import FOLLOW, LIKE, POST, REPOST, FollowStatus, HandlerKey, Operation, RecordType
 
 __all__ = [
-    "CREATE_TO_DELETE",
     "HANDLERS",
     "Config",
     "HandlerConfig",
     "ReadStrategy",
+    "SubjectExtractor",
+    "check_registry",
+    "datasets_of",
     "read_records",
     "record_path",
     "write_record",
@@ -29,58 +40,218 @@ __all__ = [
 ReadStrategy = Callable[[str], Iterator[str]]
 """A handler directory -> the paths of the record files in it."""
 
+SubjectExtractor = Callable[[dict[str, Any] | None], str | None]
+"""A record -> the DID it is about (a follow's subject), or None when it has no valid one."""
+
 
 class HandlerConfig(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     key: HandlerKey
+    directory: str  # under the cache root
+    collection: str  # the NSID of the records it takes ...
+    operation: Operation  # ... and the operation
+    record_type: str  # its cache files' record_type
+    select: Selector | None  # does an op belong here? None: only a delete found in the index
     path_strategy: paths.PathStrategy
     nested_path: paths.NestedPathExtractor | None
     read_strategy: ReadStrategy
-    requires_follow_status: bool = False
+    dataset: Dataset
+    delete: HandlerKey | None = None  # a create's counterpart, for deletes found in the index
+    follow_status: FollowStatus | None = None
+    subject_did: SubjectExtractor | None = None  # checked, and kept as the file's subject_did
 
 
-def _config(
+def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argument)
     key: HandlerKey,
+    directory: str,
+    collection: str,
+    record_type: str,
+    select: Selector,
     path_strategy: paths.PathStrategy,
+    dataset: Dataset,
+    *,
+    delete: HandlerKey,
     nested_path: paths.NestedPathExtractor | None = None,
+    follow_status: FollowStatus | None = None,
+    subject_did: SubjectExtractor | None = None,
 ) -> HandlerConfig:
     return HandlerConfig(
         key=key,
+        directory=directory,
+        collection=collection,
+        operation=Operation.CREATE,
+        record_type=record_type,
+        select=select,
         path_strategy=path_strategy,
         nested_path=nested_path,
         read_strategy=cache.read_flat if nested_path is None else cache.read_nested,
-        requires_follow_status=key.follow_status is not None,
+        dataset=dataset,
+        delete=delete,
+        follow_status=follow_status,
+        subject_did=subject_did,
     )
 
 
-K = HandlerKey
+def _delete(  # noqa: PLR0917 (as _create)
+    key: HandlerKey,
+    directory: str,
+    collection: str,
+    record_type: str,
+    select: Selector | None,
+    path_strategy: paths.PathStrategy,
+    dataset: Dataset,
+    *,
+    nested_path: paths.NestedPathExtractor | None = None,
+    follow_status: FollowStatus | None = None,
+) -> HandlerConfig:
+    return HandlerConfig(
+        key=key,
+        directory=directory,
+        collection=collection,
+        operation=Operation.DELETE,
+        record_type=record_type,
+        select=select,
+        path_strategy=path_strategy,
+        nested_path=nested_path,
+        read_strategy=cache.read_flat if nested_path is None else cache.read_nested,
+        dataset=dataset,
+        follow_status=follow_status,
+    )
+
+
+K, R, F = HandlerKey, RecordType, FollowStatus
+STUDY, IN_NETWORK = "study_user_activity", "in_network_user_activity"
+
+# fmt: off
 HANDLERS: Mapping[HandlerKey, HandlerConfig] = {
-    K.POST: _config(K.POST, paths.post_file_name),
-    K.LIKE: _config(K.LIKE, paths.like_file_name, paths.liked_record_rkey),
-    K.FOLLOW_FOLLOWER: _config(K.FOLLOW_FOLLOWER, paths.follow_file_name),
-    K.FOLLOW_FOLLOWEE: _config(K.FOLLOW_FOLLOWEE, paths.follow_file_name),
-    K.LIKE_ON_USER_POST: _config(K.LIKE_ON_USER_POST, paths.like_file_name, paths.study_post_rkey),
-    K.REPLY_TO_USER_POST: _config(K.REPLY_TO_USER_POST, paths.post_file_name, paths.reply_parent_rkey),
-    K.DELETE_POST: _config(K.DELETE_POST, paths.delete_file_name),
-    K.DELETE_LIKE: _config(K.DELETE_LIKE, paths.delete_file_name),
-    K.DELETE_FOLLOW_FOLLOWER: _config(K.DELETE_FOLLOW_FOLLOWER, paths.delete_file_name),
-    K.DELETE_FOLLOW_FOLLOWEE: _config(K.DELETE_FOLLOW_FOLLOWEE, paths.delete_file_name),
-    K.DELETE_LIKE_ON_USER_POST: _config(K.DELETE_LIKE_ON_USER_POST, paths.delete_file_name),
-    K.DELETE_REPLY_TO_USER_POST: _config(K.DELETE_REPLY_TO_USER_POST, paths.delete_file_name),
-    K.IN_NETWORK_POST: _config(K.IN_NETWORK_POST, paths.post_file_name, paths.author_directory),
-    K.IN_NETWORK_DELETE_POST: _config(
-        K.IN_NETWORK_DELETE_POST, paths.delete_file_name, paths.author_directory
+    # a study user's own records, and their deletes
+    K.POST: _create(
+        K.POST, f"{STUDY}/create/post", POST, R.POST, select.author_in_study, paths.post_file_name,
+        ds.POSTS, delete=K.DELETE_POST,
+    ),
+    K.DELETE_POST: _delete(
+        K.DELETE_POST, f"{STUDY}/delete/post", POST, R.POST, select.author_in_study,
+        paths.post_file_name, ds.POSTS,
+    ),
+    K.LIKE: _create(
+        K.LIKE, f"{STUDY}/create/like", LIKE, R.LIKE, select.author_in_study, paths.like_file_name,
+        ds.LIKES, nested_path=paths.subject_rkey, delete=K.DELETE_LIKE,
+    ),
+    K.DELETE_LIKE: _delete(
+        K.DELETE_LIKE, f"{STUDY}/delete/like", LIKE, R.LIKE, select.author_in_study,
+        paths.like_file_name, ds.LIKES,
+    ),
+    K.REPOST: _create(
+        K.REPOST, f"{STUDY}/create/repost", REPOST, R.REPOST, select.author_in_study,
+        paths.repost_file_name, ds.REPOSTS, nested_path=paths.subject_rkey, delete=K.DELETE_REPOST,
+    ),
+    K.DELETE_REPOST: _delete(
+        K.DELETE_REPOST, f"{STUDY}/delete/repost", REPOST, R.REPOST, select.author_in_study,
+        paths.repost_file_name, ds.REPOSTS,
+    ),
+    K.FOLLOW_FOLLOWER: _create(
+        K.FOLLOW_FOLLOWER, f"{STUDY}/create/follow/follower", FOLLOW, R.FOLLOW, select.author_in_study,
+        paths.follow_file_name, ds.FOLLOWS, delete=K.DELETE_FOLLOW_FOLLOWER, follow_status=F.FOLLOWER,
+        subject_did=paths.follow_subject_did,
+    ),
+    K.DELETE_FOLLOW_FOLLOWER: _delete(
+        K.DELETE_FOLLOW_FOLLOWER, f"{STUDY}/delete/follow/follower", FOLLOW, R.FOLLOW,
+        select.author_in_study, paths.follow_delete_file_name, ds.FOLLOWS, follow_status=F.FOLLOWER,
+    ),
+    # records of anyone, about a study user or a study user's post
+    K.FOLLOW_FOLLOWEE: _create(
+        K.FOLLOW_FOLLOWEE, f"{STUDY}/create/follow/followee", FOLLOW, R.FOLLOW, select.subject_in_study,
+        paths.follow_file_name, ds.FOLLOWS, delete=K.DELETE_FOLLOW_FOLLOWEE, follow_status=F.FOLLOWEE,
+        subject_did=paths.follow_subject_did,
+    ),
+    K.DELETE_FOLLOW_FOLLOWEE: _delete(
+        K.DELETE_FOLLOW_FOLLOWEE, f"{STUDY}/delete/follow/followee", FOLLOW, R.FOLLOW, None,
+        paths.follow_delete_file_name, ds.FOLLOWS, follow_status=F.FOLLOWEE,
+    ),
+    K.LIKE_ON_USER_POST: _create(
+        K.LIKE_ON_USER_POST, f"{STUDY}/create/like_on_user_post", LIKE, R.LIKE_ON_USER_POST,
+        select.subject_is_study_post, paths.like_file_name, ds.LIKES_ON_USER_POSTS,
+        nested_path=paths.subject_post_rkey, delete=K.DELETE_LIKE_ON_USER_POST,
+    ),
+    K.DELETE_LIKE_ON_USER_POST: _delete(
+        K.DELETE_LIKE_ON_USER_POST, f"{STUDY}/delete/like_on_user_post", LIKE, R.LIKE_ON_USER_POST,
+        None, paths.like_file_name, ds.LIKES_ON_USER_POSTS,
+    ),
+    K.REPLY_TO_USER_POST: _create(
+        K.REPLY_TO_USER_POST, f"{STUDY}/create/reply_to_user_post", POST, R.REPLY_TO_USER_POST,
+        select.replies_to_study_post, paths.post_file_name, ds.REPLIES_TO_USER_POSTS,
+        nested_path=paths.reply_parent_rkey, delete=K.DELETE_REPLY_TO_USER_POST,
+    ),
+    K.DELETE_REPLY_TO_USER_POST: _delete(
+        K.DELETE_REPLY_TO_USER_POST, f"{STUDY}/delete/reply_to_user_post", POST, R.REPLY_TO_USER_POST,
+        None, paths.post_file_name, ds.REPLIES_TO_USER_POSTS,
+    ),
+    K.REPOST_ON_USER_POST: _create(
+        K.REPOST_ON_USER_POST, f"{STUDY}/create/repost_on_user_post", REPOST, R.REPOST_ON_USER_POST,
+        select.subject_is_study_post, paths.repost_file_name, ds.REPOSTS_ON_USER_POSTS,
+        nested_path=paths.subject_post_rkey, delete=K.DELETE_REPOST_ON_USER_POST,
+    ),
+    K.DELETE_REPOST_ON_USER_POST: _delete(
+        K.DELETE_REPOST_ON_USER_POST, f"{STUDY}/delete/repost_on_user_post", REPOST,
+        R.REPOST_ON_USER_POST, None, paths.repost_file_name, ds.REPOSTS_ON_USER_POSTS,
+    ),
+    K.QUOTE_OF_USER_POST: _create(
+        K.QUOTE_OF_USER_POST, f"{STUDY}/create/quote_of_user_post", POST, R.QUOTE_OF_USER_POST,
+        select.quotes_study_post, paths.post_file_name, ds.QUOTES_OF_USER_POSTS,
+        nested_path=paths.quoted_post_rkey, delete=K.DELETE_QUOTE_OF_USER_POST,
+    ),
+    K.DELETE_QUOTE_OF_USER_POST: _delete(
+        K.DELETE_QUOTE_OF_USER_POST, f"{STUDY}/delete/quote_of_user_post", POST, R.QUOTE_OF_USER_POST,
+        None, paths.post_file_name, ds.QUOTES_OF_USER_POSTS,
+    ),
+    # in-network users' posts, nested by author
+    K.IN_NETWORK_POST: _create(
+        K.IN_NETWORK_POST, f"{IN_NETWORK}/create/post", POST, R.POST, select.author_in_network,
+        paths.post_file_name, ds.IN_NETWORK_POSTS, nested_path=paths.author_directory,
+        delete=K.IN_NETWORK_DELETE_POST,
+    ),
+    K.IN_NETWORK_DELETE_POST: _delete(
+        K.IN_NETWORK_DELETE_POST, f"{IN_NETWORK}/delete/post", POST, R.POST, None,
+        paths.post_file_name, ds.IN_NETWORK_POSTS, nested_path=paths.author_directory,
     ),
 }
+# fmt: on
 
-CREATE_TO_DELETE: Mapping[HandlerKey, HandlerKey] = {
-    K.POST: K.DELETE_POST,
-    K.LIKE: K.DELETE_LIKE,
-    K.FOLLOW_FOLLOWER: K.DELETE_FOLLOW_FOLLOWER,
-    K.FOLLOW_FOLLOWEE: K.DELETE_FOLLOW_FOLLOWEE,
-    K.LIKE_ON_USER_POST: K.DELETE_LIKE_ON_USER_POST,
-    K.REPLY_TO_USER_POST: K.DELETE_REPLY_TO_USER_POST,
-    K.IN_NETWORK_POST: K.IN_NETWORK_DELETE_POST,
-}
+
+def check_registry(handlers: Mapping[HandlerKey, HandlerConfig]) -> None:
+    """Raise ``ConfigError`` unless ``handlers`` is a registry every part can work from: each
+    config under its own key, directories that are safe, distinct and not inside one another,
+    delete counterparts present, and one dataset per dataset name."""
+    directories: dict[str, HandlerKey] = {}
+    named: dict[str, Dataset] = {}
+    for key, config in handlers.items():
+        if config.key != key:
+            raise ConfigError(f"the registry holds the config of {config.key} under {key}")
+        parts = config.directory.split("/")
+        if any(not p or p.startswith(".") or len(p.encode()) > paths.MAX_NAME_BYTES for p in parts):
+            raise ConfigError(f"{key}: {config.directory!r} is not a directory under the cache root")
+        for other, other_key in directories.items():
+            if (
+                config.directory == other
+                or other.startswith(config.directory + "/")
+                or (config.directory.startswith(other + "/"))
+            ):
+                raise ConfigError(f"{key} and {other_key} share the directory {config.directory!r}")
+        directories[config.directory] = key
+        if config.operation == Operation.CREATE and config.select is None:
+            raise ConfigError(f"{key} takes creates, and has no selector")
+        if config.delete is not None:
+            counterpart = handlers.get(config.delete)
+            if counterpart is None:
+                raise ConfigError(f"{key} names {config.delete} as its delete, and the registry has none")
+            if counterpart.operation != Operation.DELETE or counterpart.collection != config.collection:
+                raise ConfigError(f"{config.delete} is not a delete of {config.collection}")
+        if named.setdefault(config.dataset.name, config.dataset) != config.dataset:
+            raise ConfigError(f"two different datasets are named {config.dataset.name}")
+
+
+def datasets_of(handlers: Mapping[HandlerKey, HandlerConfig]) -> dict[str, Dataset]:
+    """The registry's datasets by name, in the order of their first handler."""
+    return {config.dataset.name: config.dataset for config in handlers.values()}
 
 
 def record_path(root: str, config: HandlerConfig, record: CachedRecord) -> str:
@@ -88,10 +259,10 @@ def record_path(root: str, config: HandlerConfig, record: CachedRecord) -> str:
     name is bounded (``paths.bounded_name``), so that every spec-valid value has a path."""
     name = paths.bounded_name(config.path_strategy(record))
     if config.nested_path is None:
-        return os.path.join(root, config.key.value, name)
+        return os.path.join(root, config.directory, name)
     if record.nested_key is None:
         raise ValueError(f"{config.key} nests by a key, and the record has none: {record.uri}")
-    return os.path.join(root, config.key.value, paths.bounded_name(record.nested_key), name)
+    return os.path.join(root, config.directory, paths.bounded_name(record.nested_key), name)
 
 
 def write_record(root: str, config: HandlerConfig, record: CachedRecord) -> str:
@@ -101,5 +272,5 @@ def write_record(root: str, config: HandlerConfig, record: CachedRecord) -> str:
 
 
 def read_records(root: str, config: HandlerConfig) -> Iterator[tuple[str, CachedRecord]]:
-    for path in config.read_strategy(os.path.join(root, config.key.value)):
+    for path in config.read_strategy(os.path.join(root, config.directory)):
         yield path, decode_record(cache.read_bytes(path))

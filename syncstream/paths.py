@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
+from typing import Any
 
+from syncstream import references as refs
 from syncstream.records import CachedRecord
-from syncstream.syntax import is_did, is_record_key
+from syncstream.syntax import is_did
 from syncstream.types import POST
 
 __all__ = [
@@ -19,19 +21,22 @@ __all__ = [
     "PathStrategy",
     "author_directory",
     "bounded_name",
-    "delete_file_name",
+    "follow_delete_file_name",
     "follow_file_name",
+    "follow_subject_did",
     "like_file_name",
-    "liked_record_rkey",
     "post_file_name",
+    "quoted_post_rkey",
     "reply_parent_rkey",
-    "study_post_rkey",
+    "repost_file_name",
+    "subject_post_rkey",
+    "subject_rkey",
 ]
 
 PathStrategy = Callable[[CachedRecord], str]
 """A record's file name within its handler directory (components already validated)."""
 
-NestedPathExtractor = Callable[[str, dict[str, object] | None], str | None]
+NestedPathExtractor = Callable[[str, dict[str, Any] | None], str | None]
 """(author DID, record) -> the nested directory name, or None when the record has none valid."""
 
 
@@ -58,12 +63,20 @@ def bounded_name(name: str) -> str:
     return f"{encoded[:_KEPT_BYTES].decode(errors='ignore')}~{digest}{suffix}"
 
 
+# File names: a record's and its delete's are the same, but for a follow, whose delete does
+# not know the subject.
+
+
 def post_file_name(record: CachedRecord) -> str:
     return f"author_did={record.author_did}_post_uri_suffix={record.rkey}.json"
 
 
 def like_file_name(record: CachedRecord) -> str:
     return f"author_did={record.author_did}_like_uri_suffix={record.rkey}.json"
+
+
+def repost_file_name(record: CachedRecord) -> str:
+    return f"author_did={record.author_did}_repost_uri_suffix={record.rkey}.json"
 
 
 def follow_file_name(record: CachedRecord) -> str:
@@ -73,47 +86,35 @@ def follow_file_name(record: CachedRecord) -> str:
     )
 
 
-_DELETE_NOUN = {"app.bsky.feed.post": "post", "app.bsky.feed.like": "like", "app.bsky.graph.follow": "follow"}
+def follow_delete_file_name(record: CachedRecord) -> str:
+    return f"author_did={record.author_did}_follow_uri_suffix={record.rkey}.json"
 
 
-def delete_file_name(record: CachedRecord) -> str:
-    noun = _DELETE_NOUN[record.collection]
-    return f"author_did={record.author_did}_{noun}_uri_suffix={record.rkey}.json"
+# Nested directories, and a follow's subject: None when the record has no valid one.
 
 
-def _uri_at(record: dict[str, object] | None, *keys: str) -> str | None:
-    value: object = record
-    for key in keys:
-        if not isinstance(value, dict):
-            return None
-        value = value.get(key)
-    return value if isinstance(value, str) else None
+def subject_rkey(author: str, record: dict[str, Any] | None) -> str | None:
+    """The rkey of a like's or a repost's subject (any collection: a liked feed counts too)."""
+    return refs.rkey_of(refs.subject_uri(record))
 
 
-def _rkey_of(uri: str | None, collection: str | None = None) -> str | None:
-    """The rkey of ``at://authority/collection/rkey`` when it is a valid record key (and, if
-    given, the collection matches); only the rkey becomes a path component."""
-    if uri is None or not uri.startswith("at://"):
-        return None
-    parts = uri[5:].split("/")
-    if len(parts) != 3 or (collection is not None and parts[1] != collection):
-        return None
-    return parts[2] if is_record_key(parts[2]) else None
+def subject_post_rkey(author: str, record: dict[str, Any] | None) -> str | None:
+    """The rkey of a like's or a repost's subject when the subject is a post."""
+    return refs.rkey_of(refs.subject_uri(record), POST)
 
 
-def liked_record_rkey(author: str, record: dict[str, object] | None) -> str | None:
-    """The rkey of a like's subject (any collection: likes of feeds are likes too)."""
-    return _rkey_of(_uri_at(record, "subject", "uri"))
+def reply_parent_rkey(author: str, record: dict[str, Any] | None) -> str | None:
+    return refs.rkey_of(refs.reply_parent_uri(record), POST)
 
 
-def study_post_rkey(author: str, record: dict[str, object] | None) -> str | None:
-    """The rkey of a like's subject when the subject is a post."""
-    return _rkey_of(_uri_at(record, "subject", "uri"), POST)
+def quoted_post_rkey(author: str, record: dict[str, Any] | None) -> str | None:
+    return refs.rkey_of(refs.quoted_uri(record), POST)
 
 
-def reply_parent_rkey(author: str, record: dict[str, object] | None) -> str | None:
-    return _rkey_of(_uri_at(record, "reply", "parent", "uri"), POST)
-
-
-def author_directory(author: str, record: dict[str, object] | None) -> str | None:
+def author_directory(author: str, record: dict[str, Any] | None) -> str | None:
     return author if is_did(author) else None
+
+
+def follow_subject_did(record: dict[str, Any] | None) -> str | None:
+    found = refs.subject(record)
+    return found if isinstance(found, str) and is_did(found) else None

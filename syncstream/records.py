@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from syncstream.types import FollowStatus, Operation, RecordType
+from syncstream.types import FollowStatus, Operation
 
 __all__ = ["CachedRecord", "decode_record", "encode_record"]
 
@@ -23,7 +23,7 @@ class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     rkey: str
     collection: str
     operation: Operation
-    record_type: RecordType
+    record_type: str  # the handler's (``RecordType`` for the built-in ones)
     seq: int
     rev: str
     event_time: str  # the commit's ``time``, as the relay sent it

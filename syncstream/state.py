@@ -57,6 +57,27 @@ CREATE TABLE IF NOT EXISTS export_claims (
 ) WITHOUT ROWID;
 """
 
+VERSION = 2
+"""The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories)."""
+
+# What version 1 stored for each handler key: the handler's directory, as the key's value was.
+_VERSION_1_KEYS = {
+    "study_user_activity/create/post": "post",
+    "study_user_activity/create/like": "like",
+    "study_user_activity/create/follow/follower": "follow_follower",
+    "study_user_activity/create/follow/followee": "follow_followee",
+    "study_user_activity/create/like_on_user_post": "like_on_user_post",
+    "study_user_activity/create/reply_to_user_post": "reply_to_user_post",
+    "study_user_activity/delete/post": "delete_post",
+    "study_user_activity/delete/like": "delete_like",
+    "study_user_activity/delete/follow/follower": "delete_follow_follower",
+    "study_user_activity/delete/follow/followee": "delete_follow_followee",
+    "study_user_activity/delete/like_on_user_post": "delete_like_on_user_post",
+    "study_user_activity/delete/reply_to_user_post": "delete_reply_to_user_post",
+    "in_network_user_activity/create/post": "in_network_post",
+    "in_network_user_activity/delete/post": "in_network_delete_post",
+}
+
 ExportKey = tuple[str, str, str, str]
 """(dataset, uri, operation, follow_status or '')."""
 
@@ -109,6 +130,7 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
+            self._migrate()
         except sqlite3.Error as error:
             self._db.close()
             raise ConfigError(f"{self.path} is not a syncstream state store ({error})") from None
@@ -118,6 +140,24 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _migrate(self) -> None:
+        """Bring a store of an earlier layout to ``VERSION``, in one transaction."""
+        with self._transaction():
+            row = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+            version = 1 if row is None else int(row[0])
+            if version > VERSION:
+                raise ConfigError(
+                    f"{self.path} was written by a newer syncstream (state version {version}, "
+                    f"this one reads {VERSION}); upgrade syncstream"
+                )
+            if version < 2:
+                self._db.executemany(
+                    "UPDATE cached_uris SET handler_key = ? WHERE handler_key = ?",
+                    ((name, directory) for directory, name in _VERSION_1_KEYS.items()),
+                )
+            if version < VERSION:
+                self._set_meta("version", VERSION)
 
     # population ---------------------------------------------------------------------------
 
@@ -157,11 +197,15 @@ class StateStore:
     # cached-URI index ---------------------------------------------------------------------
 
     def cached_keys(self, uris: Iterable[str]) -> Mapping[str, frozenset[HandlerKey]]:
-        """The handler keys each URI was cached under (URIs never cached are absent)."""
+        """The handler keys each URI was cached under (URIs never cached are absent; a name no
+        ``HandlerKey`` has any more is passed over)."""
         found: dict[str, set[HandlerKey]] = {}
+        named: Mapping[str, HandlerKey] = {key.value: key for key in HandlerKey}
         for uri in uris:
-            for (key,) in self._db.execute("SELECT handler_key FROM cached_uris WHERE uri = ?", (uri,)):
-                found.setdefault(uri, set()).add(HandlerKey(key))
+            for (name,) in self._db.execute("SELECT handler_key FROM cached_uris WHERE uri = ?", (uri,)):
+                key = named.get(name)
+                if key is not None:
+                    found.setdefault(uri, set()).add(key)
         return {uri: frozenset(keys) for uri, keys in found.items()}
 
     def commit(

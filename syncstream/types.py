@@ -1,14 +1,14 @@
-"""The vocabulary of the cache: operations, record types, handler keys."""
+"""The vocabulary of the cache: operations, record types, handler keys, collections."""
 
 from __future__ import annotations
 
 from enum import StrEnum
 
 __all__ = [
-    "COLLECTION_OF",
     "FOLLOW",
     "LIKE",
     "POST",
+    "REPOST",
     "FollowStatus",
     "HandlerKey",
     "Operation",
@@ -18,6 +18,7 @@ __all__ = [
 
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
+REPOST = "app.bsky.feed.repost"
 FOLLOW = "app.bsky.graph.follow"
 
 
@@ -27,11 +28,16 @@ class Operation(StrEnum):
 
 
 class RecordType(StrEnum):
+    """The record types of the built-in registry (a cache file's ``record_type``)."""
+
     POST = "post"
     LIKE = "like"
     FOLLOW = "follow"
+    REPOST = "repost"
     LIKE_ON_USER_POST = "like_on_user_post"
     REPLY_TO_USER_POST = "reply_to_user_post"
+    REPOST_ON_USER_POST = "repost_on_user_post"
+    QUOTE_OF_USER_POST = "quote_of_user_post"
 
 
 class FollowStatus(StrEnum):
@@ -45,54 +51,26 @@ class Service(StrEnum):
 
 
 class HandlerKey(StrEnum):
-    """One key per handler; its value is the handler's directory under the cache root."""
+    """One key per handler. Its value is a stable name, kept in the state store's index of
+    cached URIs; what a handler does (its directory, collection, dataset) is its config's."""
 
-    POST = "study_user_activity/create/post"
-    LIKE = "study_user_activity/create/like"
-    FOLLOW_FOLLOWER = "study_user_activity/create/follow/follower"
-    FOLLOW_FOLLOWEE = "study_user_activity/create/follow/followee"
-    LIKE_ON_USER_POST = "study_user_activity/create/like_on_user_post"
-    REPLY_TO_USER_POST = "study_user_activity/create/reply_to_user_post"
-    DELETE_POST = "study_user_activity/delete/post"
-    DELETE_LIKE = "study_user_activity/delete/like"
-    DELETE_FOLLOW_FOLLOWER = "study_user_activity/delete/follow/follower"
-    DELETE_FOLLOW_FOLLOWEE = "study_user_activity/delete/follow/followee"
-    DELETE_LIKE_ON_USER_POST = "study_user_activity/delete/like_on_user_post"
-    DELETE_REPLY_TO_USER_POST = "study_user_activity/delete/reply_to_user_post"
-    IN_NETWORK_POST = "in_network_user_activity/create/post"
-    IN_NETWORK_DELETE_POST = "in_network_user_activity/delete/post"
-
-    @property
-    def service(self) -> Service:
-        return _FACTS[self][0]
-
-    @property
-    def operation(self) -> Operation:
-        return _FACTS[self][1]
-
-    @property
-    def record_type(self) -> RecordType:
-        return _FACTS[self][2]
-
-    @property
-    def follow_status(self) -> FollowStatus | None:
-        return _FACTS[self][3]
-
-
-def _facts(key: HandlerKey) -> tuple[Service, Operation, RecordType, FollowStatus | None]:
-    parts = key.value.split("/")
-    status = FollowStatus(parts[3]) if len(parts) > 3 else None
-    return Service(parts[0]), Operation(parts[1]), RecordType(parts[2]), status
-
-
-# Read on every routed write: parsed once here rather than split per call.
-_FACTS = {key: _facts(key) for key in HandlerKey}
-
-
-COLLECTION_OF: dict[RecordType, str] = {
-    RecordType.POST: POST,
-    RecordType.LIKE: LIKE,
-    RecordType.FOLLOW: FOLLOW,
-    RecordType.LIKE_ON_USER_POST: LIKE,
-    RecordType.REPLY_TO_USER_POST: POST,
-}
+    POST = "post"
+    LIKE = "like"
+    REPOST = "repost"
+    FOLLOW_FOLLOWER = "follow_follower"
+    FOLLOW_FOLLOWEE = "follow_followee"
+    LIKE_ON_USER_POST = "like_on_user_post"
+    REPLY_TO_USER_POST = "reply_to_user_post"
+    REPOST_ON_USER_POST = "repost_on_user_post"
+    QUOTE_OF_USER_POST = "quote_of_user_post"
+    DELETE_POST = "delete_post"
+    DELETE_LIKE = "delete_like"
+    DELETE_REPOST = "delete_repost"
+    DELETE_FOLLOW_FOLLOWER = "delete_follow_follower"
+    DELETE_FOLLOW_FOLLOWEE = "delete_follow_followee"
+    DELETE_LIKE_ON_USER_POST = "delete_like_on_user_post"
+    DELETE_REPLY_TO_USER_POST = "delete_reply_to_user_post"
+    DELETE_REPOST_ON_USER_POST = "delete_repost_on_user_post"
+    DELETE_QUOTE_OF_USER_POST = "delete_quote_of_user_post"
+    IN_NETWORK_POST = "in_network_post"
+    IN_NETWORK_DELETE_POST = "in_network_delete_post"

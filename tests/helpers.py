@@ -78,6 +78,26 @@ def like(subject_uri: str) -> dict[str, Any]:
     }
 
 
+def repost(subject_uri: str) -> dict[str, Any]:
+    return {**like(subject_uri), "$type": "app.bsky.feed.repost"}
+
+
+def quote(text: str, quoted_uri: str, *, media: bool = False) -> dict[str, Any]:
+    """A post that quotes ``quoted_uri``: an ``app.bsky.embed.record``, or with ``media`` the
+    record inside an ``app.bsky.embed.recordWithMedia``."""
+    record: dict[str, Any] = {
+        "$type": "app.bsky.embed.record",
+        "record": {"uri": quoted_uri, "cid": "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"},
+    }
+    if media:
+        record = {
+            "$type": "app.bsky.embed.recordWithMedia",
+            "record": record,
+            "media": {"$type": "app.bsky.embed.images", "images": []},
+        }
+    return {**post(text), "embed": record}
+
+
 def follow(subject: object) -> dict[str, Any]:
     return {"$type": "app.bsky.graph.follow", "subject": subject, "createdAt": TIME}
 

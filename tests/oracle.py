@@ -12,7 +12,13 @@ from typing import Any, NamedTuple
 
 _RKEY = re.compile(r"[A-Za-z0-9._:~-]{1,512}")
 _DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
-NOUN = {"app.bsky.feed.post": "post", "app.bsky.feed.like": "like", "app.bsky.graph.follow": "follow"}
+NOUN = {
+    "app.bsky.feed.post": "post",
+    "app.bsky.feed.like": "like",
+    "app.bsky.feed.repost": "repost",
+    "app.bsky.graph.follow": "follow",
+}
+POST = "app.bsky.feed.post"
 
 
 class Event(NamedTuple):
@@ -38,6 +44,27 @@ def _split(uri: object) -> tuple[str, str, str] | None:
     return (parts[0], parts[1], parts[2]) if len(parts) == 3 else None
 
 
+def _claims_study_post(raw: object, study: set[str]) -> bool:
+    return (
+        isinstance(raw, str)
+        and raw.startswith("at://")
+        and raw[5:].split("/")[0] in study
+        and len(raw[5:].split("/")) > 1
+        and raw[5:].split("/")[1] == POST
+    )
+
+
+def _quoted(record: dict[str, Any]) -> object:
+    embed = record.get("embed")
+    if not isinstance(embed, dict):
+        return None
+    if embed.get("$type") == "app.bsky.embed.record":
+        return (embed.get("record") or {}).get("uri")
+    if embed.get("$type") == "app.bsky.embed.recordWithMedia":
+        return ((embed.get("record") or {}).get("record") or {}).get("uri")
+    return None
+
+
 def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]) -> set[str]:
     files: set[str] = set()
     cached: dict[str, set[str]] = {}  # uri -> create directories it was written under
@@ -49,7 +76,9 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
         if e.action == "delete":
             targets: set[str] = set()
             if e.did in study:
-                targets.add({"post": "post", "like": "like", "follow": "follow/follower"}[noun])
+                targets.add(
+                    {"post": "post", "like": "like", "repost": "repost", "follow": "follow/follower"}[noun]
+                )
             for created in cached.get(uri, ()):
                 targets.add(created)
             if not targets or not (_did_ok(e.did) and _rkey_ok(e.rkey)):
@@ -86,17 +115,29 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
                             f"study_user_activity/create/reply_to_user_post/{parent[2]}/{name}",
                         )
                     )
+            raw_quoted = _quoted(record)
+            if _claims_study_post(raw_quoted, study):
+                quoted = _split(raw_quoted)
+                if quoted is None or not _rkey_ok(quoted[2]):
+                    ok = False
+                else:
+                    planned.append(
+                        (
+                            "quote_of_user_post",
+                            f"study_user_activity/create/quote_of_user_post/{quoted[2]}/{name}",
+                        )
+                    )
             if e.did in in_network:
                 planned.append(("in_network_post", f"in_network_user_activity/create/post/{e.did}/{name}"))
-        elif noun == "like":
-            name = f"author_did={e.did}_like_uri_suffix={e.rkey}.json"
+        elif noun in ("like", "repost"):
+            name = f"author_did={e.did}_{noun}_uri_suffix={e.rkey}.json"
             raw = (record.get("subject") or {}).get("uri")
             subject = _split(raw)
             if e.did in study:
                 if subject is None or not _rkey_ok(subject[2]):
                     ok = False
                 else:
-                    planned.append(("like", f"study_user_activity/create/like/{subject[2]}/{name}"))
+                    planned.append((noun, f"study_user_activity/create/{noun}/{subject[2]}/{name}"))
             if (
                 isinstance(raw, str)
                 and raw.startswith("at://")
@@ -109,8 +150,8 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
                 else:
                     planned.append(
                         (
-                            "like_on_user_post",
-                            f"study_user_activity/create/like_on_user_post/{subject[2]}/{name}",
+                            f"{noun}_on_user_post",
+                            f"study_user_activity/create/{noun}_on_user_post/{subject[2]}/{name}",
                         )
                     )
         else:

@@ -96,7 +96,7 @@ def test_a_reset_keeps_set_aside_files(tmp_path: Path) -> None:
     (tmp_path / ".set-aside" / "kept.json").write_text("{}")
     (tmp_path / POSTS).mkdir(parents=True)
     (tmp_path / POSTS / "x.json").write_text("{}")
-    reset_tree(str(tmp_path), (key.value for key in HANDLERS))
+    reset_tree(str(tmp_path), (config.directory for config in HANDLERS.values()))
     assert tree(tmp_path) == {".set-aside/kept.json"}
 
 

@@ -15,15 +15,28 @@ from syncstream.cache import WriterLock
 from syncstream.context import setup_batch_export_system
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.batch import export_batch
-from syncstream.export.datasets import DATASETS
 from syncstream.export.tables import schema_of
+from syncstream.handlers import HANDLERS, datasets_of
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec
-from tests.helpers import TIME, all_files, commit, follow, like, post, tree, write_replay, write_users
+from tests.helpers import (
+    TIME,
+    all_files,
+    commit,
+    follow,
+    like,
+    post,
+    quote,
+    repost,
+    tree,
+    write_replay,
+    write_users,
+)
 
 STUDY, STRANGER, FRIEND = "did:plc:study", "did:plc:stranger", "did:plc:friend"
 P1 = f"at://{STUDY}/app.bsky.feed.post/3p1"
+R1 = f"at://{STRANGER}/app.bsky.feed.post/3r1"
 
 
 def rich_post() -> dict[str, Any]:
@@ -59,25 +72,31 @@ def scenario() -> list[bytes]:
         commit(14, STUDY, OpSpec("create", "app.bsky.graph.follow/3f1", follow(STRANGER))),
         commit(15, STRANGER, OpSpec("create", "app.bsky.graph.follow/3f2", follow(STUDY))),
         commit(16, FRIEND, OpSpec("create", "app.bsky.feed.post/3n1", post("in network"))),
+        commit(17, STUDY, OpSpec("create", "app.bsky.feed.repost/3s1", repost(R1))),
+        commit(18, STRANGER, OpSpec("create", "app.bsky.feed.repost/3s2", repost(P1))),
+        commit(19, STRANGER, OpSpec("create", "app.bsky.feed.post/3q1", quote("look", P1, media=True))),
         commit(
-            17,
+            20,
             STRANGER,
             OpSpec("delete", "app.bsky.feed.post/3r1"),
             OpSpec("delete", "app.bsky.feed.like/3l1"),
             OpSpec("delete", "app.bsky.graph.follow/3f2"),
+            OpSpec("delete", "app.bsky.feed.repost/3s2"),
+            OpSpec("delete", "app.bsky.feed.post/3q1"),
         ),
         commit(
-            18,
+            21,
             STUDY,
             OpSpec("delete", "app.bsky.feed.post/3p1"),
             OpSpec("delete", "app.bsky.feed.like/3l2"),
             OpSpec("delete", "app.bsky.graph.follow/3f1"),
+            OpSpec("delete", "app.bsky.feed.repost/3s1"),
         ),
-        commit(19, FRIEND, OpSpec("delete", "app.bsky.feed.post/3n1")),
+        commit(22, FRIEND, OpSpec("delete", "app.bsky.feed.post/3n1")),
     ]
 
 
-EXPECTED = {
+EXPECTED: dict[str, set[tuple[str, str, str | None]]] = {
     "study_user_activity/post": {(P1, "create", None), (P1, "delete", None)},
     "study_user_activity/reply_to_user_post": {
         (f"at://{STRANGER}/app.bsky.feed.post/3r1", "create", None),
@@ -101,7 +120,22 @@ EXPECTED = {
         (f"at://{FRIEND}/app.bsky.feed.post/3n1", "create", None),
         (f"at://{FRIEND}/app.bsky.feed.post/3n1", "delete", None),
     },
+    "study_user_activity/repost": {
+        (f"at://{STUDY}/app.bsky.feed.repost/3s1", "create", None),
+        (f"at://{STUDY}/app.bsky.feed.repost/3s1", "delete", None),
+    },
+    "study_user_activity/repost_on_user_post": {
+        (f"at://{STRANGER}/app.bsky.feed.repost/3s2", "create", None),
+        (f"at://{STRANGER}/app.bsky.feed.repost/3s2", "delete", None),
+    },
+    "study_user_activity/quote_of_user_post": {
+        (f"at://{STRANGER}/app.bsky.feed.post/3q1", "create", None),
+        (f"at://{STRANGER}/app.bsky.feed.post/3q1", "delete", None),
+    },
 }
+
+
+ROWS = sum(map(len, EXPECTED.values()))  # one cache file each
 
 
 def write_cache(tmp_path: Path, frames: list[bytes] | None = None) -> list[str]:
@@ -147,7 +181,7 @@ def test_every_dataset_with_creates_and_deletes(tmp_path: Path) -> None:
     write_cache(tmp_path)
     assert export_main(export_args(tmp_path)) == 0
     out = tmp_path / "out"
-    for dataset in DATASETS:
+    for dataset in datasets_of(HANDLERS).values():
         rows = read_dataset(out, dataset.name)
         assert keys(rows) == EXPECTED[dataset.name], dataset.name
         assert len(rows) == len(EXPECTED[dataset.name])
@@ -219,10 +253,10 @@ def test_second_export_and_replayed_events_add_no_rows(
     state.set_cursor(0)  # the writer restarts behind what it already wrote: the relay replays
     state.close()
     assert write_main(args) == 0
-    assert len(tree(tmp_path / "cache")) == 14
+    assert len(tree(tmp_path / "cache")) == ROWS
     capsys.readouterr()
     assert export_main(export_args(tmp_path)) == 0
-    assert "exported 0 rows from 14 cache files" in capsys.readouterr().out
+    assert f"exported 0 rows from {ROWS} cache files" in capsys.readouterr().out
     assert tree(tmp_path / "cache") == set()
     for name, expected in EXPECTED.items():
         assert len(read_dataset(tmp_path / "out", name)) == len(expected)
@@ -236,7 +270,7 @@ def test_keep_cache_leaves_files_and_still_exports_once(tmp_path: Path) -> None:
     assert tree(tmp_path / "cache") == before
     assert export_main(export_args(tmp_path)) == 0
     assert tree(tmp_path / "cache") == set()
-    assert sum(len(read_dataset(tmp_path / "out", n)) for n in EXPECTED) == 14
+    assert sum(len(read_dataset(tmp_path / "out", n)) for n in EXPECTED) == ROWS
 
 
 def test_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -244,7 +278,7 @@ def test_dry_run_changes_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[s
     write_cache(tmp_path)
     before = tree(tmp_path / "cache")
     assert export_main(export_args(tmp_path, "--dry-run")) == 0
-    assert "would export 14 rows from 14 cache files" in capsys.readouterr().out
+    assert f"would export {ROWS} rows from {ROWS} cache files" in capsys.readouterr().out
     assert tree(tmp_path / "cache") == before
     assert not (tmp_path / "out").exists()
 
@@ -261,7 +295,7 @@ def test_clear_cache_refuses_beside_a_writer(tmp_path: Path, capsys: pytest.Capt
     assert export_main(export_args(tmp_path, "--clear-cache")) == 0
     assert tree(tmp_path / "cache") == set()
     assert (tmp_path / "cache" / "study_user_activity" / "create" / "post").is_dir()
-    assert sum(len(read_dataset(tmp_path / "out", n)) for n in EXPECTED) == 14
+    assert sum(len(read_dataset(tmp_path / "out", n)) for n in EXPECTED) == ROWS
 
 
 def test_storage_failure_leaves_the_cache_intact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -295,7 +329,7 @@ def test_library_call_returns_the_summary(tmp_path: Path) -> None:
         summary = export_batch(context)
     finally:
         context.close()
-    assert summary.rows == 14 and summary.cache_files == 14 and summary.batches == 5
+    assert summary.rows == summary.cache_files == ROWS and summary.batches == -(-ROWS // 3)
     assert {name: s.rows for name, s in summary.datasets.items()} == {n: len(e) for n, e in EXPECTED.items()}
     assert all(s.bytes > 0 and s.files >= 1 for s in summary.datasets.values())
 

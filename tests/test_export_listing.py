@@ -14,13 +14,13 @@ from syncstream.types import HandlerKey
 def make_tree(root: Path) -> set[tuple[str, HandlerKey]]:
     made = set()
     for i in range(7):
-        flat = f"{HandlerKey.POST.value}/author_did=did:plc:a_post_uri_suffix={i}.json"
-        nested = f"{HandlerKey.LIKE.value}/.{i}/author_did=did:plc:b_like_uri_suffix={i}.json"
+        flat = f"{HANDLERS[HandlerKey.POST].directory}/author_did=did:plc:a_post_uri_suffix={i}.json"
+        nested = f"{HANDLERS[HandlerKey.LIKE].directory}/.{i}/author_did=did:plc:b_like_uri_suffix={i}.json"
         for relpath, key in ((flat, HandlerKey.POST), (nested, HandlerKey.LIKE)):
             (root / relpath).parent.mkdir(parents=True, exist_ok=True)
             (root / relpath).write_text("{}")
             made.add((relpath, key))
-    (root / HandlerKey.POST.value / ".author_did=x.json.tmp").write_text("a write cut short")
+    (root / HANDLERS[HandlerKey.POST].directory / ".author_did=x.json.tmp").write_text("a write cut short")
     return made
 
 

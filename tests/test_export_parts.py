@@ -11,15 +11,15 @@ import pyarrow.dataset as ds
 import pytest
 
 from syncstream.export.__main__ import main as export_main
-from syncstream.export.datasets import DATASETS
 from syncstream.export.parts import HelperParts
+from syncstream.handlers import HANDLERS, datasets_of
 from tests.helpers import ROOT, tree
 from tests.test_export import export_args, write_cache
 
 
 def rows(out: Path) -> dict[str, list[dict[str, object]]]:
     found = {}
-    for dataset in DATASETS:
+    for dataset in datasets_of(HANDLERS).values():
         if (out / dataset.name).is_dir():
             table = ds.dataset(out / dataset.name, format="parquet", partitioning="hive").to_table()
             found[dataset.name] = sorted(table.to_pylist(), key=lambda r: (r["uri"], r["operation"], str(r)))

@@ -7,17 +7,19 @@ from typing import Any
 
 import pytest
 
+from syncstream.handlers import HANDLERS
 from syncstream.state import Population
 from syncstream.types import HandlerKey as K
 from syncstream.write.__main__ import main
 from syncstream.write.decode import Commit, RepoOp
 from syncstream.write.encode import OpSpec
-from syncstream.write.route import CacheWrite, Rejection, route_commit, route_op
-from tests.helpers import TIME, commit, follow, like, post, tree, write_replay, write_users
+from syncstream.write.route import CacheWrite, Rejection, route_commit, route_op, routing_table
+from tests.helpers import TIME, commit, follow, like, post, quote, repost, tree, write_replay, write_users
 
 STUDY, OTHER_STUDY, FRIEND, STRANGER = "did:plc:study", "did:plc:study2", "did:plc:friend", "did:plc:stranger"
 POPULATION = Population(study=frozenset({STUDY, OTHER_STUDY}), in_network=frozenset({FRIEND}))
 CID = "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"
+TABLE = routing_table(HANDLERS)
 
 
 def study_post(rkey: str = "3parent", author: str = STUDY) -> str:
@@ -30,7 +32,12 @@ def route(
     collection, rkey = path.split("/")
     op = RepoOp(action, collection, rkey, None if action == "delete" else CID, record)
     return route_op(
-        Commit(7, repo, "3rev", TIME, (op,)), op, POPULATION, prior, "2026-07-04T14:38:08.000000Z"
+        TABLE,
+        Commit(7, repo, "3rev", TIME, (op,)),
+        op,
+        POPULATION,
+        prior,
+        synctimestamp="2026-07-04T14:38:08.000000Z",
     )
 
 
@@ -108,7 +115,8 @@ def test_unrelated_activity_is_not_written() -> None:
     assert keys(route(STRANGER, "create", "app.bsky.feed.post/3a", post())) == []
     assert keys(route(STRANGER, "create", "app.bsky.feed.like/3l", like(study_post(author=FRIEND)))) == []
     assert keys(route(STRANGER, "create", "app.bsky.graph.follow/3f", follow(FRIEND))) == []
-    assert keys(route(STUDY, "create", "app.bsky.feed.repost/3r", {"subject": {}})) == []
+    assert keys(route(STRANGER, "create", "app.bsky.feed.repost/3r", repost(study_post(author=FRIEND)))) == []
+    assert keys(route(STUDY, "create", "app.bsky.graph.block/3b", follow(STRANGER))) == []
 
 
 def test_updates_are_written_like_creates() -> None:
@@ -152,6 +160,68 @@ def test_deletes_of_others_go_through_the_index() -> None:
     ]
 
 
+def test_study_user_repost_nested_by_reposted_rkey() -> None:
+    """A study user's repost of any record is a `repost`, nested by the reposted record's rkey."""
+    feed = f"at://{STRANGER}/app.bsky.feed.generator/3feed"
+    assert keys(route(STUDY, "create", "app.bsky.feed.repost/3r", repost(feed))) == [(K.REPOST, "3feed")]
+
+
+def test_repost_of_a_study_users_post_by_anyone() -> None:
+    """A repost of a study user's post is a `repost_on_user_post`, nested by the post's rkey;
+    a study user reposting another study user's post is both."""
+    assert keys(route(STRANGER, "create", "app.bsky.feed.repost/3r", repost(study_post()))) == [
+        (K.REPOST_ON_USER_POST, "3parent")
+    ]
+    both = route(STUDY, "create", "app.bsky.feed.repost/3r", repost(study_post(author=OTHER_STUDY)))
+    assert sorted(keys(both)) == [(K.REPOST, "3parent"), (K.REPOST_ON_USER_POST, "3parent")]
+    assert not isinstance(both, Rejection)
+    assert {w.record.record_type for w in both} == {
+        "repost",
+        "repost_on_user_post",
+    }
+
+
+@pytest.mark.parametrize("media", [False, True])
+def test_quote_of_a_study_users_post(media: bool) -> None:
+    """A post quoting a study user's post (plain, or inside recordWithMedia) is a
+    `quote_of_user_post` nested by the quoted rkey; a quote of a non-post is not."""
+    record = quote("look", study_post("3quoted"), media=media)
+    assert keys(route(STRANGER, "create", "app.bsky.feed.post/3q", record)) == [
+        (K.QUOTE_OF_USER_POST, "3quoted")
+    ]
+    assert sorted(keys(route(STUDY, "create", "app.bsky.feed.post/3q", record))) == [
+        (K.POST, None),
+        (K.QUOTE_OF_USER_POST, "3quoted"),
+    ]
+    feed = quote("look", f"at://{STUDY}/app.bsky.feed.generator/3feed", media=media)
+    assert keys(route(STRANGER, "create", "app.bsky.feed.post/3q", feed)) == []
+    untyped = {**post(), "embed": {"record": {"uri": study_post()}}}  # no $type: not a quote
+    assert keys(route(STRANGER, "create", "app.bsky.feed.post/3q", untyped)) == []
+
+
+def test_repost_and_quote_deletes() -> None:
+    """A study user's repost delete is always kept; others' reposts and quotes go through the index."""
+    assert keys(route(STUDY, "delete", "app.bsky.feed.repost/3r")) == [(K.DELETE_REPOST, None)]
+    assert keys(route(STRANGER, "delete", "app.bsky.feed.repost/3r")) == []
+    prior = frozenset({K.REPOST_ON_USER_POST})
+    assert keys(route(STRANGER, "delete", "app.bsky.feed.repost/3r", prior=prior)) == [
+        (K.DELETE_REPOST_ON_USER_POST, None)
+    ]
+    prior = frozenset({K.QUOTE_OF_USER_POST, K.REPLY_TO_USER_POST})
+    assert keys(route(STRANGER, "delete", "app.bsky.feed.post/3q", prior=prior)) == [
+        (K.DELETE_QUOTE_OF_USER_POST, None),
+        (K.DELETE_REPLY_TO_USER_POST, None),
+    ]
+
+
+def test_a_quote_with_a_bad_rkey_is_rejected() -> None:
+    """A quote of a study user's post whose rkey is not a record key is rejected, not dropped."""
+    record = quote("look", f"at://{STUDY}/app.bsky.feed.post/..", media=True)
+    assert route(STRANGER, "create", "app.bsky.feed.post/3q", record) == Rejection(
+        "invalid_nested_key:quote_of_user_post", f"at://{STRANGER}/app.bsky.feed.post/3q"
+    )
+
+
 def test_study_delete_unions_with_the_index() -> None:
     """A study user's delete of a reply to a study user is written under both record types, once each."""
     prior = frozenset({K.POST, K.REPLY_TO_USER_POST})
@@ -184,10 +254,10 @@ def test_study_delete_unions_with_the_index() -> None:
             post(parent=f"at://{STUDY}/app.bsky.feed.post/.."),
             "invalid_nested_key:reply_to_user_post",
         ),
-        (STUDY, "app.bsky.graph.follow/3f", follow("../../etc"), "invalid_follow_subject"),
-        (STUDY, "app.bsky.graph.follow/3f", follow("did:plc:x/../../y"), "invalid_follow_subject"),
-        (STUDY, "app.bsky.graph.follow/3f", follow({"did": STRANGER}), "invalid_follow_subject"),
-        (STUDY, "app.bsky.graph.follow/3f", follow("alice.bsky.social"), "invalid_follow_subject"),
+        (STUDY, "app.bsky.graph.follow/3f", follow("../../etc"), "invalid_subject_did:follow"),
+        (STUDY, "app.bsky.graph.follow/3f", follow("did:plc:x/../../y"), "invalid_subject_did:follow"),
+        (STUDY, "app.bsky.graph.follow/3f", follow({"did": STRANGER}), "invalid_subject_did:follow"),
+        (STUDY, "app.bsky.graph.follow/3f", follow("alice.bsky.social"), "invalid_subject_did:follow"),
     ],
 )
 def test_hostile_records_are_rejected_whole(
@@ -206,7 +276,7 @@ def test_route_commit_collects_writes_and_rejections_per_op() -> None:
         RepoOp("create", "app.bsky.feed.post", "..", CID, post()),
         RepoOp("delete", "app.bsky.feed.like", "3l", None, None),
     )
-    writes, rejections = route_commit(Commit(7, STUDY, "3rev", TIME, ops), POPULATION, {}, "t")
+    writes, rejections = route_commit(TABLE, Commit(7, STUDY, "3rev", TIME, ops), POPULATION, {}, "t")
     assert [w.key for w in writes] == [K.POST, K.DELETE_LIKE]
     assert rejections == [Rejection("invalid_rkey", f"at://{STUDY}/app.bsky.feed.post/..")]
 

@@ -1,8 +1,8 @@
-"""The vocabulary enums and the facts a handler key carries."""
+"""The vocabulary enums: their values appear in paths, in the data and in the state."""
 
 from __future__ import annotations
 
-from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
+from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType
 
 
 def test_enum_values() -> None:
@@ -12,21 +12,16 @@ def test_enum_values() -> None:
         "post",
         "like",
         "follow",
+        "repost",
         "like_on_user_post",
         "reply_to_user_post",
+        "repost_on_user_post",
+        "quote_of_user_post",
     ]
     assert [f.value for f in FollowStatus] == ["follower", "followee"]
 
 
-def test_handler_key_facts() -> None:
-    """A handler key's value is its directory, and its parts name service, operation, type, status."""
-    key = HandlerKey.DELETE_FOLLOW_FOLLOWEE
-    assert (key.service, key.operation, key.record_type, key.follow_status) == (
-        Service.STUDY_USER_ACTIVITY,
-        Operation.DELETE,
-        RecordType.FOLLOW,
-        FollowStatus.FOLLOWEE,
-    )
-    assert HandlerKey.IN_NETWORK_POST.service == Service.IN_NETWORK_USER_ACTIVITY
-    assert HandlerKey.POST.follow_status is None
-    assert len(HandlerKey) == 14
+def test_handler_keys_are_stable_names() -> None:
+    """A handler key's value, kept in the state's index, is its own name: no directory in it."""
+    assert all(key.value == key.name.lower() for key in HandlerKey)
+    assert len(HandlerKey) == 20

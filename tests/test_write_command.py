@@ -57,7 +57,7 @@ def test_corpus_tree_equals_what_the_routing_table_implies(
     assert tree(tmp_path / "cache") == expected
     out = capsys.readouterr().out
     assert "frames: 150" in out and "commit: 148" in out and "identity: 1" in out
-    assert "study_user_activity/create/reply_to_user_post: 3" in out
+    assert "  reply_to_user_post: 3\n" in out
     assert "cursor: 31527015471" in out
 
 
@@ -140,7 +140,7 @@ def test_hostile_frames_are_rejected_and_nothing_escapes(
         "invalid_rkey: 1",
         "invalid_nested_key:like: 1",
         "invalid_nested_key:like_on_user_post: 1",
-        "invalid_follow_subject: 2",
+        "invalid_subject_did:follow: 2",
         "invalid_nested_key:reply_to_user_post: 1",
         "error: 1",
         "info: 1",

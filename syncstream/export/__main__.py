@@ -151,7 +151,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         from syncstream.cache import WriterLock, reset_tree  # noqa: PLC0415
         from syncstream.context import setup_batch_export_system  # noqa: PLC0415
         from syncstream.export.batch import export_batch  # noqa: PLC0415
-        from syncstream.handlers import HANDLERS  # noqa: PLC0415
 
         context = setup_batch_export_system(
             args.cache_dir,
@@ -184,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = export_batch(context, remove=not args.keep_cache, dry_run=args.dry_run, progress=progress)
         if args.clear_cache:
             writer_lock.release()
-            reset_tree(context.cache_root, (key.value for key in HANDLERS))
+            reset_tree(context.cache_root, (config.directory for config in context.handlers.values()))
     except CacheLockedError as error:
         print(
             f"error: {error}; nothing was exported" if args.clear_cache else f"error: {error}",

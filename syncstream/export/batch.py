@@ -48,15 +48,17 @@ from syncstream.cache import (
     remove_files,
 )
 from syncstream.context import BatchExportContext
+from syncstream.datasets import Dataset, partition_date
 from syncstream.errors import CacheLockedError
-from syncstream.export.datasets import DATASET_OF, FileHead, decode_head, partition_date
 from syncstream.export.listing import Entry, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.export.parts import Part
 from syncstream.failpoints import failpoint
+from syncstream.handlers import datasets_of
 from syncstream.paths import bounded_name
 from syncstream.state import ExportKey
 from syncstream.timestamps import is_seq, micros
 from syncstream.types import HandlerKey
+from syncstream.views import FileHead, decode_head
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
 
@@ -89,7 +91,7 @@ class ExportSummary(msgspec.Struct, kw_only=True):
 
 class _Planned(NamedTuple):
     relative_path: str  # under the storage's base, named after the chunk
-    dataset: str
+    dataset: Dataset
     files: list[bytes]  # the part's cache files ...
     keys: list[ExportKey]  # ... and their keys, row by row
 
@@ -107,9 +109,6 @@ class _Chunk:
     @property
     def keys(self) -> list[ExportKey]:
         return [key for planned in self.planned for key in planned.keys]
-
-
-_DATASET_NAME = {key: dataset.name for key, dataset in DATASET_OF.items()}
 
 
 def _unexportable(head: FileHead) -> str | None:
@@ -140,7 +139,9 @@ class _Exporter:
         self.dry_run = dry_run
         self.progress = progress
         self.handlers = list(context.handlers.values())
-        self.by_dir = {config.key.value: config.key for config in self.handlers}
+        self.by_dir = {config.directory: config.key for config in self.handlers}
+        self.dataset_of = {config.key: config.dataset for config in self.handlers}
+        self.dataset_named = datasets_of(context.handlers)
         self.summary = ExportSummary(datasets={}, dry_run=dry_run)
         self._uncommitted: set[ExportKey] = set()  # keys of parts written, not yet committed
         self._finishing: list[str] = []  # committed chunks whose removal was handed on
@@ -153,7 +154,7 @@ class _Exporter:
         if self.dry_run:
             for entries, data in self._read_chunks(self.root, self._listable(self.root)):
                 for planned in self._plan(_Chunk("dry-run", self.root, entries, data)):
-                    stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
+                    stats = self.summary.datasets.setdefault(planned.dataset.name, DatasetSummary())
                     stats.rows += len(planned.keys)
                 self._done_batch()
             return self.summary
@@ -171,22 +172,22 @@ class _Exporter:
         found = []
         for config in self.handlers:
             try:
-                check_no_links(root, os.path.join(root, config.key.value))
+                check_no_links(root, os.path.join(root, config.directory))
             except SymlinkInCacheError as error:
                 self.summary.links_skipped += 1
                 log.warning("left alone: %s is a symbolic link inside the cache", error.filename)
                 continue
-            found.append(config.key.value)
+            found.append(config.directory)
         return found
 
     def _claim(self, claim_id: str) -> bool:
         """Move every non-empty handler directory into the claim; False when there was none."""
         listable = set(self._listable(self.root))
         present = [
-            config.key.value
+            config.directory
             for config in self.handlers
-            if config.key.value in listable
-            and next(config.read_strategy(os.path.join(self.root, config.key.value)), None) is not None
+            if config.directory in listable
+            and next(config.read_strategy(os.path.join(self.root, config.directory)), None) is not None
         ]
         if not present:
             return False
@@ -205,7 +206,7 @@ class _Exporter:
         """The cache files under ``root``, read, in chunks of at most ``batch_files`` files and
         about ``batch_bytes`` bytes (a file larger than that is a chunk of its own)."""
         most_files, most_bytes = self.context.batch_files, self.context.batch_bytes
-        handlers = [config for config in self.handlers if config.key.value in directories]
+        handlers = [config for config in self.handlers if config.directory in directories]
         prefix = root + "/"
         entries: list[Entry] = []
         data: list[bytes] = []
@@ -285,7 +286,7 @@ class _Exporter:
         chunk.committed = True
         self._uncommitted.difference_update(keys)
         for planned, size in zip(chunk.planned, sizes, strict=True):
-            stats = self.summary.datasets.setdefault(planned.dataset, DatasetSummary())
+            stats = self.summary.datasets.setdefault(planned.dataset.name, DatasetSummary())
             stats.rows += len(planned.keys)
             stats.files += 1
             stats.bytes += size
@@ -347,7 +348,7 @@ class _Exporter:
         not yet committed, are dropped. A file that cannot be a row is set aside."""
         rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
         prefix = chunk.claim_dir + "/"
-        decode, names = decode_head, _DATASET_NAME
+        decode, dataset_of = decode_head, self.dataset_of
         for entry, data in zip(chunk.entries, chunk.data, strict=True):
             try:
                 head = decode(data)
@@ -358,7 +359,7 @@ class _Exporter:
             if problem is not None:
                 self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
                 continue
-            dataset = names[entry.key]
+            dataset = dataset_of[entry.key].name
             key = (dataset, head.uri, head.operation, head.follow_status or "")
             seen = rows.get(key)
             if seen is not None:
@@ -378,7 +379,7 @@ class _Exporter:
             planned = grouped.get(where)
             if planned is None:
                 relative = f"{where[0]}/partition_date={where[1]}/part-{chunk.id}.parquet"
-                planned = grouped[where] = _Planned(relative, where[0], [], [])
+                planned = grouped[where] = _Planned(relative, self.dataset_named[where[0]], [], [])
             planned.files.append(data)
             planned.keys.append(key)
         return list(grouped.values())

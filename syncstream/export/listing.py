@@ -39,7 +39,7 @@ def chunks(root: str, handlers: Sequence[HandlerConfig], size: int) -> Iterator[
     chunk: list[Entry] = []
     for config in handlers:
         key = config.key
-        paths = config.read_strategy(os.path.join(root, key.value))
+        paths = config.read_strategy(os.path.join(root, config.directory))
         while more := [Entry(path[start:], key) for path in itertools.islice(paths, size - len(chunk))]:
             chunk += more
             if len(chunk) >= size:

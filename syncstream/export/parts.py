@@ -16,9 +16,10 @@ main process that then knows it, or not, and redone.
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from syncstream.cache import remove_files
@@ -29,6 +30,7 @@ from syncstream.helper import Helper, serve
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
+    from syncstream.datasets import Dataset
     from syncstream.export.storage import StorageRepository
 
 __all__ = [
@@ -37,6 +39,7 @@ __all__ = [
     "InlineParts",
     "Part",
     "PartWrites",
+    "check_sendable",
     "remove_bookkeeping",
     "remove_slice",
     "spare_pyarrow_the_pandas_import",
@@ -49,7 +52,7 @@ class Part(NamedTuple):
     bytes of one cache file each."""
 
     relative_path: str
-    dataset: str
+    dataset: Dataset
     files: Sequence[bytes]
 
 
@@ -87,13 +90,22 @@ class PartWrites(Protocol):
 
 def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:
     """Write every part; their sizes in bytes."""
-    from syncstream.export.datasets import DATASET_NAMED  # noqa: PLC0415 (the helper starts first)
     from syncstream.export.tables import build_table  # noqa: PLC0415 (pyarrow: the builder only)
 
-    return [
-        storage.write(part.relative_path, build_table(DATASET_NAMED[part.dataset], part.files))
-        for part in parts
-    ]
+    return [storage.write(part.relative_path, build_table(part.dataset, part.files)) for part in parts]
+
+
+def check_sendable(datasets: Iterable[Dataset]) -> None:
+    """Raise ``ConfigError`` unless every dataset can be sent to a helper: it goes by pickle,
+    its views and column functions by reference, so each must be importable by name."""
+    for dataset in datasets:
+        try:
+            pickle.dumps(dataset)
+        except (pickle.PicklingError, AttributeError, TypeError) as error:
+            raise ConfigError(
+                f"dataset {dataset.name} cannot be sent to the Parquet helper ({error}); give its "
+                "view and columns module-level functions, or export without a helper process"
+            ) from None
 
 
 REMOVAL_SLICE = 250  # cache files removed between two looks at what else is due
@@ -148,7 +160,8 @@ class InlineParts:
 class HelperParts:
     """Parts written by a helper process that opens ``out`` (a directory or a pyarrow.fs URI).
 
-    Requests: ``["describe"]``, ``["parts", [[relative_path, dataset, [file bytes, ...]], ...]]``,
+    Requests: ``["describe"]``, ``["dataset", pickled Dataset]`` (once per dataset, before its
+    first part), ``["parts", [[relative_path, dataset name, [file bytes, ...]], ...]]``,
     ``["finish", [path, ...]]``, ``["forget", [path, ...]]`` (a chunk's bookkeeping),
     ``["remove", [relative_path, ...]]`` and ``["sync"]``; the helper answers each, in order,
     ``["ok", value]`` or ``["error", message]``. Once the helper has died, every call raises
@@ -166,6 +179,7 @@ class HelperParts:
         self._sizes: deque[list[int]] = deque()  # answers to "parts", read ahead of sizes()
         self._description: str | None = None
         self._dead: HelperError | None = None
+        self._sent: set[str] = set()  # the datasets the helper has been given
         self._request(["describe"])  # answered once the helper has imported pyarrow
         if "://" in self.out:  # a remote store is checked now; a local directory is made as needed
             self._opened()
@@ -209,7 +223,11 @@ class HelperParts:
         return self._description
 
     def submit(self, parts: Sequence[Part]) -> None:
-        self._request(["parts", [[p.relative_path, p.dataset, list(p.files)] for p in parts]])
+        for part in parts:
+            if part.dataset.name not in self._sent:
+                self._request(["dataset", pickle.dumps(part.dataset)])
+                self._sent.add(part.dataset.name)
+        self._request(["parts", [[p.relative_path, p.dataset.name, list(p.files)] for p in parts]])
 
     def sizes(self) -> list[int]:
         self._opened()
@@ -273,6 +291,7 @@ class _Server:
         self.out = out
         self.options = options
         self._storage: StorageRepository | None = None
+        self._datasets: dict[str, Dataset] = {}
 
     def storage(self) -> StorageRepository:
         if self._storage is None:
@@ -286,7 +305,12 @@ class _Server:
         try:
             match request:
                 case ["parts", list(parts)]:
-                    return ["ok", write_parts(self.storage(), [Part(*p) for p in parts])]
+                    found = [Part(path, self._datasets[name], files) for path, name, files in parts]
+                    return ["ok", write_parts(self.storage(), found)]
+                case ["dataset", bytes(pickled)]:
+                    dataset = pickle.loads(pickled)  # from the process that started this one
+                    self._datasets[dataset.name] = dataset
+                    return ["ok", None]
                 case ["remove", list(paths)]:
                     self.storage().remove(paths)
                     return ["ok", None]

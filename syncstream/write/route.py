@@ -1,31 +1,29 @@
 """Routing: one decoded op and the study population -> the cache writes it implies.
 
-Pure: no I/O, no clock. The caller supplies the handler keys that the op's URI was cached under
-before (``prior``; used by deletes) and the time the event was received. The conditions of the
-architecture's routing table are independent: one op may yield several writes. An op whose
-path components are not valid AT Protocol syntax is rejected whole, with a reason.
+One generic loop over a registry, precomputed per collection (``routing_table``): a create goes
+to every handler of its collection whose selector keeps it; a delete to every delete handler
+whose selector keeps it (a study user's own deletes) and to the delete counterpart of every
+handler the URI was cached under before (``prior``, from the state's index). The conditions
+are independent: one op may yield several writes.
+
+Pure: no I/O, no clock. An op whose path components are not valid AT Protocol syntax is
+rejected whole, with a reason.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from syncstream.handlers import CREATE_TO_DELETE, HANDLERS
+from syncstream.handlers import HandlerConfig
 from syncstream.records import CachedRecord
+from syncstream.selectors import Selector
 from syncstream.state import Population
 from syncstream.syntax import is_did, is_record_key
-from syncstream.types import FOLLOW, LIKE, POST, HandlerKey, Operation
+from syncstream.types import HandlerKey, Operation
 from syncstream.write.decode import Commit, RepoOp
 
-__all__ = ["ROUTED_COLLECTIONS", "CacheWrite", "Rejection", "route_commit", "route_op"]
-
-ROUTED_COLLECTIONS = frozenset({POST, LIKE, FOLLOW})
-_DELETE_OF_OWN = {
-    POST: HandlerKey.DELETE_POST,
-    LIKE: HandlerKey.DELETE_LIKE,
-    FOLLOW: HandlerKey.DELETE_FOLLOW_FOLLOWER,
-}
+__all__ = ["CacheWrite", "Rejection", "RoutingTable", "route_commit", "route_op", "routing_table"]
 
 
 class CacheWrite(NamedTuple):
@@ -38,120 +36,121 @@ class Rejection(NamedTuple):
     uri: str
 
 
-def _authority_of(uri: object) -> str | None:
-    """The authority of something shaped like an AT-URI, before any strict check."""
-    if not isinstance(uri, str) or not uri.startswith("at://"):
-        return None
-    return uri[5:].split("/", 1)[0]
+class _Collection(NamedTuple):
+    creates: tuple[tuple[Selector, HandlerConfig], ...]
+    deletes: tuple[tuple[Selector, HandlerConfig], ...]  # the deletes kept without the index
 
 
-def _get(record: Mapping[str, Any] | None, *keys: str) -> object:
-    value: object = record
-    for key in keys:
-        if not isinstance(value, Mapping):
-            return None
-        value = value.get(key)
-    return value
+class RoutingTable(NamedTuple):
+    """A registry arranged for routing, once, when a writer is set up."""
+
+    collections: Mapping[str, _Collection]
+    delete_of: Mapping[HandlerKey, HandlerConfig]  # a create handler -> its delete handler
+
+    @property
+    def names(self) -> frozenset[str]:
+        """The collections some handler takes (the decoder decodes only their records)."""
+        return frozenset(self.collections)
 
 
-def _is_study_post(uri: object, study: frozenset[str]) -> bool:
-    """True when ``uri`` claims to be a post of a study user (strict validity is checked later)."""
-    authority = _authority_of(uri)
-    if authority is None or authority not in study:
-        return False
-    parts = str(uri)[5:].split("/")
-    return len(parts) > 1 and parts[1] == POST
+def routing_table(handlers: Mapping[HandlerKey, HandlerConfig]) -> RoutingTable:
+    creates: dict[str, list[tuple[Selector, HandlerConfig]]] = {}
+    deletes: dict[str, list[tuple[Selector, HandlerConfig]]] = {}
+    for config in handlers.values():
+        side = creates if config.operation == Operation.CREATE else deletes
+        selected = side.setdefault(config.collection, [])
+        if config.select is not None:  # (a create always has one: ``check_registry``)
+            selected.append((config.select, config))
+    collections = {
+        name: _Collection(tuple(creates.get(name, ())), tuple(deletes.get(name, ())))
+        for name in creates.keys() | deletes.keys()
+    }
+    delete_of = {
+        key: handlers[config.delete] for key, config in handlers.items() if config.delete is not None
+    }
+    return RoutingTable(collections, delete_of)
 
 
-def _create_keys(op: RepoOp, repo: str, population: Population) -> list[HandlerKey]:
-    study, record = population.study, op.record
-    keys: list[HandlerKey] = []
-    if op.collection == POST:
-        if repo in study:
-            keys.append(HandlerKey.POST)
-        if _is_study_post(_get(record, "reply", "parent", "uri"), study):
-            keys.append(HandlerKey.REPLY_TO_USER_POST)
-        if repo in population.in_network:
-            keys.append(HandlerKey.IN_NETWORK_POST)
-    elif op.collection == LIKE:
-        if repo in study:
-            keys.append(HandlerKey.LIKE)
-        if _is_study_post(_get(record, "subject", "uri"), study):
-            keys.append(HandlerKey.LIKE_ON_USER_POST)
-    elif op.collection == FOLLOW:
-        if repo in study:
-            keys.append(HandlerKey.FOLLOW_FOLLOWER)
-        subject = _get(record, "subject")
-        if isinstance(subject, str) and subject in study:
-            keys.append(HandlerKey.FOLLOW_FOLLOWEE)
-    return keys
-
-
-def _delete_keys(
-    op: RepoOp, repo: str, population: Population, prior: frozenset[HandlerKey]
-) -> list[HandlerKey]:
-    keys = {CREATE_TO_DELETE[key] for key in prior if key in CREATE_TO_DELETE}
-    if repo in population.study:
-        keys.add(_DELETE_OF_OWN[op.collection])
-    return sorted(keys)
+def _selected(
+    table: RoutingTable,
+    op: RepoOp,
+    repo: str,
+    population: Population,
+    prior: frozenset[HandlerKey],
+) -> list[HandlerConfig]:
+    routes = table.collections[op.collection]
+    if op.action != "delete":
+        record = op.record
+        return [config for select, config in routes.creates if select(repo, record, population)]
+    found = [config for select, config in routes.deletes if select(repo, None, population)]
+    if prior:
+        keys = {config.key for config in found}
+        for key in sorted(prior):
+            config = table.delete_of.get(key)  # absent: a handler this registry does not have
+            if config is not None and config.key not in keys:
+                keys.add(config.key)
+                found.append(config)
+    return found
 
 
 def route_op(
+    table: RoutingTable,
     commit: Commit,
     op: RepoOp,
     population: Population,
     prior: frozenset[HandlerKey],
+    *,
     synctimestamp: str,
 ) -> list[CacheWrite] | Rejection:
     """The writes ``op`` implies (possibly none), or the reason it is rejected whole."""
-    if op.collection not in ROUTED_COLLECTIONS:
+    if op.collection not in table.collections:
         return []
     repo = commit.repo
-    deleting = op.action == "delete"
-    keys = _delete_keys(op, repo, population, prior) if deleting else _create_keys(op, repo, population)
-    if not keys:
+    configs = _selected(table, op, repo, population, prior)
+    if not configs:
         return []
     uri = f"at://{repo}/{op.collection}/{op.rkey}"
     if not is_did(repo):
         return Rejection("invalid_repo_did", uri)
     if not is_record_key(op.rkey):
         return Rejection("invalid_rkey", uri)
-    subject_did: str | None = None
-    if op.collection == FOLLOW and not deleting:
-        subject = _get(op.record, "subject")
-        if not isinstance(subject, str) or not is_did(subject):
-            return Rejection("invalid_follow_subject", uri)
-        subject_did = subject
+    deleting = op.action == "delete"
+    record = None if deleting else op.record
     writes: list[CacheWrite] = []
-    for key in keys:
-        config = HANDLERS[key]
+    for config in configs:
         nested_key: str | None = None
         if config.nested_path is not None:
-            nested_key = config.nested_path(repo, None if deleting else op.record)
+            nested_key = config.nested_path(repo, record)
             if nested_key is None:
-                return Rejection(f"invalid_nested_key:{key.record_type}", uri)
-        record = CachedRecord(
+                return Rejection(f"invalid_nested_key:{config.record_type}", uri)
+        subject_did: str | None = None
+        if config.subject_did is not None:
+            subject_did = config.subject_did(record)
+            if subject_did is None:
+                return Rejection(f"invalid_subject_did:{config.record_type}", uri)
+        cached = CachedRecord(
             uri=uri,
             cid=op.cid,
             author_did=repo,
             rkey=op.rkey,
             collection=op.collection,
-            operation=Operation.DELETE if deleting else Operation.CREATE,
-            record_type=key.record_type,
+            operation=config.operation,
+            record_type=config.record_type,
             seq=commit.seq,
             rev=commit.rev,
             event_time=commit.time,
             synctimestamp=synctimestamp,
-            follow_status=key.follow_status,
+            follow_status=config.follow_status,
             nested_key=nested_key,
             subject_did=subject_did,
-            record=op.record,
+            record=record,
         )
-        writes.append(CacheWrite(key, record))
+        writes.append(CacheWrite(config.key, cached))
     return writes
 
 
 def route_commit(
+    table: RoutingTable,
     commit: Commit,
     population: Population,
     prior: Mapping[str, frozenset[HandlerKey]],
@@ -163,7 +162,7 @@ def route_commit(
     empty: frozenset[HandlerKey] = frozenset()
     for op in commit.ops:
         uri = f"at://{commit.repo}/{op.collection}/{op.rkey}"
-        routed = route_op(commit, op, population, prior.get(uri, empty), synctimestamp)
+        routed = route_op(table, commit, op, population, prior.get(uri, empty), synctimestamp=synctimestamp)
         if isinstance(routed, Rejection):
             rejections.append(routed)
         else:

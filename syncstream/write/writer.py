@@ -25,10 +25,10 @@ from syncstream.handlers import record_path
 from syncstream.records import encode_record
 from syncstream.state import Population
 from syncstream.timestamps import micros
-from syncstream.types import HandlerKey, Operation
+from syncstream.types import FollowStatus, HandlerKey, Operation
 from syncstream.write.decode import Commit, Decoded, decode_frame
 from syncstream.write.files import FileWrites, InlineWrites
-from syncstream.write.route import ROUTED_COLLECTIONS, CacheWrite, route_commit
+from syncstream.write.route import CacheWrite, route_commit, routing_table
 
 __all__ = ["CacheWriter", "WriteSummary", "utc_now"]
 
@@ -78,6 +78,8 @@ class CacheWriter:
         files: FileWrites | None = None,
     ) -> None:
         self.context = context
+        self.routes = routing_table(context.handlers)
+        self._collections = self.routes.names
         self.file_writes: FileWrites = files if files is not None else InlineWrites(context.cache_root)
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
@@ -107,7 +109,7 @@ class CacheWriter:
     def process_frame(self, frame: bytes) -> Decoded | None:
         """Decode and apply one frame; None when it was at or below the last processed seq."""
         try:
-            decoded = decode_frame(frame, ROUTED_COLLECTIONS)
+            decoded = decode_frame(frame, self._collections)
         except Exception as error:  # a poison pill of a kind decode_frame does not know yet
             decoded = Decoded("undecodable")
             self._reject(f"decode_error:{type(error).__name__}", f"a frame after seq {self.last_seq}")
@@ -149,10 +151,10 @@ class CacheWriter:
         deleted: list[str] = []
         for op in commit.ops:
             ops[op.action] = ops.get(op.action, 0) + 1
-            if op.action == "delete" and op.collection in ROUTED_COLLECTIONS:
+            if op.action == "delete" and op.collection in self._collections:
                 deleted.append(f"at://{commit.repo}/{op.collection}/{op.rkey}")
         prior = self._cached_keys(deleted) if deleted else {}
-        writes, rejections = route_commit(commit, self.population, prior, utc_now())
+        writes, rejections = route_commit(self.routes, commit, self.population, prior, utc_now())
         for rejection in rejections:
             self._reject(rejection.reason, rejection.uri)
         if writes and micros(commit.time) is None:
@@ -164,11 +166,12 @@ class CacheWriter:
         files = self.files
         write = self.file_writes.write
         for key, record in writes:
-            write(record_path(ctx.cache_root, ctx.handlers[key], record), encode_record(record))
+            config = ctx.handlers[key]
+            write(record_path(ctx.cache_root, config, record), encode_record(record))
             files[key.value] = files.get(key.value, 0) + 1
             if record.operation == Operation.CREATE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
-            if self.track_follows and key.record_type == "follow" and key.follow_status == "follower":
+            if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
                 self._track(record.uri, record.author_did, record.subject_did)
         return writes
 

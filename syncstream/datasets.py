@@ -1,0 +1,129 @@
+"""The export's datasets, declared as named columns: each a name, an Arrow type, and the
+function that takes its value from a cache file's head or from the dataset's view of the
+record. A handler config names its dataset; the export builds each Table from these columns,
+in this order, and nothing else (``syncstream.export.tables``).
+
+A dataset is ``{out}/{name}/partition_date=YYYY-MM-DD/``, ``name`` being
+``{service}/{record_type}``. Types are named here and made Arrow types where Tables are built,
+so that the registry, the writer and the export's main process never import pyarrow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from operator import attrgetter
+from typing import Any, Literal
+
+from syncstream.config import Config
+from syncstream.records import CachedRecord
+from syncstream.views import FileHead, follow_view, post_view, record_json, subject_view
+
+__all__ = [
+    "COMMON_COLUMNS",
+    "FOLLOWS",
+    "FOLLOW_COLUMNS",
+    "IN_NETWORK_POSTS",
+    "LIKES",
+    "LIKES_ON_USER_POSTS",
+    "POSTS",
+    "POST_COLUMNS",
+    "QUOTES_OF_USER_POSTS",
+    "REPLIES_TO_USER_POSTS",
+    "REPOSTS",
+    "REPOSTS_ON_USER_POSTS",
+    "SUBJECT_COLUMNS",
+    "ArrowType",
+    "Column",
+    "Dataset",
+    "partition_date",
+]
+
+ArrowType = Literal["string", "int64", "timestamp", "list<string>"]
+"""``timestamp`` is microseconds, UTC, taken from an ISO 8601 string."""
+
+
+class Column(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    type: ArrowType
+    value: Callable[[Any], object]  # of the head (common columns) or of the dataset's view
+    nullable: bool = True
+
+
+class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str  # "{service}/{record_type}": where its Parquet goes under the output
+    view: Callable[[FileHead], Any]  # the record's fields its columns read, decoded once per row
+    columns: tuple[Column, ...]  # after the common ones, each read from the view
+
+
+def _head(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
+    if name not in _CACHED_FIELDS:
+        raise ValueError(f"{name} is not a field of a cache file")
+    return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
+
+
+_CACHED_FIELDS = frozenset(CachedRecord.__struct_fields__)
+
+COMMON_COLUMNS: tuple[Column, ...] = (
+    _head("uri", nullable=False),
+    _head("cid"),
+    _head("author_did", nullable=False),
+    _head("rkey", nullable=False),
+    _head("collection", nullable=False),
+    _head("operation", nullable=False),
+    _head("record_type", nullable=False),
+    _head("seq", "int64", nullable=False),
+    _head("rev"),
+    _head("event_time", "timestamp"),
+    _head("synctimestamp", "timestamp", nullable=False),
+    Column(name="record_json", type="string", value=record_json),
+)
+"""Every dataset's first columns, taken from the cache file's head."""
+
+
+def _view(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
+    return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
+
+
+POST_COLUMNS: tuple[Column, ...] = (
+    _view("text"),
+    _view("created_at"),
+    _view("langs", "list<string>"),
+    _view("reply_parent_uri"),
+    _view("reply_root_uri"),
+    _view("embed_type"),
+    _view("embed_record_uri"),
+    _view("facets_json"),
+    _view("labels", "list<string>"),
+    _view("tags", "list<string>"),
+)
+SUBJECT_COLUMNS: tuple[Column, ...] = (_view("subject_uri"), _view("subject_cid"), _view("created_at"))
+FOLLOW_COLUMNS: tuple[Column, ...] = (
+    _view("follow_status", nullable=False),
+    _view("follower_did", nullable=False),
+    _view("followee_did"),
+    _view("created_at"),
+)
+
+
+def _posts(name: str) -> Dataset:
+    return Dataset(name=name, view=post_view, columns=POST_COLUMNS)
+
+
+def _subjects(name: str) -> Dataset:
+    return Dataset(name=name, view=subject_view, columns=SUBJECT_COLUMNS)
+
+
+POSTS = _posts("study_user_activity/post")
+LIKES = _subjects("study_user_activity/like")
+REPOSTS = _subjects("study_user_activity/repost")
+LIKES_ON_USER_POSTS = _subjects("study_user_activity/like_on_user_post")
+REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post")
+REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post")
+QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post")
+FOLLOWS = Dataset(name="scraped_user_social_network/follow", view=follow_view, columns=FOLLOW_COLUMNS)
+IN_NETWORK_POSTS = _posts("in_network_user_activity/post")
+
+
+def partition_date(synctimestamp: str) -> str:
+    """The UTC date of a writer timestamp (always ``YYYY-MM-DDT...Z``, written by us)."""
+    return synctimestamp[:10]
