@@ -74,7 +74,7 @@ json_values = st.recursive(
     max_leaves=12,
 )
 json_records = st.dictionaries(st.text(max_size=10), json_values, max_size=6)
-isotimes = st.datetimes().map(lambda d: d.strftime("%Y-%m-%dT%H:%M:%S.%fZ"))
+isotimes = st.datetimes().map(lambda d: f"{d.year:04d}" + d.strftime("-%m-%dT%H:%M:%S.%fZ"))
 
 
 @st.composite

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 import syncstream
+from tests.helpers import ROOT, corpus_frames
 
 
 def test_all_is_sorted_and_complete() -> None:
@@ -40,3 +45,19 @@ def test_public_names_come_from_their_modules() -> None:
     assert syncstream.CachedRecord is records.CachedRecord
     assert syncstream.HandlerKey is types.HandlerKey
     assert set(syncstream.__all__) <= set(dir(syncstream))
+
+
+def test_the_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's library example, as written (a local directory for its S3 URI), writes the
+    sample frames and exports them."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## The library", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert "handlers=HANDLERS" in code and "process_frames(frames)" in code
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "study.txt").write_text((ROOT / "syncstream/data/sample_study_users.txt").read_text())
+    namespace = {"frames": corpus_frames()}
+    exec(compile(code.replace("s3://bucket/prefix", "out"), "README.md", "exec"), namespace)
+    summary, written = namespace["summary"], sum(namespace["writer"].files.values())  # type: ignore[attr-defined]
+    assert summary.rows == summary.cache_files == written == 12  # type: ignore[attr-defined]
+    assert len(list((tmp_path / "out").rglob("*.parquet"))) == len(summary.datasets)  # type: ignore[attr-defined]

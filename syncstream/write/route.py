@@ -71,17 +71,13 @@ def routing_table(handlers: Mapping[HandlerKey, HandlerConfig]) -> RoutingTable:
     return RoutingTable(collections, delete_of)
 
 
-def _selected(
+def _deletes(
     table: RoutingTable,
-    op: RepoOp,
+    routes: _Collection,
     repo: str,
     population: Population,
     prior: frozenset[HandlerKey],
 ) -> list[HandlerConfig]:
-    routes = table.collections[op.collection]
-    if op.action != "delete":
-        record = op.record
-        return [config for select, config in routes.creates if select(repo, record, population)]
     found = [config for select, config in routes.deletes if select(repo, None, population)]
     if prior:
         keys = {config.key for config in found}
@@ -103,10 +99,15 @@ def route_op(
     synctimestamp: str,
 ) -> list[CacheWrite] | Rejection:
     """The writes ``op`` implies (possibly none), or the reason it is rejected whole."""
-    if op.collection not in table.collections:
+    routes = table.collections.get(op.collection)
+    if routes is None:
         return []
     repo = commit.repo
-    configs = _selected(table, op, repo, population, prior)
+    if op.action == "delete":
+        configs = _deletes(table, routes, repo, population, prior)
+    else:
+        record = op.record
+        configs = [config for select, config in routes.creates if select(repo, record, population)]
     if not configs:
         return []
     uri = f"at://{repo}/{op.collection}/{op.rkey}"
@@ -161,8 +162,8 @@ def route_commit(
     rejections: list[Rejection] = []
     empty: frozenset[HandlerKey] = frozenset()
     for op in commit.ops:
-        uri = f"at://{commit.repo}/{op.collection}/{op.rkey}"
-        routed = route_op(table, commit, op, population, prior.get(uri, empty), synctimestamp=synctimestamp)
+        cached = prior.get(f"at://{commit.repo}/{op.collection}/{op.rkey}", empty) if prior else empty
+        routed = route_op(table, commit, op, population, cached, synctimestamp=synctimestamp)
         if isinstance(routed, Rejection):
             rejections.append(routed)
         else:

@@ -1,0 +1,192 @@
+"""Every dataset's columns, by name: each column holds its own value, so that two columns swapped
+(in the declaration, the view or the extractor) fail here."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import msgspec
+import pytest
+
+from syncstream.datasets import COMMON_COLUMNS, Dataset
+from syncstream.export.tables import build_table, schema_of
+from syncstream.handlers import HANDLERS, datasets_of
+from syncstream.records import CachedRecord, encode_record
+from syncstream.types import HandlerKey as K
+
+CID = "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"
+QUOTED = "at://did:plc:quoted/app.bsky.feed.post/3quoted"
+POST_RECORD: dict[str, Any] = {
+    "$type": "app.bsky.feed.post",
+    "text": "the text",
+    "createdAt": "2026-07-04T14:00:00.000Z",
+    "langs": ["en", "pt"],
+    "reply": {
+        "parent": {"uri": "at://did:plc:parent/app.bsky.feed.post/3parent", "cid": CID},
+        "root": {"uri": "at://did:plc:root/app.bsky.feed.post/3root", "cid": CID},
+    },
+    "embed": {
+        "$type": "app.bsky.embed.recordWithMedia",
+        "record": {"$type": "app.bsky.embed.record", "record": {"uri": QUOTED, "cid": CID}},
+        "media": {"$type": "app.bsky.embed.images", "images": []},
+    },
+    "facets": [{"index": {"byteStart": 0, "byteEnd": 3}, "features": []}],
+    "labels": {"$type": "com.atproto.label.defs#selfLabels", "values": [{"val": "porn"}, {"val": "gore"}]},
+    "tags": ["tag1", "tag2"],
+}
+SUBJECT_RECORD = {
+    "$type": "app.bsky.feed.repost",
+    "subject": {"uri": "at://did:plc:subject/app.bsky.feed.post/3subject", "cid": "bafyreisubjectcid"},
+    "createdAt": "2026-07-04T13:00:00.000Z",
+}
+FOLLOW_RECORD = {
+    "$type": "app.bsky.graph.follow",
+    "subject": "did:plc:followee",
+    "createdAt": "2026-07-04T12:00Z",
+}
+
+
+def cached(key: K, record: dict[str, Any] | None) -> CachedRecord:
+    config = HANDLERS[key]
+    return CachedRecord(
+        uri=f"at://did:plc:author/{config.collection}/3rkey",
+        cid=CID,
+        author_did="did:plc:author",
+        rkey="3rkey",
+        collection=config.collection,
+        operation=config.operation,
+        record_type=config.record_type,
+        seq=31527015322,
+        rev="3mptbypluud2a",
+        event_time="2026-07-04T14:38:07.517Z",
+        synctimestamp="2026-07-04T14:38:08.123456Z",
+        follow_status=config.follow_status,
+        nested_key="3nested" if config.nested_path else None,
+        subject_did="did:plc:followee" if config.subject_did else None,
+        record=record,
+    )
+
+
+def common(record: CachedRecord) -> dict[str, object]:
+    return {
+        "uri": record.uri,
+        "cid": CID,
+        "author_did": "did:plc:author",
+        "rkey": "3rkey",
+        "collection": record.collection,
+        "operation": record.operation.value,
+        "record_type": record.record_type,
+        "seq": 31527015322,
+        "rev": "3mptbypluud2a",
+        "event_time": datetime(2026, 7, 4, 14, 38, 7, 517000, tzinfo=UTC),
+        "synctimestamp": datetime(2026, 7, 4, 14, 38, 8, 123456, tzinfo=UTC),
+        "record_json": None if record.record is None else msgspec.json.encode(record.record).decode(),
+    }
+
+
+def row(dataset: Dataset, record: CachedRecord) -> dict[str, object]:
+    table = build_table(dataset, [encode_record(record)])
+    assert table.schema == schema_of(dataset)
+    [found] = table.to_pylist()
+    return found
+
+
+POST_COLUMNS = {
+    "text": "the text",
+    "created_at": "2026-07-04T14:00:00.000Z",
+    "langs": ["en", "pt"],
+    "reply_parent_uri": "at://did:plc:parent/app.bsky.feed.post/3parent",
+    "reply_root_uri": "at://did:plc:root/app.bsky.feed.post/3root",
+    "embed_type": "app.bsky.embed.recordWithMedia",
+    "embed_record_uri": QUOTED,
+    "facets_json": '[{"index":{"byteStart":0,"byteEnd":3},"features":[]}]',
+    "labels": ["porn", "gore"],
+    "tags": ["tag1", "tag2"],
+}
+SUBJECT_COLUMNS = {
+    "subject_uri": "at://did:plc:subject/app.bsky.feed.post/3subject",
+    "subject_cid": "bafyreisubjectcid",
+    "created_at": "2026-07-04T13:00:00.000Z",
+}
+
+
+@pytest.mark.parametrize("key", [K.POST, K.REPLY_TO_USER_POST, K.QUOTE_OF_USER_POST, K.IN_NETWORK_POST])
+def test_post_columns(key: K) -> None:
+    """A post's row: the common columns, then each post column with its own value, in order."""
+    record = cached(key, POST_RECORD)
+    found = row(HANDLERS[key].dataset, record)
+    expected = common(record) | POST_COLUMNS
+    assert list(found) == list(expected)
+    assert found == expected
+
+
+@pytest.mark.parametrize("key", [K.LIKE, K.LIKE_ON_USER_POST, K.REPOST, K.REPOST_ON_USER_POST])
+def test_like_and_repost_columns(key: K) -> None:
+    """A like's or a repost's row: its subject's URI and CID, and its time."""
+    record = cached(key, SUBJECT_RECORD)
+    found = row(HANDLERS[key].dataset, record)
+    expected = common(record) | SUBJECT_COLUMNS
+    assert list(found) == list(expected)
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("key", "status"), [(K.FOLLOW_FOLLOWER, "follower"), (K.FOLLOW_FOLLOWEE, "followee")]
+)
+def test_follow_columns(key: K, status: str) -> None:
+    """A follow's row: its status, follower, followee and time."""
+    record = cached(key, FOLLOW_RECORD)
+    found = row(HANDLERS[key].dataset, record)
+    expected = common(record) | {
+        "follow_status": status,
+        "follower_did": "did:plc:author",
+        "followee_did": "did:plc:followee",
+        "created_at": "2026-07-04T12:00Z",
+    }
+    assert list(found) == list(expected)
+    assert found == expected
+
+
+@pytest.mark.parametrize("key", [k for k, c in HANDLERS.items() if c.operation == "delete"])
+def test_delete_columns(key: K) -> None:
+    """A delete's row keeps the common columns, and nulls where the record would be."""
+    record = cached(key, None)
+    found = row(HANDLERS[key].dataset, record)
+    assert {name: found[name] for name in common(record)} == common(record)
+    own = [column.name for column in HANDLERS[key].dataset.columns]
+    expected_own = dict.fromkeys(own)
+    if "follow_status" in own:
+        expected_own |= {"follow_status": record.follow_status, "follower_did": "did:plc:author"}
+    assert {name: found[name] for name in own} == expected_own
+
+
+def test_a_mistyped_field_costs_only_that_column() -> None:
+    """A record with one field of the wrong type still gives every other column its value."""
+    record = cached(K.QUOTE_OF_USER_POST, POST_RECORD | {"langs": "en", "tags": [1, "tag2"]})
+    found = row(HANDLERS[K.QUOTE_OF_USER_POST].dataset, record)
+    assert found == common(record) | POST_COLUMNS | {"langs": None, "tags": ["tag2"]}
+
+
+@pytest.mark.parametrize(
+    ("embed", "uri"),
+    [
+        ({"$type": "app.bsky.embed.record", "record": {"uri": QUOTED, "cid": CID}}, QUOTED),
+        ({"$type": "app.bsky.embed.external", "external": {"uri": "https://x"}}, None),
+        ({"$type": "app.bsky.embed.record", "record": {"uri": 7}}, None),
+        (None, None),
+    ],
+)
+def test_embed_record_uri(embed: object, uri: str | None) -> None:
+    """embed_record_uri is the quoted record's URI, for a plain quote as for one with media."""
+    record = cached(K.POST, {**POST_RECORD, "embed": embed})
+    assert row(HANDLERS[K.POST].dataset, record)["embed_record_uri"] == uri
+
+
+def test_every_dataset_starts_with_the_common_columns() -> None:
+    """The common columns come first in every schema, and no dataset repeats a column name."""
+    names = [column.name for column in COMMON_COLUMNS]
+    for dataset in datasets_of(HANDLERS).values():
+        schema = schema_of(dataset)
+        assert schema.names[: len(names)] == names
+        assert len(set(schema.names)) == len(schema.names), dataset.name

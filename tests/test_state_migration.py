@@ -1,0 +1,105 @@
+"""State files of the first layout (handler directories in the index) are migrated to stable
+handler names when opened, and then route deletes as before."""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from syncstream.errors import ConfigError
+from syncstream.state import _SCHEMA, VERSION, StateStore
+from syncstream.types import HandlerKey as K
+from syncstream.write.__main__ import main as write_main
+from syncstream.write.encode import OpSpec
+from tests.helpers import commit, tree, write_replay, write_users
+
+STUDY, STRANGER = "did:plc:study", "did:plc:stranger"
+LIKE_URI = f"at://{STRANGER}/app.bsky.feed.like/3l1"
+FOLLOW_URI = f"at://{STRANGER}/app.bsky.graph.follow/3f1"
+
+
+def version_1_store(path: Path, rows: list[tuple[str, str]]) -> Path:
+    """A store as the first layout left it: no version, directories as handler keys."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.executescript(_SCHEMA)
+        db.execute("INSERT INTO meta (key, value) VALUES ('cursor', 41)")
+        db.execute("INSERT INTO users (did, kind) VALUES (?, 'study')", (STUDY,))
+        db.executemany("INSERT INTO cached_uris (uri, handler_key) VALUES (?, ?)", rows)
+    return path
+
+
+def stored(path: Path) -> set[tuple[str, str]]:
+    with closing(sqlite3.connect(path)) as db:
+        return set(db.execute("SELECT uri, handler_key FROM cached_uris"))
+
+
+def test_directories_become_handler_names(tmp_path: Path) -> None:
+    """Every directory of the first layout is rewritten to its key's name, once; the rest stays."""
+    path = version_1_store(
+        tmp_path / "s.sqlite",
+        [
+            (LIKE_URI, "study_user_activity/create/like_on_user_post"),
+            (FOLLOW_URI, "study_user_activity/create/follow/followee"),
+            (f"at://{STUDY}/app.bsky.feed.post/3p", "study_user_activity/create/post"),
+            (f"at://{STUDY}/app.bsky.feed.post/3p", "in_network_user_activity/create/post"),
+        ],
+    )
+    state = StateStore(path)
+    try:
+        assert state.cursor() == 41
+        assert state.cached_keys([LIKE_URI, FOLLOW_URI, f"at://{STUDY}/app.bsky.feed.post/3p"]) == {
+            LIKE_URI: frozenset({K.LIKE_ON_USER_POST}),
+            FOLLOW_URI: frozenset({K.FOLLOW_FOLLOWEE}),
+            f"at://{STUDY}/app.bsky.feed.post/3p": frozenset({K.POST, K.IN_NETWORK_POST}),
+        }
+    finally:
+        state.close()
+    assert stored(path) == {
+        (LIKE_URI, "like_on_user_post"),
+        (FOLLOW_URI, "follow_followee"),
+        (f"at://{STUDY}/app.bsky.feed.post/3p", "post"),
+        (f"at://{STUDY}/app.bsky.feed.post/3p", "in_network_post"),
+    }
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone() == (VERSION,)
+    StateStore(path).close()  # opened again: nothing left to migrate
+    assert len(stored(path)) == 4
+
+
+def test_a_migrated_index_still_routes_deletes(tmp_path: Path) -> None:
+    """A stranger's delete of a like cached under the first layout lands in delete/like_on_user_post."""
+    state = version_1_store(
+        tmp_path / "s.sqlite", [(LIKE_URI, "study_user_activity/create/like_on_user_post")]
+    )
+    replay = write_replay(
+        tmp_path / "r.bin", [commit(42, STRANGER, OpSpec("delete", "app.bsky.feed.like/3l1"))]
+    )
+    args = ["--cache-dir", str(tmp_path / "cache"), "--state", str(state), "--replay", str(replay), "-q"]
+    assert write_main([*args, "--study-users", str(write_users(tmp_path / "study.txt", [STUDY]))]) == 0
+    assert tree(tmp_path / "cache") == {
+        "study_user_activity/delete/like_on_user_post/author_did=did:plc:stranger_like_uri_suffix=3l1.json"
+    }
+
+
+def test_a_name_no_key_has_is_passed_over(tmp_path: Path) -> None:
+    """An index row of a handler this version does not have is ignored, not a crash."""
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        state.commit(1, [(LIKE_URI, K.LIKE_ON_USER_POST)])
+        with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
+            db.execute("INSERT INTO cached_uris VALUES (?, 'a_handler_since_removed')", (LIKE_URI,))
+        assert state.cached_keys([LIKE_URI]) == {LIKE_URI: frozenset({K.LIKE_ON_USER_POST})}
+    finally:
+        state.close()
+
+
+def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    """A store written by a newer layout is a clear error, not a silent misreading."""
+    path = version_1_store(tmp_path / "s.sqlite", [])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('version', ?)", (VERSION + 1,))
+    with pytest.raises(ConfigError, match=f"newer syncstream \\(state version {VERSION + 1}"):
+        StateStore(path)
