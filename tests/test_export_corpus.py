@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 from pathlib import Path
 
 import duckdb
+import pytest
 
 from syncstream.export.__main__ import main as export_main
 from syncstream.write.__main__ import main as write_main
-from tests.helpers import CORPUS, ROOT, jetstream_events
+from tests.helpers import CORPUS, ROOT, jetstream_events, write_users
 from tests.oracle import expected_tree, jetstream_to_events
 
 SAMPLE = ROOT / "syncstream" / "data"
@@ -19,14 +21,22 @@ DATASET_OF_DIR = {
     "study_user_activity/{}/like": "study_user_activity/like",
     "study_user_activity/{}/like_on_user_post": "study_user_activity/like_on_user_post",
     "study_user_activity/{}/reply_to_user_post": "study_user_activity/reply_to_user_post",
+    "study_user_activity/{}/repost": "study_user_activity/repost",
+    "study_user_activity/{}/repost_on_user_post": "study_user_activity/repost_on_user_post",
+    "study_user_activity/{}/quote_of_user_post": "study_user_activity/quote_of_user_post",
     "study_user_activity/{}/follow/follower": "scraped_user_social_network/follow",
     "study_user_activity/{}/follow/followee": "scraped_user_social_network/follow",
     "in_network_user_activity/{}/post": "in_network_user_activity/post",
 }
 NAME = re.compile(
-    r"(?:author|follower)_did=(did:[^_]+)_(?:followee_did=did:[^_]+_)?(post|like|follow)_uri_suffix=(.+)\.json"
+    r"(?:author|follower)_did=(did:[^_]+)_(?:followee_did=did:[^_]+_)?(post|like|repost|follow)_uri_suffix=(.+)\.json"
 )
-NSID = {"post": "app.bsky.feed.post", "like": "app.bsky.feed.like", "follow": "app.bsky.graph.follow"}
+NSID = {
+    "post": "app.bsky.feed.post",
+    "like": "app.bsky.feed.like",
+    "repost": "app.bsky.feed.repost",
+    "follow": "app.bsky.graph.follow",
+}
 
 
 def expected_rows(study: set[str], in_network: set[str]) -> set[tuple[str, str, str, str | None]]:
@@ -47,9 +57,14 @@ def dids(path: Path) -> set[str]:
     return {line.split("#")[0].strip() for line in path.read_text().splitlines()} - {""}
 
 
-def test_corpus_through_write_and_export_matches_jetstream(tmp_path: Path) -> None:
-    """Every exported row is one the routing table implies, and its cid and record are Jetstream's."""
+@pytest.mark.parametrize("population", ["sample", "everyone"])
+def test_corpus_through_write_and_export_matches_jetstream(tmp_path: Path, population: str) -> None:
+    """Every exported row is one the routing table implies, and its cid and record are Jetstream's:
+    for the sample population, and with every account of the corpus a study user (reposts, quotes,
+    likes and replies among them)."""
     study_file, network_file = SAMPLE / "sample_study_users.txt", SAMPLE / "sample_in_network_users.txt"
+    if population == "everyone":
+        study_file = write_users(tmp_path / "everyone.txt", sorted({e["did"] for e in jetstream_events()}))
     common = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "s.sqlite"), "-q"]
     write_args = ["--study-users", str(study_file), "--in-network-users", str(network_file)]
     assert write_main([*common, *write_args, "--replay", str(CORPUS / "frames.bin.zst"), "--no-sync"]) == 0
@@ -68,7 +83,11 @@ def test_corpus_through_write_and_export_matches_jetstream(tmp_path: Path) -> No
         ).fetchall()
     assert len(got) == len({row[:4] for row in got}), "a row appears twice"
     assert {row[:4] for row in got} == expected_rows(dids(study_file), dids(network_file))
-    assert len(got) == 15
+    if population == "sample":
+        assert len(got) == 15
+    else:
+        by_dataset = Counter(row[0] for row in got)
+        assert by_dataset["study_user_activity/repost"] > 0 and by_dataset["study_user_activity/post"] > 0
     for _, uri, operation, _, cid, record_json in got:
         if operation == "create":
             assert cid == jetstream[uri]["cid"]
