@@ -11,7 +11,18 @@ from hypothesis import strategies as st
 from properties.strategies import hostile_text, valid_dids, valid_rkeys
 from syncstream.write.__main__ import main
 from syncstream.write.encode import OpSpec, error_frame, info_frame
-from tests.helpers import commit, follow, like, post, quote, repost, tree, write_replay, write_users
+from tests.helpers import (
+    commit,
+    follow,
+    like,
+    post,
+    quote,
+    record_cid,
+    repost,
+    tree,
+    write_replay,
+    write_users,
+)
 from tests.oracle import Event, expected_tree
 
 NSID = {
@@ -73,7 +84,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
                 record = follow(draw(st.one_of(st.sampled_from(people), hostile_text)))
             action = draw(st.sampled_from(["create", "create", "update"]))
             ops.append(OpSpec(action, f"{NSID[kind]}/{rkey}", record))
-            events.append(Event(repo, NSID[kind], rkey, action, record))
+            events.append(Event(repo, NSID[kind], rkey, action, record, record_cid(record)))
             created.append((repo, kind, rkey))
         frames.append(commit(seq, repo, *ops))
     return frames, events, study, in_network

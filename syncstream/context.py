@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,7 +14,7 @@ from returns.result import Failure
 from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
 from syncstream.errors import ConfigError
 from syncstream.handlers import HANDLERS, HandlerConfig, check_registry
-from syncstream.state import Population, StateStore, read_user_file
+from syncstream.state import Population, StateStore, read_user_lines
 from syncstream.types import HandlerKey
 
 if TYPE_CHECKING:
@@ -24,9 +25,12 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchExportContext",
     "CacheWriteContext",
+    "load_users",
     "setup_batch_export_system",
     "setup_cache_write_system",
 ]
+
+log = logging.getLogger("syncstream.state")
 
 
 class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -60,14 +64,25 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
         self.state.close()
 
 
-def _load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
+def load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
+    """Replace the ``kind`` users with a user file's DIDs (``ConfigError`` for a bad file). A
+    purged DID stays out: a stale copy of the study's list does not bring back a withdrawal;
+    its line is skipped with a warning (``StateStore.reenrol`` lets it in again)."""
     if path is None:
         return
-    match read_user_file(path):
+    match read_user_lines(path):
         case Failure(message):
             raise ConfigError(message)
         case result:
-            state.replace_users(kind, result.unwrap())
+            purged = state.purged_dids()
+            kept = []
+            for line, did in result.unwrap():
+                if did in purged:
+                    log.warning("%s:%d: %s was purged (withdrawn or deleted): skipped; "
+                                "--reenrol %s enrols it again", path, line, did, did)  # fmt: skip
+                else:
+                    kept.append(did)
+            state.replace_users(kind, kept)
 
 
 def setup_cache_write_system(
@@ -77,10 +92,12 @@ def setup_cache_write_system(
     study_users: str | Path | None = None,
     in_network_users: str | Path | None = None,
     handlers: Mapping[HandlerKey, HandlerConfig] = HANDLERS,
+    reenrol: Iterable[str] = (),
 ) -> CacheWriteContext:
     """Open the state, load the user files (when given), lay the tree and take the writer lock.
 
     ``handlers`` is the registry this system routes and writes by (``HANDLERS`` by default).
+    A purged DID in a user file is skipped unless it is in ``reenrol``.
     Raises ``ConfigError`` for a bad user file or registry and ``CacheLockedError`` when
     another writer holds the cache.
     """
@@ -93,8 +110,9 @@ def setup_cache_write_system(
     try:
         state = StateStore(state_path)
         try:
-            _load_users(state, "study", study_users)
-            _load_users(state, "in_network", in_network_users)
+            state.reenrol(reenrol)
+            load_users(state, "study", study_users)
+            load_users(state, "in_network", in_network_users)
             try:
                 create_tree(root, (config.directory for config in handlers.values()))
             except SymlinkInCacheError as error:

@@ -16,10 +16,12 @@ from typing import Any, Literal
 
 from syncstream.config import Config
 from syncstream.records import CachedRecord
-from syncstream.views import FileHead, follow_view, post_view, record_json, subject_view
+from syncstream.views import FileHead, event_view, follow_view, post_view, record_json, subject_view
 
 __all__ = [
+    "ACCOUNT_EVENTS",
     "COMMON_COLUMNS",
+    "EVENT_COLUMNS",
     "FOLLOWS",
     "FOLLOW_COLUMNS",
     "IN_NETWORK_POSTS",
@@ -38,7 +40,7 @@ __all__ = [
     "partition_date",
 ]
 
-ArrowType = Literal["string", "int64", "timestamp", "list<string>"]
+ArrowType = Literal["string", "int64", "bool", "timestamp", "list<string>"]
 """``timestamp`` is microseconds, UTC, taken from an ISO 8601 string."""
 
 
@@ -47,12 +49,6 @@ class Column(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: ArrowType
     value: Callable[[Any], object]  # of the head (common columns) or of the dataset's view
     nullable: bool = True
-
-
-class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    name: str  # "{service}/{record_type}": where its Parquet goes under the output
-    view: Callable[[FileHead], Any]  # the record's fields its columns read, decoded once per row
-    columns: tuple[Column, ...]  # after the common ones, each read from the view
 
 
 def _head(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
@@ -78,6 +74,14 @@ COMMON_COLUMNS: tuple[Column, ...] = (
     Column(name="record_json", type="string", value=record_json),
 )
 """Every dataset's first columns, taken from the cache file's head."""
+
+
+class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    name: str  # "{service}/{record_type}": where its Parquet goes under the output
+    view: Callable[[FileHead], Any]  # the record's fields its columns read, decoded once per row
+    columns: tuple[Column, ...]  # after the head's, each read from the view
+    head_columns: tuple[Column, ...] = COMMON_COLUMNS  # first, each read from the file's head
+    author_column: str = "author_did"  # the column of the account a row belongs to (purges)
 
 
 def _view(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
@@ -121,6 +125,25 @@ REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post")
 REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post")
 QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post")
 FOLLOWS = Dataset(name="scraped_user_social_network/follow", view=follow_view, columns=FOLLOW_COLUMNS)
+EVENT_COLUMNS: tuple[Column, ...] = (
+    _view("did", nullable=False),
+    _view("population", nullable=False),
+    _view("event", nullable=False),
+    _view("seq", "int64", nullable=False),
+    _view("event_time", "timestamp"),
+    _view("synctimestamp", "timestamp", nullable=False),
+    _view("active", "bool"),
+    _view("status"),
+    _view("handle"),
+    _view("rev"),
+)
+ACCOUNT_EVENTS = Dataset(
+    name="population/account_event",
+    view=event_view,
+    columns=EVENT_COLUMNS,
+    head_columns=(),
+    author_column="did",
+)
 IN_NETWORK_POSTS = _posts("in_network_user_activity/post")
 
 

@@ -22,7 +22,19 @@ from syncstream.datasets import Dataset
 from syncstream.errors import ConfigError
 from syncstream.records import CachedRecord, decode_record, encode_record
 from syncstream.selectors import Selector
-from syncstream.types import FOLLOW, LIKE, POST, REPOST, FollowStatus, HandlerKey, Operation, RecordType
+from syncstream.types import (
+    ACCOUNT,
+    FOLLOW,
+    IDENTITY,
+    LIKE,
+    POST,
+    REPOST,
+    SYNC,
+    FollowStatus,
+    HandlerKey,
+    Operation,
+    RecordType,
+)
 
 __all__ = [
     "HANDLERS",
@@ -69,7 +81,7 @@ def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argum
     path_strategy: paths.PathStrategy,
     dataset: Dataset,
     *,
-    delete: HandlerKey,
+    delete: HandlerKey | None,
     nested_path: paths.NestedPathExtractor | None = None,
     follow_status: FollowStatus | None = None,
     subject_did: SubjectExtractor | None = None,
@@ -116,6 +128,14 @@ def _delete(  # noqa: PLR0917 (as _create)
         dataset=dataset,
         follow_status=follow_status,
     )
+
+
+def _event(key: HandlerKey, frame: str) -> HandlerConfig:
+    directory = f"population/account_event/{frame.removeprefix('#')}"
+    return _create(
+        key, directory, frame, RecordType.ACCOUNT_EVENT, select.author_in_population, paths.event_file_name,
+        ds.ACCOUNT_EVENTS, delete=None,
+    )  # fmt: skip
 
 
 K, R, F = HandlerKey, RecordType, FollowStatus
@@ -210,9 +230,13 @@ HANDLERS: Mapping[HandlerKey, HandlerConfig] = {
         delete=K.IN_NETWORK_DELETE_POST,
     ),
     K.IN_NETWORK_DELETE_POST: _delete(
-        K.IN_NETWORK_DELETE_POST, f"{IN_NETWORK}/delete/post", POST, R.POST, None,
+        K.IN_NETWORK_DELETE_POST, f"{IN_NETWORK}/delete/post", POST, R.POST, select.author_in_network,
         paths.post_file_name, ds.IN_NETWORK_POSTS, nested_path=paths.author_directory,
     ),
+    # events of study and in-network accounts (a frame type each; nothing deletes them)
+    K.ACCOUNT_EVENT: _event(K.ACCOUNT_EVENT, ACCOUNT),
+    K.IDENTITY_EVENT: _event(K.IDENTITY_EVENT, IDENTITY),
+    K.SYNC_EVENT: _event(K.SYNC_EVENT, SYNC),
 }
 # fmt: on
 
@@ -257,7 +281,10 @@ def datasets_of(handlers: Mapping[HandlerKey, HandlerConfig]) -> dict[str, Datas
 def record_path(root: str, config: HandlerConfig, record: CachedRecord) -> str:
     """Where ``record`` lives; its components were validated when it was routed, and each
     name is bounded (``paths.bounded_name``), so that every spec-valid value has a path."""
-    name = paths.bounded_name(config.path_strategy(record))
+    name = config.path_strategy(record)
+    if record.operation == Operation.UPDATE:
+        name = paths.version_name(name, record)
+    name = paths.bounded_name(name)
     if config.nested_path is None:
         return os.path.join(root, config.directory, name)
     if record.nested_key is None:

@@ -21,6 +21,7 @@ __all__ = [
     "PathStrategy",
     "author_directory",
     "bounded_name",
+    "event_file_name",
     "follow_delete_file_name",
     "follow_file_name",
     "follow_subject_did",
@@ -31,6 +32,7 @@ __all__ = [
     "repost_file_name",
     "subject_post_rkey",
     "subject_rkey",
+    "version_name",
 ]
 
 PathStrategy = Callable[[CachedRecord], str]
@@ -86,8 +88,19 @@ def follow_file_name(record: CachedRecord) -> str:
     )
 
 
+def event_file_name(record: CachedRecord) -> str:
+    """An account event's: its DID and its seq (its rkey)."""
+    return f"did={record.author_did}_seq={record.rkey}.json"
+
+
 def follow_delete_file_name(record: CachedRecord) -> str:
     return f"author_did={record.author_did}_follow_uri_suffix={record.rkey}.json"
+
+
+def version_name(name: str, record: CachedRecord) -> str:
+    """The file of an update: its create's name and the new version's cid, so that every
+    version of a record has a file of its own until it is exported (the cid was checked)."""
+    return f"{name.removesuffix('.json')}_cid={record.cid}.json"
 
 
 # Nested directories, and a follow's subject: None when the record has no valid one.

@@ -17,6 +17,7 @@ from syncstream.state import Population
 __all__ = [
     "Selector",
     "author_in_network",
+    "author_in_population",
     "author_in_study",
     "quotes_study_post",
     "replies_to_study_post",
@@ -29,6 +30,11 @@ Selector = Callable[[str, dict[str, Any] | None, Population], bool]
 
 def author_in_study(author: str, record: dict[str, Any] | None, population: Population) -> bool:
     return author in population.study
+
+
+def author_in_population(author: str, record: dict[str, Any] | None, population: Population) -> bool:
+    """An event of a study or an in-network account."""
+    return author in population.study or author in population.in_network
 
 
 def author_in_network(author: str, record: dict[str, Any] | None, population: Population) -> bool:

@@ -8,6 +8,7 @@ the same file names and the same index rows.
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
@@ -18,7 +19,7 @@ from syncstream.errors import ConfigError
 from syncstream.syntax import is_did
 from syncstream.types import HandlerKey
 
-__all__ = ["ExportKey", "Population", "StateStore", "read_user_file"]
+__all__ = ["ExportKey", "Population", "PurgeRecord", "StateStore", "read_user_file", "read_user_lines"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS users (
@@ -33,6 +34,7 @@ CREATE TABLE IF NOT EXISTS meta (
 CREATE TABLE IF NOT EXISTS cached_uris (
     uri TEXT NOT NULL,
     handler_key TEXT NOT NULL,
+    indexed_at REAL NOT NULL DEFAULT 0,  -- pruned after the index retention
     PRIMARY KEY (uri, handler_key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS tracked_follows (
@@ -45,8 +47,9 @@ CREATE TABLE IF NOT EXISTS exported_keys (
     uri TEXT NOT NULL,
     operation TEXT NOT NULL,
     follow_status TEXT NOT NULL,  -- '' when the dataset has none
+    cid TEXT NOT NULL,  -- the version: '' for a delete; '*' (any) for keys of state version 2
     exported_at REAL NOT NULL,
-    PRIMARY KEY (dataset, uri, operation, follow_status)
+    PRIMARY KEY (dataset, uri, operation, follow_status, cid)
 ) WITHOUT ROWID;
 -- No index on exported_at: in a WITHOUT ROWID table it would repeat the key and cost as much
 -- per export as the table itself; pruning scans instead, and only now and then.
@@ -55,10 +58,30 @@ CREATE TABLE IF NOT EXISTS export_claims (
     claim_id TEXT PRIMARY KEY,
     committed_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purged_dids (
+    did TEXT PRIMARY KEY,  -- withdrawn or deleted: a user file does not bring it back
+    purged_at REAL NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_purges (
+    did TEXT PRIMARY KEY,  -- an account seen deleted, purged by the next export
+    reason TEXT NOT NULL,
+    seq INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purges (
+    purge_id TEXT PRIMARY KEY,
+    dids TEXT NOT NULL,  -- one per line
+    reason TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,  -- null while it runs, or after a crash (the next purge finishes it)
+    cache_files INTEGER,
+    rows INTEGER
+) WITHOUT ROWID;
 """
 
-VERSION = 2
-"""The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories)."""
+VERSION = 3
+"""The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
+3 keys exported rows by version (cid) too, and dates index rows for their retention."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {
@@ -78,8 +101,26 @@ _VERSION_1_KEYS = {
     "in_network_user_activity/delete/post": "in_network_delete_post",
 }
 
-ExportKey = tuple[str, str, str, str]
-"""(dataset, uri, operation, follow_status or '')."""
+# Version 3: keys gain their cid (earlier keys match any version: '*'); index rows a date.
+_VERSION_3 = (
+    "ALTER TABLE exported_keys RENAME TO exported_keys_2",
+    """CREATE TABLE exported_keys (
+        dataset TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        follow_status TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        exported_at REAL NOT NULL,
+        PRIMARY KEY (dataset, uri, operation, follow_status, cid)
+    ) WITHOUT ROWID""",
+    "INSERT INTO exported_keys "
+    "SELECT dataset, uri, operation, follow_status, '*', exported_at FROM exported_keys_2",
+    "DROP TABLE exported_keys_2",
+)  # one by one, in the migration's transaction (executescript would commit it)
+
+ExportKey = tuple[str, str, str, str, str]
+"""(dataset, uri, operation, follow_status or '', cid or '')."""
+ANY_VERSION = "*"  # the cid of a key exported before versions were kept: it matches any
 
 PINNED = float("inf")  # the export time of a key whose file was kept in the cache
 _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
@@ -92,19 +133,34 @@ class Population(NamedTuple):
 
 def read_user_file(path: str | Path) -> Result[list[str], str]:
     """DIDs from a file, one per line; ``#`` starts a comment; blank lines are skipped."""
+    return read_user_lines(path).map(lambda lines: [did for _, did in lines])
+
+
+def read_user_lines(path: str | Path) -> Result[list[tuple[int, str]], str]:
+    """(line number, DID) of a user file (see ``read_user_file``)."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         return Failure(f"cannot read user file {path}: {error}")
-    dids: list[str] = []
+    dids: list[tuple[int, str]] = []
     for number, line in enumerate(text.splitlines(), start=1):
         value = line.split("#", 1)[0].strip()
         if not value:
             continue
         if not is_did(value):
             return Failure(f"{path}:{number}: not a valid DID: {value!r}")
-        dids.append(value)
+        dids.append((number, value))
     return Success(dids)
+
+
+class PurgeRecord(NamedTuple):
+    purge_id: str
+    dids: tuple[str, ...]
+    reason: str  # "withdrawal" or "deleted account"
+    started_at: float
+    finished_at: float | None
+    cache_files: int | None
+    rows: int | None
 
 
 class StateStore:
@@ -130,7 +186,11 @@ class StateStore:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
-            self._migrate()
+            if tables:
+                self._migrate()
+            else:
+                with self._transaction():
+                    self._set_meta("version", VERSION)
         except sqlite3.Error as error:
             self._db.close()
             raise ConfigError(f"{self.path} is not a syncstream state store ({error})") from None
@@ -140,6 +200,9 @@ class StateStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def _migrate(self) -> None:
         """Bring a store of an earlier layout to ``VERSION``, in one transaction."""
@@ -156,6 +219,13 @@ class StateStore:
                     "UPDATE cached_uris SET handler_key = ? WHERE handler_key = ?",
                     ((name, directory) for directory, name in _VERSION_1_KEYS.items()),
                 )
+            if version < 3:
+                if "cid" not in self._columns("exported_keys"):
+                    for statement in _VERSION_3:
+                        self._db.execute(statement)
+                if "indexed_at" not in self._columns("cached_uris"):
+                    self._db.execute("ALTER TABLE cached_uris ADD COLUMN indexed_at REAL NOT NULL DEFAULT 0")
+                self._db.execute("UPDATE cached_uris SET indexed_at = ?", (time.time(),))
             if version < VERSION:
                 self._set_meta("version", VERSION)
 
@@ -213,16 +283,20 @@ class StateStore:
         cursor: int | None,
         index: Iterable[tuple[str, HandlerKey]] = (),
         follows: Mapping[str, tuple[str, str] | None] | None = None,
+        *,
+        deleted_accounts: Mapping[str, int] | None = None,
+        population_version: int | None = None,
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed) and the cursor that covers them, in one short transaction.
 
         Call it only once the batch's cache files are durable.
         """
+        now = time.time()
         with self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO cached_uris (uri, handler_key) VALUES (?, ?)",
-                ((uri, key.value) for uri, key in index),
+                "INSERT OR REPLACE INTO cached_uris (uri, handler_key, indexed_at) VALUES (?, ?, ?)",
+                ((uri, key.value, now) for uri, key in index),
             )
             for uri, follow in (follows or {}).items():
                 if follow is None:
@@ -231,8 +305,86 @@ class StateStore:
                     self._db.execute(
                         "INSERT OR REPLACE INTO tracked_follows VALUES (?, ?, ?)", (uri, *follow)
                     )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO pending_purges VALUES (?, 'deleted account', ?)",
+                (deleted_accounts or {}).items(),
+            )
+            if population_version is not None:
+                self._set_meta("writer_population_version", population_version)
             if cursor is not None:
                 self._set_meta("cursor", cursor)
+
+    def prune_index(self, older_than: float) -> int:
+        """Forget index rows written before ``older_than`` (the index retention): a delete of
+        such a record by another account is no longer routed. How many were forgotten."""
+        with self._transaction():
+            forgotten: int = self._db.execute(
+                "DELETE FROM cached_uris WHERE indexed_at < ?", (older_than,)
+            ).rowcount
+        return forgotten
+
+    def index_rows(self) -> int:
+        (count,) = self._db.execute("SELECT count(*) FROM cached_uris").fetchone()
+        return int(count)
+
+    # purges -------------------------------------------------------------------------------
+
+    def purged_dids(self) -> frozenset[str]:
+        return frozenset(did for (did,) in self._db.execute("SELECT did FROM purged_dids"))
+
+    def reenrol(self, dids: Iterable[str]) -> None:
+        """Let purged DIDs be enrolled again (by the user files loaded next)."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM purged_dids WHERE did = ?", ((d,) for d in dids))
+
+    def begin_purge(self, purge_id: str, dids: Iterable[str], reason: str, now: float) -> None:
+        """The purge's first step, one transaction: the DIDs leave the population for good
+        (remembered as purged, their tracked follows and pending purges gone) and the purge is
+        recorded as running. A writer sees the new population at its next flush."""
+        dids = sorted(set(dids))
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR IGNORE INTO purges (purge_id, dids, reason, started_at) VALUES (?, ?, ?, ?)",
+                (purge_id, "\n".join(dids), reason, now),
+            )
+            for did in dids:
+                self._db.execute("DELETE FROM users WHERE did = ?", (did,))
+                self._db.execute("INSERT OR IGNORE INTO purged_dids VALUES (?, ?, ?)", (did, now, reason))
+                self._db.execute("DELETE FROM tracked_follows WHERE follower = ? OR subject = ?", (did, did))
+                self._db.execute("DELETE FROM pending_purges WHERE did = ?", (did,))
+            version = self._meta_real("population_version") or 0
+            self._set_meta("population_version", int(version) + 1)
+
+    def finish_purge(
+        self, purge_id: str, *, uris: Iterable[str], cache_files: int, rows: int, now: float
+    ) -> None:
+        """The purge's last step: the index forgets the purged URIs; the purge is recorded done."""
+        with self._transaction():
+            self._db.executemany("DELETE FROM cached_uris WHERE uri = ?", ((u,) for u in uris))
+            self._db.execute(
+                "UPDATE purges SET finished_at = ?, cache_files = ?, rows = ? WHERE purge_id = ?",
+                (now, cache_files, rows, purge_id),
+            )
+
+    def purges(self, *, unfinished: bool = False) -> list[PurgeRecord]:
+        query = "SELECT * FROM purges" + (" WHERE finished_at IS NULL" if unfinished else "")
+        return [
+            PurgeRecord(purge_id, tuple(dids.split("\n")), reason, started, finished, files, rows)
+            for purge_id, dids, reason, started, finished, files, rows in self._db.execute(
+                query + " ORDER BY 1"
+            )
+        ]
+
+    def pending_purges(self) -> dict[str, int | None]:
+        """Population DIDs seen deleted, not purged yet -> the seq of the event."""
+        return dict(self._db.execute("SELECT did, seq FROM pending_purges").fetchall())
+
+    def population_version(self) -> int:
+        return int(self._meta_real("population_version") or 0)
+
+    def seen_population(self) -> int:
+        """The population version a running writer last applied (committed with its cursor)."""
+        return int(self._meta_real("writer_population_version") or 0)
 
     # export bookkeeping -------------------------------------------------------------------
 
@@ -240,18 +392,25 @@ class StateStore:
         """Those of ``keys`` that an earlier export already committed."""
         uris: dict[str, list[str]] = {}  # dataset -> URIs: each probe is a range of the key
         wanted = set(keys)
-        for dataset, uri, _, _ in wanted:
+        for dataset, uri, *_ in wanted:
             uris.setdefault(dataset, []).append(uri)
+        versions: dict[tuple[str, ...], list[ExportKey]] = {}  # a key of version 2 has no cid
+        for key in wanted:
+            versions.setdefault(key[:4], []).append(key)
         found: set[ExportKey] = set()
         for dataset, listed in uris.items():
             for i in range(0, len(listed), _PROBE):
                 batch = listed[i : i + _PROBE]
                 rows = self._db.execute(
-                    "SELECT dataset, uri, operation, follow_status FROM exported_keys "
+                    "SELECT dataset, uri, operation, follow_status, cid FROM exported_keys "
                     f"WHERE dataset = ? AND uri IN ({','.join('?' * len(batch))})",
                     (dataset, *batch),
                 )
-                found.update(key for key in rows if key in wanted)
+                for key in rows:
+                    if key in wanted:
+                        found.add(key)
+                    elif key[4] == ANY_VERSION:
+                        found.update(versions.get(key[:4], ()))
         return found
 
     def commit_export(
@@ -273,12 +432,12 @@ class StateStore:
         stamp = PINNED if pinned else now
         with self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?)",
+                "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?, ?)",
                 sorted((*key, stamp) for key in keys),  # in key order: fewer B-tree pages touched
             )
             self._db.executemany(
                 "UPDATE exported_keys SET exported_at = ? WHERE dataset = ? AND uri = ? AND operation = ? "
-                "AND follow_status = ? AND exported_at > ?",
+                "AND follow_status = ? AND cid IN (?, '*') AND exported_at > ?",
                 ((now, *key, now) for key in released),
             )
             self._db.execute("INSERT OR REPLACE INTO export_claims VALUES (?, ?)", (claim_id, now))

@@ -16,6 +16,7 @@ __all__ = [
     "AtUri",
     "at_uri",
     "did",
+    "is_cid",
     "is_did",
     "is_handle",
     "is_nsid",
@@ -40,6 +41,7 @@ _NSID = re.compile(
 )
 _NSID_MAX = 317
 _RKEY = re.compile(r"[a-zA-Z0-9._:~-]{1,512}")
+_CID = re.compile(r"[a-zA-Z0-9]{8,256}")  # a multibase CID string (base32 'b...', base58 'Qm...')
 _TID = re.compile(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}")
 _FRAGMENT = re.compile(r"/[a-zA-Z0-9._~:@!$&%')(*+,;=\-\[\]/\\]*")
 _AT_URI_MAX = 8 * 1024
@@ -60,6 +62,11 @@ def is_nsid(value: str) -> bool:
 def is_record_key(value: str) -> bool:
     # "." and ".." match the character class but are path traversal, and the spec forbids them.
     return value not in (".", "..") and _RKEY.fullmatch(value) is not None
+
+
+def is_cid(value: object) -> bool:
+    """Shaped like a CID string: it names an update's file, so it must be a safe name."""
+    return isinstance(value, str) and _CID.fullmatch(value) is not None
 
 
 def is_tid(value: str) -> bool:

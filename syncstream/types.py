@@ -5,10 +5,13 @@ from __future__ import annotations
 from enum import StrEnum
 
 __all__ = [
+    "ACCOUNT",
     "FOLLOW",
+    "IDENTITY",
     "LIKE",
     "POST",
     "REPOST",
+    "SYNC",
     "FollowStatus",
     "HandlerKey",
     "Operation",
@@ -16,6 +19,7 @@ __all__ = [
     "Service",
 ]
 
+ACCOUNT, IDENTITY, SYNC = "#account", "#identity", "#sync"  # frames routed as a collection each
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
 REPOST = "app.bsky.feed.repost"
@@ -24,6 +28,7 @@ FOLLOW = "app.bsky.graph.follow"
 
 class Operation(StrEnum):
     CREATE = "create"
+    UPDATE = "update"  # a new version of a record: routed as its create, kept as its own row
     DELETE = "delete"
 
 
@@ -38,6 +43,7 @@ class RecordType(StrEnum):
     REPLY_TO_USER_POST = "reply_to_user_post"
     REPOST_ON_USER_POST = "repost_on_user_post"
     QUOTE_OF_USER_POST = "quote_of_user_post"
+    ACCOUNT_EVENT = "account_event"
 
 
 class FollowStatus(StrEnum):
@@ -74,3 +80,6 @@ class HandlerKey(StrEnum):
     DELETE_QUOTE_OF_USER_POST = "delete_quote_of_user_post"
     IN_NETWORK_POST = "in_network_post"
     IN_NETWORK_DELETE_POST = "in_network_delete_post"
+    ACCOUNT_EVENT = "account_event"
+    IDENTITY_EVENT = "identity_event"
+    SYNC_EVENT = "sync_event"

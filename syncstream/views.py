@@ -17,11 +17,13 @@ from syncstream import references as refs
 
 __all__ = [
     "NULL",
+    "EventView",
     "FileHead",
     "FollowView",
     "PostView",
     "SubjectView",
     "decode_head",
+    "event_view",
     "follow_view",
     "post_view",
     "record_json",
@@ -189,6 +191,51 @@ def _loose_post_view(record: msgspec.Raw) -> PostView:
         facets_json=_raw_text(post.facets),
         labels=None if values is None else [v for v in values if v],
         tags=_strs(post.tags),
+    )
+
+
+# Account events: an account's, identity's or repo's event, of a population DID ---------------
+
+
+class EventView(msgspec.Struct, gc=False):
+    did: str
+    population: str | None
+    event: str
+    seq: int
+    event_time: str
+    synctimestamp: str
+    active: bool | None
+    status: str | None
+    handle: str | None
+    rev: str | None
+
+
+class _Event(msgspec.Struct):
+    population: str | None = None
+    active: bool | None = None
+    status: str | None = None
+    handle: str | None = None
+
+
+_decode_event = msgspec.json.Decoder(_Event).decode
+
+
+def event_view(head: FileHead) -> EventView:
+    try:
+        event = _decode_event(head.record)
+    except msgspec.DecodeError:
+        event = _Event()
+    return EventView(
+        did=head.author_did,
+        population=event.population,
+        event=head.collection.removeprefix("#"),
+        seq=head.seq,
+        event_time=head.event_time,
+        synctimestamp=head.synctimestamp,
+        active=event.active,
+        status=event.status,
+        handle=event.handle,
+        rev=head.rev or None,
     )
 
 

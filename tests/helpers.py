@@ -13,7 +13,7 @@ from typing import Any
 
 import libipld
 
-from syncstream.write.encode import OpSpec, encode_commit_frame
+from syncstream.write.encode import OpSpec, cid_for, encode_commit_frame
 from syncstream.write.sources import iter_replay, write_frame
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,6 +76,11 @@ def like(subject_uri: str) -> dict[str, Any]:
         "subject": {"uri": subject_uri, "cid": "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"},
         "createdAt": TIME,
     }
+
+
+def record_cid(record: dict[str, Any]) -> str:
+    """The CID the test encoder gives a record (CIDv1, dag-cbor, sha2-256)."""
+    return str(libipld.encode_cid(cid_for(libipld.encode_dag_cbor(record))))
 
 
 def repost(subject_uri: str) -> dict[str, Any]:

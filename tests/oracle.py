@@ -27,6 +27,7 @@ class Event(NamedTuple):
     rkey: str
     action: str  # create | update | delete
     record: dict[str, Any] | None
+    cid: str | None = None  # an update's version names its file
 
 
 def _rkey_ok(value: object) -> bool:
@@ -165,7 +166,8 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
                 planned.append(("follow/followee", f"study_user_activity/create/follow/followee/{name}"))
         if planned and ok:
             for tag, path in planned:
-                files.add(path)
+                # every version has its own file: an update's is its create's name and its cid
+                files.add(path.removesuffix(".json") + f"_cid={e.cid}.json" if e.action == "update" else path)
                 cached.setdefault(uri, set()).add(tag)
     return files
 
@@ -178,6 +180,7 @@ def jetstream_to_events(lines: Iterable[dict[str, Any]]) -> list[Event]:
             e["commit"]["rkey"],
             e["commit"]["operation"],
             e["commit"].get("record"),
+            e["commit"].get("cid"),
         )
         for e in lines
         if e["kind"] == "commit"

@@ -19,7 +19,7 @@ from syncstream.export.tables import schema_of
 from syncstream.handlers import HANDLERS, datasets_of
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
+from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import (
     TIME,
     all_files,
@@ -93,6 +93,10 @@ def scenario() -> list[bytes]:
             OpSpec("delete", "app.bsky.feed.repost/3s1"),
         ),
         commit(22, FRIEND, OpSpec("delete", "app.bsky.feed.post/3n1")),
+        event_frame("identity", seq=23, did=STUDY, time=TIME, handle="study.example.com"),
+        event_frame("account", seq=24, did=FRIEND, time=TIME, active=False, status="deactivated"),
+        event_frame("sync", seq=25, did=STUDY, time=TIME, rev="3mptbypluud2b", blocks=b""),
+        event_frame("account", seq=26, did=STRANGER, time=TIME, active=False, status="takendown"),
     ]
 
 
@@ -131,6 +135,11 @@ EXPECTED: dict[str, set[tuple[str, str, str | None]]] = {
     "study_user_activity/quote_of_user_post": {
         (f"at://{STRANGER}/app.bsky.feed.post/3q1", "create", None),
         (f"at://{STRANGER}/app.bsky.feed.post/3q1", "delete", None),
+    },
+    "population/account_event": {
+        (f"at://{STUDY}/#identity/23", "create", None),
+        (f"at://{FRIEND}/#account/24", "create", None),
+        (f"at://{STUDY}/#sync/25", "create", None),
     },
 }
 
@@ -173,7 +182,13 @@ def read_dataset(out: Path, name: str) -> list[dict[str, Any]]:
 
 
 def keys(rows: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:
-    return {(r["uri"], r["operation"], r.get("follow_status")) for r in rows}
+    """(uri, operation, follow_status) of record rows; an account event's as its cache file has it."""
+    return {
+        (r["uri"], r["operation"], r.get("follow_status"))
+        if "uri" in r
+        else (f"at://{r['did']}/#{r['event']}/{r['seq']}", "create", None)
+        for r in rows
+    }
 
 
 def test_every_dataset_with_creates_and_deletes(tmp_path: Path) -> None:
@@ -235,8 +250,13 @@ def test_duckdb_reads_every_dataset_with_hive_partitioning(tmp_path: Path) -> No
     with duckdb.connect() as db:
         for name, expected in EXPECTED.items():
             glob = str(tmp_path / "out" / name / "*" / "*.parquet")
+            identity = (
+                "uri, operation"
+                if name != "population/account_event"
+                else "'at://' || did || '/#' || event || '/' || seq, 'create'"
+            )
             rows = db.execute(
-                f"SELECT uri, operation, typeof(partition_date), typeof(seq) FROM read_parquet('{glob}', hive_partitioning = true)"
+                f"SELECT {identity}, typeof(partition_date), typeof(seq) FROM read_parquet('{glob}', hive_partitioning = true)"
             ).fetchall()
             assert {(u, o) for u, o, _, _ in rows} == {(u, o) for u, o, _ in expected}
             assert {(t, s) for _, _, t, s in rows} == {("DATE", "BIGINT")}

@@ -16,6 +16,7 @@ from tests.helpers import CORPUS, ROOT, jetstream_events, write_users
 from tests.oracle import expected_tree, jetstream_to_events
 
 SAMPLE = ROOT / "syncstream" / "data"
+EVENTS = Path("population")
 DATASET_OF_DIR = {
     "study_user_activity/{}/post": "study_user_activity/post",
     "study_user_activity/{}/like": "study_user_activity/like",
@@ -75,21 +76,38 @@ def test_corpus_through_write_and_export_matches_jetstream(tmp_path: Path, popul
         for e in jetstream_events()
         if e["kind"] == "commit"
     }
+    records = [
+        str(p)
+        for p in (tmp_path / "out").glob("*/*/*/*.parquet")
+        if not p.relative_to(tmp_path / "out").is_relative_to(EVENTS)
+    ]
     with duckdb.connect() as db:
         got = db.execute(
-            f"SELECT parse_path(filename)[-4] || '/' || parse_path(filename)[-3], uri, operation, "
-            f"follow_status, cid, record_json FROM read_parquet('{tmp_path}/out/*/*/*/*.parquet', "
-            "hive_partitioning = true, union_by_name = true, filename = true)"
+            "SELECT parse_path(filename)[-4] || '/' || parse_path(filename)[-3], uri, operation, "
+            "follow_status, cid, record_json FROM read_parquet(?, "
+            "hive_partitioning = true, union_by_name = true, filename = true)",
+            [records],
         ).fetchall()
+        events = [str(p) for p in (tmp_path / "out" / "population" / "account_event").rglob("*.parquet")]
+        query = "SELECT did, event, seq, active, status, handle, population FROM read_parquet(?)"
+        got_events = db.execute(query, [events]).fetchall() if events else []
+    study = dids(study_file)
+    assert sorted(got_events) == sorted(
+        (e["did"], e["kind"], e[e["kind"]]["seq"], e[e["kind"]].get("active"), e[e["kind"]].get("status"),
+         e[e["kind"]].get("handle"), "study" if e["did"] in study else "in_network")
+        for e in jetstream_events()
+        if e["kind"] != "commit" and (e["did"] in study or e["did"] in dids(network_file))
+    )  # fmt: skip
     assert len(got) == len({row[:4] for row in got}), "a row appears twice"
     assert {row[:4] for row in got} == expected_rows(dids(study_file), dids(network_file))
     if population == "sample":
-        assert len(got) == 15
+        assert len(got) == 15 and got_events == []
     else:
         by_dataset = Counter(row[0] for row in got)
         assert by_dataset["study_user_activity/repost"] > 0 and by_dataset["study_user_activity/post"] > 0
+        assert len(got_events) == 2
     for _, uri, operation, _, cid, record_json in got:
-        if operation == "create":
+        if operation in ("create", "update"):
             assert cid == jetstream[uri]["cid"]
             assert json.loads(record_json) == jetstream[uri]["record"]
         else:

@@ -62,7 +62,7 @@ def rows(out: Path, name: str) -> list[dict[str, Any]]:
     """A dataset's rows, but for the time each system received them."""
     table = pads.dataset(out / name, format="parquet", partitioning="hive").to_table()
     found = [{k: v for k, v in row.items() if k != "synctimestamp"} for row in table.to_pylist()]
-    return sorted(found, key=lambda r: (r["uri"], r["operation"], str(r.get("follow_status"))))
+    return sorted(found, key=str)
 
 
 def datasets(out: Path) -> set[str]:

@@ -120,10 +120,10 @@ def test_unrelated_activity_is_not_written() -> None:
 
 
 def test_updates_are_written_like_creates() -> None:
-    """An update op lands where its create would, as a create."""
+    """An update op is routed by its create's conditions, to the create's handler, as an update."""
     routed = route(STUDY, "update", "app.bsky.feed.post/3a", post("edited"))
     assert keys(routed) == [(K.POST, None)]
-    assert not isinstance(routed, Rejection) and routed[0].record.operation == "create"
+    assert not isinstance(routed, Rejection) and routed[0].record.operation == "update"
 
 
 @pytest.mark.parametrize(

@@ -79,8 +79,8 @@ def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
 def test_exported_keys_are_remembered_for_the_window_and_then_forgotten(tmp_path: Path) -> None:
     """A key stays exported for at least the window, and a prune past window + slack forgets it."""
     state = StateStore(tmp_path / "state.sqlite")
-    old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "")
-    new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "")
+    old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "", "bafyreia")
+    new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "", "bafyreib")
     state.commit_export("c1", [old], now=1000.0)
     state.commit_export("c2", [new], now=5000.0)
     assert state.exported_among([old, new]) == {old, new}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.errors import ConfigError
-from syncstream.state import _SCHEMA, VERSION, StateStore
+from syncstream.state import VERSION, StateStore
 from syncstream.types import HandlerKey as K
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec
@@ -21,10 +21,23 @@ LIKE_URI = f"at://{STRANGER}/app.bsky.feed.like/3l1"
 FOLLOW_URI = f"at://{STRANGER}/app.bsky.graph.follow/3f1"
 
 
+VERSION_1_SCHEMA = """
+CREATE TABLE users (did TEXT NOT NULL, kind TEXT NOT NULL, PRIMARY KEY (did, kind)) WITHOUT ROWID;
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER) WITHOUT ROWID;
+CREATE TABLE cached_uris (uri TEXT NOT NULL, handler_key TEXT NOT NULL, PRIMARY KEY (uri, handler_key))
+    WITHOUT ROWID;
+CREATE TABLE tracked_follows (uri TEXT PRIMARY KEY, follower TEXT NOT NULL, subject TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE exported_keys (dataset TEXT NOT NULL, uri TEXT NOT NULL, operation TEXT NOT NULL,
+    follow_status TEXT NOT NULL, exported_at REAL NOT NULL,
+    PRIMARY KEY (dataset, uri, operation, follow_status)) WITHOUT ROWID;
+CREATE TABLE export_claims (claim_id TEXT PRIMARY KEY, committed_at REAL NOT NULL) WITHOUT ROWID;
+"""
+
+
 def version_1_store(path: Path, rows: list[tuple[str, str]]) -> Path:
     """A store as the first layout left it: no version, directories as handler keys."""
     with closing(sqlite3.connect(path)) as db, db:
-        db.executescript(_SCHEMA)
+        db.executescript(VERSION_1_SCHEMA)
         db.execute("INSERT INTO meta (key, value) VALUES ('cursor', 41)")
         db.execute("INSERT INTO users (did, kind) VALUES (?, 'study')", (STUDY,))
         db.executemany("INSERT INTO cached_uris (uri, handler_key) VALUES (?, ?)", rows)
@@ -90,7 +103,7 @@ def test_a_name_no_key_has_is_passed_over(tmp_path: Path) -> None:
     try:
         state.commit(1, [(LIKE_URI, K.LIKE_ON_USER_POST)])
         with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
-            db.execute("INSERT INTO cached_uris VALUES (?, 'a_handler_since_removed')", (LIKE_URI,))
+            db.execute("INSERT INTO cached_uris (uri, handler_key) VALUES (?, 'gone')", (LIKE_URI,))
         assert state.cached_keys([LIKE_URI]) == {LIKE_URI: frozenset({K.LIKE_ON_USER_POST})}
     finally:
         state.close()

@@ -7,7 +7,7 @@ from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType
 
 def test_enum_values() -> None:
     """The string values are the ones that appear in paths and in the data."""
-    assert [o.value for o in Operation] == ["create", "delete"]
+    assert [o.value for o in Operation] == ["create", "update", "delete"]
     assert [r.value for r in RecordType] == [
         "post",
         "like",
@@ -17,6 +17,7 @@ def test_enum_values() -> None:
         "reply_to_user_post",
         "repost_on_user_post",
         "quote_of_user_post",
+        "account_event",
     ]
     assert [f.value for f in FollowStatus] == ["follower", "followee"]
 
@@ -24,4 +25,4 @@ def test_enum_values() -> None:
 def test_handler_keys_are_stable_names() -> None:
     """A handler key's value, kept in the state's index, is its own name: no directory in it."""
     assert all(key.value == key.name.lower() for key in HandlerKey)
-    assert len(HandlerKey) == 20
+    assert len(HandlerKey) == 23

@@ -360,7 +360,7 @@ class _Exporter:
                 self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
                 continue
             dataset = dataset_of[entry.key].name
-            key = (dataset, head.uri, head.operation, head.follow_status or "")
+            key = (dataset, head.uri, head.operation, head.follow_status or "", head.cid or "")
             seen = rows.get(key)
             if seen is not None:
                 self.summary.duplicates += 1

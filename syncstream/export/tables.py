@@ -13,7 +13,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncstream.datasets import COMMON_COLUMNS, ArrowType, Column, Dataset
+from syncstream.datasets import ArrowType, Column, Dataset
 from syncstream.timestamps import micros
 from syncstream.views import decode_head
 
@@ -22,6 +22,7 @@ __all__ = ["ARROW_TYPES", "BATCH_ROWS", "build_table", "schema_of"]
 ARROW_TYPES: Mapping[ArrowType, pa.DataType] = {
     "string": pa.string(),
     "int64": pa.int64(),
+    "bool": pa.bool_(),
     "timestamp": pa.timestamp("us", tz="UTC"),
     "list<string>": pa.list_(pa.string()),
 }
@@ -32,7 +33,7 @@ def _field(column: Column) -> pa.Field:
 
 
 def schema_of(dataset: Dataset) -> pa.Schema:
-    return pa.schema([_field(column) for column in (*COMMON_COLUMNS, *dataset.columns)])
+    return pa.schema([_field(column) for column in (*dataset.head_columns, *dataset.columns)])
 
 
 BATCH_ROWS = 512  # rows decoded into Python objects at a time: a row as Arrow is far smaller
@@ -51,7 +52,7 @@ def build_table(dataset: Dataset, files: Sequence[bytes]) -> pa.Table:
 def _record_batch(dataset: Dataset, schema: pa.Schema, files: Sequence[bytes]) -> pa.RecordBatch:
     heads = list(map(decode_head, files))
     views = list(map(dataset.view, heads))
-    arrays = [_array(column, heads) for column in COMMON_COLUMNS]
+    arrays = [_array(column, heads) for column in dataset.head_columns]
     arrays += [_array(column, views) for column in dataset.columns]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 

@@ -11,13 +11,11 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import zstandard
-from returns.result import Failure
 
 from syncstream.cli import add_store_options, setup_logging
-from syncstream.context import setup_cache_write_system
-from syncstream.errors import CacheWriteError, ConfigError, HelperError, SyncstreamError
+from syncstream.context import load_users, setup_cache_write_system
+from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
-from syncstream.state import read_user_file
 from syncstream.write.files import HelperWrites
 from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
@@ -115,6 +113,22 @@ def _parser() -> argparse.ArgumentParser:
         "followee, its delete removes it (persisted in the state store)",
     )
     parser.add_argument(
+        "--index-retention-days",
+        type=float,
+        default=30.0,
+        help="how long the index of others' records cached because of the population (likes on, "
+        "replies to, reposts and quotes of study users' posts; follows of them) is kept, so that "
+        "their deletes are routed (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--reenrol",
+        metavar="DID",
+        action="append",
+        default=[],
+        help="enrol again a DID that was purged (withdrawn or deleted); without it, a user file "
+        "that lists a purged DID has that line skipped with a warning",
+    )
+    parser.add_argument(
         "--flush-frames",
         type=int,
         default=5000,
@@ -180,6 +194,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
                 parser.error(f"--{option.replace('_', '-')} applies to --relay only")
     if args.cursor is not None and args.cursor < 0:
         parser.error("--cursor must not be negative")
+    if args.index_retention_days <= 0:
+        parser.error("--index-retention-days must be positive")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -198,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         context = setup_cache_write_system(
-            args.cache_dir, args.state, study_users=study, in_network_users=in_network
+            args.cache_dir, args.state, study_users=study, in_network_users=in_network, reenrol=args.reenrol
         )
     except (SyncstreamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -226,6 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             durable=not args.no_sync,
             track_follows=args.track_follows,
             files=files,
+            index_retention_days=args.index_retention_days,
         )
         if args.cursor is not None:
             writer.last_seq = args.cursor
@@ -276,14 +293,8 @@ def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
 
     def reload_users() -> None:
-        state = writer.context.state
-        for kind, path in (("study", study), ("in_network", in_network)):
-            if path is not None:
-                match read_user_file(path):
-                    case Failure(message):
-                        raise ConfigError(message)
-                    case result:
-                        state.replace_users(kind, result.unwrap())
+        load_users(writer.context.state, "study", study)
+        load_users(writer.context.state, "in_network", in_network)
 
     recv_timeout = args.recv_timeout if args.recv_timeout is not None else 30.0
     if args.recv_timeout is None and args.idle_exit is not None and recv_timeout >= args.idle_exit:

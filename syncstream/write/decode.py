@@ -16,7 +16,7 @@ import msgspec
 
 from syncstream.timestamps import is_seq
 
-__all__ = ["Commit", "Decoded", "RepoOp", "car_blocks", "decode_frame", "json_model"]
+__all__ = ["AccountEvent", "Commit", "Decoded", "RepoOp", "car_blocks", "decode_frame", "json_model"]
 
 
 class RepoOp(msgspec.Struct, frozen=True):
@@ -35,6 +35,18 @@ class Commit(msgspec.Struct, frozen=True):
     ops: tuple[RepoOp, ...]
 
 
+class AccountEvent(msgspec.Struct, frozen=True):
+    """An ``#account``, ``#identity`` or ``#sync`` frame: what happened to an account."""
+
+    event: str  # account | identity | sync
+    did: str
+    time: str
+    active: bool | None = None  # account
+    status: str | None = None  # account: takendown, suspended, deleted, deactivated, ...
+    handle: str | None = None  # identity
+    rev: str | None = None  # sync
+
+
 class Decoded(msgspec.Struct, frozen=True):
     """One frame: its kind (``commit``, ``identity``, ..., ``error``, ``undecodable``), seq if any."""
 
@@ -43,6 +55,7 @@ class Decoded(msgspec.Struct, frozen=True):
     commit: Commit | None = None
     problems: tuple[str, ...] = ()  # per-op reasons for ops passed over (e.g. a missing block)
     name: str | None = None  # an error frame's error, an #info frame's name
+    event: AccountEvent | None = None  # an #account, #identity or #sync frame's
 
 
 def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
@@ -152,7 +165,27 @@ def decode_frame(frame: bytes, collections: frozenset[str] | None = None) -> Dec
         return _decode_commit(body, seq, collections)
     if kind == "#info":
         return Decoded("info", seq, name=_text(body.get("name")))
-    return Decoded(_OTHER_KINDS.get(kind, "unknown") if isinstance(kind, str) else "unknown", seq)
+    name = _OTHER_KINDS.get(kind, "unknown") if isinstance(kind, str) else "unknown"
+    if name in ("account", "identity", "sync"):
+        return _decode_event(name, body, seq)
+    return Decoded(name, seq)
+
+
+def _decode_event(name: str, body: dict[str, Any], seq: int | None) -> Decoded:
+    did, time = body.get("did"), body.get("time")
+    if seq is None or not isinstance(did, str) or not isinstance(time, str):
+        return Decoded(name, seq, problems=(f"malformed_{name}",))
+    active = body.get("active")
+    event = AccountEvent(
+        name,
+        did,
+        time,
+        active=active if isinstance(active, bool) else None,
+        status=_text(body.get("status")),
+        handle=_text(body.get("handle")),
+        rev=_text(body.get("rev")),
+    )
+    return Decoded(name, seq, event=event)
 
 
 def _text(value: object) -> str | None:

@@ -20,6 +20,7 @@ __all__ = [
     "encode_commit_frame",
     "encode_frame",
     "error_frame",
+    "event_frame",
     "info_frame",
     "with_seq",
 ]
@@ -104,6 +105,11 @@ def info_frame(name: str, message: str | None = None) -> bytes:
     if message is not None:
         body["message"] = message
     return encode_frame({"op": 1, "t": "#info"}, body)
+
+
+def event_frame(kind: str, *, seq: int, did: str, time: str, **fields: object) -> bytes:
+    """An ``#account``, ``#identity`` or ``#sync`` frame (``kind`` without the ``#``)."""
+    return encode_frame({"op": 1, "t": f"#{kind}"}, {"seq": seq, "did": did, "time": time, **fields})
 
 
 def with_seq(frame: bytes, seq: int) -> bytes:

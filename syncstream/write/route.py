@@ -19,7 +19,7 @@ from syncstream.handlers import HandlerConfig
 from syncstream.records import CachedRecord
 from syncstream.selectors import Selector
 from syncstream.state import Population
-from syncstream.syntax import is_did, is_record_key
+from syncstream.syntax import is_cid, is_did, is_record_key
 from syncstream.types import HandlerKey, Operation
 from syncstream.write.decode import Commit, RepoOp
 
@@ -117,6 +117,9 @@ def route_op(
         return Rejection("invalid_rkey", uri)
     deleting = op.action == "delete"
     record = None if deleting else op.record
+    operation = Operation.DELETE if deleting else Operation(op.action)
+    if operation == Operation.UPDATE and not is_cid(op.cid):
+        return Rejection("invalid_cid", uri)  # an update's cid names its version's file
     writes: list[CacheWrite] = []
     for config in configs:
         nested_key: str | None = None
@@ -135,7 +138,7 @@ def route_op(
             author_did=repo,
             rkey=op.rkey,
             collection=op.collection,
-            operation=config.operation,
+            operation=operation,
             record_type=config.record_type,
             seq=commit.seq,
             rev=commit.rev,

@@ -26,7 +26,7 @@ from syncstream.records import encode_record
 from syncstream.state import Population
 from syncstream.timestamps import micros
 from syncstream.types import FollowStatus, HandlerKey, Operation
-from syncstream.write.decode import Commit, Decoded, decode_frame
+from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
 from syncstream.write.files import FileWrites, InlineWrites
 from syncstream.write.route import CacheWrite, route_commit, routing_table
 
@@ -76,10 +76,21 @@ class CacheWriter:
         track_follows: bool = False,
         on_flush: Callable[[], None] | None = None,
         files: FileWrites | None = None,
+        index_retention_days: float = 30.0,
     ) -> None:
         self.context = context
         self.routes = routing_table(context.handlers)
         self._collections = self.routes.names
+        # Only what a delete cannot be routed without is indexed: a create whose delete has no
+        # selector of its own (a study user's or an in-network user's deletes route by author).
+        handlers = context.handlers
+        self._indexed = frozenset(
+            key
+            for key, config in handlers.items()
+            if config.delete is not None and handlers[config.delete].select is None
+        )
+        self.index_retention = index_retention_days * 86_400
+        self._next_prune = 0.0  # the index is pruned at the first flush, then hourly
         self.file_writes: FileWrites = files if files is not None else InlineWrites(context.cache_root)
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
@@ -101,6 +112,8 @@ class CacheWriter:
         self._pending_frames = 0
         self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
+        self._pending_deleted: dict[str, int] = {}  # accounts seen deleted: purged at the next export
+        self._population_version = context.state.population_version()
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
@@ -120,15 +133,19 @@ class CacheWriter:
         self.frames[decoded.kind] = self.frames.get(decoded.kind, 0) + 1
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
-        if decoded.commit is not None:
+        if decoded.commit is not None or decoded.event is not None:
             try:
-                self.apply_commit(decoded.commit)
+                if decoded.commit is not None:
+                    self.apply_commit(decoded.commit)
+                elif decoded.event is not None and seq is not None:
+                    self.apply_event(decoded.event, seq)
             except SyncstreamError:  # the cache, a helper, a failpoint: not this commit's fault
                 raise
             except Exception as error:  # one commit's bug or oddity must not stop the stream
                 self._reject(f"route_error:{type(error).__name__}", f"seq {seq}")
                 log.debug("seq %s could not be routed", seq, exc_info=True)
-            self.last_event_time = decoded.commit.time
+            if decoded.commit is not None:
+                self.last_event_time = decoded.commit.time
         if seq is not None:
             self._pending_seq = self.last_seq = seq
         self._pending_frames += 1
@@ -146,11 +163,34 @@ class CacheWriter:
 
     def apply_commit(self, commit: Commit) -> list[CacheWrite]:
         """Route and write one decoded commit (the library entry point for other pipelines)."""
-        ctx = self.context
         ops = self.ops
-        deleted: list[str] = []
         for op in commit.ops:
             ops[op.action] = ops.get(op.action, 0) + 1
+        return self._write(commit)
+
+    def apply_event(self, event: AccountEvent, seq: int) -> list[CacheWrite]:
+        """Route and write an ``#account``, ``#identity`` or ``#sync`` event: kept when its DID
+        is a study or an in-network user, as a one-op commit of the frame's "collection". A
+        study user's account seen deleted is purged by the next export."""
+        population = self.population
+        if event.did in population.study:
+            group = "study"
+        elif event.did in population.in_network:
+            group = "in_network"
+        else:
+            return []
+        fields = {"population": group, "active": event.active, "status": event.status, "handle": event.handle}
+        record = {name: value for name, value in fields.items() if value is not None}
+        op = RepoOp("create", f"#{event.event}", str(seq), None, record)
+        writes = self._write(Commit(seq, event.did, event.rev or "", event.time, (op,)))
+        if writes and event.event == "account" and event.status == "deleted":
+            self._pending_deleted[event.did] = seq
+        return writes
+
+    def _write(self, commit: Commit) -> list[CacheWrite]:
+        ctx = self.context
+        deleted: list[str] = []
+        for op in commit.ops:
             if op.action == "delete" and op.collection in self._collections:
                 deleted.append(f"at://{commit.repo}/{op.collection}/{op.rkey}")
         prior = self._cached_keys(deleted) if deleted else {}
@@ -169,7 +209,7 @@ class CacheWriter:
             config = ctx.handlers[key]
             write(record_path(ctx.cache_root, config, record), encode_record(record))
             files[key.value] = files.get(key.value, 0) + 1
-            if record.operation == Operation.CREATE:
+            if key in self._indexed and record.operation != Operation.DELETE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
                 self._track(record.uri, record.author_did, record.subject_did)
@@ -194,6 +234,23 @@ class CacheWriter:
         self.population = Population(study, frozenset(self._file_in_network | followed))
         return self.population
 
+    def _population_changed(self) -> int | None:
+        """The population's new version when a purge changed it since the last flush (the
+        population is reloaded, and purged accounts' follows forgotten), else None. Called
+        after the batch's writes are drained: once this version is committed, nothing written
+        since collects a purged account."""
+        version = self.context.state.population_version()
+        if version == self._population_version:
+            return None
+        purged = self.context.state.purged_dids()
+        for follows in (self._follows, self._pending_follows):
+            for uri, follow in list(follows.items()):
+                if follow is not None and (follow[0] in purged or follow[1] in purged):
+                    del follows[uri]
+        self.reload_population()
+        self._population_version = version
+        return version
+
     def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[HandlerKey]]:
         found = dict(self.context.state.cached_keys(uris))
         for uri in uris:
@@ -217,7 +274,13 @@ class CacheWriter:
         """Make the written files durable, then commit the cursor and the rows that cover them."""
         for path, reason in self.file_writes.drain():
             self._reject(reason, f"{path} (seq <= {self.last_seq})")
-        if self._pending_frames == 0 and self._pending_seq is None and not self._pending_index:
+        version = self._population_changed()
+        if (
+            self._pending_frames == 0
+            and self._pending_seq is None
+            and not self._pending_index
+            and version is None
+        ):
             return
         if self.on_flush is not None:
             self.on_flush()
@@ -228,8 +291,14 @@ class CacheWriter:
             self._pending_seq,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
             self._pending_follows,
+            deleted_accounts=self._pending_deleted,
+            population_version=version,
         )
+        self._pending_deleted.clear()
         failpoint("write.cursor_stored")
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + 3600
+            self.context.state.prune_index(time.time() - self.index_retention)
         self._pending_index.clear()
         self._pending_follows.clear()
         if self._pending_seq is not None:
