@@ -55,6 +55,8 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     state: StateStore
     handlers: Mapping[HandlerKey, HandlerConfig]
     parts: PartWrites
+    output: str | StorageRepository  # where the parts go: a purge rewrites them there
+    storage_options: StorageOptions | None = None
     batch_files: int = 1_000  # cache files per chunk: bounds the export's memory ...
     batch_bytes: int = 16 << 20  # ... and their bytes, for caches of large records
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
@@ -194,6 +196,8 @@ def setup_batch_export_system(
         state=state,
         handlers=handlers,
         parts=parts,
+        output=out,
+        storage_options=storage_options,
         batch_files=batch_files,
         batch_bytes=batch_bytes,
         dedup_window_hours=dedup_window_hours,

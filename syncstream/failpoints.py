@@ -56,8 +56,15 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "export.removing": ("export-helper", "export-inline"),
     "export.bookkeeping_removed": ("export-helper", "export-inline"),
     "export.claim_removed": ("export", "export-inline"),
+    # a purge: recorded (the population changed), cache files removed, each Parquet file
+    # rewritten and then the old one removed, the purge recorded done
+    "purge.begun": ("purge",),
+    "purge.cache_removed": ("purge",),
+    "purge.part_written": ("purge",),
+    "purge.part_replaced": ("purge",),
+    "purge.finished": ("purge",),
 }
-PROCESSES = ("writer", "writer-inline", "write-helper", "export", "export-inline", "export-helper")
+PROCESSES = ("writer", "writer-inline", "write-helper", "export", "export-inline", "export-helper", "purge")
 
 
 class FailpointError(SyncstreamError, RuntimeError):

@@ -10,8 +10,15 @@ from pathlib import Path
 import libipld
 import pytest
 
-from syncstream.write.decode import car_blocks, decode_frame, json_model
-from syncstream.write.encode import OpSpec, encode_commit_frame, encode_frame, error_frame, info_frame
+from syncstream.write.decode import AccountEvent, car_blocks, decode_frame, json_model
+from syncstream.write.encode import (
+    OpSpec,
+    encode_commit_frame,
+    encode_frame,
+    error_frame,
+    event_frame,
+    info_frame,
+)
 from tests.helpers import CORPUS, FIXTURES, TIME, corpus_frames, from_json_model, jetstream_events, post
 
 
@@ -174,3 +181,26 @@ def test_repeated_blocks_do_not_hide_the_next_one() -> None:
     assert result.problems == ()
     assert result.commit is not None
     assert [op.record["text"] for op in result.commit.ops if op.record] == ["same", "same", "other"]
+
+
+def test_account_identity_and_sync_frames_are_events() -> None:
+    """#account, #identity and #sync frames decode to events with their fields; one without a
+    DID is a counted problem, not an exception."""
+    account = decode_frame(
+        event_frame("account", seq=5, did="did:plc:a", time=TIME, active=False, status="deleted")
+    )
+    assert account.event == AccountEvent("account", "did:plc:a", TIME, active=False, status="deleted")
+    identity = decode_frame(
+        event_frame("identity", seq=6, did="did:plc:a", time=TIME, handle="a.example.com")
+    )
+    assert (identity.kind, identity.seq, identity.event and identity.event.handle) == (
+        "identity",
+        6,
+        "a.example.com",
+    )
+    sync = decode_frame(
+        event_frame("sync", seq=7, did="did:plc:a", time=TIME, rev="3mptbypluud2a", blocks=b"")
+    )
+    assert sync.event is not None and sync.event.rev == "3mptbypluud2a"
+    broken = decode_frame(event_frame("account", seq=8, did=None, time=TIME))  # type: ignore[arg-type]
+    assert (broken.kind, broken.event, broken.problems) == ("account", None, ("malformed_account",))

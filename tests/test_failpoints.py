@@ -69,11 +69,23 @@ HITS = {
     "export.removing": 2,
     "export.bookkeeping_removed": 1,
     "export.claim_removed": 1,
+    "purge.begun": 1,
+    "purge.cache_removed": 1,
+    "purge.part_written": 2,
+    "purge.part_replaced": 1,
+    "purge.finished": 1,
 }
 CASES = [
     pytest.param(point, process, action, id=f"{process}/{point}:{action}")
     for point, processes in POINTS.items()
+    if not point.startswith("purge.")
     for process in processes
+    for action in ("kill", "raise")
+]
+PURGE_CASES = [
+    pytest.param(point, action, id=f"{point}:{action}")
+    for point in POINTS
+    if point.startswith("purge.")
     for action in ("kill", "raise")
 ]
 
@@ -158,6 +170,63 @@ def test_failpoint_then_rerun_exports_every_row_once(
         result = run(arguments)
         assert result.returncode == 0, result.stderr
     assert_exactly_once(root)
+
+
+def late_likes() -> list[bytes]:
+    """More likes by OTHER, written after the first export: the purge finds them in the cache."""
+    return [
+        commit(
+            FIRST_SEQ + COUNT + i,
+            OTHER,
+            OpSpec("create", f"app.bsky.feed.like/late{i}", like(POST_URI.format(0))),
+        )
+        for i in range(20)
+    ]
+
+
+@cache
+def exported_cache(base: str) -> Path:
+    """The written cache exported, then 20 more likes by OTHER written: Parquet and a cache."""
+    root = Path(base) / "exported"
+    shutil.copytree(written_cache(base), root)
+    assert run(export_command(root)).returncode == 0
+    write_replay(Path(base) / "late.bin", late_likes())
+    late = command("syncstream.write", root, "--replay", str(Path(base) / "late.bin"), "--no-sync",
+                   "--study-users", str(Path(base) / "study.txt"))  # fmt: skip
+    assert run(late).returncode == 0
+    assert len(tree(root / "cache")) == 20
+    return root
+
+
+def purge_command(root: Path) -> list[str]:
+    return command("syncstream.purge", root, "--out", str(root / "out"), "--did", OTHER)
+
+
+@pytest.mark.parametrize(("point", "action"), PURGE_CASES)
+def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: str, action: str) -> None:
+    """Crash or fail a purge at one step; rerun it (or export): OTHER's rows are gone from the
+    output and the cache, every other row is there once."""
+    root = inputs / f"purge_{point}_{action}"
+    shutil.copytree(exported_cache(str(inputs)), root)
+    failed = run(purge_command(root), f"purge/{point}:{HITS[point]}:{action}")
+    assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
+    recover = (
+        [purge_command(root), export_command(root)] if point != "purge.begun" else [export_command(root)]
+    )
+    for arguments in recover:
+        result = run(arguments)
+        assert result.returncode == 0, result.stderr
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT record_type, uri, operation, count(*) FROM read_parquet('{root / 'out'}/*/*/*/*.parquet', "
+            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
+        ).fetchall()
+    assert [row for row in rows if row[3] != 1] == []
+    assert {tuple(row[:3]) for row in rows} == {row for row in expected_rows() if row[0] == "post"}
+    assert tree(root / "cache") == set()
+    assert not list((root / "out").rglob(".*.tmp"))
+    listed = run(command("syncstream.purge", root, "--list"))
+    assert "unfinished" not in listed.stdout and OTHER in listed.stdout
 
 
 def test_every_point_has_a_hit_in_the_matrix() -> None:

@@ -116,3 +116,30 @@ def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
         db.execute("INSERT INTO meta (key, value) VALUES ('version', ?)", (VERSION + 1,))
     with pytest.raises(ConfigError, match=f"newer syncstream \\(state version {VERSION + 1}"):
         StateStore(path)
+
+
+def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None:
+    """A key the first layouts exported (no cid) still marks its record exported, whatever its
+    cid, so a --keep-cache file is not exported twice after the upgrade; a new cid of another
+    URI is not matched."""
+    path = version_1_store(tmp_path / "s.sqlite", [])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(
+            "INSERT INTO exported_keys VALUES ('study_user_activity/post', ?, 'create', '', ?)",
+            (f"at://{STUDY}/app.bsky.feed.post/3p", float("inf")),
+        )
+    state = StateStore(path)
+    try:
+        old = ("study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3p", "create", "", "bafyreiany")
+        other = (
+            "study_user_activity/post",
+            f"at://{STUDY}/app.bsky.feed.post/3q",
+            "create",
+            "",
+            "bafyreiany",
+        )
+        assert state.exported_among([old, other]) == {old}
+        state.commit_export("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
+        assert state.prune_exported(2000.0) == 1 and state.exported_among([old]) == set()
+    finally:
+        state.close()

@@ -49,6 +49,12 @@ def _parser() -> argparse.ArgumentParser:
         "--keep-cache", action="store_true", help="leave exported files in the cache (default: remove them)"
     )
     parser.add_argument(
+        "--keep-deleted-accounts",
+        action="store_true",
+        help="do not purge the accounts the writer saw deleted (an #account event with status "
+        "deleted); by default each export purges them first, as `python -m syncstream.purge` does",
+    )
+    parser.add_argument(
         "--clear-cache",
         action="store_true",
         help="after exporting, reset the whole cache tree; refused while a writer holds the cache",
@@ -99,6 +105,11 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _print_summary(summary: ExportSummary, seconds: float) -> None:
+    for purge in summary.purges:
+        print(
+            f"purged {', '.join(purge.dids)} ({purge.reason}): {purge.rows} rows removed from "
+            f"{purge.parts} Parquet files, {purge.cache_files} cache files removed"
+        )
     verb = "would export" if summary.dry_run else "exported"
     print(f"{verb} {summary.rows} rows from {summary.cache_files} cache files in {seconds:.2f}s")
     for name, stats in sorted(summary.datasets.items()):
@@ -180,7 +191,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.clear_cache:
             writer_lock.acquire()  # held through export and reset: no writer may start between
-        summary = export_batch(context, remove=not args.keep_cache, dry_run=args.dry_run, progress=progress)
+        summary = export_batch(
+            context,
+            remove=not args.keep_cache,
+            dry_run=args.dry_run,
+            progress=progress,
+            purge_deleted=not args.keep_deleted_accounts,
+        )
         if args.clear_cache:
             writer_lock.release()
             reset_tree(context.cache_root, (config.directory for config in context.handlers.values()))

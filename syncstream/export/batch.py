@@ -55,6 +55,7 @@ from syncstream.export.parts import Part
 from syncstream.failpoints import failpoint
 from syncstream.handlers import datasets_of
 from syncstream.paths import bounded_name
+from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
 from syncstream.state import ExportKey
 from syncstream.timestamps import is_seq, micros
 from syncstream.types import HandlerKey
@@ -83,6 +84,7 @@ class ExportSummary(msgspec.Struct, kw_only=True):
     recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
     batches: int = 0
     dry_run: bool = False
+    purges: list[PurgeSummary] = msgspec.field(default_factory=list)  # run first: deleted accounts
 
     @property
     def rows(self) -> int:
@@ -475,16 +477,45 @@ class _Exporter:
                 os.unlink(self._path(name))
 
 
+def _purge_first(context: BatchExportContext, *, purge_deleted: bool) -> list[PurgeSummary]:
+    """Finish an interrupted purge; purge the accounts seen deleted. A purge that cannot finish
+    now (a writer that does not answer) is left to the next export, and this one goes on."""
+    state = context.state
+    pending = sorted(state.pending_purges()) if purge_deleted else []
+    if not pending and not state.purges(unfinished=True):
+        return []
+    from syncstream.export.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
+
+    output = context.output
+    storage = storage_for(output, context.storage_options) if isinstance(output, str) else output
+    try:
+        return purge_accounts(
+            context.cache_root,
+            state,
+            storage if isinstance(storage, ParquetStorage) else None,
+            context.handlers,
+            pending,
+            reason="deleted account",
+            locked=True,
+        )
+    except PurgeError as error:
+        log.warning("purge left for the next export: %s", error)
+        return []
+
+
 def export_batch(
     context: BatchExportContext,
     *,
     remove: bool = True,
     dry_run: bool = False,
     progress: Callable[[ExportSummary], None] | None = None,
+    purge_deleted: bool = True,
 ) -> ExportSummary:
     """Export everything in the cache now; return what was written per dataset.
 
-    Raises ``CacheLockedError`` if another export is running on this cache.
+    First, an interrupted purge is finished and, with ``purge_deleted``, the accounts the writer
+    saw deleted are purged (``syncstream.purge``). Raises ``CacheLockedError`` if another export
+    is running on this cache.
     """
     lock_path = os.path.join(context.cache_root, EXPORT_LOCK)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -495,6 +526,9 @@ def export_batch(
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise CacheLockedError(f"another export is running on {context.cache_root}") from None
             raise
-        return _Exporter(context, remove=remove, dry_run=dry_run, progress=progress).run()
+        purges = [] if dry_run else _purge_first(context, purge_deleted=purge_deleted)
+        summary = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress).run()
+        summary.purges = purges
+        return summary
     finally:
         os.close(fd)

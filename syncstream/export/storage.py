@@ -70,6 +70,27 @@ class ParquetStorage:
     def describe(self) -> str:
         return f"{self.filesystem.type_name}:{self.base}"
 
+    def list_parts(self, prefix: str) -> list[str]:
+        """The Parquet files under ``prefix`` (a dataset), relative to the base, sorted; the
+        temporaries of writes cut short are not listed."""
+        selector = pafs.FileSelector(self._path(prefix), recursive=True, allow_not_found=True)
+        return sorted(
+            info.path[len(self.base) + 1 :]
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.File
+            and info.base_name.endswith(".parquet")
+            and not info.base_name.startswith(".")
+        )
+
+    def read(self, relative_path: str, columns: list[str] | None = None) -> pa.Table:
+        """One Parquet file as written (its partition stays in its path, not in the table)."""
+        with self.filesystem.open_input_file(self._path(relative_path)) as source:
+            return pq.read_table(source, columns=columns)
+
+    def exists(self, relative_path: str) -> bool:
+        found: bool = self.filesystem.get_file_info(self._path(relative_path)).type == pafs.FileType.File
+        return found
+
 
 def storage_for(out: str, options: StorageOptions | None = None) -> ParquetStorage:
     """The adapter for a local directory or a filesystem URI such as ``s3://bucket/prefix``;

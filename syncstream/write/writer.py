@@ -113,7 +113,8 @@ class CacheWriter:
         self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
         self._pending_deleted: dict[str, int] = {}  # accounts seen deleted: purged at the next export
-        self._population_version = context.state.population_version()
+        self._population_version = -1  # the first flush records the version this writer applies
+        self._purged = context.state.purged_dids()
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
@@ -216,6 +217,8 @@ class CacheWriter:
         return writes
 
     def _track(self, uri: str, follower: str, subject: str | None) -> None:
+        if subject is not None and subject in self._purged:
+            return  # a withdrawal sticks: a follow does not bring the account back
         if subject is not None:  # a follow
             self._follows[uri] = self._pending_follows[uri] = (follower, subject)
         elif uri in self._follows:  # its delete
@@ -242,7 +245,7 @@ class CacheWriter:
         version = self.context.state.population_version()
         if version == self._population_version:
             return None
-        purged = self.context.state.purged_dids()
+        purged = self._purged = self.context.state.purged_dids()
         for follows in (self._follows, self._pending_follows):
             for uri, follow in list(follows.items()):
                 if follow is not None and (follow[0] in purged or follow[1] in purged):

@@ -1,0 +1,141 @@
+"""``python -m syncstream.purge``: remove accounts (a withdrawal) from the population, the cache,
+the state and every dataset, exactly once."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+
+from returns.result import Failure
+
+from syncstream.cli import add_store_options, setup_logging
+from syncstream.errors import SyncstreamError
+from syncstream.failpoints import set_process
+from syncstream.state import StateStore, read_user_file
+from syncstream.syntax import is_did
+
+__all__ = ["main"]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncstream.purge",
+        description=(
+            "Remove accounts from the study: from the population (for good: a user file that still "
+            "lists one is skipped with a warning until `python -m syncstream.write --reenrol DID`), "
+            "and, from the cache, the state and every dataset under --out, every row they authored "
+            "and every row collected because of them (likes on, replies to, reposts and quotes of "
+            "their posts, follows of them, their account events). Parquet files are rewritten without "
+            "those rows. Exactly once and crash-safe: an interrupted purge is finished by the next "
+            "purge or export. Safe beside the writer (it waits until the writer applies the new "
+            "population) and the export (they take turns)."
+        ),
+        epilog=(
+            "Exit status: 0 when the purge is done; 1 when it could not finish (it is recorded, and "
+            "the next purge or export finishes it); 2 for bad options or input."
+        ),
+    )
+    add_store_options(parser, state_help="the writer's SQLite state store")
+    parser.add_argument(
+        "--out",
+        default="syncstream-parquet",
+        help="the export's output directory or pyarrow.fs URI, purged too (default: %(default)s)",
+    )
+    parser.add_argument("--did", action="append", default=[], help="an account to purge (repeatable)")
+    parser.add_argument("--dids-file", metavar="FILE", help="accounts to purge, one DID per line, # comments")
+    parser.add_argument(
+        "--writer-timeout",
+        type=float,
+        default=60.0,
+        help="seconds to wait for a running writer to apply the new population (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the purges recorded in the state, and exit"
+    )
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet)
+    bad = [did for did in args.did if not is_did(did)]
+    if bad:
+        parser.error(f"not a valid DID: {bad[0]!r}")
+    if args.writer_timeout <= 0:
+        parser.error("--writer-timeout must be positive")
+    dids = list(args.did)
+    if args.dids_file is not None:
+        match read_user_file(args.dids_file):
+            case Failure(message):
+                print(f"error: {message}", file=sys.stderr)
+                return 2
+            case result:
+                dids += result.unwrap()
+    if not dids and not args.list:
+        parser.error("give the accounts to purge: --did DID or --dids-file FILE (or --list)")
+    root = os.path.realpath(args.cache_dir)
+    if not args.list and not os.path.isdir(root):
+        print(f"error: no cache at {os.path.abspath(args.cache_dir)}", file=sys.stderr)
+        return 2
+    set_process("purge")
+    try:
+        state = StateStore(args.state)
+    except SyncstreamError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    try:
+        if args.list:
+            _print_history(state)
+            return 0
+        return _purge(args, root, state, dids)
+    finally:
+        state.close()
+
+
+def _purge(args: argparse.Namespace, root: str, state: StateStore, dids: list[str]) -> int:
+    from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
+    from syncstream.handlers import HANDLERS  # noqa: PLC0415
+    from syncstream.purge.protocol import purge_accounts  # noqa: PLC0415
+
+    started = time.perf_counter()
+    try:
+        storage = storage_for(args.out)
+        summaries = purge_accounts(
+            root, state, storage, HANDLERS, dids, reason="withdrawal", writer_timeout=args.writer_timeout
+        )
+    except (SyncstreamError, OSError) as error:
+        print(f"error: purge failed: {error}", file=sys.stderr)
+        return 1
+    for summary in summaries:
+        label = "finished interrupted purge" if summary.recovered else "purged"
+        print(
+            f"{label} {summary.purge_id} ({summary.reason}) of {', '.join(summary.dids)}: "
+            f"{summary.rows} rows removed from {summary.parts} Parquet files, "
+            f"{summary.cache_files} cache files removed"
+        )
+        for name, rows in sorted(summary.datasets.items()):
+            print(f"  {name}: {rows} rows")
+    print(f"in {time.perf_counter() - started:.2f}s")
+    return 0
+
+
+def _print_history(state: StateStore) -> None:
+    records = state.purges()
+    if not records:
+        print("no purges recorded")
+    for record in records:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record.started_at))
+        status = (
+            f"{record.rows} rows, {record.cache_files} cache files"
+            if record.finished_at is not None
+            else "unfinished"
+        )
+        print(f"{record.purge_id} {when} {record.reason}: {', '.join(record.dids)} ({status})")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
