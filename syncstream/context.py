@@ -14,8 +14,9 @@ from returns.result import Failure
 from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
 from syncstream.errors import ConfigError
 from syncstream.handlers import HANDLERS, HandlerConfig, check_registry
-from syncstream.state import Population, StateStore, read_user_lines
+from syncstream.state import Population, StateStore
 from syncstream.types import HandlerKey
+from syncstream.users import read_user_lines
 
 if TYPE_CHECKING:
     from syncstream.export.parts import PartWrites

@@ -13,110 +13,11 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import NamedTuple
 
-from returns.result import Failure, Result, Success
-
 from syncstream.errors import ConfigError
-from syncstream.syntax import is_did
+from syncstream.state_layout import SCHEMA, VERSION, migrate
 from syncstream.types import HandlerKey
 
-__all__ = ["ExportKey", "Population", "PurgeRecord", "StateStore", "read_user_file", "read_user_lines"]
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS users (
-    did TEXT NOT NULL,
-    kind TEXT NOT NULL CHECK (kind IN ('study', 'in_network')),
-    PRIMARY KEY (did, kind)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS cached_uris (
-    uri TEXT NOT NULL,
-    handler_key TEXT NOT NULL,
-    indexed_at REAL NOT NULL DEFAULT 0,  -- pruned after the index retention
-    PRIMARY KEY (uri, handler_key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS tracked_follows (
-    uri TEXT PRIMARY KEY,  -- a follow made by a study user, seen on the stream
-    follower TEXT NOT NULL,
-    subject TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS exported_keys (
-    dataset TEXT NOT NULL,
-    uri TEXT NOT NULL,
-    operation TEXT NOT NULL,
-    follow_status TEXT NOT NULL,  -- '' when the dataset has none
-    cid TEXT NOT NULL,  -- the version: '' for a delete; '*' (any) for keys of state version 2
-    exported_at REAL NOT NULL,
-    PRIMARY KEY (dataset, uri, operation, follow_status, cid)
-) WITHOUT ROWID;
--- No index on exported_at: in a WITHOUT ROWID table it would repeat the key and cost as much
--- per export as the table itself; pruning scans instead, and only now and then.
-DROP INDEX IF EXISTS exported_keys_age;
-CREATE TABLE IF NOT EXISTS export_claims (
-    claim_id TEXT PRIMARY KEY,
-    committed_at REAL NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS purged_dids (
-    did TEXT PRIMARY KEY,  -- withdrawn or deleted: a user file does not bring it back
-    purged_at REAL NOT NULL,
-    reason TEXT NOT NULL
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS pending_purges (
-    did TEXT PRIMARY KEY,  -- an account seen deleted, purged by the next export
-    reason TEXT NOT NULL,
-    seq INTEGER
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS purges (
-    purge_id TEXT PRIMARY KEY,
-    dids TEXT NOT NULL,  -- one per line
-    reason TEXT NOT NULL,
-    started_at REAL NOT NULL,
-    finished_at REAL,  -- null while it runs, or after a crash (the next purge finishes it)
-    cache_files INTEGER,
-    rows INTEGER
-) WITHOUT ROWID;
-"""
-
-VERSION = 3
-"""The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
-3 keys exported rows by version (cid) too, and dates index rows for their retention."""
-
-# What version 1 stored for each handler key: the handler's directory, as the key's value was.
-_VERSION_1_KEYS = {
-    "study_user_activity/create/post": "post",
-    "study_user_activity/create/like": "like",
-    "study_user_activity/create/follow/follower": "follow_follower",
-    "study_user_activity/create/follow/followee": "follow_followee",
-    "study_user_activity/create/like_on_user_post": "like_on_user_post",
-    "study_user_activity/create/reply_to_user_post": "reply_to_user_post",
-    "study_user_activity/delete/post": "delete_post",
-    "study_user_activity/delete/like": "delete_like",
-    "study_user_activity/delete/follow/follower": "delete_follow_follower",
-    "study_user_activity/delete/follow/followee": "delete_follow_followee",
-    "study_user_activity/delete/like_on_user_post": "delete_like_on_user_post",
-    "study_user_activity/delete/reply_to_user_post": "delete_reply_to_user_post",
-    "in_network_user_activity/create/post": "in_network_post",
-    "in_network_user_activity/delete/post": "in_network_delete_post",
-}
-
-# Version 3: keys gain their cid (earlier keys match any version: '*'); index rows a date.
-_VERSION_3 = (
-    "ALTER TABLE exported_keys RENAME TO exported_keys_2",
-    """CREATE TABLE exported_keys (
-        dataset TEXT NOT NULL,
-        uri TEXT NOT NULL,
-        operation TEXT NOT NULL,
-        follow_status TEXT NOT NULL,
-        cid TEXT NOT NULL,
-        exported_at REAL NOT NULL,
-        PRIMARY KEY (dataset, uri, operation, follow_status, cid)
-    ) WITHOUT ROWID""",
-    "INSERT INTO exported_keys "
-    "SELECT dataset, uri, operation, follow_status, '*', exported_at FROM exported_keys_2",
-    "DROP TABLE exported_keys_2",
-)  # one by one, in the migration's transaction (executescript would commit it)
+__all__ = ["VERSION", "ExportKey", "Population", "PurgeRecord", "StateStore"]
 
 ExportKey = tuple[str, str, str, str, str]
 """(dataset, uri, operation, follow_status or '', cid or '')."""
@@ -129,28 +30,6 @@ _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at 
 class Population(NamedTuple):
     study: frozenset[str]
     in_network: frozenset[str]
-
-
-def read_user_file(path: str | Path) -> Result[list[str], str]:
-    """DIDs from a file, one per line; ``#`` starts a comment; blank lines are skipped."""
-    return read_user_lines(path).map(lambda lines: [did for _, did in lines])
-
-
-def read_user_lines(path: str | Path) -> Result[list[tuple[int, str]], str]:
-    """(line number, DID) of a user file (see ``read_user_file``)."""
-    try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        return Failure(f"cannot read user file {path}: {error}")
-    dids: list[tuple[int, str]] = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        value = line.split("#", 1)[0].strip()
-        if not value:
-            continue
-        if not is_did(value):
-            return Failure(f"{path}:{number}: not a valid DID: {value!r}")
-        dids.append((number, value))
-    return Success(dids)
 
 
 class PurgeRecord(NamedTuple):
@@ -185,7 +64,7 @@ class StateStore:
                 )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(SCHEMA)
             if tables:
                 self._migrate()
             else:
@@ -201,32 +80,10 @@ class StateStore:
     def close(self) -> None:
         self._db.close()
 
-    def _columns(self, table: str) -> set[str]:
-        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
-
     def _migrate(self) -> None:
         """Bring a store of an earlier layout to ``VERSION``, in one transaction."""
         with self._transaction():
-            row = self._db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
-            version = 1 if row is None else int(row[0])
-            if version > VERSION:
-                raise ConfigError(
-                    f"{self.path} was written by a newer syncstream (state version {version}, "
-                    f"this one reads {VERSION}); upgrade syncstream"
-                )
-            if version < 2:
-                self._db.executemany(
-                    "UPDATE cached_uris SET handler_key = ? WHERE handler_key = ?",
-                    ((name, directory) for directory, name in _VERSION_1_KEYS.items()),
-                )
-            if version < 3:
-                if "cid" not in self._columns("exported_keys"):
-                    for statement in _VERSION_3:
-                        self._db.execute(statement)
-                if "indexed_at" not in self._columns("cached_uris"):
-                    self._db.execute("ALTER TABLE cached_uris ADD COLUMN indexed_at REAL NOT NULL DEFAULT 0")
-                self._db.execute("UPDATE cached_uris SET indexed_at = ?", (time.time(),))
-            if version < VERSION:
+            if migrate(self._db, self.path) < VERSION:
                 self._set_meta("version", VERSION)
 
     # population ---------------------------------------------------------------------------

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from returns.result import Failure, Success
 
-from syncstream.state import Population, StateStore, read_user_file
+from syncstream.state import Population, StateStore
 from syncstream.types import HandlerKey
+from syncstream.users import read_user_file
 
 
 def test_user_file_with_comments_and_blanks(tmp_path: Path) -> None:

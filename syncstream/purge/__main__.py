@@ -14,8 +14,9 @@ from returns.result import Failure
 from syncstream.cli import add_store_options, setup_logging
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
-from syncstream.state import StateStore, read_user_file
+from syncstream.state import StateStore
 from syncstream.syntax import is_did
+from syncstream.users import read_user_file
 
 __all__ = ["main"]
 

@@ -1,0 +1,140 @@
+"""The state store's layout: its tables, its version, and the migrations of earlier versions.
+
+Each migration runs in the opening connection's transaction, statement by statement, and checks
+what is there before changing it, so that a store half-way between versions is brought forward.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+
+from syncstream.errors import ConfigError
+
+__all__ = ["SCHEMA", "VERSION", "migrate"]
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    did TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('study', 'in_network')),
+    PRIMARY KEY (did, kind)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cached_uris (
+    uri TEXT NOT NULL,
+    handler_key TEXT NOT NULL,
+    indexed_at REAL NOT NULL DEFAULT 0,  -- pruned after the index retention
+    PRIMARY KEY (uri, handler_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS tracked_follows (
+    uri TEXT PRIMARY KEY,  -- a follow made by a study user, seen on the stream
+    follower TEXT NOT NULL,
+    subject TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS exported_keys (
+    dataset TEXT NOT NULL,
+    uri TEXT NOT NULL,
+    operation TEXT NOT NULL,
+    follow_status TEXT NOT NULL,  -- '' when the dataset has none
+    cid TEXT NOT NULL,  -- the version: '' for a delete; '*' (any) for keys of state version 2
+    exported_at REAL NOT NULL,
+    PRIMARY KEY (dataset, uri, operation, follow_status, cid)
+) WITHOUT ROWID;
+-- No index on exported_at: in a WITHOUT ROWID table it would repeat the key and cost as much
+-- per export as the table itself; pruning scans instead, and only now and then.
+DROP INDEX IF EXISTS exported_keys_age;
+CREATE TABLE IF NOT EXISTS export_claims (
+    claim_id TEXT PRIMARY KEY,
+    committed_at REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purged_dids (
+    did TEXT PRIMARY KEY,  -- withdrawn or deleted: a user file does not bring it back
+    purged_at REAL NOT NULL,
+    reason TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS pending_purges (
+    did TEXT PRIMARY KEY,  -- an account seen deleted, purged by the next export
+    reason TEXT NOT NULL,
+    seq INTEGER
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS purges (
+    purge_id TEXT PRIMARY KEY,
+    dids TEXT NOT NULL,  -- one per line
+    reason TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    finished_at REAL,  -- null while it runs, or after a crash (the next purge finishes it)
+    cache_files INTEGER,
+    rows INTEGER
+) WITHOUT ROWID;
+"""
+
+VERSION = 3
+"""The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
+3 keys exported rows by version (cid) too, and dates index rows for their retention."""
+
+# What version 1 stored for each handler key: the handler's directory, as the key's value was.
+_VERSION_1_KEYS = {
+    "study_user_activity/create/post": "post",
+    "study_user_activity/create/like": "like",
+    "study_user_activity/create/follow/follower": "follow_follower",
+    "study_user_activity/create/follow/followee": "follow_followee",
+    "study_user_activity/create/like_on_user_post": "like_on_user_post",
+    "study_user_activity/create/reply_to_user_post": "reply_to_user_post",
+    "study_user_activity/delete/post": "delete_post",
+    "study_user_activity/delete/like": "delete_like",
+    "study_user_activity/delete/follow/follower": "delete_follow_follower",
+    "study_user_activity/delete/follow/followee": "delete_follow_followee",
+    "study_user_activity/delete/like_on_user_post": "delete_like_on_user_post",
+    "study_user_activity/delete/reply_to_user_post": "delete_reply_to_user_post",
+    "in_network_user_activity/create/post": "in_network_post",
+    "in_network_user_activity/delete/post": "in_network_delete_post",
+}
+
+# Version 3: keys gain their cid (earlier keys match any version: '*'); index rows a date.
+_VERSION_3 = (
+    "ALTER TABLE exported_keys RENAME TO exported_keys_2",
+    """CREATE TABLE exported_keys (
+        dataset TEXT NOT NULL,
+        uri TEXT NOT NULL,
+        operation TEXT NOT NULL,
+        follow_status TEXT NOT NULL,
+        cid TEXT NOT NULL,
+        exported_at REAL NOT NULL,
+        PRIMARY KEY (dataset, uri, operation, follow_status, cid)
+    ) WITHOUT ROWID""",
+    "INSERT INTO exported_keys "
+    "SELECT dataset, uri, operation, follow_status, '*', exported_at FROM exported_keys_2",
+    "DROP TABLE exported_keys_2",
+)  # one by one, in the migration's transaction (executescript would commit it)
+
+
+def _columns(db: sqlite3.Connection, table: str) -> set[str]:
+    return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
+
+
+def migrate(db: sqlite3.Connection, path: str) -> int:
+    """Bring a store of an earlier layout to ``VERSION`` (inside the caller's transaction);
+    the version it had. ``ConfigError`` for a store of a newer layout."""
+    row = db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+    version = 1 if row is None else int(row[0])
+    if version > VERSION:
+        raise ConfigError(
+            f"{path} was written by a newer syncstream (state version {version}, "
+            f"this one reads {VERSION}); upgrade syncstream"
+        )
+    if version < 2:
+        db.executemany(
+            "UPDATE cached_uris SET handler_key = ? WHERE handler_key = ?",
+            ((name, directory) for directory, name in _VERSION_1_KEYS.items()),
+        )
+    if version < 3:
+        if "cid" not in _columns(db, "exported_keys"):
+            for statement in _VERSION_3:
+                db.execute(statement)
+        if "indexed_at" not in _columns(db, "cached_uris"):
+            db.execute("ALTER TABLE cached_uris ADD COLUMN indexed_at REAL NOT NULL DEFAULT 0")
+        db.execute("UPDATE cached_uris SET indexed_at = ?", (time.time(),))
+    return version
