@@ -38,6 +38,7 @@ def frames(first: int = 10) -> list[bytes]:
         (B, OpSpec("create", "app.bsky.feed.post/3r2", post("bob replies", parent=PA))),
         (STRANGER, OpSpec("create", "app.bsky.graph.follow/3f1", follow(A))),
         (A, OpSpec("create", "app.bsky.graph.follow/3f2", follow(B))),
+        (B, OpSpec("create", "app.bsky.graph.follow/3f3", follow(A))),
         (FRIEND, OpSpec("create", "app.bsky.feed.post/3n1", post("in network"))),
         (A, OpSpec("update", "app.bsky.feed.post/3pa", post("by alice, edited"))),
         (STRANGER, OpSpec("delete", "app.bsky.feed.like/3l1")),
@@ -110,7 +111,10 @@ def involves(dataset: str, row: dict[str, Any], did: str) -> bool:
     }.get(dataset)
     if pointed is not None and pointed.startswith(f"at://{did}/"):
         return True
-    return dataset == "scraped_user_social_network/follow" and row.get("followee_did") == did
+    # a follow of the account is collected because of it; a study user's own follow of it is
+    # that user's activity, and stays
+    follows = dataset == "scraped_user_social_network/follow"
+    return follows and row.get("follow_status") == "followee" and row.get("followee_did") == did
 
 
 def without(everything: dict[str, list[str]], did: str) -> dict[str, list[str]]:
