@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-__all__ = ["CacheLockedError", "CacheWriteError", "ConfigError", "HelperError", "SyncstreamError"]
+__all__ = [
+    "CacheLockedError",
+    "CacheWriteError",
+    "ConfigError",
+    "HelperError",
+    "RelayError",
+    "SyncstreamError",
+]
 
 
 class SyncstreamError(Exception):
@@ -20,6 +27,11 @@ class CacheLockedError(SyncstreamError, RuntimeError):
 class CacheWriteError(SyncstreamError, OSError):
     """A cache file could not be written (a full disk, a permission): nothing past the last
     durable cursor counts as done, so a restart rewrites it."""
+
+
+class RelayError(SyncstreamError, RuntimeError):
+    """The relay cannot serve this writer as it stands (a cursor beyond its stream): redialling
+    would loop forever, so the writer stops and says how to go on."""
 
 
 class HelperError(SyncstreamError, RuntimeError):

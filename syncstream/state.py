@@ -17,11 +17,20 @@ from syncstream.errors import ConfigError
 from syncstream.state_layout import SCHEMA, VERSION, migrate
 from syncstream.types import HandlerKey
 
-__all__ = ["VERSION", "ExportKey", "Population", "PurgeRecord", "StateStore"]
+__all__ = ["CURSOR", "VERSION", "ExportKey", "Population", "PurgeRecord", "StateStore", "relay_cursor"]
 
 ExportKey = tuple[str, str, str, str, str]
 """(dataset, uri, operation, follow_status or '', cid or '')."""
 ANY_VERSION = "*"  # the cid of a key exported before versions were kept: it matches any
+
+CURSOR = "cursor"  # a replay's cursor; a relay's is relay_cursor(host)
+
+
+def relay_cursor(url: str) -> str:
+    """The state's key of a relay's cursor: its host (seqs are a relay's own)."""
+    host = url.split("://", 1)[-1].split("/", 1)[0]
+    return f"cursor:{host}"
+
 
 PINNED = float("inf")  # the export time of a key whose file was kept in the cache
 _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
@@ -114,12 +123,19 @@ class StateStore:
 
     # cursor -------------------------------------------------------------------------------
 
-    def cursor(self) -> int | None:
-        row = self._db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+    def cursor(self, source: str = CURSOR) -> int | None:
+        """The last durable seq of ``source``: ``CURSOR`` for replays, ``relay_cursor(host)``
+        for a relay, whose seqs are its own. A relay with no cursor yet takes the single
+        cursor of a store written before cursors were kept per relay, once."""
+        row = self._db.execute("SELECT value FROM meta WHERE key = ?", (source,)).fetchone()
+        if row is None and source != CURSOR:
+            per_relay = self._db.execute("SELECT 1 FROM meta WHERE key LIKE 'cursor:%'").fetchone()
+            if per_relay is None:
+                row = self._db.execute("SELECT value FROM meta WHERE key = ?", (CURSOR,)).fetchone()
         return None if row is None else int(row[0])
 
-    def set_cursor(self, seq: int) -> None:
-        self.commit(seq)
+    def set_cursor(self, seq: int, source: str = CURSOR) -> None:
+        self.commit(seq, cursor_source=source)
 
     # cached-URI index ---------------------------------------------------------------------
 
@@ -143,6 +159,7 @@ class StateStore:
         *,
         deleted_accounts: Mapping[str, int] | None = None,
         population_version: int | None = None,
+        cursor_source: str = "cursor",
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed) and the cursor that covers them, in one short transaction.
@@ -169,7 +186,7 @@ class StateStore:
             if population_version is not None:
                 self._set_meta("writer_population_version", population_version)
             if cursor is not None:
-                self._set_meta("cursor", cursor)
+                self._set_meta(cursor_source, cursor)
 
     def prune_index(self, older_than: float) -> int:
         """Forget index rows written before ``older_than`` (the index retention): a delete of

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.relay import Fault, LoopbackRelay, ReplayRelay, parse_fault
-from syncstream.state import StateStore
+from syncstream.state import StateStore, relay_cursor
 from syncstream.write.__main__ import main
 from syncstream.write.decode import decode_frame
 from syncstream.write.encode import OpSpec, with_seq
@@ -78,10 +78,11 @@ def live(tmp_path: Path, url: str, *extra: str) -> int:
     return main(args)
 
 
-def stored_cursor(tmp_path: Path) -> int | None:
+def stored_cursor(tmp_path: Path, url: str) -> int | None:
+    """The cursor the writer stored for this relay (cursors are kept per relay host)."""
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        return state.cursor()
+        return state.cursor(relay_cursor(url))
     finally:
         state.close()
 
@@ -111,7 +112,7 @@ def test_faults_end_with_the_uninterrupted_tree(
         assert live(tmp_path, loopback.url) == 0
     assert tree(tmp_path / "cache") == uninterrupted
     assert relay.connections == cursors
-    assert stored_cursor(tmp_path) == LAST
+    assert stored_cursor(tmp_path, loopback.url) == LAST
 
 
 def test_stalled_socket_is_reconnected_by_the_receive_timeout(
@@ -175,16 +176,32 @@ def test_record_tees_a_replayable_session(tmp_path: Path, uninterrupted: set[str
     assert tree(again / "cache") == uninterrupted
 
 
-def test_future_cursor_from_the_relay_is_survived(tmp_path: Path) -> None:
-    """A stored cursor beyond the relay's stream: the relay answers FutureCursor, the writer keeps
-    reconnecting from its cursor without writing or moving it, and exits on --idle-exit."""
-    StateStore(tmp_path / "s.sqlite").set_cursor(LAST + 1000)
+def test_repeated_future_cursor_stops_the_writer(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A stored cursor beyond the relay's stream: after three FutureCursor answers in a row the
+    writer stops with exit 1, naming the cursor and the way on, without writing or moving it."""
     relay = ReplayRelay(corpus_frames())
     with LoopbackRelay(relay) as loopback:
-        assert live(tmp_path, loopback.url) == 0
-    assert set(relay.connections) == {LAST + 1000}
+        StateStore(tmp_path / "s.sqlite").set_cursor(LAST + 1000, relay_cursor(loopback.url))
+        assert live(tmp_path, loopback.url, "--idle-exit", "60") == 1
+    assert relay.connections == [LAST + 1000] * 3
     assert tree(tmp_path / "cache") == set()
-    assert stored_cursor(tmp_path) == LAST + 1000
+    assert stored_cursor(tmp_path, loopback.url) == LAST + 1000
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        error.startswith("error: the relay")
+        and f"FutureCursor 3 times in a row to cursor {LAST + 1000}" in error
+    )
+    assert "--live" in error and "--cursor" in error
+
+
+def test_cursors_are_kept_per_relay(tmp_path: Path) -> None:
+    """A second relay (another host) never dials with the first one's cursor."""
+    first, second = ReplayRelay(corpus_frames()), ReplayRelay(corpus_frames())
+    with LoopbackRelay(first) as one, LoopbackRelay(second) as two:
+        assert live(tmp_path, one.url) == 0
+        assert live(tmp_path, two.url.replace("127.0.0.1", "localhost")) == 0
+    assert first.connections == [None] and second.connections == [None]
+    assert stored_cursor(tmp_path, one.url) == LAST
 
 
 def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
@@ -214,7 +231,7 @@ def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
             relay.wait(timeout=10)
     assert relay.returncode == 0
     assert f"cursor: {LAST}" in out
-    assert stored_cursor(tmp_path) == LAST
+    assert stored_cursor(tmp_path, url) == LAST
 
 
 def test_sighup_rereads_the_user_files(tmp_path: Path) -> None:

@@ -14,8 +14,9 @@ import zstandard
 
 from syncstream.cli import add_store_options, setup_logging
 from syncstream.context import load_users, setup_cache_write_system
-from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
+from syncstream.errors import CacheWriteError, HelperError, RelayError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
+from syncstream.state import CURSOR, relay_cursor
 from syncstream.write.files import HelperWrites
 from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
@@ -243,6 +244,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             track_follows=args.track_follows,
             files=files,
             index_retention_days=args.index_retention_days,
+            cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
         )
         if args.cursor is not None:
             writer.last_seq = args.cursor
@@ -252,6 +254,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         summary = writer.summary()
         if files is not None:
             files.close()
+    except RelayError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     except (CacheWriteError, HelperError, FailpointError) as error:
         print(f"error: {error}; the cursor stays at the last durable batch", file=sys.stderr)
         return 1

@@ -22,7 +22,7 @@ from typing import Any, BinaryIO
 import msgspec
 from atproto_firehose import FirehoseSubscribeReposClient
 
-from syncstream.errors import CacheWriteError, HelperError
+from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.write.decode import Decoded
 from syncstream.write.sources import write_frame
 from syncstream.write.writer import CacheWriter
@@ -30,6 +30,8 @@ from syncstream.write.writer import CacheWriter
 __all__ = ["Backoff", "FirehoseSource", "LiveOptions", "LiveRunner", "relay_base_uri"]
 
 log = logging.getLogger("syncstream.write")
+
+FUTURE_CURSOR_LIMIT = 3  # FutureCursor answers in a row before the writer stops
 
 
 def relay_base_uri(url: str) -> str:
@@ -137,6 +139,10 @@ class LiveRunner:
         self._error: BaseException | None = None
         self.idle_exited = False
         self.unparsed = 0
+        self.future_cursors = 0  # FutureCursor answers in a row: three end the run
+        self._error_frame: str | None = None  # the error frame that ended the connection
+        self.reconnects: dict[str, int] = {}  # reason -> count
+        self.last_frame_wall: float | None = None  # time.time() of the last frame (metrics, health)
 
     # the worker -----------------------------------------------------------------------------
 
@@ -158,6 +164,10 @@ class LiveRunner:
                     return
                 if self._frames_on_connection:
                     self.backoff.reset()
+                reason = "closed" if ended.startswith("the relay closed") else ended.split(":", 1)[0]
+                if self._error_frame is not None:  # the relay's error frame closed it
+                    reason, self._error_frame = f"error:{self._error_frame}", None
+                self.reconnects[reason] = self.reconnects.get(reason, 0) + 1
                 delay = self.backoff.next()
                 log.warning("%s; reconnecting from seq %s in %.2fs", ended, self._cursor(), delay)
                 self.stopping.wait(delay)
@@ -183,13 +193,27 @@ class LiveRunner:
                 # An error frame is no sign of a healthy stream: it neither resets the backoff
                 # nor keeps --idle-exit from firing (a relay answering FutureCursor forever).
                 self.last_frame_at = time.monotonic()
+                self.last_frame_wall = time.time()
                 self._frames_on_connection += 1
+                self.future_cursors = 0
         if decoded is not None:
             self._observe(decoded)
 
     def _observe(self, decoded: Decoded) -> None:
         if decoded.kind == "error":
+            if decoded.name == "FutureCursor":
+                self.future_cursors += 1
+                if self.future_cursors >= FUTURE_CURSOR_LIMIT:
+                    self._error = RelayError(
+                        f"the relay {self.options.relay} answered FutureCursor {self.future_cursors} times "
+                        f"in a row to cursor {self._cursor()}: it has no event after that seq (another "
+                        "relay's cursor, or a relay reset). Start from the relay's present with --live, "
+                        "or from a seq it holds with --cursor N"
+                    )
+                    self.stop()
+                    return
             log.warning("relay error frame %s; reconnecting from seq %s", decoded.name, self._cursor())
+            self._error_frame = decoded.name
             if self.client is not None:
                 self.client.stop()
         elif decoded.kind == "info" and decoded.name == "OutdatedCursor":

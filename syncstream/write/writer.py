@@ -23,7 +23,7 @@ from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
 from syncstream.handlers import record_path
 from syncstream.records import encode_record
-from syncstream.state import Population
+from syncstream.state import CURSOR, Population
 from syncstream.timestamps import micros
 from syncstream.types import FollowStatus, HandlerKey, Operation
 from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
@@ -77,6 +77,7 @@ class CacheWriter:
         on_flush: Callable[[], None] | None = None,
         files: FileWrites | None = None,
         index_retention_days: float = 30.0,
+        cursor_source: str = CURSOR,
     ) -> None:
         self.context = context
         self.routes = routing_table(context.handlers)
@@ -100,7 +101,8 @@ class CacheWriter:
         self.population: Population = context.state.population(tracked_follows=track_follows)
         self._follows = context.state.tracked_follows() if track_follows else {}
         self._file_in_network = context.state.population().in_network
-        self.cursor = context.state.cursor()  # the last seq committed as durable
+        self.cursor_source = cursor_source  # whose seqs: a replay's, or a relay host's
+        self.cursor = context.state.cursor(cursor_source)  # the last seq committed as durable
         self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
         self.last_event_time: str | None = None
         self.frames: dict[str, int] = {}
@@ -296,6 +298,7 @@ class CacheWriter:
             self._pending_follows,
             deleted_accounts=self._pending_deleted,
             population_version=version,
+            cursor_source=self.cursor_source,
         )
         self._pending_deleted.clear()
         failpoint("write.cursor_stored")
