@@ -1,12 +1,14 @@
-"""What both commands share: the cache and state options, and logging to stderr."""
+"""What the commands share: the cache and state options, and logging to stderr as text or JSON."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+import time
 
-__all__ = ["add_store_options", "setup_logging"]
+__all__ = ["JsonFormatter", "add_store_options", "setup_logging"]
 
 
 def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> None:
@@ -17,11 +19,42 @@ def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> No
         "--state", default="syncstream-state.sqlite", help=f"{state_help} (default: %(default)s)"
     )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-
-
-def setup_logging(quiet: bool) -> None:
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+    parser.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default="text",
+        help="log lines on stderr: text, or JSON lines with time, level, event and fields "
+        "(default: %(default)s)",
     )
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``event`` (a
+    structured event's name, else the message), ``message``, and the event's fields (``seq``,
+    counts, ``reason``) given as ``extra={"event": ..., "fields": {...}}``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+        message = record.getMessage()
+        entry: dict[str, object] = {
+            "time": f"{seconds}.{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "event": getattr(record, "event", None) or message,
+            "message": message,
+        }
+        fields = getattr(record, "fields", None)
+        if isinstance(fields, dict):
+            entry.update(fields)
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry, default=str)
+
+
+def setup_logging(quiet: bool, log_format: str = "text") -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])

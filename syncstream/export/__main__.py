@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -96,6 +99,18 @@ def _parser() -> argparse.ArgumentParser:
         help="how long exported keys are remembered, so replayed events add no rows (default: %(default)s)",
     )
     parser.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="after each export, write node-exporter textfile metrics to PATH (atomically): rows by "
+        "dataset, files, duration, last success, failures",
+    )
+    parser.add_argument(
+        "--every",
+        metavar="DURATION",
+        help="export again every DURATION (90s, 15m, 1h, 1d) until SIGTERM or SIGINT, printing "
+        "each run's summary: a scheduler for hosts without cron or systemd timers",
+    )
+    parser.add_argument(
         "--inline-parquet",
         action="store_true",
         help="build and write Parquet in this process instead of a helper process beside it (one "
@@ -138,7 +153,7 @@ def _start_helper(out: str, options: StorageOptions) -> PartWrites:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.log_format)
     if args.inline_parquet:
         from syncstream.export.parts import spare_pyarrow_the_pandas_import  # noqa: PLC0415
 
@@ -153,7 +168,70 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--dedup-window-hours must not be negative")
     if args.clear_cache and (args.keep_cache or args.dry_run):
         parser.error("--clear-cache cannot be combined with --keep-cache or --dry-run")
+    every = None
+    if args.every is not None:
+        from syncstream.export.metrics import parse_duration  # noqa: PLC0415
+
+        try:
+            every = parse_duration(args.every)
+        except ValueError as error:
+            parser.error(f"--every: {error}")
     set_process("export-inline" if args.inline_parquet else "export")
+    if every is None:
+        return _export_and_report(args)
+    return _every(args, every)
+
+
+def _every(args: argparse.Namespace, period: float) -> int:
+    """Export every ``period`` seconds until SIGTERM or SIGINT (a run under way finishes)."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        log.info("%s: stopping after this run", signal.Signals(signum).name)
+        stop.set()
+
+    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        runs = failures = 0
+        while not stop.is_set():
+            started = time.monotonic()
+            status = _export_and_report(args)
+            runs += 1
+            failures += status != 0
+            if status == 2:
+                return 2  # bad input does not get better by waiting
+            stop.wait(max(period - (time.monotonic() - started), 0.0))
+        log.info("%d exports, %d failed", runs, failures,
+                 extra={"event": "stopped", "fields": {"runs": runs, "failures": failures}})  # fmt: skip
+        return 0
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _export_and_report(args: argparse.Namespace) -> int:
+    """One export, its summary printed and (with --metrics-file) its metrics written."""
+    started = time.perf_counter()
+    status, summary = _export(args)
+    if args.metrics_file is not None and not args.dry_run:
+        from syncstream.export.metrics import write_export_metrics  # noqa: PLC0415
+
+        write_export_metrics(
+            args.metrics_file,
+            success=status == 0,
+            seconds=time.perf_counter() - started,
+            rows={} if summary is None else {name: d.rows for name, d in summary.datasets.items()},
+            files=0 if summary is None else summary.cache_files,
+            now=time.time(),
+        )
+    if summary is not None:
+        _print_summary(summary, time.perf_counter() - started)
+        print(f"cache: {os.path.realpath(args.cache_dir)}\nstate: {os.path.abspath(args.state)}")
+        print(f"output: {args.out if '://' in args.out else os.path.abspath(args.out)}")
+    return status
+
+
+def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
     storage_options = StorageOptions(
         connect_timeout=args.connect_timeout, request_timeout=args.request_timeout
     )
@@ -175,18 +253,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
-        return 2
+        return 2, None
     writer_lock = WriterLock(context.cache_root)
     started = time.perf_counter()
 
     def progress(summary: ExportSummary) -> None:
+        rate = summary.cache_files / max(time.perf_counter() - started, 1e-9)
         log.info(
             "batch %d: %d cache files read, %d rows so far (%.0f files/s)",
-            summary.batches,
-            summary.cache_files,
-            summary.rows,
-            summary.cache_files / max(time.perf_counter() - started, 1e-9),
-        )
+            summary.batches, summary.cache_files, summary.rows, rate,
+            extra={"event": "progress", "fields": {"batches": summary.batches, "files": summary.cache_files,
+                                                   "rows": summary.rows, "files_per_second": round(rate, 1)}},
+        )  # fmt: skip
 
     try:
         if args.clear_cache:
@@ -206,16 +284,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"error: {error}; nothing was exported" if args.clear_cache else f"error: {error}",
             file=sys.stderr,
         )
-        return 1
+        return 1, None
     except Exception as error:
         log.debug("export failed", exc_info=True)
         print(f"error: export failed: {error}; the cache is intact", file=sys.stderr)
-        return 1
+        return 1, None
     finally:
         writer_lock.release()
         context.close()
-    _print_summary(summary, time.perf_counter() - started)
-    return 0
+    return 0, summary
 
 
 if __name__ == "__main__":

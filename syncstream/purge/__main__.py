@@ -62,7 +62,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.log_format)
     bad = [did for did in args.did if not is_did(did)]
     if bad:
         parser.error(f"not a valid DID: {bad[0]!r}")

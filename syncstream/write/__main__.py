@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -13,11 +14,12 @@ from pathlib import Path
 import zstandard
 
 from syncstream.cli import add_store_options, setup_logging
-from syncstream.context import load_users, setup_cache_write_system
+from syncstream.context import CacheWriteContext, load_users, setup_cache_write_system
 from syncstream.errors import CacheWriteError, HelperError, RelayError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
 from syncstream.state import CURSOR, relay_cursor
 from syncstream.write.files import HelperWrites
+from syncstream.write.metrics import MetricsServer, parse_address
 from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
 
@@ -114,6 +116,18 @@ def _parser() -> argparse.ArgumentParser:
         "followee, its delete removes it (persisted in the state store)",
     )
     parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics and health at /healthz "
+        "(200 while a frame arrived within --health-max-age and the cache is writable, else 503)",
+    )
+    parser.add_argument(
+        "--health-max-age",
+        type=float,
+        default=60.0,
+        help="seconds without a frame before /healthz answers 503 (default: %(default)s)",
+    )
+    parser.add_argument(
         "--index-retention-days",
         type=float,
         default=30.0,
@@ -197,12 +211,19 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--cursor must not be negative")
     if args.index_retention_days <= 0:
         parser.error("--index-retention-days must be positive")
+    if args.health_max_age <= 0:
+        parser.error("--health-max-age must be positive")
+    if args.metrics is not None:
+        try:
+            parse_address(args.metrics)
+        except ValueError as error:
+            parser.error(f"--metrics: {error}")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    setup_logging(args.quiet)
+    setup_logging(args.quiet, args.log_format)
     _check(parser, args)
     replay = args.replay
     study, in_network = args.study_users, args.in_network_users
@@ -213,6 +234,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if replay is not None and not Path(replay).is_file():
         print(f"error: replay file not found: {replay}", file=sys.stderr)
         return 2
+    context = _open(args, study, in_network)
+    if isinstance(context, int):
+        return context
+    return _run(args, context, replay, study, in_network)
+
+
+def _open(args: argparse.Namespace, study: str | None, in_network: str | None) -> CacheWriteContext | int:
+    """The write system, or the exit status of why there is none."""
     try:
         context = setup_cache_write_system(
             args.cache_dir, args.state, study_users=study, in_network_users=in_network, reenrol=args.reenrol
@@ -229,10 +258,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    return context
+
+
+def _run(
+    args: argparse.Namespace,
+    context: CacheWriteContext,
+    replay: str | None,
+    study: str | None,
+    in_network: str | None,
+) -> int:
     set_process("writer-inline" if args.inline_writes else "writer")
     started = time.perf_counter()
     status = 0
     files = None
+    metrics: MetricsServer | None = None
     try:
         if not args.inline_writes:
             files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
@@ -246,11 +286,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             index_retention_days=args.index_retention_days,
             cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
         )
+        if args.metrics is not None:
+            metrics = MetricsServer(writer, parse_address(args.metrics), max_age=args.health_max_age).start()
         if args.cursor is not None:
             writer.last_seq = args.cursor
         elif args.live:
             writer.last_seq = None
-        status = _replay(writer, replay) if replay is not None else _relay(writer, args, study, in_network)
+        if replay is not None:
+            status = _replay(writer, replay)
+        else:
+            status = _relay(writer, args, study, in_network, metrics)
         summary = writer.summary()
         if files is not None:
             files.close()
@@ -263,9 +308,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if files is not None:
             files.kill()  # a no-op once closed; else an abort drops only unconfirmed writes
+        if metrics is not None:
+            metrics.close()
         context.close()
     if status != 2:
         _print_summary(summary, time.perf_counter() - started)
+        print(f"cache: {context.cache_root}\nstate: {os.path.abspath(args.state)}")
     return status
 
 
@@ -293,7 +341,13 @@ def _replay(writer: CacheWriter, replay: str) -> int:
     return 0
 
 
-def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_network: str | None) -> int:
+def _relay(
+    writer: CacheWriter,
+    args: argparse.Namespace,
+    study: str | None,
+    in_network: str | None,
+    metrics: MetricsServer | None,
+) -> int:
     # The SDK takes a second to import; a replay does not need it.
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
 
@@ -320,6 +374,8 @@ def _relay(writer: CacheWriter, args: argparse.Namespace, study: str | None, in_
         if record is not None:
             writer.on_flush = record.flush
         runner = LiveRunner(writer, options, record=record, reload_users=reload_users)
+        if metrics is not None:
+            metrics.reconnect_counts = runner.reconnects.copy
         runner.run()
     if runner.unparsed:
         writer.frames["unparsed"] = writer.frames.get("unparsed", 0) + runner.unparsed

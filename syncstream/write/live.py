@@ -15,7 +15,6 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime
 from types import FrameType
 from typing import Any, BinaryIO
 
@@ -169,7 +168,11 @@ class LiveRunner:
                     reason, self._error_frame = f"error:{self._error_frame}", None
                 self.reconnects[reason] = self.reconnects.get(reason, 0) + 1
                 delay = self.backoff.next()
-                log.warning("%s; reconnecting from seq %s in %.2fs", ended, self._cursor(), delay)
+                log.warning(
+                    "%s; reconnecting from seq %s in %.2fs", ended, self._cursor(), delay,
+                    extra={"event": "reconnect", "fields": {"reason": reason, "detail": ended,
+                                                            "seq": self._cursor(), "delay_seconds": delay}},
+                )  # fmt: skip
                 self.stopping.wait(delay)
         except BaseException as error:  # a bug or a full disk: stop, and let main report it
             self._error = error
@@ -304,19 +307,18 @@ class LiveRunner:
 
     def _progress(self, seconds: float, frames: int) -> None:
         writer = self.writer
-        lag = "?"
-        if writer.last_event_time is not None:
-            try:
-                event = datetime.fromisoformat(writer.last_event_time)
-                lag = f"{time.time() - event.timestamp():.1f}s"
-            except ValueError:
-                pass
+        lag = writer.event_lag()
+        fields = {
+            "frames_per_second": round(frames / seconds, 1) if seconds else 0.0,
+            "frames": dict(writer.frames),
+            "files": sum(writer.files.values()),
+            "rejections": sum(writer.rejections.values()),
+            "seq": writer.last_seq,
+            "lag_seconds": None if lag is None else round(lag, 3),
+        }
         log.info(
             "%.0f frames/s | frames %s | files %d | rejections %d | seq %s | lag %s",
-            frames / seconds if seconds else 0.0,
-            dict(writer.frames),
-            sum(writer.files.values()),
-            sum(writer.rejections.values()),
-            writer.last_seq,
-            lag,
-        )
+            fields["frames_per_second"], fields["frames"], fields["files"], fields["rejections"],
+            writer.last_seq, "?" if lag is None else f"{lag:.1f}s",
+            extra={"event": "progress", "fields": fields},
+        )  # fmt: skip

@@ -105,6 +105,8 @@ class CacheWriter:
         self.cursor = context.state.cursor(cursor_source)  # the last seq committed as durable
         self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
         self.last_event_time: str | None = None
+        self.last_frame_wall: float | None = None  # time.time() when the last frame arrived
+        self.flush_observer: Callable[[float], None] | None = None  # given each flush's seconds
         self.frames: dict[str, int] = {}
         self.ops: dict[str, int] = {}
         self.files: dict[str, int] = {}
@@ -130,6 +132,7 @@ class CacheWriter:
             decoded = Decoded("undecodable")
             self._reject(f"decode_error:{type(error).__name__}", f"a frame after seq {self.last_seq}")
         seq = decoded.seq
+        self.last_frame_wall = time.time()
         if seq is not None and self.last_seq is not None and seq <= self.last_seq:
             self.skipped += 1
             return None
@@ -239,6 +242,13 @@ class CacheWriter:
         self.population = Population(study, frozenset(self._file_in_network | followed))
         return self.population
 
+    def event_lag(self) -> float | None:
+        """Seconds between the last commit's time and its receipt (None before any commit)."""
+        if self.last_event_time is None or self.last_frame_wall is None:
+            return None
+        stamp = micros(self.last_event_time)
+        return None if stamp is None else self.last_frame_wall - stamp / 1e6
+
     def _population_changed(self) -> int | None:
         """The population's new version when a purge changed it since the last flush (the
         population is reloaded, and purged accounts' follows forgotten), else None. Called
@@ -268,7 +278,10 @@ class CacheWriter:
         self.rejections[reason] = self.rejections.get(reason, 0) + 1
         if reason not in self._logged_reasons:
             self._logged_reasons.add(reason)
-            log.warning("rejected (%s): %s; further rejections of this kind are only counted", reason, where)
+            log.warning(
+                "rejected (%s): %s; further rejections of this kind are only counted", reason, where,
+                extra={"event": "rejected", "fields": {"reason": reason, "where": where}},
+            )  # fmt: skip
 
     # durability ---------------------------------------------------------------------------
 
@@ -277,6 +290,7 @@ class CacheWriter:
 
     def flush(self) -> None:
         """Make the written files durable, then commit the cursor and the rows that cover them."""
+        started = time.perf_counter()
         for path, reason in self.file_writes.drain():
             self._reject(reason, f"{path} (seq <= {self.last_seq})")
         version = self._population_changed()
@@ -312,6 +326,8 @@ class CacheWriter:
         self._pending_seq = None
         self._pending_frames = 0
         self._last_flush = time.monotonic()
+        if self.flush_observer is not None:
+            self.flush_observer(time.perf_counter() - started)
 
     def summary(self) -> WriteSummary:
         return WriteSummary(

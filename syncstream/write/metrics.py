@@ -1,0 +1,142 @@
+"""The writer's Prometheus metrics and health, served over HTTP (``--metrics HOST:PORT``).
+
+``/metrics`` is Prometheus text from the writer's own counters, read at scrape time (a registry
+per writer, no global state); ``/healthz`` answers 200 while a frame arrived within
+``max_age`` seconds and the cache can take files, else 503 with the reason.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from syncstream.write.writer import CacheWriter
+
+__all__ = ["MetricsServer", "WriterCollector", "parse_address"]
+
+log = logging.getLogger("syncstream.write")
+
+
+def parse_address(text: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) -> (host, port); ``ValueError`` otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT, got {text!r}")
+    return host.strip("[]"), int(port)
+
+
+class WriterCollector(Collector):
+    """The writer's counters as metric families, read when scraped."""
+
+    def __init__(self, writer: CacheWriter, reconnects: Callable[[], dict[str, int]]) -> None:
+        self.writer, self.reconnects = writer, reconnects
+
+    def collect(self) -> Iterator[Metric]:
+        writer = self.writer
+        # Copying a plain dict is one step under the GIL: no lock against the frames' thread.
+        frames, ops, files = dict(writer.frames), dict(writer.ops), dict(writer.files)
+        rejections, reconnects = dict(writer.rejections), self.reconnects()
+        cursor, last_frame, lag = writer.cursor, writer.last_frame_wall, writer.event_lag()
+        for name, doc, label, values in (
+            ("syncstream_frames", "Relay frames received, by kind", "kind", frames),
+            ("syncstream_ops", "Repo ops received, by action", "action", ops),
+            ("syncstream_files_written", "Cache files written, by handler", "handler", files),
+            ("syncstream_rejections", "Frames, ops and records passed over, by reason", "reason", rejections),
+            ("syncstream_reconnects", "Reconnects to the relay, by reason", "reason", reconnects),
+        ):
+            family = CounterMetricFamily(name, doc, labels=[label])
+            for value, count in sorted(values.items()):
+                family.add_metric([value], count)
+            yield family
+        yield GaugeMetricFamily("syncstream_cursor", "The last seq whose files are durable", cursor or 0)
+        yield GaugeMetricFamily(
+            "syncstream_last_frame_timestamp_seconds",
+            "When the last frame arrived (Unix time)",
+            last_frame or 0,
+        )
+        yield GaugeMetricFamily(
+            "syncstream_event_lag_seconds", "Receipt time minus the last commit's time", lag or 0
+        )
+
+
+class MetricsServer:
+    """``/metrics`` and ``/healthz`` on a thread of their own, for one writer."""
+
+    def __init__(
+        self,
+        writer: CacheWriter,
+        address: tuple[str, int],
+        *,
+        max_age: float = 60.0,
+    ) -> None:
+        self.writer, self.max_age = writer, max_age
+        self.started = time.time()
+        self.reconnect_counts: Callable[[], dict[str, int]] = dict  # the live runner's, once it runs
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.registry.register(WriterCollector(writer, lambda: dict(self.reconnect_counts())))
+        flushes = Histogram(
+            "syncstream_flush_seconds",
+            "Seconds per durable flush (files synced, cursor committed)",
+            registry=self.registry,
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+        writer.flush_observer = flushes.observe
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                if self.path.split("?", 1)[0] == "/metrics":
+                    self._answer(200, generate_latest(server.registry), "text/plain; version=0.0.4")
+                elif self.path.split("?", 1)[0] == "/healthz":
+                    problem = server.problem()
+                    self._answer(503 if problem else 200, (problem or "ok").encode() + b"\n", "text/plain")
+                else:
+                    self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
+
+            def _answer(self, status: int, body: bytes, kind: str) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", kind)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return  # scrapes are not news
+
+        self.http = ThreadingHTTPServer(address, Handler)
+        self.http.daemon_threads = True
+        self.address = self.http.server_address
+        self.thread = threading.Thread(target=self.http.serve_forever, name="metrics", daemon=True)
+
+    def start(self) -> MetricsServer:
+        self.thread.start()
+        host, port = self.address[0], self.address[1]
+        log.info("metrics at http://%s:%s/metrics, health at /healthz", host, port,
+                 extra={"event": "metrics_serving", "fields": {"host": host, "port": port}})  # fmt: skip
+        return self
+
+    def problem(self) -> str | None:
+        """Why the writer is not healthy, or None."""
+        last = self.writer.last_frame_wall or self.started
+        age = time.time() - last
+        if age > self.max_age:
+            return f"no frame for {age:.0f}s (more than {self.max_age:.0f}s)"
+        root = self.writer.context.cache_root
+        if not os.access(root, os.W_OK):
+            return f"the cache {root} is not writable"
+        if os.statvfs(root).f_bavail == 0:
+            return f"the cache {root} has no space left"
+        return None
+
+    def close(self) -> None:
+        self.writer.flush_observer = None
+        self.http.shutdown()
+        self.http.server_close()

@@ -1,0 +1,199 @@
+"""Running it for months: the writer's /metrics and /healthz, the export's metrics file, JSON
+logs, --every, and the deploy files."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from syncstream.export.metrics import parse_duration
+from tests.helpers import ROOT, corpus_frames, write_replay
+
+SAMPLE = ROOT / "syncstream" / "data"
+USERS = ["--study-users", str(SAMPLE / "sample_study_users.txt"),
+         "--in-network-users", str(SAMPLE / "sample_in_network_users.txt")]  # fmt: skip
+
+
+def store(root: Path) -> list[str]:
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_for(check: object, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():  # type: ignore[operator]
+            return
+        time.sleep(0.05)
+    raise AssertionError("timed out")
+
+
+def test_writer_metrics_and_health_from_a_live_relay(tmp_path: Path) -> None:
+    """/metrics counts frames, files and the cursor while frames flow and /healthz says 200;
+    once the relay goes quiet past --health-max-age, /healthz says 503 and why."""
+    replay = write_replay(tmp_path / "r.bin", corpus_frames())
+    port = free_port()
+    with subprocess.Popen(
+        [sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "100"],
+        stdout=subprocess.PIPE, text=True,
+    ) as relay:  # fmt: skip
+        try:
+            assert relay.stdout is not None
+            url = relay.stdout.readline().split(" at ")[1].strip()
+            command = [sys.executable, "-m", "syncstream.write", "-q", *store(tmp_path), *USERS, "--relay", url,
+                       "--metrics", f"127.0.0.1:{port}", "--health-max-age", "1", "--flush-seconds", "0.2"]  # fmt: skip
+            with subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+            ) as writer:
+                try:
+                    base = f"http://127.0.0.1:{port}"
+                    wait_for(lambda: _answers(base) and get(f"{base}/healthz") == (200, "ok\n"))
+                    wait_for(lambda: "syncstream_cursor 3.15" in get(f"{base}/metrics")[1])
+                    status, text = get(f"{base}/metrics")
+                    assert status == 200
+                    frames = re.search(r'syncstream_frames_total\{kind="commit"\} (\d+)', text)
+                    assert frames is not None and int(frames.group(1)) > 0
+                    assert re.search(r'syncstream_files_written_total\{handler="[a-z_]+"\} \d', text)
+                    assert "syncstream_flush_seconds_bucket" in text
+                    assert "syncstream_last_frame_timestamp_seconds 1." in text
+                    assert "syncstream_event_lag_seconds" in text
+                    wait_for(lambda: get(f"{base}/healthz")[0] == 503)  # the corpus ends; the relay idles
+                    assert get(f"{base}/healthz")[1].startswith("no frame for ")
+                finally:
+                    writer.send_signal(signal.SIGTERM)
+                    out, err = writer.communicate(timeout=30)
+            assert writer.returncode == 0, err
+            assert f"cache: {(tmp_path / 'cache').resolve()}" in out
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            relay.wait(timeout=10)
+
+
+def _answers(base: str) -> bool:
+    try:
+        get(f"{base}/healthz")
+    except OSError:
+        return False
+    return True
+
+
+def test_json_logs_parse_line_by_line(tmp_path: Path) -> None:
+    """With --log-format json, every stderr line of the writer and the export is a JSON object
+    with time, level and event; the export's progress is a structured event."""
+    write = subprocess.run(
+        [sys.executable, "-m", "syncstream.write", *store(tmp_path), "--log-format", "json", "--no-sync"],
+        capture_output=True, text=True, check=False, cwd=tmp_path,
+    )  # fmt: skip
+    export = subprocess.run(
+        [sys.executable, "-m", "syncstream.export", *store(tmp_path), "--out", str(tmp_path / "out"),
+         "--log-format", "json"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert write.returncode == 0 and export.returncode == 0, export.stderr
+    events = []
+    for line in (write.stderr + export.stderr).splitlines():
+        entry = json.loads(line)
+        assert {"time", "level", "event", "message", "logger"} <= set(entry)
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", entry["time"])
+        events.append(entry)
+    [progress] = [e for e in events if e["event"] == "progress"]
+    assert progress["rows"] == 15 and progress["files"] == 15 and progress["batches"] == 1
+
+
+def test_export_metrics_file_records_success_and_failure(tmp_path: Path) -> None:
+    """Rows by dataset, files and the last success after an export; a failed export counts a
+    failure and keeps the last success's time."""
+    assert subprocess.run([sys.executable, "-m", "syncstream.write", *store(tmp_path), "-q", "--no-sync"],
+                          check=False, cwd=tmp_path).returncode == 0  # fmt: skip
+    metrics = tmp_path / "textfile" / "syncstream_export.prom"
+    export = [
+        sys.executable,
+        "-m",
+        "syncstream.export",
+        *store(tmp_path),
+        "-q",
+        "--metrics-file",
+        str(metrics),
+    ]
+    done = subprocess.run(
+        [*export, "--out", str(tmp_path / "out")], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    text = metrics.read_text()
+    assert 'syncstream_export_rows_total{dataset="study_user_activity/post"} 4.0' in text
+    assert "syncstream_export_files_total 15.0" in text
+    assert "syncstream_export_last_run_success 1.0" in text
+    last = re.search(r"^syncstream_export_last_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    assert last is not None and abs(float(last.group(1)) - time.time()) < 60
+    (tmp_path / "not-a-store").write_text("a text file, not SQLite")
+    broken = [sys.executable, "-m", "syncstream.export", "--cache-dir", str(tmp_path / "cache"), "-q",
+              "--state", str(tmp_path / "not-a-store"), "--metrics-file", str(metrics), "--out", str(tmp_path / "out")]  # fmt: skip
+    failed = subprocess.run(broken, capture_output=True, text=True, check=False)
+    assert failed.returncode == 2 and "not a syncstream state store" in failed.stderr
+    text = metrics.read_text()
+    assert "syncstream_export_failures_total 1.0" in text and "syncstream_export_last_run_success 0.0" in text
+    assert f"syncstream_export_last_success_timestamp_seconds {last.group(1)}" in text
+    assert not list(metrics.parent.glob("*.tmp*"))
+
+
+def test_every_runs_exports_until_sigterm(tmp_path: Path) -> None:
+    """--every exports in a loop, printing each run's summary, and stops cleanly on SIGTERM."""
+    assert subprocess.run([sys.executable, "-m", "syncstream.write", *store(tmp_path), "-q", "--no-sync"],
+                          check=False, cwd=tmp_path).returncode == 0  # fmt: skip
+    command = [sys.executable, "-m", "syncstream.export", *store(tmp_path), "-q", "--out", str(tmp_path / "out"),
+               "--every", "0.3s", "--inline-parquet"]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as loop:
+        assert loop.stdout is not None
+        lines = [loop.stdout.readline() for _ in range(30)]
+        wait = [line for line in lines if line.startswith("exported")]
+        loop.send_signal(signal.SIGTERM)
+        rest, _ = loop.communicate(timeout=30)
+    assert loop.returncode == 0
+    runs = [line for line in [*lines, *rest.splitlines()] if line.startswith("exported")]
+    assert len(runs) >= 2 and wait[0].startswith("exported 15 rows") and runs[1].startswith("exported 0 rows")
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0), ("1d", 86400.0)]
+)
+def test_durations(text: str, seconds: float) -> None:
+    """--every takes seconds, minutes, hours or days."""
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_deploy_units_verify(tmp_path: Path) -> None:
+    """The systemd units in deploy/ pass systemd-analyze verify (with this machine's python)."""
+    for unit in (ROOT / "deploy").iterdir():
+        text = unit.read_text().replace("/opt/syncstream/.venv/bin/python", sys.executable)
+        (tmp_path / unit.name).write_text(text)
+    units = sorted(str(p) for p in tmp_path.iterdir())
+    result = subprocess.run(
+        ["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stderr
