@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import zstandard
 
@@ -19,9 +20,11 @@ from syncstream.errors import CacheWriteError, HelperError, RelayError, Syncstre
 from syncstream.failpoints import FailpointError, set_process
 from syncstream.state import CURSOR, relay_cursor
 from syncstream.write.files import HelperWrites
-from syncstream.write.metrics import MetricsServer, parse_address
 from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
+
+if TYPE_CHECKING:
+    from syncstream.write.metrics import MetricsServer
 
 __all__ = ["main"]
 
@@ -214,6 +217,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.health_max_age <= 0:
         parser.error("--health-max-age must be positive")
     if args.metrics is not None:
+        from syncstream.write.metrics import parse_address  # noqa: PLC0415 (prometheus: on demand)
+
         try:
             parse_address(args.metrics)
         except ValueError as error:
@@ -287,6 +292,8 @@ def _run(
             cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
         )
         if args.metrics is not None:
+            from syncstream.write.metrics import MetricsServer, parse_address  # noqa: PLC0415
+
             metrics = MetricsServer(writer, parse_address(args.metrics), max_age=args.health_max_age).start()
         if args.cursor is not None:
             writer.last_seq = args.cursor
