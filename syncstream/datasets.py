@@ -67,11 +67,12 @@ COMMON_COLUMNS: tuple[Column, ...] = (
     _head("collection", nullable=False),
     _head("operation", nullable=False),
     _head("record_type", nullable=False),
-    _head("seq", "int64", nullable=False),
+    _head("seq", "int64"),  # null for a backfilled record
     _head("rev"),
     _head("event_time", "timestamp"),
     _head("synctimestamp", "timestamp", nullable=False),
     Column(name="record_json", type="string", value=record_json),
+    _head("source", nullable=False),  # firehose, or backfill
 )
 """Every dataset's first columns, taken from the cache file's head."""
 

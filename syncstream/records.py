@@ -24,7 +24,7 @@ class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     collection: str
     operation: Operation
     record_type: str  # the handler's (``RecordType`` for the built-in ones)
-    seq: int
+    seq: int | None  # None for a record backfilled from its repository
     rev: str
     event_time: str  # the commit's ``time``, as the relay sent it
     synctimestamp: str  # UTC time the writer received the event, ISO 8601 with microseconds
@@ -32,6 +32,7 @@ class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     nested_key: str | None = None  # the directory the file is nested under, if any
     subject_did: str | None = None  # a follow's subject
     record: dict[str, Any] | None = None
+    source: str = "firehose"  # or "backfill": read from the account's repository
 
 
 _encoder = msgspec.json.Encoder()

@@ -201,6 +201,25 @@ class StateStore:
         (count,) = self._db.execute("SELECT count(*) FROM cached_uris").fetchone()
         return int(count)
 
+    # backfills ----------------------------------------------------------------------------
+
+    def backfills(self) -> dict[str, tuple[str, str | None, str | None, int]]:
+        """DID -> (status, rev, reason, attempts) of every backfill recorded."""
+        rows = self._db.execute("SELECT did, status, rev, reason, attempts FROM backfills")
+        return {did: (status, rev, reason, attempts) for did, status, rev, reason, attempts in rows}
+
+    def record_backfill(
+        self, did: str, *, rev: str | None = None, reason: str | None = None, records: int | None = None
+    ) -> None:
+        """A DID's backfill is done at ``rev`` (with ``records``), or failed for ``reason``."""
+        with self._transaction():
+            self._db.execute(
+                "INSERT INTO backfills VALUES (?, ?, ?, ?, ?, 1, ?) ON CONFLICT (did) DO UPDATE SET "
+                "status = excluded.status, rev = excluded.rev, reason = excluded.reason, "
+                "records = excluded.records, attempts = attempts + 1, updated_at = excluded.updated_at",
+                (did, "failed" if reason is not None else "done", rev, reason, records, time.time()),
+            )
+
     # purges -------------------------------------------------------------------------------
 
     def purged_dids(self) -> frozenset[str]:

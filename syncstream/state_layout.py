@@ -60,6 +60,15 @@ CREATE TABLE IF NOT EXISTS pending_purges (
     reason TEXT NOT NULL,
     seq INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS backfills (
+    did TEXT PRIMARY KEY,
+    status TEXT NOT NULL,  -- done, or failed (retried by the next backfill)
+    rev TEXT,  -- the repository's revision, when done
+    reason TEXT,  -- why it failed
+    records INTEGER,
+    attempts INTEGER NOT NULL,
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS purges (
     purge_id TEXT PRIMARY KEY,
     dids TEXT NOT NULL,  -- one per line

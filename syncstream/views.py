@@ -43,13 +43,14 @@ class FileHead(msgspec.Struct, frozen=True):
     collection: str
     operation: str
     record_type: str
-    seq: int
+    seq: int | None
     rev: str
     event_time: str
     synctimestamp: str
     follow_status: str | None = None
     subject_did: str | None = None
     record: msgspec.Raw = NULL  # msgspec takes Raw alone, not in a union: null stays b"null"
+    source: str = "firehose"
 
 
 decode_head = msgspec.json.Decoder(FileHead).decode
@@ -201,7 +202,7 @@ class EventView(msgspec.Struct, gc=False):
     did: str
     population: str | None
     event: str
-    seq: int
+    seq: int | None
     event_time: str
     synctimestamp: str
     active: bool | None

@@ -115,7 +115,7 @@ class _Chunk:
 
 def _unexportable(head: FileHead) -> str | None:
     """Why a decoded cache file cannot be a row (the same checks as the writer's), or None."""
-    if not is_seq(head.seq):
+    if head.seq is not None and not is_seq(head.seq):
         return f"seq {head.seq} is not an int64"
     if micros(head.event_time) is None:
         return f"event_time {head.event_time!r} is not a datetime"
@@ -349,6 +349,7 @@ class _Exporter:
         within the chunk the latest seq wins; keys already exported, or in a part written and
         not yet committed, are dropped. A file that cannot be a row is set aside."""
         rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
+        # (a backfilled row has no seq: the same version seen live wins)
         prefix = chunk.claim_dir + "/"
         decode, dataset_of = decode_head, self.dataset_of
         for entry, data in zip(chunk.entries, chunk.data, strict=True):
@@ -363,12 +364,13 @@ class _Exporter:
                 continue
             dataset = dataset_of[entry.key].name
             key = (dataset, head.uri, head.operation, head.follow_status or "", head.cid or "")
+            seq = -1 if head.seq is None else head.seq
             seen = rows.get(key)
             if seen is not None:
                 self.summary.duplicates += 1
-                if seen[0] >= head.seq:
+                if seen[0] >= seq:
                     continue
-            rows[key] = (head.seq, (dataset, partition_date(head.synctimestamp)), data)
+            rows[key] = (seq, (dataset, partition_date(head.synctimestamp)), data)
         self.summary.cache_files += len(chunk.entries)
         exported = set() if self.dry_run else self.context.state.exported_among(rows)
         chunk.released = list(exported)

@@ -28,11 +28,12 @@ class RepoOp(msgspec.Struct, frozen=True):
 
 
 class Commit(msgspec.Struct, frozen=True):
-    seq: int
+    seq: int | None  # None for records backfilled from a repository
     repo: str
     rev: str
     time: str
     ops: tuple[RepoOp, ...]
+    source: str = "firehose"  # or "backfill"
 
 
 class AccountEvent(msgspec.Struct, frozen=True):

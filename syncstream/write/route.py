@@ -148,6 +148,7 @@ def route_op(
             nested_key=nested_key,
             subject_did=subject_did,
             record=record,
+            source=commit.source,
         )
         writes.append(CacheWrite(config.key, cached))
     return writes
