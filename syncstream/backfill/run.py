@@ -12,16 +12,17 @@ URI and cid, so the export keeps it once.
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from syncstream.backfill.repo import Repo, RepoError, read_repo
 from syncstream.timestamps import micros
 from syncstream.write.decode import Commit, RepoOp
 from syncstream.write.writer import CacheWriter, utc_now
 
-__all__ = ["BackfillResult", "backfill_dids", "fetch_repo"]
+__all__ = ["BackfillResult", "Fetcher", "backfill_dids"]
 
 log = logging.getLogger("syncstream.backfill")
 
@@ -36,20 +37,41 @@ class BackfillResult(NamedTuple):
     reason: str | None = None  # why it failed
 
 
-def fetch_repo(did: str, *, plc_url: str, timeout: float) -> Repo:
-    """Resolve ``did``, fetch its repository from its PDS, walk it; ``RepoError`` (or an SDK
-    error) says why not."""
-    from atproto_client import Client  # noqa: PLC0415 (the SDK takes a second to import)
-    from atproto_identity.resolver import IdResolver  # noqa: PLC0415
+class Fetcher:
+    """Resolves DIDs and fetches repositories, with one resolver and one client per PDS for the
+    whole run: building an HTTP client (its TLS context) costs more CPU than a small repository."""
 
-    data = IdResolver(plc_url=plc_url, timeout=timeout).did.resolve_atproto_data(did)
-    if not data.pds:
-        raise RepoError(f"the DID document of {did} names no PDS (#atproto_pds)")
-    car = Client(base_url=f"{data.pds.rstrip('/')}/xrpc").com.atproto.sync.get_repo(
-        {"did": did}, timeout=timeout
-    )
-    if not isinstance(car, bytes):
-        raise RepoError("getRepo did not answer a CAR")
+    def __init__(self, *, plc_url: str, timeout: float) -> None:
+        from atproto_identity.resolver import IdResolver  # noqa: PLC0415 (the SDK takes a second to import)
+
+        self.timeout = timeout
+        self.resolver = IdResolver(plc_url=plc_url, timeout=timeout)
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+
+    def _client(self, pds: str) -> Any:
+        from atproto_client import Client  # noqa: PLC0415
+
+        with self._lock:
+            client = self._clients.get(pds)
+            if client is None:
+                client = self._clients[pds] = Client(base_url=f"{pds.rstrip('/')}/xrpc")
+            return client
+
+    def fetch(self, did: str) -> bytes:
+        """Resolve ``did`` and fetch its repository's CAR from its PDS; ``RepoError`` (or an SDK
+        error) says why not. Network only: the walk is the caller's (a thread walking a CAR
+        would hold the GIL while the writer waits on its file syscalls)."""
+        data = self.resolver.did.resolve_atproto_data(did)
+        if not data.pds:
+            raise RepoError(f"the DID document of {did} names no PDS (#atproto_pds)")
+        car = self._client(data.pds).com.atproto.sync.get_repo({"did": did}, timeout=self.timeout)
+        if not isinstance(car, bytes):
+            raise RepoError("getRepo did not answer a CAR")
+        return car
+
+
+def _walk(did: str, car: bytes) -> Repo:
     repo = read_repo(car)
     if repo.did != did:
         raise RepoError(f"the PDS sent the repository of {repo.did}")
@@ -67,12 +89,13 @@ def backfill_dids(
     """Backfill each DID into the writer's cache; record each outcome in the state."""
     state = writer.context.state
     results: list[BackfillResult] = []
+    fetcher = Fetcher(plc_url=plc_url, timeout=timeout)
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill") as pool:
-        futures = {pool.submit(fetch_repo, did, plc_url=plc_url, timeout=timeout): did for did in dids}
+        futures = {pool.submit(fetcher.fetch, did): did for did in dids}
         for future in as_completed(futures):
             did = futures[future]
             try:
-                repo = future.result()
+                repo = _walk(did, future.result())
             except Exception as error:  # one DID's trouble is that DID's: the others go on
                 reason = f"{type(error).__name__}: {error}"
                 fields = {"did": did, "reason": reason}

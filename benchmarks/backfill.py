@@ -1,0 +1,125 @@
+"""Backfill throughput: ``python -m benchmarks.backfill [--repos N] [--records N] [--latency S]``.
+
+Builds N repositories (posts and likes, each a CAR with a signed-commit root and an MST), serves
+them from the loopback PDS with ``slow`` standing in for network latency, and backfills them all
+into a fresh cache at ``--concurrency`` 1, 4 and 16; prints repositories and records per second.
+(The MSTs are single-layer: the walk reads any tree shape; a real repository's is deeper.)
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import libipld
+
+from syncstream.backfill.run import backfill_dids
+from syncstream.context import setup_cache_write_system
+from syncstream.write.encode import cid_for, encode_car
+from syncstream.write.writer import CacheWriter
+
+TIME = "2026-07-04T14:38:07.517Z"
+# tmpfs where there is one: this machine's shared disk costs 40-570 us per file create, which
+# would measure the disk, not the backfill (as benchmarks/__main__ does)
+_SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
+
+
+def build_repo(did: str, records: int) -> bytes:
+    """A repository CAR of ``records`` posts and likes."""
+    blocks: list[tuple[bytes, bytes]] = []
+    entries = []
+    keys = []
+    for i in range(records):
+        if i % 2:
+            collection, record = "app.bsky.feed.like", {
+                "$type": "app.bsky.feed.like", "createdAt": TIME,
+                "subject": {"uri": f"at://{did}/app.bsky.feed.post/3k{i - 1:011d}", "cid": "bafyreia"},
+            }  # fmt: skip
+        else:
+            collection, record = (
+                "app.bsky.feed.post",
+                {"$type": "app.bsky.feed.post", "text": f"post {i}", "createdAt": TIME},
+            )
+        data = libipld.encode_dag_cbor(record)
+        cid = cid_for(data)
+        blocks.append((cid, data))
+        keys.append((f"{collection}/3k{i:011d}".encode(), cid))
+    previous = b""
+    for key, cid in sorted(keys):
+        prefix = next(
+            (n for n in range(min(len(key), len(previous))) if key[n] != previous[n]),
+            min(len(key), len(previous)),
+        )
+        entries.append({"p": prefix, "k": key[prefix:], "v": cid, "t": None})
+        previous = key
+    node = libipld.encode_dag_cbor({"l": None, "e": entries})
+    node_cid = cid_for(node)
+    commit = libipld.encode_dag_cbor(
+        {
+            "did": did,
+            "version": 3,
+            "data": node_cid,
+            "rev": "3mptbypluud2a",
+            "prev": None,
+            "sig": b"\x00" * 64,
+        }
+    )
+    commit_cid = cid_for(commit)
+    return encode_car([commit_cid], [(commit_cid, commit), (node_cid, node), *blocks])
+
+
+def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple[float, int]:
+    """Seconds to backfill ``repos`` repositories of ``records`` records, and the records read.
+    The loopback PDS runs as a process of its own, as a real PDS is not in the backfill's."""
+    dids = [f"did:plc:bench{i:019d}" for i in range(repos)]
+    with tempfile.TemporaryDirectory(dir=_SCRATCH) as tmp:
+        root = Path(tmp)
+        command = [sys.executable, "-m", "syncstream.pds"]
+        for did in dids:
+            car = root / f"{did.rsplit(':', 1)[1]}.car"
+            car.write_bytes(build_repo(did, records))
+            command += ["--repo", str(car), "--fault", f"{did}:slow:{latency}"]
+        (root / "study.txt").write_text("\n".join(dids) + "\n")
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as pds:
+            try:
+                assert pds.stdout is not None
+                url = pds.stdout.readline().rsplit(" at ", 1)[1].strip()
+                context = setup_cache_write_system(
+                    root / "cache", root / "s.sqlite", study_users=root / "study.txt"
+                )
+                try:
+                    started = time.perf_counter()
+                    writer = CacheWriter(context, durable=False)
+                    results = backfill_dids(writer, dids, plc_url=url, concurrency=concurrency)
+                    seconds = time.perf_counter() - started
+                finally:
+                    context.close()
+            finally:
+                pds.send_signal(signal.SIGTERM)
+                pds.wait(timeout=10)
+    assert all(r.reason is None for r in results), [r.reason for r in results if r.reason]
+    return seconds, sum(r.records for r in results)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill", description=__doc__)
+    parser.add_argument("--repos", type=int, default=32)
+    parser.add_argument("--records", type=int, default=500)
+    parser.add_argument("--latency", type=float, default=0.2, help="the loopback PDS's delay per getRepo")
+    args = parser.parse_args()
+    for concurrency in (1, 4, 16):
+        seconds, records = measure(args.repos, args.records, args.latency, concurrency)
+        print(
+            f"concurrency {concurrency:2d}: {args.repos} repositories, {records:,} records in {seconds:.2f}s: "
+            f"{args.repos / seconds:.1f} repositories/s, {records / seconds:,.0f} records/s"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
