@@ -160,6 +160,7 @@ class StateStore:
         deleted_accounts: Mapping[str, int] | None = None,
         population_version: int | None = None,
         cursor_source: str = "cursor",
+        resync: Iterable[str] = (),
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed) and the cursor that covers them, in one short transaction.
@@ -185,6 +186,11 @@ class StateStore:
             )
             if population_version is not None:
                 self._set_meta("writer_population_version", population_version)
+            self._db.executemany(  # a #sync: the repository must be fetched again
+                "INSERT INTO backfills (did, status, attempts, updated_at) VALUES (?, 'pending', 0, ?) "
+                "ON CONFLICT (did) DO UPDATE SET status = 'pending', updated_at = excluded.updated_at",
+                ((did, now) for did in resync),
+            )
             if cursor is not None:
                 self._set_meta(cursor_source, cursor)
 

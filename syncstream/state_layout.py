@@ -62,7 +62,7 @@ CREATE TABLE IF NOT EXISTS pending_purges (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS backfills (
     did TEXT PRIMARY KEY,
-    status TEXT NOT NULL,  -- done, or failed (retried by the next backfill)
+    status TEXT NOT NULL,  -- done; failed (retried by the next backfill); pending (a #sync)
     rev TEXT,  -- the repository's revision, when done
     reason TEXT,  -- why it failed
     records INTEGER,

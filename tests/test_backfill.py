@@ -15,8 +15,8 @@ from syncstream.export.__main__ import main as export_main
 from syncstream.pds import LoopbackPds, PdsFault, parse_pds_fault
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
-from tests.helpers import CORPUS, commit, from_json_model, tree, write_replay, write_users
+from syncstream.write.encode import OpSpec, event_frame
+from tests.helpers import CORPUS, TIME, commit, from_json_model, tree, write_replay, write_users
 
 CAR = (CORPUS / "repo.car").read_bytes()
 DID = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
@@ -127,3 +127,28 @@ def test_a_slow_pds_is_waited_for(tmp_path: Path) -> None:
     """The slow fault delays getRepo; the backfill still completes."""
     with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.3)}) as pds:
         assert backfill(tmp_path, pds) == 0
+
+
+def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
+    """A #sync frame of a backfilled study user marks it pending; the next run fetches its
+    repository again, and the export adds no row for what was already there."""
+    with LoopbackPds({DID: CAR}) as pds:
+        assert backfill(tmp_path, pds) == 0
+        assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+        before = sorted((r["uri"], r["cid"]) for r in rows(tmp_path))
+        sync = event_frame("sync", seq=10**10, did=DID, time=TIME, rev=REV, blocks=b"")
+        assert (
+            write_main(
+                [*store(tmp_path), "--no-sync", "--replay", str(write_replay(tmp_path / "s.bin", [sync]))]
+            )
+            == 0
+        )
+        state = StateStore(tmp_path / "s.sqlite")
+        try:
+            assert state.backfills()[DID][0] == "pending"
+        finally:
+            state.close()
+        assert backfill(tmp_path, pds) == 0
+        assert pds.requests == [DID, DID]
+        assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+        assert sorted((r["uri"], r["cid"]) for r in rows(tmp_path)) == before

@@ -117,6 +117,7 @@ class CacheWriter:
         self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
         self._pending_deleted: dict[str, int] = {}  # accounts seen deleted: purged at the next export
+        self._resync: set[str] = set()  # study users whose #sync asks for a fresh backfill
         self._population_version = -1  # the first flush records the version this writer applies
         self._purged = context.state.purged_dids()
         self._last_flush = time.monotonic()
@@ -191,6 +192,8 @@ class CacheWriter:
         writes = self._write(Commit(seq, event.did, event.rev or "", event.time, (op,)))
         if writes and event.event == "account" and event.status == "deleted":
             self._pending_deleted[event.did] = seq
+        if event.event == "sync" and group == "study":
+            self._resync.add(event.did)  # its repository must be backfilled again
         return writes
 
     def _write(self, commit: Commit) -> list[CacheWrite]:
@@ -313,8 +316,10 @@ class CacheWriter:
             deleted_accounts=self._pending_deleted,
             population_version=version,
             cursor_source=self.cursor_source,
+            resync=self._resync,
         )
         self._pending_deleted.clear()
+        self._resync.clear()
         failpoint("write.cursor_stored")
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 3600
