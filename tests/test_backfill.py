@@ -152,3 +152,120 @@ def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
         assert pds.requests == [DID, DID]
         assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
         assert sorted((r["uri"], r["cid"]) for r in rows(tmp_path)) == before
+
+
+def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) -> None:
+    """While a study user's repository is fetched, its live commits wait and the cursor stays
+    before the first of them; once the backfill is written they are applied, in order."""
+    from syncstream.backfill.background import BackgroundBackfill
+    from syncstream.context import setup_cache_write_system
+    from syncstream.write.writer import CacheWriter
+
+    live_post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
+                                                                             "text": "live", "createdAt": TIME}))  # fmt: skip
+    other = commit(101, "did:plc:someoneelse", OpSpec("create", "app.bsky.feed.post/3x", {"text": "x"}))
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 1.0)}) as pds:
+        context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                           study_users=write_users(tmp_path / "study.txt", [DID]))  # fmt: skip
+        try:
+            writer = CacheWriter(context, durable=False)
+            backfill = BackgroundBackfill(writer, plc_url=pds.url, concurrency=2)
+            backfill.enqueue(backfill.wanted(retry_failed=True))
+            writer.process_frame(live_post)
+            writer.process_frame(other)
+            writer.flush()
+            assert context.state.cursor() == 99  # not past the held commit
+            assert tree(tmp_path / "cache") == set()
+            backfill.drain()
+            writer.flush()
+            assert context.state.cursor() == 101
+            files = tree(tmp_path / "cache")
+            assert (
+                "study_user_activity/create/post/author_did=did:plc:53iucmf5ldftgqyf2ac7hmhd_post_uri_suffix=3live.json"
+                in files
+            )
+            assert len(files) > 10 and context.state.backfills()[DID][:2] == ("done", REV)
+            backfill.close()
+        finally:
+            context.close()
+
+
+def test_the_write_command_backfills_with_backfill(tmp_path: Path) -> None:
+    """python -m syncstream.write --backfill: the study user's history and its live commits,
+    both in the cache; the backfill is recorded done."""
+    post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
+                                                                        "text": "live", "createdAt": TIME}))  # fmt: skip
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.5)}) as pds:
+        args = [*store(tmp_path), "--no-sync", "--replay", str(write_replay(tmp_path / "r.bin", [post])),
+                "--study-users", str(write_users(tmp_path / "study.txt", [DID])), "--backfill", "--plc-url", pds.url]  # fmt: skip
+        assert write_main(args) == 0
+    assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    found = rows(tmp_path)
+    assert {r["source"] for r in found} == {"backfill", "firehose"}
+    assert [r["uri"] for r in found if r["source"] == "firehose"] == [f"at://{DID}/app.bsky.feed.post/3live"]
+
+
+def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) -> None:
+    """A live writer with --backfill: a study user added to the user file and SIGHUP is
+    backfilled from its PDS, while the relay's frames keep being written."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from tests.helpers import ROOT, corpus_frames
+
+    sample = (ROOT / "syncstream" / "data" / "sample_study_users.txt").read_text().split()
+    study = write_users(tmp_path / "study.txt", [d for d in sample if d.startswith("did:")])
+    replay = write_replay(tmp_path / "r.bin", corpus_frames())
+    with (
+        LoopbackPds({DID: CAR}) as pds,
+        subprocess.Popen([sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "25"],
+                         stdout=subprocess.PIPE, text=True) as relay,
+    ):  # fmt: skip
+        try:
+            assert relay.stdout is not None
+            url = relay.stdout.readline().split(" at ")[1].strip()
+            command = [sys.executable, "-m", "syncstream.write", *store(tmp_path), "--study-users", str(study),
+                       "--relay", url, "--backfill", "--plc-url", pds.url, "--flush-seconds", "0.2"]  # fmt: skip
+            with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as writer:
+                try:
+                    deadline = time.monotonic() + 30
+                    while not tree(tmp_path / "cache") and time.monotonic() < deadline:
+                        time.sleep(0.05)
+                    (tmp_path / "study.txt").write_text(study.read_text() + DID + "\n")
+                    writer.send_signal(signal.SIGHUP)
+                    done_at = None
+                    while done_at is None and time.monotonic() < deadline:
+                        time.sleep(0.1)
+                        state = StateStore(tmp_path / "s.sqlite")
+                        try:
+                            if state.backfills().get(DID, ("",))[0] == "done":
+                                done_at = state.cursor(f"cursor:{url.split('://')[1].split('/')[0]}")
+                        finally:
+                            state.close()
+                    assert done_at is not None, "the newcomer was not backfilled"
+                    cursor = f"cursor:{url.split('://')[1].split('/')[0]}"
+                    while time.monotonic() < deadline:  # frames keep flowing after it
+                        time.sleep(0.1)
+                        state = StateStore(tmp_path / "s.sqlite")
+                        try:
+                            if (state.cursor(cursor) or 0) > done_at:
+                                break
+                        finally:
+                            state.close()
+                finally:
+                    writer.send_signal(signal.SIGTERM)
+                    writer.communicate(timeout=30)
+            assert writer.returncode == 0
+        finally:
+            relay.send_signal(signal.SIGTERM)
+            relay.wait(timeout=10)
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        later = state.cursor(f"cursor:{url.split('://')[1].split('/')[0]}")
+    finally:
+        state.close()
+    assert later is not None and done_at is not None and later > done_at
+    backfilled = [p for p in tree(tmp_path / "cache") if f"author_did={DID}" in p]
+    assert len(backfilled) >= 10

@@ -24,6 +24,7 @@ from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, WriteSummary
 
 if TYPE_CHECKING:
+    from syncstream.backfill.background import BackgroundBackfill
     from syncstream.write.metrics import MetricsServer
 
 __all__ = ["main"]
@@ -117,6 +118,24 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="keep the in-network set current from the stream: a study user's follow adds the "
         "followee, its delete removes it (persisted in the state store)",
+    )
+    parser.add_argument(
+        "--backfill",
+        action="store_true",
+        help="backfill study users' history from their PDS in the background (those not yet done "
+        "at start, those added on SIGHUP, those whose #sync asks for it), holding each one's live "
+        "commits until its backfill is done; see python -m syncstream.backfill",
+    )
+    parser.add_argument(
+        "--plc-url",
+        default="https://plc.directory",
+        help="--backfill: the PLC directory (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--backfill-concurrency",
+        type=int,
+        default=4,
+        help="--backfill: repositories fetched at once (default: %(default)s)",
     )
     parser.add_argument(
         "--metrics",
@@ -214,6 +233,8 @@ def _check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--cursor must not be negative")
     if args.index_retention_days <= 0:
         parser.error("--index-retention-days must be positive")
+    if args.backfill_concurrency < 1:
+        parser.error("--backfill-concurrency must be at least 1")
     if args.health_max_age <= 0:
         parser.error("--health-max-age must be positive")
     if args.metrics is not None:
@@ -278,6 +299,7 @@ def _run(
     status = 0
     files = None
     metrics: MetricsServer | None = None
+    backfill: BackgroundBackfill | None = None
     try:
         if not args.inline_writes:
             files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
@@ -299,10 +321,20 @@ def _run(
             writer.last_seq = args.cursor
         elif args.live:
             writer.last_seq = None
+        if args.backfill:
+            from syncstream.backfill.background import BackgroundBackfill  # noqa: PLC0415
+
+            backfill = BackgroundBackfill(
+                writer, plc_url=args.plc_url.rstrip("/"), concurrency=args.backfill_concurrency
+            )
+            backfill.enqueue(backfill.wanted(retry_failed=True))
+            if metrics is not None:
+                metrics.backfill_counts = lambda: {"done": backfill.done, "failed": backfill.failed,
+                                                   "running": len(backfill.running)}  # fmt: skip
         if replay is not None:
-            status = _replay(writer, replay)
+            status = _replay(writer, replay, backfill)
         else:
-            status = _relay(writer, args, study, in_network, metrics)
+            status = _relay(writer, args, study, in_network, metrics=metrics, backfill=backfill)
         summary = writer.summary()
         if files is not None:
             files.close()
@@ -315,6 +347,8 @@ def _run(
     finally:
         if files is not None:
             files.kill()  # a no-op once closed; else an abort drops only unconfirmed writes
+        if backfill is not None:
+            backfill.close()
         if metrics is not None:
             metrics.close()
         context.close()
@@ -324,9 +358,17 @@ def _run(
     return status
 
 
-def _replay(writer: CacheWriter, replay: str) -> int:
+def _replay(writer: CacheWriter, replay: str, backfill: BackgroundBackfill | None = None) -> int:
     try:
-        writer.process_frames(iter_replay(replay))
+        if backfill is None:
+            writer.process_frames(iter_replay(replay))
+        else:
+            for count, frame in enumerate(iter_replay(replay)):
+                writer.process_frame(frame)
+                if count % 200 == 0:
+                    backfill.poll()
+            backfill.drain()
+            writer.flush()
     except ReplayError as error:
         writer.flush()
         writer.frames["truncated"] = writer.frames.get("truncated", 0) + 1
@@ -353,7 +395,9 @@ def _relay(
     args: argparse.Namespace,
     study: str | None,
     in_network: str | None,
+    *,
     metrics: MetricsServer | None,
+    backfill: BackgroundBackfill | None,
 ) -> int:
     # The SDK takes a second to import; a replay does not need it.
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
@@ -380,7 +424,13 @@ def _relay(
         record = stack.enter_context(open(args.record, "ab")) if args.record else None
         if record is not None:
             writer.on_flush = record.flush
-        runner = LiveRunner(writer, options, record=record, reload_users=reload_users)
+        runner = LiveRunner(
+            writer,
+            options,
+            record=record,
+            reload_users=reload_users,
+            tick=None if backfill is None else backfill.poll,
+        )
         if metrics is not None:
             metrics.reconnect_counts = runner.reconnects.copy
         runner.run()

@@ -120,11 +120,13 @@ class LiveRunner:
         *,
         record: BinaryIO | None = None,
         reload_users: Callable[[], None] | None = None,
+        tick: Callable[[], None] | None = None,
     ) -> None:
         self.writer = writer
         self.options = options
         self.record = record
         self.reload_users = reload_users
+        self.tick = tick  # called in the main thread, with the writer's lock, every loop
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -262,6 +264,8 @@ class LiveRunner:
                     self.idle_exited = True
                     self.stop()
                 with self.lock:
+                    if self.tick is not None:
+                        self.tick()
                     if self.writer.flush_due():
                         self.writer.flush()
                 if now >= next_progress:

@@ -36,8 +36,13 @@ def parse_address(text: str) -> tuple[str, int]:
 class WriterCollector(Collector):
     """The writer's counters as metric families, read when scraped."""
 
-    def __init__(self, writer: CacheWriter, reconnects: Callable[[], dict[str, int]]) -> None:
-        self.writer, self.reconnects = writer, reconnects
+    def __init__(
+        self,
+        writer: CacheWriter,
+        reconnects: Callable[[], dict[str, int]],
+        backfills: Callable[[], dict[str, int]] = dict,
+    ) -> None:
+        self.writer, self.reconnects, self.backfills = writer, reconnects, backfills
 
     def collect(self) -> Iterator[Metric]:
         writer = self.writer
@@ -56,6 +61,12 @@ class WriterCollector(Collector):
             for value, count in sorted(values.items()):
                 family.add_metric([value], count)
             yield family
+        backfills = GaugeMetricFamily(
+            "syncstream_backfills", "Backfills of this run, by status", labels=["status"]
+        )
+        for status, count in sorted(self.backfills().items()):
+            backfills.add_metric([status], count)
+        yield backfills
         yield GaugeMetricFamily("syncstream_cursor", "The last seq whose files are durable", cursor or 0)
         yield GaugeMetricFamily(
             "syncstream_last_frame_timestamp_seconds",
@@ -80,8 +91,13 @@ class MetricsServer:
         self.writer, self.max_age = writer, max_age
         self.started = time.time()
         self.reconnect_counts: Callable[[], dict[str, int]] = dict  # the live runner's, once it runs
+        self.backfill_counts: Callable[[], dict[str, int]] = dict  # with --backfill: done, failed, running
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(WriterCollector(writer, lambda: dict(self.reconnect_counts())))
+        self.registry.register(
+            WriterCollector(
+                writer, lambda: dict(self.reconnect_counts()), lambda: dict(self.backfill_counts())
+            )
+        )
         flushes = Histogram(
             "syncstream_flush_seconds",
             "Seconds per durable flush (files synced, cursor committed)",

@@ -118,6 +118,10 @@ class CacheWriter:
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
         self._pending_deleted: dict[str, int] = {}  # accounts seen deleted: purged at the next export
         self._resync: set[str] = set()  # study users whose #sync asks for a fresh backfill
+        # DIDs being backfilled: their live commits wait here, and the cursor stays before the
+        # first of them, so that a crash replays them (``hold``, ``release``)
+        self.held: dict[str, list[Commit]] = {}
+        self._held_from: dict[str, int] = {}
         self._population_version = -1  # the first flush records the version this writer applies
         self._purged = context.state.purged_dids()
         self._last_flush = time.monotonic()
@@ -140,7 +144,11 @@ class CacheWriter:
         self.frames[decoded.kind] = self.frames.get(decoded.kind, 0) + 1
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
-        if decoded.commit is not None or decoded.event is not None:
+        held = self.held.get(decoded.commit.repo) if decoded.commit is not None else None
+        if held is not None and decoded.commit is not None and seq is not None:
+            held.append(decoded.commit)  # its backfill is running: applied once it is done
+            self._held_from.setdefault(decoded.commit.repo, seq)
+        elif decoded.commit is not None or decoded.event is not None:
             try:
                 if decoded.commit is not None:
                     self.apply_commit(decoded.commit)
@@ -174,6 +182,18 @@ class CacheWriter:
         for op in commit.ops:
             ops[op.action] = ops.get(op.action, 0) + 1
         return self._write(commit)
+
+    def hold(self, did: str) -> None:
+        """Hold ``did``'s live commits from now on (its backfill starts)."""
+        self.held.setdefault(did, [])
+
+    def release(self, did: str) -> int:
+        """Apply ``did``'s held commits, in order (its backfill is done, or failed); how many."""
+        commits = self.held.pop(did, [])
+        self._held_from.pop(did, None)
+        for commit in commits:
+            self.apply_commit(commit)
+        return len(commits)
 
     def apply_event(self, event: AccountEvent, seq: int) -> list[CacheWrite]:
         """Route and write an ``#account``, ``#identity`` or ``#sync`` event: kept when its DID
@@ -309,8 +329,11 @@ class CacheWriter:
         if self.durable:
             sync_filesystem(self.context.cache_root)
         failpoint("write.files_durable")
+        cursor = self._pending_seq
+        if cursor is not None and self._held_from:  # not past a commit still held
+            cursor = min(cursor, min(self._held_from.values()) - 1)
         self.context.state.commit(
-            self._pending_seq,
+            cursor,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
             self._pending_follows,
             deleted_accounts=self._pending_deleted,
@@ -326,9 +349,10 @@ class CacheWriter:
             self.context.state.prune_index(time.time() - self.index_retention)
         self._pending_index.clear()
         self._pending_follows.clear()
-        if self._pending_seq is not None:
-            self.cursor = self._pending_seq
-        self._pending_seq = None
+        if cursor is not None:
+            self.cursor = cursor
+        if cursor == self._pending_seq:  # else committed later, once nothing holds it back
+            self._pending_seq = None
         self._pending_frames = 0
         self._last_flush = time.monotonic()
         if self.flush_observer is not None:
