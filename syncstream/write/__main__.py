@@ -433,6 +433,9 @@ def _relay(
         )
         if metrics is not None:
             metrics.reconnect_counts = runner.reconnects.copy
+        if backfill is not None:
+            runner.extra_progress = lambda: {"backfills": {"done": backfill.done, "failed": backfill.failed,
+                                                           "running": len(backfill.running)}}  # fmt: skip
         runner.run()
     if runner.unparsed:
         writer.frames["unparsed"] = writer.frames.get("unparsed", 0) + runner.unparsed

@@ -127,6 +127,7 @@ class LiveRunner:
         self.record = record
         self.reload_users = reload_users
         self.tick = tick  # called in the main thread, with the writer's lock, every loop
+        self.extra_progress: Callable[[], dict[str, object]] | None = None  # more progress fields
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
@@ -320,9 +321,12 @@ class LiveRunner:
             "seq": writer.last_seq,
             "lag_seconds": None if lag is None else round(lag, 3),
         }
+        extra = self.extra_progress() if self.extra_progress is not None else {}
+        fields.update(extra)
         log.info(
-            "%.0f frames/s | frames %s | files %d | rejections %d | seq %s | lag %s",
+            "%.0f frames/s | frames %s | files %d | rejections %d | seq %s | lag %s%s",
             fields["frames_per_second"], fields["frames"], fields["files"], fields["rejections"],
             writer.last_seq, "?" if lag is None else f"{lag:.1f}s",
+            "".join(f" | {name} {value}" for name, value in extra.items()),
             extra={"event": "progress", "fields": fields},
         )  # fmt: skip
