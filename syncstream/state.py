@@ -214,6 +214,20 @@ class StateStore:
         rows = self._db.execute("SELECT did, status, rev, reason, attempts FROM backfills")
         return {did: (status, rev, reason, attempts) for did, status, rev, reason, attempts in rows}
 
+    def backfills_due(self, dids: Iterable[str], now: float, *, force: bool = False) -> list[str]:
+        """Those of ``dids`` to backfill now: never done, pending (a #sync), or failed and past
+        their backoff (1 minute after the first failure, doubling, at most a day); with
+        ``force``, all of them."""
+        rows = self._db.execute("SELECT did, status, attempts, updated_at FROM backfills").fetchall()
+        recorded = {did: (status, attempts, updated) for did, status, attempts, updated in rows}
+        due = []
+        for did in dids:
+            status, attempts, updated = recorded.get(did, ("", 0, 0.0))
+            waited = now - updated >= min(60.0 * 2 ** max(attempts - 1, 0), 86_400.0)
+            if force or status in ("", "pending") or (status == "failed" and waited):
+                due.append(did)
+        return due
+
     def record_backfill(
         self, did: str, *, rev: str | None = None, reason: str | None = None, records: int | None = None
     ) -> None:

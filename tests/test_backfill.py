@@ -3,12 +3,15 @@ source = backfill; a record also seen live is one row; failures are per DID and 
 
 from __future__ import annotations
 
+import sqlite3
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import pyarrow.dataset as pads
 import pytest
 
+from benchmarks.backfill import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.repo import RepoError, read_repo
 from syncstream.export.__main__ import main as export_main
@@ -99,14 +102,16 @@ def test_backfill_exports_every_record_once_with_source_backfill(tmp_path: Path)
 
 
 @pytest.mark.parametrize("fault", ["down", "error:502", "truncated"])
-def test_a_fault_fails_that_did_and_the_next_run_retries_it(tmp_path: Path, fault: str) -> None:
-    """The faulty DID is recorded failed with its reason (exit 1) while another DID that cannot be
-    resolved fails alone; a later run against a sound PDS completes it."""
+def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault: str) -> None:
+    """The faulty DID is recorded failed with its reason (exit 1) while another repository of the
+    same PDS completes and an unresolvable DID fails alone; an explicit rerun against a sound
+    PDS completes the faulty one."""
     did, parsed = parse_pds_fault(f"{DID}:{fault}")
     assert did == DID
     unknown = "did:plc:nobodynobodynobodynobody"
-    with LoopbackPds({DID: CAR}, {DID: parsed}) as pds:
-        assert backfill(tmp_path, pds, "--did", DID, "--did", unknown) == 1
+    other = "did:plc:otherotherotherotherothe"
+    with LoopbackPds({DID: CAR, other: build_repo(other, 40)}, {DID: parsed}) as pds:
+        assert backfill(tmp_path, pds, "--did", DID, "--did", other, "--did", unknown) == 1
     state = StateStore(tmp_path / "s.sqlite")
     try:
         recorded = state.backfills()
@@ -114,11 +119,30 @@ def test_a_fault_fails_that_did_and_the_next_run_retries_it(tmp_path: Path, faul
         state.close()
     assert recorded[DID][0] == "failed" and recorded[DID][2]
     assert recorded[unknown][0] == "failed"
+    assert recorded[other][0] == "done"
     with LoopbackPds({DID: CAR}) as pds:
         assert backfill(tmp_path, pds, "--did", DID) == 0
     state = StateStore(tmp_path / "s.sqlite")
     try:
         assert state.backfills()[DID][:2] == ("done", REV) and state.backfills()[DID][3] == 2
+    finally:
+        state.close()
+
+
+def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
+    """Without --did, a DID that failed a moment ago waits; once its backoff is past, it is retried."""
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("error", 500)}) as pds:
+        assert backfill(tmp_path, pds) == 1
+    with LoopbackPds({DID: CAR}) as pds:
+        assert backfill(tmp_path, pds) == 0
+        assert pds.requests == []  # waiting: failed less than a minute ago
+        with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
+            db.execute("UPDATE backfills SET updated_at = updated_at - 61")
+        assert backfill(tmp_path, pds) == 0
+        assert pds.requests == [DID]
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        assert state.backfills()[DID][0] == "done"
     finally:
         state.close()
 
@@ -170,7 +194,7 @@ def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) 
         try:
             writer = CacheWriter(context, durable=False)
             backfill = BackgroundBackfill(writer, plc_url=pds.url, concurrency=2)
-            backfill.enqueue(backfill.wanted(retry_failed=True))
+            backfill.enqueue(backfill.wanted())
             writer.process_frame(live_post)
             writer.process_frame(other)
             writer.flush()

@@ -70,9 +70,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     started = time.perf_counter()
     try:
-        recorded = context.state.backfills()
         wanted = args.did or sorted(context.population.study)
-        todo = [did for did in wanted if args.force or recorded.get(did, ("",))[0] != "done"]
+        # named DIDs are tried now; the others when due (a failed one after its backoff)
+        todo = context.state.backfills_due(wanted, time.time(), force=args.force or bool(args.did))
+        if args.did and not args.force:
+            todo = [did for did in todo if context.state.backfills().get(did, ("",))[0] != "done"]
         skipped = len(wanted) - len(todo)
         writer = CacheWriter(context)
         results = backfill_dids(
@@ -85,7 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     records, files = sum(r.records for r in results), sum(r.files for r in results)
     print(
         f"backfilled {len(results) - len(failed)} of {len(todo)} accounts in {seconds:.2f}s "
-        f"({skipped} already done): {records} records, {files} files"
+        f"({skipped} done or waiting for a retry): {records} records, {files} files"
     )
     for result in results:
         if result.reason is None:

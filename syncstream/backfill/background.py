@@ -37,15 +37,10 @@ class BackgroundBackfill:
         self._next_scan = 0.0
         self._population = writer.population  # a new one (user files reloaded): scan at once
 
-    def wanted(self, *, retry_failed: bool) -> list[str]:
-        """Study users whose repository is not backfilled (pending after a #sync, never, or,
-        with ``retry_failed``, failed before)."""
-        state = self.writer.context.state
-        recorded = state.backfills()
-        skip = {"done"} if retry_failed else {"done", "failed"}
-        return [
-            did for did in sorted(self.writer.population.study) if recorded.get(did, ("",))[0] not in skip
-        ]
+    def wanted(self) -> list[str]:
+        """Study users whose repository is due: never backfilled, pending after a #sync, or
+        failed and past its backoff."""
+        return self.writer.context.state.backfills_due(sorted(self.writer.population.study), time.time())
 
     def enqueue(self, dids: Iterable[str]) -> None:
         for did in dids:
@@ -65,7 +60,7 @@ class BackgroundBackfill:
             self._next_scan = now + RESCAN_SECONDS
             self._population = self.writer.population
             self.writer.flush()  # a #sync seen since is recorded pending first
-            self.enqueue(self.wanted(retry_failed=False))
+            self.enqueue(self.wanted())
 
     def _finish(self, did: str, future: Future[bytes]) -> None:
         writer, state = self.writer, self.writer.context.state

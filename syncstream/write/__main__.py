@@ -327,7 +327,7 @@ def _run(
             backfill = BackgroundBackfill(
                 writer, plc_url=args.plc_url.rstrip("/"), concurrency=args.backfill_concurrency
             )
-            backfill.enqueue(backfill.wanted(retry_failed=True))
+            backfill.enqueue(backfill.wanted())
             if metrics is not None:
                 metrics.backfill_counts = lambda: {"done": backfill.done, "failed": backfill.failed,
                                                    "running": len(backfill.running)}  # fmt: skip
