@@ -8,7 +8,7 @@ import logging
 import sys
 import time
 
-__all__ = ["JsonFormatter", "add_store_options", "setup_logging"]
+__all__ = ["JsonFormatter", "add_store_options", "did_argument", "setup_logging"]
 
 
 def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> None:
@@ -26,6 +26,15 @@ def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> No
         help="log lines on stderr: text, or JSON lines with time, level, event and fields "
         "(default: %(default)s)",
     )
+
+
+def did_argument(text: str) -> str:
+    """An argparse ``type`` for a DID: a bad one is a usage error naming it."""
+    from syncstream.syntax import is_did  # noqa: PLC0415
+
+    if not is_did(text):
+        raise argparse.ArgumentTypeError(f"not a valid DID: {text!r}")
+    return text
 
 
 class JsonFormatter(logging.Formatter):

@@ -14,6 +14,8 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import msgspec
+
 from syncstream import cache, paths
 from syncstream import datasets as ds
 from syncstream import selectors as select
@@ -77,7 +79,7 @@ def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argum
     directory: str,
     collection: str,
     record_type: str,
-    select: Selector,
+    select: Selector | None,  # a create must have one (check_registry); a delete may not
     path_strategy: paths.PathStrategy,
     dataset: Dataset,
     *,
@@ -115,19 +117,11 @@ def _delete(  # noqa: PLR0917 (as _create)
     nested_path: paths.NestedPathExtractor | None = None,
     follow_status: FollowStatus | None = None,
 ) -> HandlerConfig:
-    return HandlerConfig(
-        key=key,
-        directory=directory,
-        collection=collection,
-        operation=Operation.DELETE,
-        record_type=record_type,
-        select=select,
-        path_strategy=path_strategy,
-        nested_path=nested_path,
-        read_strategy=cache.read_flat if nested_path is None else cache.read_nested,
-        dataset=dataset,
-        follow_status=follow_status,
-    )
+    create = _create(
+        key, directory, collection, record_type, select, path_strategy, dataset,
+        delete=None, nested_path=nested_path, follow_status=follow_status,
+    )  # fmt: skip
+    return msgspec.structs.replace(create, operation=Operation.DELETE)
 
 
 def _event(key: HandlerKey, frame: str) -> HandlerConfig:

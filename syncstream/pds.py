@@ -20,13 +20,14 @@ import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 from types import TracebackType
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from syncstream.backfill.repo import read_repo
+from syncstream.httpd import QuietHandler
 
 __all__ = ["LoopbackPds", "PdsFault", "main", "parse_pds_fault"]
 
@@ -64,7 +65,7 @@ class LoopbackPds:
         self.requests: list[str] = []  # the DIDs getRepo was asked for, in order
         pds = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 parts = urlsplit(self.path)
                 if parts.path == "/xrpc/com.atproto.sync.getRepo":
@@ -72,7 +73,7 @@ class LoopbackPds:
                     pds.requests.append(did)
                     self._repo(did)
                 elif parts.path.lstrip("/") in pds.repos:
-                    self._answer(
+                    self.answer(
                         200, json.dumps(pds.document(parts.path.lstrip("/"))).encode(), "application/json"
                     )
                 else:
@@ -93,22 +94,12 @@ class LoopbackPds:
                     self._error(400, "RepoNotFound", f"could not find repo for DID: {did}")
                 else:
                     body = car[: len(car) // 2] if fault is not None and fault.kind == "truncated" else car
-                    self._answer(200, body, "application/vnd.ipld.car")
+                    self.answer(200, body, "application/vnd.ipld.car")
 
             def _error(self, status: int, name: str, message: str) -> None:
-                self._answer(
+                self.answer(
                     status, json.dumps({"error": name, "message": message}).encode(), "application/json"
                 )
-
-            def _answer(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
 
         self.http = ThreadingHTTPServer((host, port), Handler)
         self.http.daemon_threads = True

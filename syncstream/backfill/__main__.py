@@ -7,9 +7,8 @@ import sys
 import time
 from collections.abc import Sequence
 
-from syncstream.cli import add_store_options, setup_logging
+from syncstream.cli import add_store_options, did_argument, setup_logging
 from syncstream.errors import SyncstreamError
-from syncstream.syntax import is_did
 
 __all__ = ["main"]
 
@@ -34,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     add_store_options(parser, state_help="the writer's SQLite state store")
     parser.add_argument("--study-users", metavar="FILE", help="replace the study users with this file's DIDs")
     parser.add_argument("--in-network-users", metavar="FILE", help="replace the in-network users")
-    parser.add_argument("--did", action="append", default=[], help="backfill this DID (repeatable)")
+    parser.add_argument(
+        "--did", action="append", default=[], type=did_argument, help="backfill this DID (repeatable)"
+    )
     parser.add_argument(
         "--plc-url", default="https://plc.directory", help="the PLC directory (default: %(default)s)"
     )
@@ -52,9 +53,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.log_format)
-    bad = [did for did in args.did if not is_did(did)]
-    if bad:
-        parser.error(f"not a valid DID: {bad[0]!r}")
     if args.concurrency < 1 or args.timeout <= 0:
         parser.error("--concurrency must be at least 1 and --timeout positive")
     from syncstream.backfill.run import backfill_dids  # noqa: PLC0415

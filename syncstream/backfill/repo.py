@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 
 import libipld
 
-from syncstream.write.decode import car_blocks, json_model
+from syncstream.write.decode import car_blocks, json_model, uvarint
 
 __all__ = ["Repo", "RepoError", "RepoRecord", "read_repo"]
 
@@ -32,19 +32,6 @@ class Repo(NamedTuple):
     did: str
     rev: str
     records: list[RepoRecord]
-
-
-def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
-    value = shift = 0
-    while True:
-        if pos >= len(data):
-            raise RepoError("truncated CAR header")
-        byte = data[pos]
-        pos += 1
-        value |= (byte & 0x7F) << shift
-        if byte < 0x80:
-            return value, pos
-        shift += 7
 
 
 class _Blocks:
@@ -79,7 +66,10 @@ class _Blocks:
 
 def read_repo(car: bytes) -> Repo:
     """The repository's DID, revision and records, in key order."""
-    length, pos = _uvarint(car, 0)
+    try:
+        length, pos = uvarint(car, 0)
+    except (IndexError, ValueError):
+        raise RepoError("the CAR header is truncated") from None
     try:
         header = libipld.decode_dag_cbor(car[pos : pos + length])
     except ValueError as error:

@@ -11,11 +11,10 @@ from collections.abc import Sequence
 
 from returns.result import Failure
 
-from syncstream.cli import add_store_options, setup_logging
+from syncstream.cli import add_store_options, did_argument, setup_logging
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.state import StateStore
-from syncstream.syntax import is_did
 from syncstream.users import read_user_file
 
 __all__ = ["main"]
@@ -45,7 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         default="syncstream-parquet",
         help="the export's output directory or pyarrow.fs URI, purged too (default: %(default)s)",
     )
-    parser.add_argument("--did", action="append", default=[], help="an account to purge (repeatable)")
+    parser.add_argument(
+        "--did", action="append", default=[], type=did_argument, help="an account to purge (repeatable)"
+    )
     parser.add_argument("--dids-file", metavar="FILE", help="accounts to purge, one DID per line, # comments")
     parser.add_argument(
         "--writer-timeout",
@@ -63,9 +64,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.log_format)
-    bad = [did for did in args.did if not is_did(did)]
-    if bad:
-        parser.error(f"not a valid DID: {bad[0]!r}")
     if args.writer_timeout <= 0:
         parser.error("--writer-timeout must be positive")
     dids = list(args.did)

@@ -16,7 +16,16 @@ import msgspec
 
 from syncstream.timestamps import is_seq
 
-__all__ = ["AccountEvent", "Commit", "Decoded", "RepoOp", "car_blocks", "decode_frame", "json_model"]
+__all__ = [
+    "AccountEvent",
+    "Commit",
+    "Decoded",
+    "RepoOp",
+    "car_blocks",
+    "decode_frame",
+    "json_model",
+    "uvarint",
+]
 
 
 class RepoOp(msgspec.Struct, frozen=True):
@@ -59,7 +68,7 @@ class Decoded(msgspec.Struct, frozen=True):
     event: AccountEvent | None = None  # an #account, #identity or #sync frame's
 
 
-def _uvarint(data: bytes, pos: int) -> tuple[int, int]:
+def uvarint(data: bytes, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         byte = data[pos]
@@ -78,7 +87,7 @@ def car_blocks(car: bytes, wanted: set[bytes] | None = None) -> dict[bytes, tupl
     With ``wanted``, stops as soon as those blocks are found. The common CIDv1/sha2-256 shape
     and one- or two-byte lengths are read inline: this loop runs for every block of every commit.
     """
-    header_length, pos = _uvarint(car, 0)
+    header_length, pos = uvarint(car, 0)
     pos += header_length
     blocks: dict[bytes, tuple[int, int]] = {}
     size = len(car)
@@ -90,7 +99,7 @@ def car_blocks(car: bytes, wanted: set[bytes] | None = None) -> dict[bytes, tupl
         elif car[pos + 1] < 0x80:
             length, pos = (byte & 0x7F) | (car[pos + 1] << 7), pos + 2
         else:
-            length, pos = _uvarint(car, pos)
+            length, pos = uvarint(car, pos)
         end = pos + length
         if end > size:
             raise ValueError("truncated CAR block")
@@ -99,10 +108,10 @@ def car_blocks(car: bytes, wanted: set[bytes] | None = None) -> dict[bytes, tupl
         elif car[pos] == 0x12 and car[pos + 1] == 0x20:  # CIDv0: a bare sha2-256 multihash
             cid_end = pos + 34
         else:
-            _, cursor = _uvarint(car, pos)  # version
-            _, cursor = _uvarint(car, cursor)  # codec
-            _, cursor = _uvarint(car, cursor)  # multihash code
-            digest_size, cursor = _uvarint(car, cursor)
+            _, cursor = uvarint(car, pos)  # version
+            _, cursor = uvarint(car, cursor)  # codec
+            _, cursor = uvarint(car, cursor)  # multihash code
+            digest_size, cursor = uvarint(car, cursor)
             cid_end = cursor + digest_size
         cid = car[pos:cid_end]
         if (wanted is None or cid in wanted) and cid not in blocks:  # a CAR may repeat a block

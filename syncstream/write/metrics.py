@@ -12,12 +12,13 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syncstream.httpd import QuietHandler
 from syncstream.write.writer import CacheWriter
 
 __all__ = ["MetricsServer", "WriterCollector", "parse_address"]
@@ -107,25 +108,15 @@ class MetricsServer:
         writer.flush_observer = flushes.observe
         server = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 if self.path.split("?", 1)[0] == "/metrics":
-                    self._answer(200, generate_latest(server.registry), "text/plain; version=0.0.4")
+                    self.answer(200, generate_latest(server.registry), "text/plain; version=0.0.4")
                 elif self.path.split("?", 1)[0] == "/healthz":
                     problem = server.problem()
-                    self._answer(503 if problem else 200, (problem or "ok").encode() + b"\n", "text/plain")
+                    self.answer(503 if problem else 200, (problem or "ok").encode() + b"\n", "text/plain")
                 else:
-                    self._answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
-
-            def _answer(self, status: int, body: bytes, kind: str) -> None:
-                self.send_response(status)
-                self.send_header("Content-Type", kind)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return  # scrapes are not news
+                    self.answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
 
         self.http = ThreadingHTTPServer(address, Handler)
         self.http.daemon_threads = True
