@@ -129,6 +129,7 @@ class _Purge:
         self.record = record
         self.writer_timeout = writer_timeout
         self.involvement = Involvement.of(record.dids, handlers)
+        self.datasets = datasets_of(handlers)
         self.involved: set[tuple[str, str]] = set()  # (dataset, URI) of rows kept because of them
         self.summary = PurgeSummary(purge_id=record.purge_id, dids=record.dids, reason=record.reason)
 
@@ -220,7 +221,7 @@ class _Purge:
         uncommitted = self._uncommitted_outputs()
         return [
             (path, name)
-            for name in datasets_of(self.handlers)
+            for name in self.datasets
             for path in self.storage.list_parts(name)
             if path not in uncommitted
         ]
@@ -237,7 +238,7 @@ class _Purge:
 
     def _note_part(self, relative_path: str, name: str) -> None:
         assert self.storage is not None
-        dataset = datasets_of(self.handlers)[name]
+        dataset = self.datasets[name]
         table = self.storage.read(relative_path)
         if "record_json" not in table.column_names or "uri" not in table.column_names:
             return  # rows of an account's own (events): found by their author alone
@@ -263,7 +264,7 @@ class _Purge:
         import pyarrow as pa  # noqa: PLC0415 (the purge of a cache alone needs none)
 
         assert self.storage is not None
-        dataset = datasets_of(self.handlers)[name]
+        dataset = self.datasets[name]
         directory, base = relative_path.rsplit("/", 1)
         stem = base.removesuffix(".parquet")
         if stem.endswith(f"~{self.record.purge_id}"):
