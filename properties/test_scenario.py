@@ -25,6 +25,7 @@ from tests.helpers import (
 )
 from tests.oracle import Event, expected_tree
 
+JUNK = b"\x01junk"  # not a relay frame
 NSID = {
     "post": "app.bsky.feed.post",
     "quote": "app.bsky.feed.post",
@@ -49,7 +50,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
         if choice == 0:
             frames.append(
                 draw(
-                    st.sampled_from([info_frame("OutdatedCursor"), error_frame("FutureCursor"), b"\x01junk"])
+                    st.sampled_from([info_frame("OutdatedCursor"), error_frame("FutureCursor"), JUNK])
                 )
             )
             continue
@@ -104,7 +105,8 @@ def test_replayed_scenario_matches_the_routing_table(
         args += ["--study-users", str(write_users(root / "study.txt", study))]
         args += ["--in-network-users", str(write_users(root / "net.txt", in_network))]
         args += ["--replay", str(write_replay(root / "replay.bin", frames)), "--flush-frames", "3"]
-        assert main(args) == 0
+        # a replay none of whose frames is a relay frame is a wrong file: exit 1, as documented
+        assert main(args) == (0 if any(frame != JUNK for frame in frames) else 1)
         expected = expected_tree(events, set(study), set(in_network))
         event(f"files: {min(len(expected), 10)}+")
         event(f"delete files: {min(sum('/delete/' in f for f in expected), 3)}+")

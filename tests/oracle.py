@@ -80,6 +80,8 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
                 targets.add(
                     {"post": "post", "like": "like", "repost": "repost", "follow": "follow/follower"}[noun]
                 )
+            if e.did in in_network and noun == "post":
+                targets.add("in_network_post")  # an in-network user's delete routes by its author
             for created in cached.get(uri, ()):
                 targets.add(created)
             if not targets or not (_did_ok(e.did) and _rkey_ok(e.rkey)):
