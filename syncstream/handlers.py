@@ -22,7 +22,7 @@ from syncstream import selectors as select
 from syncstream.config import Config
 from syncstream.datasets import Dataset
 from syncstream.errors import ConfigError
-from syncstream.records import CachedRecord, decode_record, encode_record
+from syncstream.records import BACKFILL, CachedRecord, decode_record, encode_record
 from syncstream.selectors import Selector
 from syncstream.types import (
     ACCOUNT,
@@ -276,7 +276,9 @@ def record_path(root: str, config: HandlerConfig, record: CachedRecord) -> str:
     """Where ``record`` lives; its components were validated when it was routed, and each
     name is bounded (``paths.bounded_name``), so that every spec-valid value has a path."""
     name = config.path_strategy(record)
-    if record.operation == Operation.UPDATE:
+    if record.operation == Operation.UPDATE or (record.source == BACKFILL and record.cid):
+        # A version of its own: a backfilled record is the version its repository holds now,
+        # maybe a later one than a create seen live, whose file it must not replace.
         name = paths.version_name(name, record)
     name = paths.bounded_name(name)
     if config.nested_path is None:

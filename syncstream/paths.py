@@ -11,7 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from syncstream import references as refs
-from syncstream.records import CachedRecord
+from syncstream.records import BACKFILL, CachedRecord
 from syncstream.syntax import is_did
 from syncstream.types import POST
 
@@ -99,8 +99,11 @@ def follow_delete_file_name(record: CachedRecord) -> str:
 
 def version_name(name: str, record: CachedRecord) -> str:
     """The file of an update: its create's name and the new version's cid, so that every
-    version of a record has a file of its own until it is exported (the cid was checked)."""
-    return f"{name.removesuffix('.json')}_cid={record.cid}.json"
+    version of a record has a file of its own until it is exported (the cid was checked).
+    A backfilled version's name says so: it replaces no file of the stream (the export keeps
+    one row per version, the stream's when both are there)."""
+    suffix = "_backfill" if record.source == BACKFILL else ""
+    return f"{name.removesuffix('.json')}_cid={record.cid}{suffix}.json"
 
 
 # Nested directories, and a follow's subject: None when the record has no valid one.

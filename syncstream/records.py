@@ -13,7 +13,7 @@ import msgspec
 
 from syncstream.types import FollowStatus, Operation
 
-__all__ = ["CachedRecord", "decode_record", "encode_record"]
+__all__ = ["BACKFILL", "CachedRecord", "decode_record", "encode_record"]
 
 
 class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -32,8 +32,10 @@ class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     nested_key: str | None = None  # the directory the file is nested under, if any
     subject_did: str | None = None  # a follow's subject
     record: dict[str, Any] | None = None
-    source: str = "firehose"  # or "backfill": read from the account's repository
+    source: str = "firehose"  # or BACKFILL: read from the account's repository
 
+
+BACKFILL = "backfill"  # the source of a record read from its account's repository
 
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(CachedRecord)

@@ -17,11 +17,32 @@ from syncstream.errors import ConfigError
 from syncstream.state_layout import SCHEMA, VERSION, migrate
 from syncstream.types import HandlerKey
 
-__all__ = ["CURSOR", "VERSION", "ExportKey", "Population", "PurgeRecord", "StateStore", "relay_cursor"]
+__all__ = [
+    "CURSOR",
+    "VERSION",
+    "ExportKey",
+    "Population",
+    "PurgeRecord",
+    "StateStore",
+    "export_key",
+    "relay_cursor",
+]
 
 ExportKey = tuple[str, str, str, str, str]
-"""(dataset, uri, operation, follow_status or '', cid or '')."""
+"""(dataset, uri, kind, follow_status or '', cid or ''): kind is ``version`` for a create or an
+update (a version is its cid, whatever operation or source brought it) and ``delete``."""
 ANY_VERSION = "*"  # the cid of a key exported before versions were kept: it matches any
+VERSION_KIND, DELETE_KIND = "version", "delete"
+
+
+def export_key(
+    dataset: str, uri: str, operation: str, follow_status: str | None, cid: str | None
+) -> ExportKey:
+    """The key a row is exported once under: a create and an update of one cid, live or
+    backfilled, are the same version of the record, so one row."""
+    kind = DELETE_KIND if operation == "delete" else VERSION_KIND
+    return (dataset, uri, kind, follow_status or "", cid or "")
+
 
 CURSOR = "cursor"  # a replay's cursor; a relay's is relay_cursor(host)
 
@@ -39,6 +60,7 @@ _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at 
 class Population(NamedTuple):
     study: frozenset[str]
     in_network: frozenset[str]
+    withdrawn: frozenset[str] = frozenset()  # purged: nothing they author is collected
 
 
 class PurgeRecord(NamedTuple):
@@ -114,6 +136,7 @@ class StateStore:
         return Population(
             study=frozenset(d for d, k in rows if k == "study"),
             in_network=frozenset(in_network),
+            withdrawn=self.purged_dids(),
         )
 
     def tracked_follows(self) -> dict[str, tuple[str, str]]:
@@ -157,13 +180,15 @@ class StateStore:
         index: Iterable[tuple[str, HandlerKey]] = (),
         follows: Mapping[str, tuple[str, str] | None] | None = None,
         *,
-        deleted_accounts: Mapping[str, int] | None = None,
+        account_purges: Mapping[str, tuple[int, str | None]] | None = None,
         population_version: int | None = None,
         cursor_source: str = "cursor",
         resync: Iterable[str] = (),
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
-        None when unfollowed) and the cursor that covers them, in one short transaction.
+        None when unfollowed), the purges its account events decided (DID -> (seq, reason): an
+        account to purge at the next export, or None when reactivated before it was) and the
+        cursor that covers them, in one short transaction.
 
         Call it only once the batch's cache files are durable.
         """
@@ -180,10 +205,13 @@ class StateStore:
                     self._db.execute(
                         "INSERT OR REPLACE INTO tracked_follows VALUES (?, ?, ?)", (uri, *follow)
                     )
-            self._db.executemany(
-                "INSERT OR IGNORE INTO pending_purges VALUES (?, 'deleted account', ?)",
-                (deleted_accounts or {}).items(),
-            )
+            for did, (seq, reason) in (account_purges or {}).items():
+                if reason is None:
+                    self._db.execute("DELETE FROM pending_purges WHERE did = ?", (did,))
+                else:
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO pending_purges VALUES (?, ?, ?)", (did, reason, seq)
+                    )
             if population_version is not None:
                 self._set_meta("writer_population_version", population_version)
             self._db.executemany(  # a #sync: the repository must be fetched again
@@ -246,9 +274,20 @@ class StateStore:
         return frozenset(did for (did,) in self._db.execute("SELECT did FROM purged_dids"))
 
     def reenrol(self, dids: Iterable[str]) -> None:
-        """Let purged DIDs be enrolled again (by the user files loaded next)."""
+        """Let purged DIDs be enrolled again (by the user files loaded next), from a clean
+        slate: their repositories are backfilled again and none of their records counts as
+        exported (the purge took them out of the output)."""
         with self._transaction():
-            self._db.executemany("DELETE FROM purged_dids WHERE did = ?", ((d,) for d in dids))
+            for did in dids:
+                if self._db.execute("DELETE FROM purged_dids WHERE did = ?", (did,)).rowcount:
+                    self._forget_account(did)  # (a DID that was not purged keeps its history)
+
+    def _forget_account(self, did: str) -> None:
+        """What the store remembers of an account's records: its backfill and its exported
+        keys (a purge removed the rows, so a key would only drop them if seen again)."""
+        self._db.execute("DELETE FROM backfills WHERE did = ?", (did,))
+        prefix = f"at://{did}/"
+        self._db.execute("DELETE FROM exported_keys WHERE substr(uri, 1, ?) = ?", (len(prefix), prefix))
 
     def begin_purge(self, purge_id: str, dids: Iterable[str], reason: str, now: float) -> None:
         """The purge's first step, one transaction: the DIDs leave the population for good
@@ -271,9 +310,13 @@ class StateStore:
     def finish_purge(
         self, purge_id: str, *, uris: Iterable[str], cache_files: int, rows: int, now: float
     ) -> None:
-        """The purge's last step: the index forgets the purged URIs; the purge is recorded done."""
+        """The purge's last step: the index forgets the purged URIs, the store the accounts'
+        backfills and exported keys; the purge is recorded done."""
         with self._transaction():
             self._db.executemany("DELETE FROM cached_uris WHERE uri = ?", ((u,) for u in uris))
+            (dids,) = self._db.execute("SELECT dids FROM purges WHERE purge_id = ?", (purge_id,)).fetchone()
+            for did in dids.split("\n"):
+                self._forget_account(did)
             self._db.execute(
                 "UPDATE purges SET finished_at = ?, cache_files = ?, rows = ? WHERE purge_id = ?",
                 (now, cache_files, rows, purge_id),
@@ -288,9 +331,11 @@ class StateStore:
             )
         ]
 
-    def pending_purges(self) -> dict[str, int | None]:
-        """Population DIDs seen deleted, not purged yet -> the seq of the event."""
-        return dict(self._db.execute("SELECT did, seq FROM pending_purges").fetchall())
+    def pending_purges(self) -> dict[str, tuple[int | None, str]]:
+        """Population DIDs seen deleted or taken down, not purged yet -> (the seq of the
+        event, the purge's reason)."""
+        rows = self._db.execute("SELECT did, seq, reason FROM pending_purges")
+        return {did: (seq, reason) for did, seq, reason in rows}
 
     def population_version(self) -> int:
         return int(self._meta_real("population_version") or 0)

@@ -37,7 +37,7 @@ CREATE TABLE IF NOT EXISTS tracked_follows (
 CREATE TABLE IF NOT EXISTS exported_keys (
     dataset TEXT NOT NULL,
     uri TEXT NOT NULL,
-    operation TEXT NOT NULL,
+    operation TEXT NOT NULL,  -- the key's kind: 'version' (a create or an update) or 'delete'
     follow_status TEXT NOT NULL,  -- '' when the dataset has none
     cid TEXT NOT NULL,  -- the version: '' for a delete; '*' (any) for keys of state version 2
     exported_at REAL NOT NULL,
@@ -80,9 +80,10 @@ CREATE TABLE IF NOT EXISTS purges (
 ) WITHOUT ROWID;
 """
 
-VERSION = 3
+VERSION = 4
 """The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
-3 keys exported rows by version (cid) too, and dates index rows for their retention."""
+3 keys exported rows by version (cid) too, and dates index rows for their retention; 4 keys a
+create and an update of one cid as one version (``operation`` holds 'version' or 'delete')."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {
@@ -120,6 +121,16 @@ _VERSION_3 = (
 )  # one by one, in the migration's transaction (executescript would commit it)
 
 
+# Version 4: a create's and an update's keys of one cid become one 'version' key, the latest
+# export time kept (a key pinned by --keep-cache stays pinned).
+_VERSION_4 = (
+    "INSERT INTO exported_keys SELECT dataset, uri, 'version', follow_status, cid, max(exported_at) "
+    "FROM exported_keys WHERE operation IN ('create', 'update') GROUP BY dataset, uri, follow_status, cid "
+    "ON CONFLICT DO UPDATE SET exported_at = max(exported_at, excluded.exported_at)",
+    "DELETE FROM exported_keys WHERE operation IN ('create', 'update')",
+)
+
+
 def _columns(db: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in db.execute(f"PRAGMA table_info({table})")}
 
@@ -146,4 +157,7 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
         if "indexed_at" not in _columns(db, "cached_uris"):
             db.execute("ALTER TABLE cached_uris ADD COLUMN indexed_at REAL NOT NULL DEFAULT 0")
         db.execute("UPDATE cached_uris SET indexed_at = ?", (time.time(),))
+    if version < 4:
+        for statement in _VERSION_4:
+            db.execute(statement)
     return version

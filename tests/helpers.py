@@ -135,3 +135,15 @@ def from_json_model(value: Any) -> Any:
 def store_args(root: Path) -> list[str]:
     """The write command's cache and state options under ``root``, quiet, without os.sync."""
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]
+
+
+def dataset_rows(out: Path, name: str) -> list[dict[str, Any]]:
+    """Every row of one exported dataset (``service/record_type``) under ``out``, as dicts;
+    none when it was never written."""
+    import pyarrow.dataset as pads  # (only the tests that read output need it)
+
+    directory = out / name
+    if not directory.exists():
+        return []
+    table = pads.dataset(directory, format="parquet", partitioning="hive").to_table(use_threads=False)
+    return list(table.to_pylist())

@@ -223,11 +223,12 @@ def test_a_deleted_account_is_purged_at_the_next_export(reference: Path, tmp_pat
 
 
 def test_other_statuses_are_recorded_not_purged(reference: Path) -> None:
-    """A deactivated or taken-down account is an event row, and nothing more."""
-    write(reference, [event_frame("account", seq=200, did=B, time=TIME, active=False, status="takendown")])
+    """A deactivated account is an event row, and nothing more (a taken-down one is purged:
+    tests/test_withdrawal.py)."""
+    write(reference, [event_frame("account", seq=200, did=B, time=TIME, active=False, status="deactivated")])
     export(reference)
     events = rows(reference)["population/account_event"]
-    assert any(json.loads(r)["status"] == "takendown" for r in events)
+    assert any(json.loads(r)["status"] == "deactivated" for r in events)
     state = StateStore(reference / "state.sqlite")
     try:
         assert state.purged_dids() == frozenset() and B in state.population().study

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.errors import ConfigError
-from syncstream.state import VERSION, StateStore
+from syncstream.state import VERSION, StateStore, export_key
 from syncstream.types import HandlerKey as K
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec
@@ -130,16 +130,37 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
         )
     state = StateStore(path)
     try:
-        old = ("study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3p", "create", "", "bafyreiany")
-        other = (
-            "study_user_activity/post",
-            f"at://{STUDY}/app.bsky.feed.post/3q",
-            "create",
-            "",
-            "bafyreiany",
+        old = export_key(
+            "study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3p", "create", "", "bafyreiany"
+        )
+        other = export_key(
+            "study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3q", "create", "", "bafyreiany"
         )
         assert state.exported_among([old, other]) == {old}
         state.commit_export("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
         assert state.prune_exported(2000.0) == 1 and state.exported_among([old]) == set()
     finally:
         state.close()
+
+
+def test_version_3_keys_of_one_cid_become_one_version(tmp_path: Path) -> None:
+    """A create and an update of one cid, exported under state version 3 as two keys, are one
+    version after the upgrade (a pinned key stays pinned); deletes keep their own kind."""
+    path = tmp_path / "s.sqlite"
+    StateStore(path).close()
+    uri = f"at://{STUDY}/app.bsky.feed.post/3p"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = 3 WHERE key = 'version'")
+        db.executemany(
+            "INSERT INTO exported_keys VALUES ('study_user_activity/post', ?, ?, '', ?, ?)",
+            [
+                (uri, "create", "bafyc0", 100.0),
+                (uri, "update", "bafyc0", float("inf")),
+                (uri, "update", "bafyc1", 200.0),
+                (uri, "delete", "", 300.0),
+            ],
+        )
+    with closing(sqlite3.connect(path)) as db:
+        StateStore(path).close()
+        rows = sorted(db.execute("SELECT operation, cid, exported_at FROM exported_keys"))
+    assert rows == [("delete", "", 300.0), ("version", "bafyc0", float("inf")), ("version", "bafyc1", 200.0)]

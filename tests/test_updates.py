@@ -6,12 +6,17 @@ from __future__ import annotations
 from pathlib import Path
 
 import pyarrow.dataset as pads
+import pytest
 
+from syncstream.context import setup_cache_write_system
 from syncstream.export.__main__ import main as export_main
+from syncstream.records import BACKFILL
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
+from syncstream.write.decode import Commit, RepoOp
 from syncstream.write.encode import OpSpec
-from tests.helpers import commit, post, record_cid, tree, write_replay, write_users
+from syncstream.write.writer import CacheWriter
+from tests.helpers import TIME, commit, post, record_cid, tree, write_replay, write_users
 
 STUDY = "did:plc:study"
 TEXTS = ["first", "second", "third", "fourth"]
@@ -85,3 +90,48 @@ def test_an_update_with_the_same_content_is_one_row(tmp_path: Path) -> None:
     write(tmp_path, frames, "same")
     export(tmp_path)
     assert [text for _, _, text in rows(tmp_path)] == ["first", "second"]
+
+
+def backfill(root: Path, text: str) -> None:
+    """The post as a backfill reads it from the repository: a create at the repository's rev."""
+    context = setup_cache_write_system(root / "cache", root / "state.sqlite")
+    try:
+        writer = CacheWriter(context, durable=False)
+        record = post(text)
+        op = RepoOp("create", "app.bsky.feed.post", "3p", record_cid(record), record)
+        writer.apply_commit(Commit(None, STUDY, "3mptbypluud2z", TIME, (op,), source=BACKFILL))
+        writer.flush()
+    finally:
+        context.close()
+
+
+@pytest.mark.parametrize("exports_between", [True, False])
+def test_a_backfill_of_a_version_seen_live_adds_no_row(tmp_path: Path, exports_between: bool) -> None:
+    """Created live (c0), updated live (c1), then backfilled at c1: two rows, c0 and c1,
+    whether exports ran between the three or once after all of them (the backfill's file
+    must not replace the live create's)."""
+    frames = versions()[:2]
+    write(tmp_path, frames[:1], "create")
+    if exports_between:
+        export(tmp_path)
+    write(tmp_path, frames[1:], "update")
+    if exports_between:
+        export(tmp_path)
+    backfill(tmp_path, "second")
+    export(tmp_path)
+    assert rows(tmp_path) == [
+        ("create", record_cid(post("first")), "first"),
+        ("update", record_cid(post("second")), "second"),
+    ]
+    assert tree(tmp_path / "cache") == set()
+
+
+def test_a_create_and_an_update_of_one_cid_are_one_row(tmp_path: Path) -> None:
+    """Same-cid versions are one, whatever operation brought them: in one export, or across two."""
+    same = [versions()[0], commit(11, STUDY, OpSpec("update", "app.bsky.feed.post/3p", post("first")))]
+    write(tmp_path, same, "one")
+    export(tmp_path)
+    assert [text for _, _, text in rows(tmp_path)] == ["first"]
+    write(tmp_path, [commit(12, STUDY, OpSpec("update", "app.bsky.feed.post/3p", post("first")))], "two")
+    export(tmp_path)
+    assert [text for _, _, text in rows(tmp_path)] == ["first"]

@@ -56,7 +56,7 @@ from syncstream.failpoints import failpoint
 from syncstream.handlers import datasets_of
 from syncstream.paths import bounded_name
 from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
-from syncstream.state import ExportKey
+from syncstream.state import ExportKey, export_key
 from syncstream.timestamps import is_seq, micros
 from syncstream.types import HandlerKey
 from syncstream.views import FileHead, decode_head
@@ -363,7 +363,7 @@ class _Exporter:
                 self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
                 continue
             dataset = dataset_of[entry.key].name
-            key = (dataset, head.uri, head.operation, head.follow_status or "", head.cid or "")
+            key = export_key(dataset, head.uri, head.operation, head.follow_status, head.cid)
             seq = -1 if head.seq is None else head.seq
             seen = rows.get(key)
             if seen is not None:
@@ -483,23 +483,24 @@ def _purge_first(context: BatchExportContext, *, purge_deleted: bool) -> list[Pu
     """Finish an interrupted purge; purge the accounts seen deleted. A purge that cannot finish
     now (a writer that does not answer) is left to the next export, and this one goes on."""
     state = context.state
-    pending = sorted(state.pending_purges()) if purge_deleted else []
+    pending = state.pending_purges() if purge_deleted else {}
     if not pending and not state.purges(unfinished=True):
         return []
     from syncstream.export.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
 
     output = context.output
     storage = storage_for(output, context.storage_options) if isinstance(output, str) else output
+    by_reason: dict[str, list[str]] = {}
+    for did, (_, reason) in sorted(pending.items()):
+        by_reason.setdefault(reason, []).append(did)
+    target = storage if isinstance(storage, ParquetStorage) else None
     try:
-        return purge_accounts(
-            context.cache_root,
-            state,
-            storage if isinstance(storage, ParquetStorage) else None,
-            context.handlers,
-            pending,
-            reason="deleted account",
-            locked=True,
-        )
+        done = purge_accounts(context.cache_root, state, target, context.handlers, locked=True)
+        for reason, dids in sorted(by_reason.items()):
+            done += purge_accounts(
+                context.cache_root, state, target, context.handlers, dids, reason=reason, locked=True
+            )
+        return done
     except PurgeError as error:
         log.warning("purge left for the next export: %s", error)
         return []

@@ -21,7 +21,7 @@ from syncstream.failpoints import FailpointError, set_process
 from syncstream.state import CURSOR, relay_cursor
 from syncstream.write.files import HelperWrites
 from syncstream.write.sources import ReplayError, iter_replay
-from syncstream.write.writer import CacheWriter, WriteSummary
+from syncstream.write.writer import PURGE_ACCOUNT_STATUSES, CacheWriter, WriteSummary
 
 if TYPE_CHECKING:
     from syncstream.backfill.background import BackgroundBackfill
@@ -166,6 +166,16 @@ def _parser() -> argparse.ArgumentParser:
         "that lists a purged DID has that line skipped with a warning",
     )
     parser.add_argument(
+        "--purge-account-statuses",
+        type=_statuses,
+        default=PURGE_ACCOUNT_STATUSES,
+        metavar="STATUS,...",
+        help="the #account statuses of a population account that purge it at the next export, "
+        f"unless it is reactivated first (default: {','.join(sorted(PURGE_ACCOUNT_STATUSES))}; "
+        "`deactivated`, also the state of a PDS migration, and `suspended` are temporary: the "
+        "account comes back with its data)",
+    )
+    parser.add_argument(
         "--flush-frames",
         type=int,
         default=5000,
@@ -198,6 +208,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_ACCOUNT_STATUSES = frozenset(  # the Account spec's
+    {"takendown", "suspended", "deleted", "deactivated", "desynchronized", "throttled"}
+)
+
+
+def _statuses(text: str) -> frozenset[str]:
+    """A comma-separated list of account statuses (the Account spec's), for argparse."""
+    found = frozenset(part.strip() for part in text.split(",") if part.strip())
+    unknown = sorted(found - _ACCOUNT_STATUSES)
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown account status {', '.join(unknown)} (known: {', '.join(sorted(_ACCOUNT_STATUSES))})"
+        )
+    return found
+
+
 def _print_summary(summary: WriteSummary, seconds: float) -> None:
     total = sum(summary.frames.values())
     print(f"frames: {total} in {seconds:.2f}s ({total / seconds if seconds else 0:,.0f}/s)")
@@ -206,6 +232,7 @@ def _print_summary(summary: WriteSummary, seconds: float) -> None:
         ("ops", summary.ops),
         ("files written", summary.files),
         ("rejections", summary.rejections),
+        ("account statuses", summary.accounts),
     ):
         print(f"{title}:" + ("" if counts else " none"))
         for name, count in sorted(counts.items()):
@@ -312,6 +339,7 @@ def _run(
             files=files,
             index_retention_days=args.index_retention_days,
             cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
+            purge_account_statuses=args.purge_account_statuses,
         )
         if args.metrics is not None:
             from syncstream.write.metrics import MetricsServer, parse_address  # noqa: PLC0415

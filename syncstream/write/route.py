@@ -6,6 +6,8 @@ whose selector keeps it (a study user's own deletes) and to the delete counterpa
 handler the URI was cached under before (``prior``, from the state's index). The conditions
 are independent: one op may yield several writes.
 
+A withdrawn (purged) author's ops yield nothing, whatever they point at.
+
 Pure: no I/O, no clock. An op whose path components are not valid AT Protocol syntax is
 rejected whole, with a reason.
 """
@@ -100,9 +102,9 @@ def route_op(
 ) -> list[CacheWrite] | Rejection:
     """The writes ``op`` implies (possibly none), or the reason it is rejected whole."""
     routes = table.collections.get(op.collection)
-    if routes is None:
-        return []
     repo = commit.repo
+    if routes is None or repo in population.withdrawn:
+        return []  # not collected, or by a withdrawn account: never collected again
     if op.action == "delete":
         configs = _deletes(table, routes, repo, population, prior)
     else:

@@ -30,9 +30,14 @@ from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decod
 from syncstream.write.files import FileWrites, InlineWrites
 from syncstream.write.route import CacheWrite, route_commit, routing_table
 
-__all__ = ["CacheWriter", "WriteSummary", "utc_now"]
+__all__ = ["PURGE_ACCOUNT_STATUSES", "CacheWriter", "WriteSummary", "utc_now"]
 
 log = logging.getLogger("syncstream.write")
+
+# An account with one of these statuses is purged at the next export unless it is reactivated
+# first (the Account spec: ``deleted`` is for good, ``takendown`` by the service; a
+# ``deactivated`` account, or one moving between PDSes, comes back with its data).
+PURGE_ACCOUNT_STATUSES = frozenset({"deleted", "takendown"})
 
 
 _second: list[object] = [None, ""]  # the last whole second formatted, and its text
@@ -55,6 +60,7 @@ class WriteSummary(msgspec.Struct, kw_only=True):
     rejections: dict[str, int]
     skipped_below_cursor: int
     cursor: int | None
+    accounts: dict[str, int] = msgspec.field(default_factory=dict)  # status decisions, by kind
 
 
 class CacheWriter:
@@ -78,6 +84,7 @@ class CacheWriter:
         files: FileWrites | None = None,
         index_retention_days: float = 30.0,
         cursor_source: str = CURSOR,
+        purge_account_statuses: frozenset[str] = PURGE_ACCOUNT_STATUSES,
     ) -> None:
         self.context = context
         self.routes = routing_table(context.handlers)
@@ -116,14 +123,17 @@ class CacheWriter:
         self._pending_frames = 0
         self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
-        self._pending_deleted: dict[str, int] = {}  # accounts seen deleted: purged at the next export
+        # accounts whose status asks for a purge at the next export (DID -> (seq, reason)), or
+        # whose reactivation cancels one (reason None); the last event of a batch decides
+        self._account_purges: dict[str, tuple[int, str | None]] = {}
+        self.purge_account_statuses = purge_account_statuses
+        self.accounts: dict[str, int] = {}
         self._resync: set[str] = set()  # study users whose #sync asks for a fresh backfill
         # DIDs being backfilled: their live commits wait here, and the cursor stays before the
         # first of them, so that a crash replays them (``hold``, ``release``)
         self.held: dict[str, list[Commit]] = {}
         self._held_from: dict[str, int] = {}
         self._population_version = -1  # the first flush records the version this writer applies
-        self._purged = context.state.purged_dids()
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
@@ -210,14 +220,40 @@ class CacheWriter:
         record = {name: value for name, value in fields.items() if value is not None}
         op = RepoOp("create", f"#{event.event}", str(seq), None, record)
         writes = self._write(Commit(seq, event.did, event.rev or "", event.time, (op,)))
-        if writes and event.event == "account" and event.status == "deleted":
-            self._pending_deleted[event.did] = seq
+        if writes and event.event == "account":
+            self._account_status(event, seq)
         if event.event == "sync" and group == "study":
             self._resync.add(event.did)  # its repository must be backfilled again
         return writes
 
+    def _account_status(self, event: AccountEvent, seq: int) -> None:
+        """Decide what a population account's ``#account`` event means for its data: a status
+        that purges marks it for the next export's purge; a reactivation cancels that purge
+        if it has not run yet; any other status keeps it. Each decision is logged and counted."""
+        if event.active:
+            decision, reason = "reactivated", None
+        elif event.status in self.purge_account_statuses:
+            decision, reason = "marked_for_purge", f"{event.status} account"
+        else:
+            decision, reason = "kept_inactive", None
+        self.accounts[decision] = self.accounts.get(decision, 0) + 1
+        fields = {"did": event.did, "status": event.status, "decision": decision, "seq": seq}
+        extra = {"event": "account_status", "fields": fields}
+        if decision == "kept_inactive":
+            log.info("account %s is %s: kept (not a purging status)", event.did, event.status, extra=extra)
+            return
+        self._account_purges[event.did] = (seq, reason)
+        outcome = "purged at the next export" if reason else "a pending purge, if any, is cancelled"
+        status = event.status or "active"
+        log.info("account %s %s at seq %s: %s", event.did, status, seq, outcome, extra=extra)
+
     def _write(self, commit: Commit) -> list[CacheWrite]:
         ctx = self.context
+        if commit.repo in self.population.withdrawn:
+            # A withdrawal sticks: nothing the account authors is collected again, whatever it
+            # points at (a like or a reply to a study user's post included), until re-enrolled.
+            self._reject("withdrawn_account", f"a commit at seq {commit.seq}")
+            return []
         deleted: list[str] = []
         for op in commit.ops:
             if op.action == "delete" and op.collection in self._collections:
@@ -245,7 +281,7 @@ class CacheWriter:
         return writes
 
     def _track(self, uri: str, follower: str, subject: str | None) -> None:
-        if subject is not None and subject in self._purged:
+        if subject is not None and subject in self.population.withdrawn:
             return  # a withdrawal sticks: a follow does not bring the account back
         if subject is not None:  # a follow
             self._follows[uri] = self._pending_follows[uri] = (follower, subject)
@@ -255,14 +291,14 @@ class CacheWriter:
         else:
             return
         followed = {s for _, s in self._follows.values()}
-        self.population = Population(self.population.study, frozenset(self._file_in_network | followed))
+        self.population = self.population._replace(in_network=frozenset(self._file_in_network | followed))
 
     def reload_population(self) -> Population:
         """Re-read the population from the state store (after its user sets were replaced)."""
-        self._file_in_network = self.context.state.population().in_network
+        stored = self.context.state.population()
+        self._file_in_network = stored.in_network
         followed = {s for _, s in self._follows.values()}
-        study = self.context.state.population().study
-        self.population = Population(study, frozenset(self._file_in_network | followed))
+        self.population = stored._replace(in_network=frozenset(self._file_in_network | followed))
         return self.population
 
     def event_lag(self) -> float | None:
@@ -280,7 +316,7 @@ class CacheWriter:
         version = self.context.state.population_version()
         if version == self._population_version:
             return None
-        purged = self._purged = self.context.state.purged_dids()
+        purged = self.context.state.purged_dids()
         for follows in (self._follows, self._pending_follows):
             for uri, follow in list(follows.items()):
                 if follow is not None and (follow[0] in purged or follow[1] in purged):
@@ -336,12 +372,12 @@ class CacheWriter:
             cursor,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
             self._pending_follows,
-            deleted_accounts=self._pending_deleted,
+            account_purges=self._account_purges,
             population_version=version,
             cursor_source=self.cursor_source,
             resync=self._resync,
         )
-        self._pending_deleted.clear()
+        self._account_purges.clear()
         self._resync.clear()
         failpoint("write.cursor_stored")
         if time.monotonic() >= self._next_prune:
@@ -366,4 +402,5 @@ class CacheWriter:
             rejections=dict(self.rejections),
             skipped_below_cursor=self.skipped,
             cursor=self.cursor,
+            accounts=dict(self.accounts),
         )
