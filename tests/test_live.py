@@ -28,6 +28,7 @@ from tests.helpers import (
     write_replay,
     write_users,
 )
+from tests.test_operations import free_port, get, wait_for
 
 SAMPLE = ROOT / "syncstream" / "data"
 FIRST, LAST = 31527015322, 31527015471
@@ -204,9 +205,22 @@ def test_cursors_are_kept_per_relay(tmp_path: Path) -> None:
     assert stored_cursor(tmp_path, one.url) == LAST
 
 
+def frames_received(port: int) -> int:
+    """The writer's frame count, from its /metrics (0 before it answers)."""
+    try:
+        _, text = get(f"http://127.0.0.1:{port}/metrics")
+    except OSError:
+        return 0
+    counts = [
+        line.rsplit(" ", 1)[1] for line in text.splitlines() if line.startswith("syncstream_frames_total{")
+    ]
+    return sum(int(float(count)) for count in counts)
+
+
 def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
     """A writer on a relay that holds the connection open exits 0 on SIGTERM with its cursor stored."""
     replay = write_replay(tmp_path / "r.bin", corpus_frames())
+    port = free_port()
     with subprocess.Popen(
         [sys.executable, "-m", "syncstream.relay", "--replay", str(replay)], stdout=subprocess.PIPE, text=True
     ) as relay:
@@ -216,15 +230,14 @@ def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
             with subprocess.Popen(
                 [sys.executable, "-m", "syncstream.write", "-q", "--cache-dir", str(tmp_path / "cache"),
                  "--state", str(tmp_path / "s.sqlite"), *users(), "--relay", url, "--flush-frames", "100000",
-                 "--flush-seconds", "3600"],
+                 "--flush-seconds", "3600", "--metrics", f"127.0.0.1:{port}"],
                 stdout=subprocess.PIPE, text=True,
             ) as writer:  # fmt: skip
-                deadline = time.monotonic() + 30
-                while len(tree(tmp_path / "cache")) < 15 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                time.sleep(0.2)
-                writer.send_signal(signal.SIGTERM)
-                out, _ = writer.communicate(timeout=30)
+                try:  # every frame received (none durable yet: the only flush is SIGTERM's)
+                    wait_for(lambda: frames_received(port) == len(corpus_frames()))
+                finally:
+                    writer.send_signal(signal.SIGTERM)
+                    out, _ = writer.communicate(timeout=30)
                 assert writer.returncode == 0
         finally:
             relay.send_signal(signal.SIGTERM)
