@@ -49,9 +49,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
         choice = draw(st.integers(0, 9))
         if choice == 0:
             frames.append(
-                draw(
-                    st.sampled_from([info_frame("OutdatedCursor"), error_frame("FutureCursor"), JUNK])
-                )
+                draw(st.sampled_from([info_frame("OutdatedCursor"), error_frame("FutureCursor"), JUNK]))
             )
             continue
         repo = draw(st.one_of(st.sampled_from(people), st.just("did:plc:" + "z" * 24)))
