@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -13,9 +13,8 @@ from returns.result import Failure
 
 from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
 from syncstream.errors import ConfigError
-from syncstream.handlers import HANDLERS, HandlerConfig, check_registry
+from syncstream.handlers import HANDLERS, Registry, check_registry
 from syncstream.state import Population, StateStore
-from syncstream.types import HandlerKey
 from syncstream.users import read_user_lines
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
     cache_root: str
     state: StateStore
     population: Population
-    handlers: Mapping[HandlerKey, HandlerConfig]
+    handlers: Registry
     lock: WriterLock
 
     def close(self) -> None:
@@ -54,7 +53,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
 
     cache_root: str
     state: StateStore
-    handlers: Mapping[HandlerKey, HandlerConfig]
+    handlers: Registry
     parts: PartWrites
     output: str | StorageRepository  # where the parts go: a purge rewrites them there
     storage_options: StorageOptions | None = None
@@ -94,7 +93,7 @@ def setup_cache_write_system(
     *,
     study_users: str | Path | None = None,
     in_network_users: str | Path | None = None,
-    handlers: Mapping[HandlerKey, HandlerConfig] = HANDLERS,
+    handlers: Registry = HANDLERS,
     reenrol: Iterable[str] = (),
 ) -> CacheWriteContext:
     """Open the state, load the user files (when given), lay the tree and take the writer lock.
@@ -146,7 +145,7 @@ def setup_batch_export_system(
     helper_process: bool = False,
     parts: PartWrites | None = None,
     storage_options: StorageOptions | None = None,
-    handlers: Mapping[HandlerKey, HandlerConfig] = HANDLERS,
+    handlers: Registry = HANDLERS,
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 

@@ -15,20 +15,33 @@ from operator import attrgetter
 from typing import Any, Literal
 
 from syncstream.config import Config
-from syncstream.records import CachedRecord
-from syncstream.views import FileHead, event_view, follow_view, post_view, record_json, subject_view
+from syncstream.views import (
+    FileHead,
+    block_view,
+    event_view,
+    follow_view,
+    post_view,
+    profile_view,
+    record_json,
+    subject_view,
+)
 
 __all__ = [
     "ACCOUNT_EVENTS",
+    "BLOCKS",
+    "BLOCK_COLUMNS",
     "COMMON_COLUMNS",
     "EVENT_COLUMNS",
     "FOLLOWS",
     "FOLLOW_COLUMNS",
+    "HEAD_FIELDS",
     "IN_NETWORK_POSTS",
     "LIKES",
     "LIKES_ON_USER_POSTS",
     "POSTS",
     "POST_COLUMNS",
+    "PROFILES",
+    "PROFILE_COLUMNS",
     "QUOTES_OF_USER_POSTS",
     "REPLIES_TO_USER_POSTS",
     "REPOSTS",
@@ -37,7 +50,10 @@ __all__ = [
     "ArrowType",
     "Column",
     "Dataset",
+    "head_column",
     "partition_date",
+    "unreadable_column",
+    "view_column",
 ]
 
 ArrowType = Literal["string", "int64", "bool", "timestamp", "list<string>"]
@@ -51,13 +67,23 @@ class Column(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     nullable: bool = True
 
 
-def _head(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
-    if name not in _CACHED_FIELDS:
-        raise ValueError(f"{name} is not a field of a cache file")
+def head_column(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
+    """A column taken from the cache file's head (``views.FileHead``, what the export decodes
+    of every file); ``ValueError`` for a name the head does not carry."""
+    if name not in HEAD_FIELDS:
+        raise ValueError(f"{name} is not a field of a cache file's head (one of {', '.join(HEAD_FIELDS)})")
     return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
 
 
-_CACHED_FIELDS = frozenset(CachedRecord.__struct_fields__)
+def view_column(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
+    """A column taken from the attribute ``name`` of the dataset's view of the record."""
+    return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
+
+
+HEAD_FIELDS: tuple[str, ...] = FileHead.__struct_fields__
+"""The head is declared once, by ``FileHead``: head columns are checked against the fields the
+export reads them from."""
+_head, _view = head_column, view_column
 
 COMMON_COLUMNS: tuple[Column, ...] = (
     _head("uri", nullable=False),
@@ -83,10 +109,6 @@ class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     columns: tuple[Column, ...]  # after the head's, each read from the view
     head_columns: tuple[Column, ...] = COMMON_COLUMNS  # first, each read from the file's head
     author_column: str = "author_did"  # the column of the account a row belongs to (purges)
-
-
-def _view(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
-    return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
 
 
 POST_COLUMNS: tuple[Column, ...] = (
@@ -146,6 +168,50 @@ ACCOUNT_EVENTS = Dataset(
     author_column="did",
 )
 IN_NETWORK_POSTS = _posts("in_network_user_activity/post")
+PROFILE_COLUMNS: tuple[Column, ...] = (
+    _view("display_name"),
+    _view("description"),
+    _view("avatar_cid"),
+    _view("pinned_post_uri"),
+)
+PROFILES = Dataset(name="study_user_activity/profile", view=profile_view, columns=PROFILE_COLUMNS)
+BLOCK_COLUMNS: tuple[Column, ...] = (_view("blocked_did"), _view("created_at"))
+BLOCKS = Dataset(name="study_user_activity/block", view=block_view, columns=BLOCK_COLUMNS)
+
+_PROBE = FileHead(
+    uri="at://did:plc:probe/app.example.probe/self",
+    cid=None,
+    author_did="did:plc:probe",
+    rkey="self",
+    collection="app.example.probe",
+    operation="delete",
+    record_type="probe",
+    seq=1,
+    rev="",
+    event_time="1970-01-01T00:00:00Z",
+    synctimestamp="1970-01-01T00:00:00.000000Z",
+)
+
+
+def unreadable_column(dataset: Dataset) -> str | None:
+    """Why a column of ``dataset`` cannot be read (it names an attribute the cache file's head,
+    or the dataset's view, does not have), or None. Each column is tried on a delete's head,
+    so that a column of the wrong source fails at set-up, not in the middle of an export."""
+    for column in dataset.head_columns:
+        try:
+            column.value(_PROBE)
+        except AttributeError as error:
+            return f"column {column.name} is not of the cache file's head ({error})"
+    try:
+        view = dataset.view(_PROBE)
+    except Exception:
+        return None
+    for column in dataset.columns:
+        try:
+            column.value(view)
+        except AttributeError as error:
+            return f"column {column.name} is not of the dataset's view ({error})"
+    return None
 
 
 def partition_date(synctimestamp: str) -> str:

@@ -1,11 +1,12 @@
-"""Handlers: one frozen config per ``HandlerKey``, in a literal registry.
+"""Handlers: one frozen config per handler name, in a literal registry.
 
 A handler is data: which ops it takes (a collection, an operation and a selector over the study
 population), where their files go (a directory, a file name, the value that nests it one
 directory down), how to find them again, its delete counterpart, and the dataset its rows are
 exported to. Routing, writing, reading, claiming and exporting all go through the config, so
-they cannot disagree; a registry is any ``Mapping[HandlerKey, HandlerConfig]`` given to a
-system at set-up (``HANDLERS`` by default), checked there by ``check_registry``.
+they cannot disagree; a registry is any ``Mapping[str, HandlerConfig]`` (a ``Registry``) given
+to a system at set-up (``HANDLERS``, keyed by ``HandlerKey``, by default), checked there by
+``check_registry``. ``create_handler`` and ``delete_handler`` build entries.
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from syncstream.records import BACKFILL, CachedRecord, decode_record, encode_rec
 from syncstream.selectors import Selector
 from syncstream.types import (
     ACCOUNT,
+    BLOCK,
     FOLLOW,
     IDENTITY,
     LIKE,
     POST,
+    PROFILE,
     REPOST,
     SYNC,
     FollowStatus,
@@ -43,9 +46,12 @@ __all__ = [
     "Config",
     "HandlerConfig",
     "ReadStrategy",
+    "Registry",
     "SubjectExtractor",
     "check_registry",
+    "create_handler",
     "datasets_of",
+    "delete_handler",
     "read_records",
     "record_path",
     "write_record",
@@ -59,7 +65,7 @@ SubjectExtractor = Callable[[dict[str, Any] | None], str | None]
 
 
 class HandlerConfig(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
-    key: HandlerKey
+    key: str  # its name: the registry's key, kept in the state (never rename it)
     directory: str  # under the cache root
     collection: str  # the NSID of the records it takes ...
     operation: Operation  # ... and the operation
@@ -67,27 +73,41 @@ class HandlerConfig(Config, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     select: Selector | None  # does an op belong here? None: only a delete found in the index
     path_strategy: paths.PathStrategy
     nested_path: paths.NestedPathExtractor | None
-    read_strategy: ReadStrategy
     dataset: Dataset
-    delete: HandlerKey | None = None  # a create's counterpart, for deletes found in the index
+    delete: str | None = None  # a create's counterpart, for deletes found in the index
     follow_status: FollowStatus | None = None
     subject_did: SubjectExtractor | None = None  # checked, and kept as the file's subject_did
 
+    @property
+    def read_strategy(self) -> ReadStrategy:
+        """How the files are found again: derived from the nesting, never set beside it, so
+        that it lists exactly what the path strategy writes."""
+        return cache.read_flat if self.nested_path is None else cache.read_nested
 
-def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argument)
-    key: HandlerKey,
+
+Registry = Mapping[str, HandlerConfig]
+"""Handler name -> its config; the config's ``key`` is its name."""
+
+
+def create_handler(
+    *,
+    key: str,
     directory: str,
     collection: str,
     record_type: str,
-    select: Selector | None,  # a create must have one (check_registry); a delete may not
+    select: Selector,
     path_strategy: paths.PathStrategy,
     dataset: Dataset,
-    *,
-    delete: HandlerKey | None,
+    delete: str | None = None,
     nested_path: paths.NestedPathExtractor | None = None,
     follow_status: FollowStatus | None = None,
     subject_did: SubjectExtractor | None = None,
 ) -> HandlerConfig:
+    """A handler of creates (and updates, routed as their create) of ``collection``: ``select``
+    keeps an op, ``path_strategy`` names its file in ``directory`` (one level down, in the
+    directory ``nested_path`` returns, when given), and ``dataset`` exports it. ``delete`` names
+    its delete handler (``delete_handler``), which routes other accounts' deletes through the
+    index of what this one cached."""
     return HandlerConfig(
         key=key,
         directory=directory,
@@ -97,12 +117,58 @@ def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argum
         select=select,
         path_strategy=path_strategy,
         nested_path=nested_path,
-        read_strategy=cache.read_flat if nested_path is None else cache.read_nested,
         dataset=dataset,
         delete=delete,
         follow_status=follow_status,
         subject_did=subject_did,
     )
+
+
+def delete_handler(
+    *,
+    key: str,
+    create: HandlerConfig,
+    directory: str,
+    select: Selector | None = None,
+    path_strategy: paths.PathStrategy | None = None,
+    nested_path: paths.NestedPathExtractor | None = None,
+) -> HandlerConfig:
+    """The delete counterpart of ``create`` (its collection, record type, follow status and
+    dataset), writing to ``directory``. ``select`` keeps a delete by its author alone (a delete
+    has no record); without one, only deletes of what ``create`` cached are kept (through the
+    index). ``path_strategy`` defaults to the create's; ``nested_path`` can use the author only."""
+    return msgspec.structs.replace(
+        create,
+        key=key,
+        directory=directory,
+        operation=Operation.DELETE,
+        select=select,
+        path_strategy=path_strategy or create.path_strategy,
+        nested_path=nested_path,
+        delete=None,
+        subject_did=None,
+    )
+
+
+def _create(  # noqa: PLR0917 (the registry reads as a table, a column per argument)
+    key: HandlerKey,
+    directory: str,
+    collection: str,
+    record_type: str,
+    select: Selector,
+    path_strategy: paths.PathStrategy,
+    dataset: Dataset,
+    *,
+    delete: HandlerKey | None,
+    nested_path: paths.NestedPathExtractor | None = None,
+    follow_status: FollowStatus | None = None,
+    subject_did: SubjectExtractor | None = None,
+) -> HandlerConfig:
+    return create_handler(
+        key=key, directory=directory, collection=collection, record_type=record_type, select=select,
+        path_strategy=path_strategy, dataset=dataset, delete=delete, nested_path=nested_path,
+        follow_status=follow_status, subject_did=subject_did,
+    )  # fmt: skip
 
 
 def _delete(  # noqa: PLR0917 (as _create)
@@ -117,11 +183,11 @@ def _delete(  # noqa: PLR0917 (as _create)
     nested_path: paths.NestedPathExtractor | None = None,
     follow_status: FollowStatus | None = None,
 ) -> HandlerConfig:
-    create = _create(
-        key, directory, collection, record_type, select, path_strategy, dataset,
-        delete=None, nested_path=nested_path, follow_status=follow_status,
+    return HandlerConfig(
+        key=key, directory=directory, collection=collection, operation=Operation.DELETE,
+        record_type=record_type, select=select, path_strategy=path_strategy, nested_path=nested_path,
+        dataset=dataset, follow_status=follow_status,
     )  # fmt: skip
-    return msgspec.structs.replace(create, operation=Operation.DELETE)
 
 
 def _event(key: HandlerKey, frame: str) -> HandlerConfig:
@@ -136,7 +202,7 @@ K, R, F = HandlerKey, RecordType, FollowStatus
 STUDY, IN_NETWORK = "study_user_activity", "in_network_user_activity"
 
 # fmt: off
-HANDLERS: Mapping[HandlerKey, HandlerConfig] = {
+HANDLERS: Registry = {
     # a study user's own records, and their deletes
     K.POST: _create(
         K.POST, f"{STUDY}/create/post", POST, R.POST, select.author_in_study, paths.post_file_name,
@@ -170,6 +236,22 @@ HANDLERS: Mapping[HandlerKey, HandlerConfig] = {
     K.DELETE_FOLLOW_FOLLOWER: _delete(
         K.DELETE_FOLLOW_FOLLOWER, f"{STUDY}/delete/follow/follower", FOLLOW, R.FOLLOW,
         select.author_in_study, paths.follow_delete_file_name, ds.FOLLOWS, follow_status=F.FOLLOWER,
+    ),
+    K.PROFILE: _create(
+        K.PROFILE, f"{STUDY}/create/profile", PROFILE, R.PROFILE, select.author_in_study,
+        paths.profile_file_name, ds.PROFILES, delete=K.DELETE_PROFILE,
+    ),
+    K.DELETE_PROFILE: _delete(
+        K.DELETE_PROFILE, f"{STUDY}/delete/profile", PROFILE, R.PROFILE, select.author_in_study,
+        paths.profile_file_name, ds.PROFILES,
+    ),
+    K.BLOCK: _create(
+        K.BLOCK, f"{STUDY}/create/block", BLOCK, R.BLOCK, select.author_in_study, paths.block_file_name,
+        ds.BLOCKS, delete=K.DELETE_BLOCK,
+    ),
+    K.DELETE_BLOCK: _delete(
+        K.DELETE_BLOCK, f"{STUDY}/delete/block", BLOCK, R.BLOCK, select.author_in_study,
+        paths.block_file_name, ds.BLOCKS,
     ),
     # records of anyone, about a study user or a study user's post
     K.FOLLOW_FOLLOWEE: _create(
@@ -235,13 +317,16 @@ HANDLERS: Mapping[HandlerKey, HandlerConfig] = {
 # fmt: on
 
 
-def check_registry(handlers: Mapping[HandlerKey, HandlerConfig]) -> None:
+def check_registry(handlers: Registry) -> None:
     """Raise ``ConfigError`` unless ``handlers`` is a registry every part can work from: each
-    config under its own key, directories that are safe, distinct and not inside one another,
-    delete counterparts present, and one dataset per dataset name."""
-    directories: dict[str, HandlerKey] = {}
+    config under its own name (a non-empty string), directories that are safe, distinct and not
+    inside one another, delete counterparts present, one dataset per dataset name, and columns
+    that read what a cache file and their view carry."""
+    directories: dict[str, str] = {}
     named: dict[str, Dataset] = {}
     for key, config in handlers.items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"handler keys are names: {key!r} is not a non-empty string")
         if config.key != key:
             raise ConfigError(f"the registry holds the config of {config.key} under {key}")
         parts = config.directory.split("/")
@@ -265,9 +350,13 @@ def check_registry(handlers: Mapping[HandlerKey, HandlerConfig]) -> None:
                 raise ConfigError(f"{config.delete} is not a delete of {config.collection}")
         if named.setdefault(config.dataset.name, config.dataset) != config.dataset:
             raise ConfigError(f"two different datasets are named {config.dataset.name}")
+    for dataset in named.values():
+        problem = ds.unreadable_column(dataset)
+        if problem is not None:
+            raise ConfigError(f"dataset {dataset.name}: {problem}")
 
 
-def datasets_of(handlers: Mapping[HandlerKey, HandlerConfig]) -> dict[str, Dataset]:
+def datasets_of(handlers: Registry) -> dict[str, Dataset]:
     """The registry's datasets by name, in the order of their first handler."""
     return {config.dataset.name: config.dataset for config in handlers.values()}
 

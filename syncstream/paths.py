@@ -20,6 +20,7 @@ __all__ = [
     "NestedPathExtractor",
     "PathStrategy",
     "author_directory",
+    "block_file_name",
     "bounded_name",
     "event_file_name",
     "follow_delete_file_name",
@@ -27,6 +28,7 @@ __all__ = [
     "follow_subject_did",
     "like_file_name",
     "post_file_name",
+    "profile_file_name",
     "quoted_post_rkey",
     "reply_parent_rkey",
     "repost_file_name",
@@ -79,6 +81,15 @@ def like_file_name(record: CachedRecord) -> str:
 
 def repost_file_name(record: CachedRecord) -> str:
     return f"author_did={record.author_did}_repost_uri_suffix={record.rkey}.json"
+
+
+def profile_file_name(record: CachedRecord) -> str:
+    """A profile's (its rkey is ``self``; each update is a version beside it)."""
+    return f"author_did={record.author_did}_profile_uri_suffix={record.rkey}.json"
+
+
+def block_file_name(record: CachedRecord) -> str:
+    return f"author_did={record.author_did}_block_uri_suffix={record.rkey}.json"
 
 
 def follow_file_name(record: CachedRecord) -> str:

@@ -15,7 +15,6 @@ from typing import NamedTuple
 
 from syncstream.errors import ConfigError
 from syncstream.state_layout import SCHEMA, VERSION, migrate
-from syncstream.types import HandlerKey
 
 __all__ = [
     "CURSOR",
@@ -162,22 +161,19 @@ class StateStore:
 
     # cached-URI index ---------------------------------------------------------------------
 
-    def cached_keys(self, uris: Iterable[str]) -> Mapping[str, frozenset[HandlerKey]]:
-        """The handler keys each URI was cached under (URIs never cached are absent; a name no
-        ``HandlerKey`` has any more is passed over)."""
-        found: dict[str, set[HandlerKey]] = {}
-        named: Mapping[str, HandlerKey] = {key.value: key for key in HandlerKey}
+    def cached_keys(self, uris: Iterable[str]) -> Mapping[str, frozenset[str]]:
+        """The names of the handlers each URI was cached under (URIs never cached are absent).
+        Names are the registry's keys: routing maps them back through its own registry."""
+        found: dict[str, set[str]] = {}
         for uri in uris:
             for (name,) in self._db.execute("SELECT handler_key FROM cached_uris WHERE uri = ?", (uri,)):
-                key = named.get(name)
-                if key is not None:
-                    found.setdefault(uri, set()).add(key)
-        return {uri: frozenset(keys) for uri, keys in found.items()}
+                found.setdefault(uri, set()).add(name)
+        return {uri: frozenset(names) for uri, names in found.items()}
 
     def commit(
         self,
         cursor: int | None,
-        index: Iterable[tuple[str, HandlerKey]] = (),
+        index: Iterable[tuple[str, str]] = (),
         follows: Mapping[str, tuple[str, str] | None] | None = None,
         *,
         account_purges: Mapping[str, tuple[int, str | None]] | None = None,
@@ -196,7 +192,7 @@ class StateStore:
         with self._transaction():
             self._db.executemany(
                 "INSERT OR REPLACE INTO cached_uris (uri, handler_key, indexed_at) VALUES (?, ?, ?)",
-                ((uri, key.value, now) for uri, key in index),
+                ((uri, str(key), now) for uri, key in index),
             )
             for uri, follow in (follows or {}).items():
                 if follow is None:

@@ -6,10 +6,12 @@ from enum import StrEnum
 
 __all__ = [
     "ACCOUNT",
+    "BLOCK",
     "FOLLOW",
     "IDENTITY",
     "LIKE",
     "POST",
+    "PROFILE",
     "REPOST",
     "SYNC",
     "FollowStatus",
@@ -24,6 +26,8 @@ POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
 REPOST = "app.bsky.feed.repost"
 FOLLOW = "app.bsky.graph.follow"
+PROFILE = "app.bsky.actor.profile"
+BLOCK = "app.bsky.graph.block"
 
 
 class Operation(StrEnum):
@@ -44,6 +48,8 @@ class RecordType(StrEnum):
     REPOST_ON_USER_POST = "repost_on_user_post"
     QUOTE_OF_USER_POST = "quote_of_user_post"
     ACCOUNT_EVENT = "account_event"
+    PROFILE = "profile"
+    BLOCK = "block"
 
 
 class FollowStatus(StrEnum):
@@ -57,8 +63,9 @@ class Service(StrEnum):
 
 
 class HandlerKey(StrEnum):
-    """One key per handler. Its value is a stable name, kept in the state store's index of
-    cached URIs; what a handler does (its directory, collection, dataset) is its config's."""
+    """The names of the built-in handlers (any non-empty string names a handler of another
+    registry). A name is stable: the state keeps it (the index of cached URIs, the handlers that
+    wrote); what a handler does (its directory, collection, dataset) is its config's."""
 
     POST = "post"
     LIKE = "like"
@@ -83,3 +90,7 @@ class HandlerKey(StrEnum):
     ACCOUNT_EVENT = "account_event"
     IDENTITY_EVENT = "identity_event"
     SYNC_EVENT = "sync_event"
+    PROFILE = "profile"
+    DELETE_PROFILE = "delete_profile"
+    BLOCK = "block"
+    DELETE_BLOCK = "delete_block"

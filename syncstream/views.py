@@ -17,15 +17,19 @@ from syncstream import references as refs
 
 __all__ = [
     "NULL",
+    "BlockView",
     "EventView",
     "FileHead",
     "FollowView",
     "PostView",
+    "ProfileView",
     "SubjectView",
+    "block_view",
     "decode_head",
     "event_view",
     "follow_view",
     "post_view",
+    "profile_view",
     "record_json",
     "subject_view",
 ]
@@ -303,3 +307,48 @@ def follow_view(head: FileHead) -> FollowView:
         followee_did=head.subject_did,
         created_at=created,
     )
+
+
+# Profiles and blocks: a study user's own -------------------------------------------------------
+
+
+class ProfileView(msgspec.Struct, gc=False):
+    display_name: str | None = None
+    description: str | None = None
+    avatar_cid: str | None = None  # the avatar blob's CID
+    pinned_post_uri: str | None = None
+
+
+class _Profile(msgspec.Struct):
+    displayName: Any = None
+    description: Any = None
+    avatar: Any = None
+    pinnedPost: Any = None
+
+
+_decode_profile = msgspec.json.Decoder(_Profile).decode
+
+
+def profile_view(head: FileHead) -> ProfileView:
+    """An ``app.bsky.actor.profile`` version; each field None where absent or mistyped."""
+    try:
+        profile = _decode_profile(head.record)
+    except msgspec.DecodeError:  # null (a delete), or not an object
+        return ProfileView()
+    return ProfileView(
+        display_name=_str(profile.displayName),
+        description=_str(profile.description),
+        avatar_cid=_str(refs.at(profile.avatar, "ref", "$link")),
+        pinned_post_uri=_str(refs.at(profile.pinnedPost, "uri")),
+    )
+
+
+class BlockView(msgspec.Struct, gc=False):
+    blocked_did: str | None = None
+    created_at: str | None = None
+
+
+def block_view(head: FileHead) -> BlockView:
+    """An ``app.bsky.graph.block``: whom it blocks (a DID) and when its author says it was made."""
+    subject, created = _subject(head.record)
+    return BlockView(blocked_did=subject if isinstance(subject, str) else None, created_at=created)

@@ -17,7 +17,6 @@ from syncstream import (
     ConfigError,
     HandlerConfig,
     HandlerKey,
-    cache,
     paths,
     setup_batch_export_system,
 )
@@ -51,7 +50,6 @@ CUSTOM: Mapping[HandlerKey, HandlerConfig] = {
         HANDLERS[K.POST],
         path_strategy=by_rkey,
         nested_path=paths.author_directory,
-        read_strategy=cache.read_nested,
         dataset=SHORT_POSTS,
     ),
     K.DELETE_POST: msgspec.structs.replace(HANDLERS[K.DELETE_POST], dataset=SHORT_POSTS),

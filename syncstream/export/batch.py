@@ -58,7 +58,6 @@ from syncstream.paths import bounded_name
 from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
 from syncstream.state import ExportKey, export_key
 from syncstream.timestamps import is_seq, micros
-from syncstream.types import HandlerKey
 from syncstream.views import FileHead, decode_head
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
@@ -464,7 +463,7 @@ class _Exporter:
             self.parts.remove(read_lines(self._path(f"{chunk_id}.outputs")))
             self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
 
-    def _key_of(self, relpath: str) -> HandlerKey:
+    def _key_of(self, relpath: str) -> str:
         directory = os.path.dirname(relpath)
         return self.by_dir.get(directory) or self.by_dir[os.path.dirname(directory)]
 

@@ -15,7 +15,6 @@ from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
 from syncstream.handlers import HandlerConfig
-from syncstream.types import HandlerKey
 
 __all__ = ["Entry", "chunks", "list_tree", "new_id", "read_lines", "write_text_atomic"]
 
@@ -24,7 +23,7 @@ class Entry(NamedTuple):
     """A cache file: where it is, and the handler whose directory holds it."""
 
     relpath: str  # relative to the tree's root (or to a claim's directory: the same layout)
-    key: HandlerKey
+    key: str  # the handler's name in its registry
 
 
 def list_tree(root: str, handlers: Sequence[HandlerConfig]) -> Iterator[Entry]:

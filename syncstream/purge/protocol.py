@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -35,11 +35,10 @@ from syncstream.cache import WriterLock, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.listing import list_tree, new_id, read_lines
 from syncstream.failpoints import failpoint
-from syncstream.handlers import HandlerConfig, datasets_of
+from syncstream.handlers import HandlerConfig, Registry, datasets_of
 from syncstream.purge.rows import Involvement
 from syncstream.records import CachedRecord, decode_record
 from syncstream.state import PurgeRecord, StateStore
-from syncstream.types import HandlerKey
 
 if TYPE_CHECKING:
     from syncstream.export.storage import ParquetStorage
@@ -71,7 +70,7 @@ def purge_accounts(
     cache_root: str,
     state: StateStore,
     storage: ParquetStorage | None,
-    handlers: Mapping[HandlerKey, HandlerConfig],
+    handlers: Registry,
     dids: Iterable[str] = (),
     *,
     reason: str = "withdrawal",
@@ -121,7 +120,7 @@ class _Purge:
         root: str,
         state: StateStore,
         storage: ParquetStorage | None,
-        handlers: Mapping[HandlerKey, HandlerConfig],
+        handlers: Registry,
         record: PurgeRecord,
         writer_timeout: float,
     ) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from syncstream.handlers import HandlerConfig
+from syncstream.handlers import HandlerConfig, Registry
 from syncstream.state import Population
-from syncstream.types import HandlerKey, Operation
+from syncstream.types import Operation
 
 __all__ = ["Involvement", "creates_by_kind"]
 
@@ -25,7 +25,7 @@ class Involvement(NamedTuple):
     creates: Mapping[tuple[str, str, str], HandlerConfig]  # (dataset, record_type, status) -> handler
 
     @classmethod
-    def of(cls, dids: Iterable[str], handlers: Mapping[HandlerKey, HandlerConfig]) -> Involvement:
+    def of(cls, dids: Iterable[str], handlers: Registry) -> Involvement:
         found = frozenset(dids)
         return cls(found, Population(found, found), creates_by_kind(handlers))
 
@@ -44,7 +44,7 @@ class Involvement(NamedTuple):
 
 
 def creates_by_kind(
-    handlers: Mapping[HandlerKey, HandlerConfig],
+    handlers: Registry,
 ) -> dict[tuple[str, str, str], HandlerConfig]:
     """The create handler of each (dataset, record type, follow status): a Parquet row's kind."""
     return {

@@ -17,19 +17,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from syncstream.handlers import HandlerConfig
+from syncstream.handlers import HandlerConfig, Registry
 from syncstream.records import CachedRecord
 from syncstream.selectors import Selector
 from syncstream.state import Population
 from syncstream.syntax import is_cid, is_did, is_record_key
-from syncstream.types import HandlerKey, Operation
+from syncstream.types import Operation
 from syncstream.write.decode import Commit, RepoOp
 
 __all__ = ["CacheWrite", "Rejection", "RoutingTable", "route_commit", "route_op", "routing_table"]
 
 
 class CacheWrite(NamedTuple):
-    key: HandlerKey
+    key: str  # the handler's name in its registry
     record: CachedRecord
 
 
@@ -47,7 +47,7 @@ class RoutingTable(NamedTuple):
     """A registry arranged for routing, once, when a writer is set up."""
 
     collections: Mapping[str, _Collection]
-    delete_of: Mapping[HandlerKey, HandlerConfig]  # a create handler -> its delete handler
+    delete_of: Registry  # a create handler -> its delete handler
 
     @property
     def names(self) -> frozenset[str]:
@@ -55,7 +55,7 @@ class RoutingTable(NamedTuple):
         return frozenset(self.collections)
 
 
-def routing_table(handlers: Mapping[HandlerKey, HandlerConfig]) -> RoutingTable:
+def routing_table(handlers: Registry) -> RoutingTable:
     creates: dict[str, list[tuple[Selector, HandlerConfig]]] = {}
     deletes: dict[str, list[tuple[Selector, HandlerConfig]]] = {}
     for config in handlers.values():
@@ -78,7 +78,7 @@ def _deletes(
     routes: _Collection,
     repo: str,
     population: Population,
-    prior: frozenset[HandlerKey],
+    prior: frozenset[str],
 ) -> list[HandlerConfig]:
     found = [config for select, config in routes.deletes if select(repo, None, population)]
     if prior:
@@ -96,7 +96,7 @@ def route_op(
     commit: Commit,
     op: RepoOp,
     population: Population,
-    prior: frozenset[HandlerKey],
+    prior: frozenset[str],
     *,
     synctimestamp: str,
 ) -> list[CacheWrite] | Rejection:
@@ -160,13 +160,13 @@ def route_commit(
     table: RoutingTable,
     commit: Commit,
     population: Population,
-    prior: Mapping[str, frozenset[HandlerKey]],
+    prior: Mapping[str, frozenset[str]],
     synctimestamp: str,
 ) -> tuple[list[CacheWrite], list[Rejection]]:
     """Route every op of a commit against the index as it stood before the commit."""
     writes: list[CacheWrite] = []
     rejections: list[Rejection] = []
-    empty: frozenset[HandlerKey] = frozenset()
+    empty: frozenset[str] = frozenset()
     for op in commit.ops:
         cached = prior.get(f"at://{commit.repo}/{op.collection}/{op.rkey}", empty) if prior else empty
         routed = route_op(table, commit, op, population, cached, synctimestamp=synctimestamp)

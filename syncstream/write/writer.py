@@ -25,7 +25,7 @@ from syncstream.handlers import record_path
 from syncstream.records import encode_record
 from syncstream.state import CURSOR, Population
 from syncstream.timestamps import micros
-from syncstream.types import FollowStatus, HandlerKey, Operation
+from syncstream.types import FollowStatus, Operation
 from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
 from syncstream.write.files import FileWrites, InlineWrites
 from syncstream.write.route import CacheWrite, route_commit, routing_table
@@ -121,7 +121,7 @@ class CacheWriter:
         self.skipped = 0
         self._pending_seq: int | None = None
         self._pending_frames = 0
-        self._pending_index: dict[str, set[HandlerKey]] = {}  # this batch's rows, not yet committed
+        self._pending_index: dict[str, set[str]] = {}  # this batch's rows, not yet committed
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
         # accounts whose status asks for a purge at the next export (DID -> (seq, reason)), or
         # whose reactivation cancels one (reason None); the last event of a batch decides
@@ -273,7 +273,8 @@ class CacheWriter:
         for key, record in writes:
             config = ctx.handlers[key]
             write(record_path(ctx.cache_root, config, record), encode_record(record))
-            files[key.value] = files.get(key.value, 0) + 1
+            name = str(key)  # a built-in key is a StrEnum: counted by its name
+            files[name] = files.get(name, 0) + 1
             if key in self._indexed and record.operation != Operation.DELETE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
@@ -325,7 +326,7 @@ class CacheWriter:
         self._population_version = version
         return version
 
-    def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[HandlerKey]]:
+    def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[str]]:
         found = dict(self.context.state.cached_keys(uris))
         for uri in uris:
             pending = self._pending_index.get(uri)
