@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from syncstream.handlers import HANDLERS
 from syncstream.records import CachedRecord
-from syncstream.types import FOLLOW, LIKE, POST, REPOST, HandlerKey, Operation
+from syncstream.types import BLOCK, FOLLOW, LIKE, POST, PROFILE, REPOST, HandlerKey, Operation
 
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -34,7 +34,7 @@ hostile_text = st.one_of(
 )
 any_rkeys = st.one_of(valid_rkeys, hostile_text)
 any_dids = st.one_of(valid_dids, hostile_text)
-collections = st.sampled_from([POST, LIKE, REPOST, FOLLOW])
+collections = st.sampled_from([POST, LIKE, REPOST, FOLLOW, PROFILE, BLOCK])
 
 
 def uris(authorities: st.SearchStrategy[str]) -> st.SearchStrategy[str]:

@@ -32,6 +32,8 @@ NSID = {
     "like": "app.bsky.feed.like",
     "repost": "app.bsky.feed.repost",
     "follow": "app.bsky.graph.follow",
+    "profile": "app.bsky.actor.profile",
+    "block": "app.bsky.graph.block",
 }
 
 
@@ -79,6 +81,10 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
                 record = like(target)
             elif kind == "repost":
                 record = repost(target)
+            elif kind == "profile":
+                record = {"$type": "app.bsky.actor.profile", "displayName": "x", "pinnedPost": {"uri": target}}
+            elif kind == "block":
+                record = {**follow(draw(st.sampled_from(people))), "$type": "app.bsky.graph.block"}
             else:
                 record = follow(draw(st.one_of(st.sampled_from(people), hostile_text)))
             action = draw(st.sampled_from(["create", "create", "update"]))
@@ -94,8 +100,8 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
 def test_replayed_scenario_matches_the_routing_table(
     case: tuple[list[bytes], list[Event], list[str], list[str]],
 ) -> None:
-    """Multi-op commits, replies, reposts, quotes, deletes through the index, junk frames and
-    hostile records: the writer's tree equals the oracle's, file for file."""
+    """Multi-op commits, replies, reposts, quotes, profiles, blocks, deletes through the index,
+    junk frames and hostile records: the writer's tree equals the oracle's, file for file."""
     frames, events, study, in_network = case
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)

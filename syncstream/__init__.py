@@ -16,9 +16,17 @@ if TYPE_CHECKING:
         setup_batch_export_system,
         setup_cache_write_system,
     )
-    from syncstream.datasets import Column, Dataset
+    from syncstream.datasets import Column, Dataset, head_column, view_column
     from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
-    from syncstream.handlers import HANDLERS, HandlerConfig
+    from syncstream.frames import OpSpec, commit_frame, write_replay
+    from syncstream.handlers import (
+        HANDLERS,
+        HandlerConfig,
+        Registry,
+        check_registry,
+        create_handler,
+        delete_handler,
+    )
     from syncstream.records import CachedRecord
     from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
 
@@ -37,12 +45,21 @@ _HOME = {
     "FollowStatus": "syncstream.types",
     "HandlerConfig": "syncstream.handlers",
     "HandlerKey": "syncstream.types",
+    "OpSpec": "syncstream.frames",
     "Operation": "syncstream.types",
     "RecordType": "syncstream.types",
+    "Registry": "syncstream.handlers",
     "Service": "syncstream.types",
     "SyncstreamError": "syncstream.errors",
+    "check_registry": "syncstream.handlers",
+    "commit_frame": "syncstream.frames",
+    "create_handler": "syncstream.handlers",
+    "delete_handler": "syncstream.handlers",
+    "head_column": "syncstream.datasets",
     "setup_batch_export_system": "syncstream.context",
     "setup_cache_write_system": "syncstream.context",
+    "view_column": "syncstream.datasets",
+    "write_replay": "syncstream.frames",
 }
 
 
@@ -80,10 +97,19 @@ __all__ = [
     "FollowStatus",
     "HandlerConfig",
     "HandlerKey",
+    "OpSpec",
     "Operation",
     "RecordType",
+    "Registry",
     "Service",
     "SyncstreamError",
+    "check_registry",
+    "commit_frame",
+    "create_handler",
+    "delete_handler",
+    "head_column",
     "setup_batch_export_system",
     "setup_cache_write_system",
+    "view_column",
+    "write_replay",
 ]

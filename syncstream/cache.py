@@ -11,13 +11,13 @@ whenever it has to create it; a directory it finds linked is refused, never writ
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import functools
 import os
-import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
 from syncstream.errors import CacheLockedError
@@ -36,6 +36,7 @@ __all__ = [
     "read_nested",
     "remove_files",
     "reset_tree",
+    "stray_entries",
     "sync_filesystem",
     "write_atomic",
 ]
@@ -185,6 +186,38 @@ def read_nested(directory: str) -> Iterator[str]:
     return (path for subdir in sorted(subdirs) for path in _visible_files(subdir))
 
 
+def stray_entries(root: str, directories: Mapping[str, bool]) -> list[str]:
+    """What under ``root`` no handler of ``directories`` (directory -> nested) would read: a
+    folder or file beside the handlers' directories, a folder in a flat handler's directory,
+    a file at the top of a nested one. Relative paths, sorted. Dot-names at the root (the
+    protocols' own) and in a handler's directory (temporaries), and links, are not looked at;
+    nested directories are not entered (their names are the writer's)."""
+    above = {d.rsplit("/", i)[0] for d in directories for i in range(1, d.count("/") + 1)}
+    found: list[str] = []
+
+    def look(relative: str) -> None:
+        try:
+            with os.scandir(os.path.join(root, relative)) as listed:
+                entries = [(e.name, e.is_dir(follow_symlinks=False), e.is_symlink()) for e in listed]
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        nested = directories.get(relative)
+        for name, is_dir, is_link in sorted(entries):
+            path = f"{relative}/{name}" if relative else name
+            if is_link or (name[:1] == "." and (not relative or not is_dir)):
+                continue
+            if nested is None:  # above the handlers' directories
+                if path in directories or (is_dir and path in above):
+                    look(path)
+                else:
+                    found.append(path + "/" if is_dir else path)
+            elif is_dir != nested or not (is_dir or name.endswith(".json")):
+                found.append(path + "/" if is_dir else path)
+
+    look("")
+    return found
+
+
 def read_bytes(path: str) -> bytes:
     """A file's bytes, in as few syscalls as a small file allows (no buffered reader)."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
@@ -297,16 +330,42 @@ class WriterLock:
         self.release()
 
 
-def reset_tree(root: str, directories: Iterable[str]) -> None:
-    """Empty the cache and lay the tree anew; refuses while a writer holds the cache. Files
-    the export set aside (``.set-aside/``) are kept; links are removed, never followed."""
+def reset_tree(root: str, directories: Iterable[str]) -> list[str]:
+    """Empty the cache of its directories and lay the tree anew; refuses while a writer holds
+    the cache. No file is ever removed (the export removes what it exported, and nothing
+    else): every directory left empty goes, links are removed, never followed, and the files
+    still there (outside ``.set-aside/``, which is kept whole) are returned, relative, sorted."""
+    kept: list[str] = []
     with WriterLock(root):
         for name in os.listdir(root):
             if name in (LOCK_NAME, SET_ASIDE):
                 continue
             path = os.path.join(root, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path)
-            else:
+            if os.path.islink(path):
                 os.unlink(path)
+            elif os.path.isdir(path):
+                _empty(root, path, kept)
+            elif not name.startswith("."):  # the export's lock, say, stays: it is no record
+                kept.append(name)
         create_tree(root, directories)
+    return sorted(kept)
+
+
+def _empty(root: str, directory: str, kept: list[str]) -> None:
+    """Remove ``directory``'s links and empty directories, bottom up; note the files kept."""
+    for parent, subdirs, files in os.walk(directory, topdown=False):
+        for name in files:
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                kept.append(os.path.relpath(path, root))
+        for name in subdirs:  # os.walk lists a link to a directory here, and does not enter it
+            path = os.path.join(parent, name)
+            if os.path.islink(path):
+                os.unlink(path)
+            else:
+                with contextlib.suppress(OSError):  # not empty: it holds a file kept
+                    os.rmdir(path)
+    with contextlib.suppress(OSError):
+        os.rmdir(directory)

@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING
 import msgspec
 from returns.result import Failure
 
-from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
+from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree, stray_entries
 from syncstream.errors import ConfigError
-from syncstream.handlers import HANDLERS, Registry, check_registry
+from syncstream.handlers import HANDLERS, Registry, check_registry, datasets_of
 from syncstream.state import Population, StateStore
 from syncstream.users import read_user_lines
 
@@ -25,12 +25,19 @@ if TYPE_CHECKING:
 __all__ = [
     "BatchExportContext",
     "CacheWriteContext",
+    "check_cache_tree",
+    "check_written",
     "load_users",
     "setup_batch_export_system",
     "setup_cache_write_system",
 ]
 
 log = logging.getLogger("syncstream.state")
+
+WAY_ON = (
+    "give the registry that wrote them (--handlers MODULE:NAME or SYNCSTREAM_HANDLERS; "
+    "handlers= in the library)"
+)
 
 
 class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -87,6 +94,44 @@ def load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
             state.replace_users(kind, kept)
 
 
+def check_written(state: StateStore, handlers: Registry) -> None:
+    """``ConfigError`` naming every handler that wrote to the cache, and every dataset the export
+    wrote, that ``handlers`` lacks (the state remembers them): without them, what they hold would
+    be lost (deletes no longer routed, files never exported) or leaked (rows a purge misses)."""
+    wrote, exported = state.written_by()
+    handlers_missing = sorted(wrote - set(handlers))
+    datasets_missing = sorted(exported - set(datasets_of(handlers)))
+    if handlers_missing or datasets_missing:
+        named = [f"handlers {', '.join(handlers_missing)}"] if handlers_missing else []
+        named += [f"datasets {', '.join(datasets_missing)}"] if datasets_missing else []
+        raise ConfigError(
+            f"the registry given lacks {' and '.join(named)}, which wrote to the store {state.path}; "
+            + WAY_ON
+        )
+
+
+def check_cache_tree(root: str, handlers: Registry, *, staging: str = ".export") -> None:
+    """``ConfigError`` naming what in the cache (and in an export's claims under ``staging``)
+    no handler of ``handlers`` reads: an export would pass it over and a reset would lose it."""
+    directories = {config.directory: config.nested_path is not None for config in handlers.values()}
+    found = stray_entries(root, directories)
+    claims = os.path.join(root, staging)
+    if os.path.isdir(claims) and not os.path.islink(claims):
+        for name in sorted(os.listdir(claims)):
+            path = os.path.join(claims, name)
+            if name.endswith(".claim"):  # the directories an interrupted export claimed
+                with open(path, encoding="utf-8") as manifest:
+                    listed = [line for line in manifest.read().split("\n") if line]
+                found += [f"{staging}/{name}: {d}" for d in listed if d not in directories]
+            elif not name.startswith(".") and os.path.isdir(path) and not os.path.islink(path):
+                found += [f"{staging}/{name}/{entry}" for entry in stray_entries(path, directories)]
+    if found:
+        shown = ", ".join(found[:10]) + (f" and {len(found) - 10} more" if len(found) > 10 else "")
+        raise ConfigError(
+            f"the cache {root} holds what no handler of the registry given reads: {shown}; " + WAY_ON
+        )
+
+
 def setup_cache_write_system(
     cache_dir: str | Path,
     state_path: str | Path,
@@ -100,8 +145,9 @@ def setup_cache_write_system(
 
     ``handlers`` is the registry this system routes and writes by (``HANDLERS`` by default).
     A purged DID in a user file is skipped unless it is in ``reenrol``.
-    Raises ``ConfigError`` for a bad user file or registry and ``CacheLockedError`` when
-    another writer holds the cache.
+    Raises ``ConfigError`` for a bad user file or registry (one that lacks a handler or a
+    dataset that wrote to the store: ``check_written``) and ``CacheLockedError`` when another
+    writer holds the cache.
     """
     check_registry(handlers)
     # Links above the root are the user's to choose; below it none is ever followed, and
@@ -112,6 +158,7 @@ def setup_cache_write_system(
     try:
         state = StateStore(state_path)
         try:
+            check_written(state, handlers)
             state.reenrol(reenrol)
             load_users(state, "study", study_users)
             load_users(state, "in_network", in_network_users)
@@ -160,7 +207,9 @@ def setup_batch_export_system(
     so their views and column functions must then be importable (module-level) functions.
 
     Raises ``ConfigError`` when there is no cache at ``cache_dir``, the output cannot be opened,
-    an option is out of range or the registry is not one.
+    an option is out of range, the registry is not one or lacks what wrote to the store
+    (``check_written``), or the cache holds folders or files none of its handlers reads
+    (``check_cache_tree``): nothing is exported then, so nothing is lost.
     """
     from syncstream.export.parts import HelperParts, InlineParts, check_sendable  # noqa: PLC0415
 
@@ -179,6 +228,8 @@ def setup_batch_export_system(
         if dedup_window_hours < 0:
             raise ConfigError("dedup_window_hours must not be negative")
         state = StateStore(state_path)
+        check_written(state, handlers)
+        check_cache_tree(root, handlers)
         if parts is None and helper_process and isinstance(out, str):
             parts = HelperParts(out, options=(storage_options or _default_storage()).to_args())
         elif parts is None:

@@ -327,6 +327,8 @@ def check_registry(handlers: Registry) -> None:
     for key, config in handlers.items():
         if not isinstance(key, str) or not key:
             raise ConfigError(f"handler keys are names: {key!r} is not a non-empty string")
+        if not isinstance(config, HandlerConfig):
+            raise ConfigError(f"{key}: {type(config).__name__} is not a HandlerConfig")
         if config.key != key:
             raise ConfigError(f"the registry holds the config of {config.key} under {key}")
         parts = config.directory.split("/")

@@ -180,11 +180,13 @@ class StateStore:
         population_version: int | None = None,
         cursor_source: str = "cursor",
         resync: Iterable[str] = (),
+        written: Iterable[str] = (),
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed), the purges its account events decided (DID -> (seq, reason): an
-        account to purge at the next export, or None when reactivated before it was) and the
-        cursor that covers them, in one short transaction.
+        account to purge at the next export, or None when reactivated before it was), the
+        handlers that ``written`` files for the first time, and the cursor that covers them, in
+        one short transaction.
 
         Call it only once the batch's cache files are durable.
         """
@@ -215,8 +217,20 @@ class StateStore:
                 "ON CONFLICT (did) DO UPDATE SET status = 'pending', updated_at = excluded.updated_at",
                 ((did, now) for did in resync),
             )
+            self._db.executemany(
+                "INSERT OR IGNORE INTO written_by VALUES ('handler', ?)", ((str(n),) for n in written)
+            )
             if cursor is not None:
                 self._set_meta(cursor_source, cursor)
+
+    def written_by(self) -> tuple[frozenset[str], frozenset[str]]:
+        """The names of every handler that has written to the cache and every dataset the export
+        has written, ever: a registry without one of them would lose or leak what they hold."""
+        rows = self._db.execute("SELECT kind, name FROM written_by").fetchall()
+        return (
+            frozenset(name for kind, name in rows if kind == "handler"),
+            frozenset(name for kind, name in rows if kind == "dataset"),
+        )
 
     def prune_index(self, older_than: float) -> int:
         """Forget index rows written before ``older_than`` (the index retention): a delete of
@@ -384,10 +398,11 @@ class StateStore:
         window from ``now``.
         """
         stamp = PINNED if pinned else now
+        rows = sorted((*key, stamp) for key in keys)  # in key order: fewer B-tree pages touched
         with self._transaction():
+            self._db.executemany("INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?, ?)", rows)
             self._db.executemany(
-                "INSERT OR IGNORE INTO exported_keys VALUES (?, ?, ?, ?, ?, ?)",
-                sorted((*key, stamp) for key in keys),  # in key order: fewer B-tree pages touched
+                "INSERT OR IGNORE INTO written_by VALUES ('dataset', ?)", ((d,) for d in {r[0] for r in rows})
             )
             self._db.executemany(
                 "UPDATE exported_keys SET exported_at = ? WHERE dataset = ? AND uri = ? AND operation = ? "

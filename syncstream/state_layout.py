@@ -78,12 +78,18 @@ CREATE TABLE IF NOT EXISTS purges (
     cache_files INTEGER,
     rows INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS written_by (
+    kind TEXT NOT NULL CHECK (kind IN ('handler', 'dataset')),
+    name TEXT NOT NULL,  -- a handler that wrote to the cache, a dataset the export wrote
+    PRIMARY KEY (kind, name)
+) WITHOUT ROWID;
 """
 
-VERSION = 4
+VERSION = 5
 """The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
 3 keys exported rows by version (cid) too, and dates index rows for their retention; 4 keys a
-create and an update of one cid as one version (``operation`` holds 'version' or 'delete')."""
+create and an update of one cid as one version (``operation`` holds 'version' or 'delete'); 5
+remembers the handlers and datasets that wrote (``written_by``)."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {
@@ -160,4 +166,7 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
     if version < 4:
         for statement in _VERSION_4:
             db.execute(statement)
+    if version < 5:  # what an earlier store shows of who wrote: its index, its exported keys
+        db.execute("INSERT OR IGNORE INTO written_by SELECT DISTINCT 'handler', handler_key FROM cached_uris")
+        db.execute("INSERT OR IGNORE INTO written_by SELECT DISTINCT 'dataset', dataset FROM exported_keys")
     return version

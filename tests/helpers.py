@@ -33,6 +33,17 @@ def jetstream_events() -> list[dict[str, Any]]:
         return [json.loads(line) for line in handle]
 
 
+def golden_record(collection: str) -> dict[str, Any]:
+    """A real record of ``collection`` from the corpus' Jetstream golden file (JSON data model)."""
+    with open(CORPUS / "golden_v1.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            commit = json.loads(line).get("commit") or {}
+            if commit.get("collection") == collection and commit.get("record") is not None:
+                record: dict[str, Any] = commit["record"]
+                return record
+    raise LookupError(f"no {collection} record in the golden file")
+
+
 def syntax_lines(name: str, kind: str) -> list[str]:
     """Values of an interop syntax file: '#' lines are comments except the rkey '#extra'; no strip."""
     text = (SYNTAX / f"{name}_syntax_{kind}.txt").read_text(encoding="utf-8")

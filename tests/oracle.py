@@ -17,6 +17,8 @@ NOUN = {
     "app.bsky.feed.like": "like",
     "app.bsky.feed.repost": "repost",
     "app.bsky.graph.follow": "follow",
+    "app.bsky.actor.profile": "profile",  # a study user's own, every version
+    "app.bsky.graph.block": "block",  # a study user's own, and its delete
 }
 POST = "app.bsky.feed.post"
 
@@ -78,7 +80,9 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
             targets: set[str] = set()
             if e.did in study:
                 targets.add(
-                    {"post": "post", "like": "like", "repost": "repost", "follow": "follow/follower"}[noun]
+                    {"post": "post", "like": "like", "repost": "repost", "follow": "follow/follower"}.get(
+                        noun, noun
+                    )
                 )
             if e.did in in_network and noun == "post":
                 targets.add("in_network_post")  # an in-network user's delete routes by its author
@@ -157,6 +161,10 @@ def expected_tree(events: Iterable[Event], study: set[str], in_network: set[str]
                             f"study_user_activity/create/{noun}_on_user_post/{subject[2]}/{name}",
                         )
                     )
+        elif noun in ("profile", "block"):
+            if e.did in study:
+                name = f"author_did={e.did}_{noun}_uri_suffix={e.rkey}.json"
+                planned.append((noun, f"study_user_activity/create/{noun}/{name}"))
         else:
             subject = record.get("subject")
             name = f"follower_did={e.did}_followee_did={subject}_follow_uri_suffix={e.rkey}.json"

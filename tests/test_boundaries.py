@@ -90,14 +90,21 @@ def test_the_export_never_follows_a_link_inside_the_cache(
     assert {p: p.read_bytes() for p in all_files(outside)} == before
 
 
-def test_a_reset_keeps_set_aside_files(tmp_path: Path) -> None:
-    """--clear-cache's reset empties the tree but keeps what the export set aside."""
+def test_a_reset_removes_no_file(tmp_path: Path) -> None:
+    """--clear-cache's reset removes empty directories and links, and no file: what the export
+    set aside, and a file it did not export, stay (and are named)."""
     (tmp_path / ".set-aside").mkdir(parents=True)
     (tmp_path / ".set-aside" / "kept.json").write_text("{}")
     (tmp_path / POSTS).mkdir(parents=True)
     (tmp_path / POSTS / "x.json").write_text("{}")
-    reset_tree(str(tmp_path), (config.directory for config in HANDLERS.values()))
-    assert tree(tmp_path) == {".set-aside/kept.json"}
+    (tmp_path / "study_user_activity/create/like/3a").mkdir(parents=True)
+    (tmp_path / "elsewhere").symlink_to(tmp_path / ".set-aside")
+    kept = reset_tree(str(tmp_path), (config.directory for config in HANDLERS.values()))
+    assert kept == [f"{POSTS}/x.json"]
+    assert tree(tmp_path) == {".set-aside/kept.json", f"{POSTS}/x.json"}
+    assert not (tmp_path / "study_user_activity/create/like/3a").exists()
+    assert not (tmp_path / "elsewhere").is_symlink()
+    assert (tmp_path / "study_user_activity/create/like").is_dir()
 
 
 def test_an_empty_population_is_an_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -25,6 +25,8 @@ from tests.helpers import (
     all_files,
     commit,
     follow,
+    from_json_model,
+    golden_record,
     like,
     post,
     quote,
@@ -37,6 +39,11 @@ from tests.helpers import (
 STUDY, STRANGER, FRIEND = "did:plc:study", "did:plc:stranger", "did:plc:friend"
 P1 = f"at://{STUDY}/app.bsky.feed.post/3p1"
 R1 = f"at://{STRANGER}/app.bsky.feed.post/3r1"
+PROFILE_URI = f"at://{STUDY}/app.bsky.actor.profile/self"
+B1 = f"at://{STUDY}/app.bsky.graph.block/3b1"
+PROFILE = from_json_model(golden_record("app.bsky.actor.profile"))  # a real one: avatar, pinned post
+BLOCK = golden_record("app.bsky.graph.block")
+BLOCKED_PIN = "at://did:plc:o6t5vwyr7ae73foww7bgye4r/app.bsky.feed.post/3meuab5it2s2g"
 
 
 def rich_post() -> dict[str, Any]:
@@ -97,6 +104,17 @@ def scenario() -> list[bytes]:
         event_frame("account", seq=24, did=FRIEND, time=TIME, active=False, status="deactivated"),
         event_frame("sync", seq=25, did=STUDY, time=TIME, rev="3mptbypluud2b", blocks=b""),
         event_frame("account", seq=26, did=STRANGER, time=TIME, active=False, status="takendown"),
+        commit(27, STUDY, OpSpec("create", "app.bsky.actor.profile/self", PROFILE)),
+        commit(28, STUDY, OpSpec("update", "app.bsky.actor.profile/self", {**PROFILE, "displayName": "new"})),
+        commit(29, STUDY, OpSpec("create", "app.bsky.graph.block/3b1", {**BLOCK, "subject": STRANGER})),
+        commit(
+            30,
+            STRANGER,  # a stranger's profile and block (of a study user) are not collected
+            OpSpec("update", "app.bsky.actor.profile/self", PROFILE),
+            OpSpec("create", "app.bsky.graph.block/3b2", {**BLOCK, "subject": STUDY}),
+        ),
+        commit(31, STRANGER, OpSpec("delete", "app.bsky.graph.block/3b2")),
+        commit(32, STUDY, OpSpec("delete", "app.bsky.graph.block/3b1")),
     ]
 
 
@@ -141,6 +159,8 @@ EXPECTED: dict[str, set[tuple[str, str, str | None]]] = {
         (f"at://{FRIEND}/#account/24", "create", None),
         (f"at://{STUDY}/#sync/25", "create", None),
     },
+    "study_user_activity/profile": {(PROFILE_URI, "create", None), (PROFILE_URI, "update", None)},
+    "study_user_activity/block": {(B1, "create", None), (B1, "delete", None)},
 }
 
 
@@ -204,6 +224,30 @@ def test_every_dataset_with_creates_and_deletes(tmp_path: Path) -> None:
             assert pq.read_schema(path).remove_metadata() == schema_of(dataset)
             assert pq.ParquetFile(path).metadata.row_group(0).column(0).compression == "ZSTD"
     assert tree(tmp_path / "cache") == set()
+
+
+def test_columns_of_a_profile_and_a_block(tmp_path: Path) -> None:
+    """A study user's profile is a row per version, with its names, avatar and pinned post; a
+    block carries whom it blocks and when; a delete of a block is a row with nulls."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path)) == 0
+    profiles = {r["operation"]: r for r in read_dataset(tmp_path / "out", "study_user_activity/profile")}
+    created = profiles["create"]
+    assert (created["display_name"], created["description"][:13], created["avatar_cid"]) == (
+        "Multiversal Lokis Unit🔞",
+        "Damian Lokiso",
+        "bafkreieajxclqzwk2mczx7hxmoboqpuiveqlbm35gsda5xlaqfmlryu4ri",
+    )
+    assert created["pinned_post_uri"] == BLOCKED_PIN
+    assert (profiles["update"]["display_name"], profiles["update"]["rkey"]) == ("new", "self")
+    assert profiles["create"]["cid"] != profiles["update"]["cid"]
+    blocks = {r["operation"]: r for r in read_dataset(tmp_path / "out", "study_user_activity/block")}
+    assert (blocks["create"]["blocked_did"], blocks["create"]["created_at"]) == (
+        STRANGER,
+        "2026-05-25T14:23:27.379Z",
+    )
+    assert (blocks["delete"]["blocked_did"], blocks["delete"]["record_json"]) == (None, None)
+    assert {r["author_did"] for r in [*profiles.values(), *blocks.values()]} == {STUDY}
 
 
 def test_columns_of_a_post_and_a_follow(tmp_path: Path) -> None:
@@ -311,7 +355,14 @@ def test_clear_cache_refuses_beside_a_writer(tmp_path: Path, capsys: pytest.Capt
         assert export_main(export_args(tmp_path, "--clear-cache")) == 1
     assert "held by a running writer; nothing was exported" in capsys.readouterr().err
     assert tree(tmp_path / "cache") == before
-    (tmp_path / "cache" / "study_user_activity" / "stray.txt").write_text("x")
+    stray = tmp_path / "cache" / "study_user_activity" / "stray.txt"
+    stray.write_text("x")  # no handler reads it: the export stops, and nothing is removed
+    assert export_main(export_args(tmp_path, "--clear-cache")) == 2
+    assert "holds what no handler of the registry given reads: study_user_activity/stray.txt" in (
+        capsys.readouterr().err
+    )
+    assert tree(tmp_path / "cache") == before | {"study_user_activity/stray.txt"}
+    stray.unlink()
     assert export_main(export_args(tmp_path, "--clear-cache")) == 0
     assert tree(tmp_path / "cache") == set()
     assert (tmp_path / "cache" / "study_user_activity" / "create" / "post").is_dir()

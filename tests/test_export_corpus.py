@@ -28,15 +28,19 @@ DATASET_OF_DIR = {
     "study_user_activity/{}/follow/follower": "scraped_user_social_network/follow",
     "study_user_activity/{}/follow/followee": "scraped_user_social_network/follow",
     "in_network_user_activity/{}/post": "in_network_user_activity/post",
+    "study_user_activity/{}/profile": "study_user_activity/profile",
+    "study_user_activity/{}/block": "study_user_activity/block",
 }
 NAME = re.compile(
-    r"(?:author|follower)_did=(did:[^_]+)_(?:followee_did=did:[^_]+_)?(post|like|repost|follow)_uri_suffix=(.+)\.json"
+    r"(?:author|follower)_did=(did:[^_]+)_(?:followee_did=did:[^_]+_)?(post|like|repost|follow|profile|block)_uri_suffix=(.+)\.json"
 )
 NSID = {
     "post": "app.bsky.feed.post",
     "like": "app.bsky.feed.like",
     "repost": "app.bsky.feed.repost",
     "follow": "app.bsky.graph.follow",
+    "profile": "app.bsky.actor.profile",
+    "block": "app.bsky.graph.block",
 }
 
 

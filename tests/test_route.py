@@ -116,7 +116,11 @@ def test_unrelated_activity_is_not_written() -> None:
     assert keys(route(STRANGER, "create", "app.bsky.feed.like/3l", like(study_post(author=FRIEND)))) == []
     assert keys(route(STRANGER, "create", "app.bsky.graph.follow/3f", follow(FRIEND))) == []
     assert keys(route(STRANGER, "create", "app.bsky.feed.repost/3r", repost(study_post(author=FRIEND)))) == []
-    block_of_study = {"$type": "app.bsky.graph.block", "subject": STUDY, "createdAt": "2026-05-25T14:23:27.379Z"}
+    block_of_study = {
+        "$type": "app.bsky.graph.block",
+        "subject": STUDY,
+        "createdAt": "2026-05-25T14:23:27.379Z",
+    }
     assert keys(route(STRANGER, "create", "app.bsky.graph.block/3b", block_of_study)) == []
     assert keys(route(STRANGER, "update", "app.bsky.actor.profile/self", {"displayName": "x"})) == []
 

@@ -68,6 +68,10 @@ def test_directories_become_handler_names(tmp_path: Path) -> None:
             FOLLOW_URI: frozenset({K.FOLLOW_FOLLOWEE}),
             f"at://{STUDY}/app.bsky.feed.post/3p": frozenset({K.POST, K.IN_NETWORK_POST}),
         }
+        # what the index shows of the handlers that wrote is remembered (state version 4)
+        handlers, datasets = state.written_by()
+        assert handlers == {"like_on_user_post", "follow_followee", "post", "in_network_post"}
+        assert datasets == frozenset()
     finally:
         state.close()
     assert stored(path) == {
@@ -97,14 +101,15 @@ def test_a_migrated_index_still_routes_deletes(tmp_path: Path) -> None:
     }
 
 
-def test_a_name_no_key_has_is_passed_over(tmp_path: Path) -> None:
-    """An index row of a handler this version does not have is ignored, not a crash."""
+def test_index_rows_come_back_by_name(tmp_path: Path) -> None:
+    """The index keeps handler names, any string, and gives them back as it holds them: the
+    registry maps them to its handlers (a name it lacks is passed over by routing)."""
     state = StateStore(tmp_path / "s.sqlite")
     try:
         state.commit(1, [(LIKE_URI, K.LIKE_ON_USER_POST)])
         with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
             db.execute("INSERT INTO cached_uris (uri, handler_key) VALUES (?, 'gone')", (LIKE_URI,))
-        assert state.cached_keys([LIKE_URI]) == {LIKE_URI: frozenset({K.LIKE_ON_USER_POST})}
+        assert state.cached_keys([LIKE_URI]) == {LIKE_URI: frozenset({"like_on_user_post", "gone"})}
     finally:
         state.close()
 

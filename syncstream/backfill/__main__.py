@@ -7,7 +7,7 @@ import sys
 import time
 from collections.abc import Sequence
 
-from syncstream.cli import add_store_options, did_argument, setup_logging
+from syncstream.cli import add_store_options, did_argument, load_registry, setup_logging
 from syncstream.errors import SyncstreamError
 
 __all__ = ["main"]
@@ -61,7 +61,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         context = setup_cache_write_system(
-            args.cache_dir, args.state, study_users=args.study_users, in_network_users=args.in_network_users
+            args.cache_dir,
+            args.state,
+            study_users=args.study_users,
+            in_network_users=args.in_network_users,
+            handlers=load_registry(args.handlers),
         )
     except (SyncstreamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncstream.cli import add_store_options, setup_logging
+from syncstream.cli import add_store_options, load_registry, setup_logging
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.storage_options import StorageOptions
 from syncstream.failpoints import set_process
@@ -236,6 +236,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
         connect_timeout=args.connect_timeout, request_timeout=args.request_timeout
     )
     try:
+        handlers = load_registry(args.handlers)  # before the helper: a bad one starts nothing
         parts = None if args.inline_parquet else _start_helper(args.out, storage_options)
         from syncstream.cache import WriterLock, reset_tree  # noqa: PLC0415
         from syncstream.context import setup_batch_export_system  # noqa: PLC0415
@@ -250,6 +251,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
             dedup_window_hours=args.dedup_window_hours,
             parts=parts,
             storage_options=storage_options,
+            handlers=handlers,
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -278,7 +280,11 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
         )
         if args.clear_cache:
             writer_lock.release()
-            reset_tree(context.cache_root, (config.directory for config in context.handlers.values()))
+            kept = reset_tree(context.cache_root, (c.directory for c in context.handlers.values()))
+            if kept:  # never exported: a reset removes no file
+                log.warning(
+                    "--clear-cache kept %d files it did not export: %s", len(kept), ", ".join(kept[:10])
+                )
     except CacheLockedError as error:
         print(
             f"error: {error}; nothing was exported" if args.clear_cache else f"error: {error}",

@@ -15,12 +15,14 @@ main process that then knows it, or not, and redone.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from syncstream.cache import remove_files
 from syncstream.errors import ConfigError, HelperError
@@ -95,16 +97,28 @@ def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:
     return [storage.write(part.relative_path, build_table(part.dataset, part.files)) for part in parts]
 
 
+class _Refusing(pickle.Pickler):
+    """A pickler that names a function or class of the script run as ``__main__``: it pickles
+    by reference to ``__main__``, which in the helper is the helper, not the script."""
+
+    def reducer_override(self, obj: object) -> Any:
+        if isinstance(obj, type | FunctionType) and getattr(obj, "__module__", None) == "__main__":
+            raise pickle.PicklingError(f"{obj.__qualname__} is defined in the script run as __main__")
+        return NotImplemented
+
+
 def check_sendable(datasets: Iterable[Dataset]) -> None:
     """Raise ``ConfigError`` unless every dataset can be sent to a helper: it goes by pickle,
     its views and column functions by reference, so each must be importable by name."""
     for dataset in datasets:
         try:
-            pickle.dumps(dataset)
+            _Refusing(io.BytesIO()).dump(dataset)
         except (pickle.PicklingError, AttributeError, TypeError) as error:
             raise ConfigError(
                 f"dataset {dataset.name} cannot be sent to the Parquet helper ({error}); give its "
-                "view and columns module-level functions, or export without a helper process"
+                "view and columns module-level functions of a module imported by name (the "
+                "commands' --handlers MODULE:NAME; not the script run as __main__), or export "
+                "without a helper process"
             ) from None
 
 

@@ -8,14 +8,18 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from returns.result import Failure
 
-from syncstream.cli import add_store_options, did_argument, setup_logging
+from syncstream.cli import add_store_options, did_argument, load_registry, setup_logging
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.state import StateStore
 from syncstream.users import read_user_file
+
+if TYPE_CHECKING:
+    from syncstream.handlers import Registry
 
 __all__ = ["main"]
 
@@ -90,21 +94,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.list:
             _print_history(state)
             return 0
-        return _purge(args, root, state, dids)
+        from syncstream.context import check_cache_tree, check_written  # noqa: PLC0415
+
+        try:  # a registry without what wrote to the store would leave its rows behind
+            handlers = load_registry(args.handlers)
+            check_written(state, handlers)
+            check_cache_tree(root, handlers)
+        except SyncstreamError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
+        return _purge(args, root, state, dids, handlers)
     finally:
         state.close()
 
 
-def _purge(args: argparse.Namespace, root: str, state: StateStore, dids: list[str]) -> int:
+def _purge(
+    args: argparse.Namespace, root: str, state: StateStore, dids: list[str], handlers: Registry
+) -> int:
     from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
-    from syncstream.handlers import HANDLERS  # noqa: PLC0415
     from syncstream.purge.protocol import purge_accounts  # noqa: PLC0415
 
     started = time.perf_counter()
     try:
         storage = storage_for(args.out)
         summaries = purge_accounts(
-            root, state, storage, HANDLERS, dids, reason="withdrawal", writer_timeout=args.writer_timeout
+            root, state, storage, handlers, dids, reason="withdrawal", writer_timeout=args.writer_timeout
         )
     except (SyncstreamError, OSError) as error:
         print(f"error: purge failed: {error}", file=sys.stderr)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import zstandard
 
-from syncstream.cli import add_store_options, setup_logging
+from syncstream.cli import add_store_options, load_registry, setup_logging
 from syncstream.context import CacheWriteContext, load_users, setup_cache_write_system
 from syncstream.errors import CacheWriteError, HelperError, RelayError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
@@ -297,7 +297,12 @@ def _open(args: argparse.Namespace, study: str | None, in_network: str | None) -
     """The write system, or the exit status of why there is none."""
     try:
         context = setup_cache_write_system(
-            args.cache_dir, args.state, study_users=study, in_network_users=in_network, reenrol=args.reenrol
+            args.cache_dir,
+            args.state,
+            study_users=study,
+            in_network_users=in_network,
+            reenrol=args.reenrol,
+            handlers=load_registry(args.handlers),
         )
     except (SyncstreamError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)

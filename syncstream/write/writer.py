@@ -134,6 +134,7 @@ class CacheWriter:
         self.held: dict[str, list[Commit]] = {}
         self._held_from: dict[str, int] = {}
         self._population_version = -1  # the first flush records the version this writer applies
+        self._recorded = set(context.state.written_by()[0])  # handlers the state knows wrote
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
@@ -354,11 +355,13 @@ class CacheWriter:
         for path, reason in self.file_writes.drain():
             self._reject(reason, f"{path} (seq <= {self.last_seq})")
         version = self._population_changed()
+        written = self.files.keys() - self._recorded  # handlers that wrote for the first time
         if (
             self._pending_frames == 0
             and self._pending_seq is None
             and not self._pending_index
             and version is None
+            and not written
         ):
             return
         if self.on_flush is not None:
@@ -377,7 +380,9 @@ class CacheWriter:
             population_version=version,
             cursor_source=self.cursor_source,
             resync=self._resync,
+            written=written,
         )
+        self._recorded |= written
         self._account_purges.clear()
         self._resync.clear()
         failpoint("write.cursor_stored")
