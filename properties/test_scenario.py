@@ -82,7 +82,7 @@ def scenarios(draw: st.DrawFn) -> tuple[list[bytes], list[Event], list[str], lis
             elif kind == "repost":
                 record = repost(target)
             elif kind == "profile":
-                record = {"$type": "app.bsky.actor.profile", "displayName": "x", "pinnedPost": {"uri": target}}
+                record = {"$type": "app.bsky.actor.profile", "pinnedPost": {"uri": target}}
             elif kind == "block":
                 record = {**follow(draw(st.sampled_from(people))), "$type": "app.bsky.graph.block"}
             else:

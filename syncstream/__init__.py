@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     )
     from syncstream.records import CachedRecord
     from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
+    from syncstream.views import FileHead
 
 # The public names, each resolved from its module on first use: a process that imports one
 # module of the package (the commands' helper processes do) does not pay for all of them, and
@@ -42,6 +43,7 @@ _HOME = {
     "Column": "syncstream.datasets",
     "ConfigError": "syncstream.errors",
     "Dataset": "syncstream.datasets",
+    "FileHead": "syncstream.views",
     "FollowStatus": "syncstream.types",
     "HandlerConfig": "syncstream.handlers",
     "HandlerKey": "syncstream.types",
@@ -94,6 +96,7 @@ __all__ = [
     "Column",
     "ConfigError",
     "Dataset",
+    "FileHead",
     "FollowStatus",
     "HandlerConfig",
     "HandlerKey",

@@ -68,7 +68,7 @@ def load_registry(spec: str | None) -> Registry:
         return HANDLERS
     module_name, colon, name = spec.partition(":")
     if not colon or not module_name or not name or ":" in name:
-        raise ConfigError(f"--handlers {spec!r}: give MODULE:NAME, such as mypackage.registry:HANDLERS")
+        raise ConfigError(f"--handlers {spec}: give MODULE:NAME, such as mypackage.registry:HANDLERS")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

@@ -1,0 +1,315 @@
+"""A user's own registry, from a module outside the package: the README's example run as written,
+through every command (``--handlers``, ``SYNCSTREAM_HANDLERS``) and through the library; and what
+a registry that does not cover the store meets instead of losing or leaking it."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pyarrow.dataset as pads
+import pytest
+
+from syncstream import HANDLERS, setup_batch_export_system, setup_cache_write_system
+from syncstream.backfill.__main__ import main as backfill_main
+from syncstream.errors import ConfigError
+from syncstream.export.__main__ import main as export_main
+from syncstream.export.batch import export_batch
+from syncstream.purge.__main__ import main as purge_main
+from syncstream.state import StateStore
+from syncstream.write.__main__ import main as write_main
+from syncstream.write.sources import iter_replay
+from syncstream.write.writer import CacheWriter
+from tests.helpers import ROOT, tree
+
+SECTION = (ROOT / "README.md").read_text().split("### Adding a record type", 1)[1].split("\n## ", 1)[0]
+MODULE, BUILD = re.findall(r"```python\n(.*?)```", SECTION, re.S)
+[SHELL] = re.findall(r"```sh\n(.*?)```", SECTION, re.S)
+STARS = "study_user_activity/star"
+STAR_DIRS = {"study_user_activity/create/star", "study_user_activity/delete/star"}
+
+
+@pytest.fixture
+def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A directory outside the package with the README's module, study file and replay."""
+    home = tmp_path / "elsewhere"
+    home.mkdir()
+    (home / "stars.py").write_text(MODULE)
+    monkeypatch.chdir(home)
+    exec(compile(BUILD, "README.md", "exec"), {})
+    monkeypatch.chdir(tmp_path)
+    return home
+
+
+@pytest.fixture
+def stars(user_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """The README's module imported by name, as --handlers does (the helper finds it on PYTHONPATH)."""
+    monkeypatch.syspath_prepend(str(user_dir))
+    monkeypatch.setenv("PYTHONPATH", str(user_dir))
+    yield importlib.import_module("stars")
+    sys.modules.pop("stars", None)
+
+
+def rows(out: Path, name: str) -> list[dict[str, Any]]:
+    if not (out / name).exists():
+        return []
+    table = pads.dataset(out / name, format="parquet", partitioning="hive").to_table()
+    return sorted(table.to_pylist(), key=lambda r: r["operation"])
+
+
+def run(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """A shell command as a user types it, with this interpreter's ``python`` first on PATH."""
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    clean = {k: v for k, v in os.environ.items() if k not in ("SYNCSTREAM_HANDLERS", "PYTHONPATH")}
+    return subprocess.run(
+        ["bash", "-c", command],
+        check=False,
+        cwd=cwd,
+        env={**clean, "PATH": path, **env},
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_the_readme_example_runs_through_the_commands(user_dir: Path) -> None:
+    """The README's module, shell lines and replay, as written: the writer and the export (with
+    its Parquet helper) import the module by name and write the star and its delete as rows;
+    the purge, given the same registry, takes them out again."""
+    done = run(SHELL, user_dir)
+    assert done.returncode == 0, done.stderr
+    assert "study_user_activity/star: 2 rows" in done.stdout
+    found = rows(user_dir / "syncstream-parquet", STARS)
+    assert [(r["operation"], r["subject_uri"], r["created_at"]) for r in found] == [
+        (
+            "create",
+            "at://did:plc:wshs7t2adsemcrrd4snkeqli/sh.tangled.repo/3lkrmrbxl6u22",
+            "2026-07-04T14:38:07.517Z",
+        ),
+        ("delete", None, None),
+    ]
+    assert {r["collection"] for r in found} == {"sh.tangled.feed.star"}
+    assert tree(user_dir / "syncstream-cache") == set()
+    purged = run(
+        SHELL.split("\n")[0] + "\npython -m syncstream.purge --did did:plc:ewvi7nxzyoun6zhxrhs64oiz", user_dir
+    )
+    assert purged.returncode == 0, purged.stderr
+    assert "study_user_activity/star: 2 rows" in purged.stdout
+    assert rows(user_dir / "syncstream-parquet", STARS) == []
+
+
+def test_the_readme_example_runs_through_the_library(stars: ModuleType, user_dir: Path) -> None:
+    """The same module given as handlers= to both systems: the star is written, then exported by
+    a Parquet helper that imports the module's view by name."""
+    context = setup_cache_write_system(
+        user_dir / "cache", user_dir / "s.sqlite", study_users=user_dir / "study.txt", handlers=stars.REGISTRY
+    )
+    try:
+        summary = CacheWriter(context, durable=False).process_frames(iter_replay(user_dir / "stars.bin"))
+    finally:
+        context.close()
+    assert summary.files == {"star": 1, "delete_star": 1}
+    assert {p.rsplit("/", 1)[0] for p in tree(user_dir / "cache")} == STAR_DIRS
+    export = setup_batch_export_system(
+        user_dir / "cache",
+        user_dir / "s.sqlite",
+        str(user_dir / "out"),
+        helper_process=True,
+        handlers=stars.REGISTRY,
+    )
+    try:
+        assert export_batch(export).datasets[STARS].rows == 2
+    finally:
+        export.close()
+    assert [r["operation"] for r in rows(user_dir / "out", STARS)] == ["create", "delete"]
+
+
+def _written_with_stars(stars: ModuleType, user_dir: Path) -> list[str]:
+    """Cache files of the star handlers (and none other), written through the library; the
+    store and cache options of every command."""
+    context = setup_cache_write_system(
+        user_dir / "cache", user_dir / "s.sqlite", study_users=user_dir / "study.txt", handlers=stars.REGISTRY
+    )
+    try:
+        CacheWriter(context, durable=False).process_frames(iter_replay(user_dir / "stars.bin"))
+    finally:
+        context.close()
+    return ["--cache-dir", str(user_dir / "cache"), "--state", str(user_dir / "s.sqlite"), "-q"]
+
+
+def test_every_command_refuses_a_registry_without_what_wrote(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """After the star handlers wrote, each command given the built-in registry exits 2 naming
+    them and the way on, and nothing is lost: no file exported, moved or deleted
+    (--clear-cache included)."""
+    store = _written_with_stars(stars, user_dir)
+    before = tree(user_dir / "cache")
+    out = ["--out", str(user_dir / "out")]
+    commands = [
+        (write_main, [*store, "--replay", str(user_dir / "stars.bin"), "--no-sync"]),
+        (export_main, [*store, *out]),
+        (export_main, [*store, *out, "--clear-cache"]),
+        (purge_main, [*store, *out, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"]),
+        (backfill_main, [*store, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"]),
+    ]
+    for main, args in commands:
+        assert main(args) == 2, args
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith(
+            "error: the registry given lacks handlers delete_star, star"
+        )
+        assert "--handlers MODULE:NAME or SYNCSTREAM_HANDLERS" in err[0]
+    assert tree(user_dir / "cache") == before
+    assert not (user_dir / "out").exists()
+    assert export_main([*store, *out, "--handlers", "stars:REGISTRY"]) == 0
+    assert tree(user_dir / "cache") == set()
+
+
+def test_the_export_stops_at_folders_no_handler_reads(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A cache with the star folders and a store that does not know who wrote them (another
+    store, say): the export and --clear-cache exit 2 naming the folders and keep every file.
+    (Before: "exported" the rest, passed the stars over, and --clear-cache deleted them.)"""
+    store = _written_with_stars(stars, user_dir)
+    store[store.index("--state") + 1] = str(user_dir / "other.sqlite")
+    before = tree(user_dir / "cache")
+    for extra in ([], ["--clear-cache"]):
+        assert export_main([*store, "--out", str(user_dir / "out"), *extra]) == 2
+        [line] = capsys.readouterr().err.strip().splitlines()
+        assert (
+            line.startswith("error: the cache ")
+            and "holds what no handler of the registry given reads: " in line
+        )
+        assert "study_user_activity/create/star/, study_user_activity/delete/star/;" in line
+        assert tree(user_dir / "cache") == before
+
+
+def test_a_purge_refuses_a_registry_without_a_dataset_it_exported(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Once the star dataset was exported, a purge without it would leave the account's stars:
+    it exits 2 naming the dataset, and purges nobody."""
+    store = _written_with_stars(stars, user_dir)
+    out = ["--out", str(user_dir / "out")]
+    assert export_main([*store, *out, "--handlers", "stars:REGISTRY"]) == 0
+    capsys.readouterr()
+    assert StateStore(user_dir / "s.sqlite").written_by()[1] >= {STARS}
+    assert purge_main([*store, *out, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"]) == 2
+    assert f"datasets {STARS}, which wrote" in capsys.readouterr().err
+    assert StateStore(user_dir / "s.sqlite").purged_dids() == frozenset()
+
+
+BAD_SPECS = {
+    "stars": "give MODULE:NAME",
+    "no_such_module_here:REGISTRY": "cannot import no_such_module_here",
+    "stars:NOPE": "stars has no attribute NOPE",
+    "stars:star_view": "star_view is not a registry",
+    "broken:REGISTRY": "importing broken failed: ZeroDivisionError",
+}
+
+
+@pytest.mark.parametrize("spec", list(BAD_SPECS))
+@pytest.mark.parametrize("command", ["write", "export", "purge", "backfill"])
+def test_a_bad_handlers_spec_is_one_error_line(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str], command: str, spec: str
+) -> None:
+    """A spec that is not MODULE:NAME, a module that cannot be imported or fails, an attribute
+    it lacks or one that is no registry: one error line naming it, exit 2, for every command."""
+    (user_dir / "broken.py").write_text("1 / 0\n")
+    (user_dir / "cache").mkdir()
+    store = [
+        "--cache-dir",
+        str(user_dir / "cache"),
+        "--state",
+        str(user_dir / "s.sqlite"),
+        "--handlers",
+        spec,
+    ]
+    args = {
+        "write": [
+            *store,
+            "--replay",
+            str(user_dir / "stars.bin"),
+            "--study-users",
+            str(user_dir / "study.txt"),
+        ],
+        "export": [*store, "--out", str(user_dir / "out")],
+        "purge": [*store, "--out", str(user_dir / "out"), "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"],
+        "backfill": [*store, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"],
+    }[command]
+    main = {"write": write_main, "export": export_main, "purge": purge_main, "backfill": backfill_main}[
+        command
+    ]
+    assert main(args) == 2
+    [line] = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: --handlers {spec}") and BAD_SPECS[spec] in line
+    assert tree(user_dir / "cache") == set()
+
+
+def test_the_environment_names_the_registry(user_dir: Path) -> None:
+    """SYNCSTREAM_HANDLERS is the default of --handlers: a bad one is refused as the option is."""
+    done = run("python -m syncstream.export", user_dir, SYNCSTREAM_HANDLERS="stars:NOPE", PYTHONPATH=".")
+    assert (done.returncode, done.stderr) == (
+        2,
+        "error: --handlers stars:NOPE: stars has no attribute NOPE\n",
+    )
+
+
+SCRIPT = """
+import sys
+from operator import attrgetter
+
+import msgspec
+
+from syncstream import HANDLERS, Column, ConfigError, Dataset, setup_batch_export_system
+
+
+def my_view(head):
+    return head
+
+
+MINE = Dataset(name="mine/post", view=my_view, columns=(Column(name="u", type="string", value=attrgetter("uri")),))
+REGISTRY = {**HANDLERS, "post": msgspec.structs.replace(HANDLERS["post"], dataset=MINE),
+            "delete_post": msgspec.structs.replace(HANDLERS["delete_post"], dataset=MINE)}
+try:
+    setup_batch_export_system(sys.argv[1], sys.argv[2], sys.argv[3], handlers=REGISTRY, helper_process=True)
+except ConfigError as error:
+    print(error)
+    sys.exit(2)
+"""
+
+
+def test_a_view_of_the_script_run_as_main_is_refused_at_set_up(tmp_path: Path) -> None:
+    """A pipeline run as a script: its view would reach the Parquet helper as ``__main__.my_view``
+    and kill it mid-export; set-up refuses it instead, naming the fix."""
+    (tmp_path / "pipeline.py").write_text(SCRIPT)
+    (tmp_path / "cache").mkdir()
+    done = run("python pipeline.py cache s.sqlite out", tmp_path)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert (
+        "dataset mine/post cannot be sent to the Parquet helper (my_view is defined in the script"
+        in done.stdout
+    )
+    assert "--handlers MODULE:NAME" in done.stdout
+
+
+def test_a_registry_refused_by_check_registry_names_the_spec(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A registry that is one but cannot work is refused with the spec that named it."""
+    (user_dir / "halves.py").write_text("from stars import REGISTRY\nHALF = {'star': REGISTRY['star']}\n")
+    assert export_main(["--cache-dir", str(user_dir), "--handlers", "halves:HALF"]) == 2
+    assert "error: --handlers halves:HALF: star names delete_star as its delete" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="names delete_star"):
+        setup_cache_write_system(
+            user_dir / "c", user_dir / "s.sqlite", handlers={"star": stars.REGISTRY["star"]}
+        )
+    assert HANDLERS.keys() <= stars.REGISTRY.keys()
