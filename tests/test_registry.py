@@ -14,20 +14,31 @@ import pytest
 
 from syncstream import (
     HANDLERS,
+    Column,
     ConfigError,
+    Dataset,
     HandlerConfig,
     HandlerKey,
+    Operation,
+    cache,
+    check_registry,
+    commit_frame,
+    create_handler,
+    delete_handler,
+    head_column,
     paths,
+    selectors,
     setup_batch_export_system,
+    view_column,
 )
 from syncstream import setup_cache_write_system as setup_write
-from syncstream.datasets import Column, Dataset
 from syncstream.export.batch import export_batch
+from syncstream.handlers import read_records, write_record
 from syncstream.records import CachedRecord
-from syncstream.views import post_view
+from syncstream.views import block_view, post_view
 from syncstream.write.writer import CacheWriter
-from tests.helpers import tree, write_users
-from tests.test_export import EXPECTED, FRIEND, STUDY, scenario
+from tests.helpers import TIME, like, post, tree, write_users
+from tests.test_export import EXPECTED, FRIEND, P1, STUDY, scenario
 
 K = HandlerKey
 IN_NETWORK = "in_network_user_activity/post"
@@ -153,3 +164,116 @@ def test_a_registry_that_cannot_work_is_refused_at_set_up(tmp_path: Path) -> Non
         setup_batch_export_system(
             tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"), handlers=broken
         )
+
+
+# Keys are names, and what a registry cannot do is refused at set-up -------------------------
+
+
+def test_plain_string_keys_write_every_op_of_a_commit(tmp_path: Path) -> None:
+    """A registry keyed by plain strings writes a commit whole: before, the first write raised
+    on ``key.value`` and the ops after it were never written while the cursor moved on."""
+    registry = {  # the names of the built-in handlers, as plain strings, keys and configs alike
+        str(key): msgspec.structs.replace(config, key=str(key), delete=config.delete and str(config.delete))
+        for key, config in HANDLERS.items()
+    }
+    assert {type(config.key) for config in registry.values()} == {str}
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    context = setup_write(tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry)
+    try:
+        frame = commit_frame(
+            seq=1,
+            repo=STUDY,
+            ops=[
+                ("create", "app.bsky.feed.post/3p1", post()),
+                ("create", "app.bsky.feed.like/3l1", like(P1)),
+            ],
+        )
+        summary = CacheWriter(context, durable=False).process_frames([frame])
+    finally:
+        context.close()
+    assert (summary.files, summary.rejections) == ({"post": 1, "like": 1, "like_on_user_post": 1}, {})
+
+
+BLOCKS_OF_STUDY = Dataset(name="custom/blocked_by", view=block_view, columns=(view_column("blocked_did"),))
+BLOCKED_BY = create_handler(
+    key="blocked_by_stranger",
+    directory="custom/create/blocked_by",
+    collection="app.bsky.graph.block",
+    record_type="blocked_by",
+    select=selectors.subject_in_study,
+    path_strategy=paths.block_file_name,
+    dataset=BLOCKS_OF_STUDY,
+    delete="unblocked_by_stranger",
+)
+UNBLOCKED_BY = delete_handler(
+    key="unblocked_by_stranger", create=BLOCKED_BY, directory="custom/delete/blocked_by"
+)
+
+
+def test_a_strangers_delete_routes_through_a_users_own_key(tmp_path: Path) -> None:
+    """A stranger blocks a study user, then unblocks: the unblock is found in the index under the
+    user's own handler name and written (before: a name no HandlerKey had was dropped silently)."""
+    registry = {"blocked_by_stranger": BLOCKED_BY, "unblocked_by_stranger": UNBLOCKED_BY}
+    block = {"$type": "app.bsky.graph.block", "subject": STUDY, "createdAt": "2026-05-25T14:23:27.379Z"}
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    context = setup_write(tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry)
+    try:
+        writer = CacheWriter(context, durable=False)
+        writer.process_frames(
+            [commit_frame(seq=1, repo=FRIEND, ops=[("create", "app.bsky.graph.block/3b", block)])]
+        )
+        summary = writer.process_frames(
+            [commit_frame(seq=2, repo=FRIEND, ops=[("delete", "app.bsky.graph.block/3b")])]
+        )
+    finally:
+        context.close()
+    assert summary.files == {"blocked_by_stranger": 1, "unblocked_by_stranger": 1}
+    assert tree(tmp_path / "cache") == {
+        f"custom/create/blocked_by/author_did={FRIEND}_block_uri_suffix=3b.json",
+        f"custom/delete/blocked_by/author_did={FRIEND}_block_uri_suffix=3b.json",
+    }
+
+
+def test_replacing_only_the_nesting_keeps_every_file_readable(tmp_path: Path) -> None:
+    """The read strategy follows the nesting: a config whose nested_path alone is replaced finds
+    every file it writes (before, it kept the flat reader and its files were never exported)."""
+    config = msgspec.structs.replace(HANDLERS[K.POST], nested_path=paths.author_directory)
+    assert config.read_strategy is cache.read_nested
+    assert HANDLERS[K.POST].read_strategy is cache.read_flat
+    record = CachedRecord(
+        uri=P1, cid=None, author_did=STUDY, rkey="3p1", collection="app.bsky.feed.post", operation=Operation.CREATE,
+        record_type="post", seq=1, rev="3mptbypluud2a", event_time=TIME, synctimestamp=TIME, nested_key=STUDY,
+    )  # fmt: skip
+    path = write_record(str(tmp_path), config, record)
+    assert list(read_records(str(tmp_path), config)) == [(path, record)]
+
+
+def test_a_column_the_head_does_not_carry_is_refused() -> None:
+    """Head columns are checked against the head the export reads (``FileHead``): ``nested_key``
+    is in a cache file but not in its head, so it is refused when declared, and a dataset that
+    reads it anyway is refused by check_registry (before: set-up passed, the export raised)."""
+    with pytest.raises(ValueError, match="nested_key is not a field of a cache file's head"):
+        head_column("nested_key")
+    assert head_column("subject_did").value.__class__ is attrgetter
+    odd = msgspec.structs.replace(
+        HANDLERS[K.POST].dataset,
+        name="custom/odd",
+        head_columns=(Column(name="nested_key", type="string", value=attrgetter("nested_key")),),
+    )
+    registry = {**HANDLERS, K.POST: msgspec.structs.replace(HANDLERS[K.POST], dataset=odd),
+                K.DELETE_POST: msgspec.structs.replace(HANDLERS[K.DELETE_POST], dataset=odd)}  # fmt: skip
+    with pytest.raises(
+        ConfigError, match="dataset custom/odd: column nested_key is not of the cache file's head"
+    ):
+        check_registry(registry)
+    typo = msgspec.structs.replace(odd, head_columns=(), columns=(view_column("txet"),))
+    with pytest.raises(ConfigError, match="column txet is not of the dataset's view"):
+        check_registry({K.POST: msgspec.structs.replace(HANDLERS[K.POST], dataset=typo, delete=None)})
+
+
+@pytest.mark.parametrize("key", [1, None, "", b"post"])
+def test_a_key_that_is_not_a_name_is_refused(key: object) -> None:
+    """Keys are names: anything but a non-empty string is refused, naming it."""
+    config = msgspec.structs.replace(HANDLERS[K.POST], key=key, delete=None)
+    with pytest.raises(ConfigError, match="is not a non-empty string"):
+        check_registry({key: config})  # type: ignore[dict-item]
