@@ -32,6 +32,7 @@ KEPT = {  # what the registry keeps of a study user's own records, and where
     "app.bsky.feed.like": "study_user_activity/like",
     "app.bsky.feed.repost": "study_user_activity/repost",
     "app.bsky.graph.follow": "scraped_user_social_network/follow",
+    "app.bsky.actor.profile": "study_user_activity/profile",
 }
 
 
@@ -76,7 +77,7 @@ def test_a_damaged_car_is_refused_whole(damage: Any, message: str) -> None:
 
 
 def test_backfill_exports_every_record_once_with_source_backfill(tmp_path: Path) -> None:
-    """Every post, like, repost and follow of the repository is a row once, source backfill, the
+    """Every post, like, repost, follow and profile of the repository is a row once, source backfill, the
     repository's rev, no seq; a second run adds nothing; the same record seen live adds no row."""
     with LoopbackPds({DID: CAR}) as pds:
         assert backfill(tmp_path, pds) == 0

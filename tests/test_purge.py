@@ -17,10 +17,25 @@ from syncstream.purge.__main__ import main as purge_main
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec, event_frame
-from tests.helpers import TIME, commit, follow, like, post, quote, repost, tree, write_replay, write_users
+from tests.helpers import (
+    TIME,
+    commit,
+    follow,
+    from_json_model,
+    golden_record,
+    like,
+    post,
+    quote,
+    repost,
+    tree,
+    write_replay,
+    write_users,
+)
 
 A, B, FRIEND, STRANGER = "did:plc:alice", "did:plc:bob", "did:plc:friend", "did:plc:stranger"
 PA, PB = f"at://{A}/app.bsky.feed.post/3pa", f"at://{B}/app.bsky.feed.post/3pb"
+PROFILE = from_json_model(golden_record("app.bsky.actor.profile"))
+BLOCK = golden_record("app.bsky.graph.block")
 
 
 def frames(first: int = 10) -> list[bytes]:
@@ -28,6 +43,8 @@ def frames(first: int = 10) -> list[bytes]:
     ops: list[tuple[str, OpSpec]] = [
         (A, OpSpec("create", "app.bsky.feed.post/3pa", post("by alice"))),
         (B, OpSpec("create", "app.bsky.feed.post/3pb", post("by bob"))),
+        (A, OpSpec("create", "app.bsky.actor.profile/self", PROFILE)),
+        (B, OpSpec("create", "app.bsky.graph.block/3b1", {**BLOCK, "subject": A})),  # bob's: it stays
         (STRANGER, OpSpec("create", "app.bsky.feed.like/3l1", like(PA))),
         (STRANGER, OpSpec("create", "app.bsky.feed.like/3l2", like(PB))),
         (STRANGER, OpSpec("create", "app.bsky.feed.post/3r1", post("reply", parent=PA))),
@@ -41,6 +58,8 @@ def frames(first: int = 10) -> list[bytes]:
         (B, OpSpec("create", "app.bsky.graph.follow/3f3", follow(A))),
         (FRIEND, OpSpec("create", "app.bsky.feed.post/3n1", post("in network"))),
         (A, OpSpec("update", "app.bsky.feed.post/3pa", post("by alice, edited"))),
+        (A, OpSpec("update", "app.bsky.actor.profile/self", {**PROFILE, "description": "later"})),
+        (A, OpSpec("create", "app.bsky.graph.block/3b2", {**BLOCK, "subject": STRANGER})),
         (STRANGER, OpSpec("delete", "app.bsky.feed.like/3l1")),
         (B, OpSpec("delete", "app.bsky.feed.like/3l4")),
     ]
@@ -155,6 +174,7 @@ def test_purge_removes_the_account_and_what_was_collected_because_of_it(
     export(untouched)
     everything = rows(untouched)
     assert any(involves(n, json.loads(r), did) for n, listed in everything.items() for r in listed)
+    assert {"study_user_activity/profile", "study_user_activity/block"} <= set(everything)
     purge(reference, did)
     out = capsys.readouterr().out
     assert "purged " in out and f"(withdrawal) of {did}" in out
