@@ -47,6 +47,47 @@ def test_public_names_come_from_their_modules() -> None:
     assert set(syncstream.__all__) <= set(dir(syncstream))
 
 
+def test_entries_and_frames_are_built_through_the_face(tmp_path: Path) -> None:
+    """The builders of a registry's entries, of a dataset's columns and of test inputs are public,
+    keyword-only, and build what the registry and the writer take."""
+    from syncstream import (
+        HANDLERS,
+        Dataset,
+        OpSpec,
+        check_registry,
+        commit_frame,
+        create_handler,
+        delete_handler,
+        head_column,
+        view_column,
+        write_replay,
+    )
+    from syncstream.selectors import author_in_study
+    from syncstream.views import block_view
+    from syncstream.write.sources import iter_replay
+
+    dataset = Dataset(
+        name="mine/block",
+        view=block_view,
+        columns=(view_column("blocked_did"),),
+        head_columns=(head_column("uri", nullable=False), head_column("subject_did")),
+    )
+    create = create_handler(
+        key="mine", directory="mine/create", collection="app.bsky.graph.block", record_type="block",
+        select=author_in_study, path_strategy=HANDLERS["block"].path_strategy, dataset=dataset,
+        delete="mine_delete",
+    )  # fmt: skip
+    delete = delete_handler(key="mine_delete", create=create, directory="mine/delete", select=author_in_study)
+    check_registry({"mine": create, "mine_delete": delete})
+    assert (delete.operation, delete.dataset, delete.delete, delete.collection) == (
+        "delete", dataset, None, "app.bsky.graph.block"
+    )  # fmt: skip
+    with pytest.raises(TypeError):
+        create_handler("mine", "mine/create")  # type: ignore[misc]
+    frames = [commit_frame(seq=7, repo="did:plc:a", ops=[OpSpec("delete", "app.bsky.graph.block/3b")])]
+    assert list(iter_replay(write_replay(tmp_path / "r.bin", frames))) == frames
+
+
 def test_the_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The README's library example, as written (a local directory for its S3 URI), writes the
     sample frames and exports them."""
