@@ -22,12 +22,13 @@ from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.errors import ConfigError
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.batch import export_batch
+from syncstream.pds import LoopbackPds
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.sources import iter_replay
 from syncstream.write.writer import CacheWriter
-from tests.helpers import ROOT, tree
+from tests.helpers import CORPUS, ROOT, tree
 
 SECTION = (ROOT / "README.md").read_text().split("### Adding a record type", 1)[1].split("\n## ", 1)[0]
 MODULE, BUILD = re.findall(r"```python\n(.*?)```", SECTION, re.S)
@@ -313,3 +314,22 @@ def test_a_registry_refused_by_check_registry_names_the_spec(
             user_dir / "c", user_dir / "s.sqlite", handlers={"star": stars.REGISTRY["star"]}
         )
     assert HANDLERS.keys() <= stars.REGISTRY.keys()
+
+
+def test_the_backfill_routes_through_the_registry_given(
+    stars: ModuleType, user_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repository backfilled with --handlers: only what that registry takes is written (here,
+    a registry of posts alone keeps the repository's posts and none of its likes or follows)."""
+    (user_dir / "posts_only.py").write_text(
+        "from syncstream import HANDLERS\nPOSTS = {k: HANDLERS[k] for k in ('post', 'delete_post')}\n"
+    )
+    did = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
+    (user_dir / "repo_user.txt").write_text(did + "\n")
+    store = ["--cache-dir", str(user_dir / "c"), "--state", str(user_dir / "b.sqlite"), "-q"]
+    with LoopbackPds({did: (CORPUS / "repo.car").read_bytes()}) as pds:
+        args = [*store, "--study-users", str(user_dir / "repo_user.txt"), "--plc-url", pds.url]
+        assert backfill_main([*args, "--handlers", "posts_only:POSTS"]) == 0
+    written = tree(user_dir / "c")
+    assert len(written) == 6 and {p.rsplit("/", 1)[0] for p in written} == {"study_user_activity/create/post"}
+    assert StateStore(user_dir / "b.sqlite").written_by()[0] == {"post"}
