@@ -333,3 +333,21 @@ def test_the_backfill_routes_through_the_registry_given(
     written = tree(user_dir / "c")
     assert len(written) == 6 and {p.rsplit("/", 1)[0] for p in written} == {"study_user_activity/create/post"}
     assert StateStore(user_dir / "b.sqlite").written_by()[0] == {"post"}
+
+
+def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path) -> None:
+    """An export killed mid-claim by a registry with stars, recovered by one without: set-up names
+    the claimed folder and keeps its files (before, the recovery exported the rest of the claim
+    and then removed the claim's directory, stars and all)."""
+    claim = tmp_path / "cache" / ".export"
+    star = claim / "00000000000000000001" / "study_user_activity/create/star/a.json"
+    star.parent.mkdir(parents=True)
+    star.write_text("{}")
+    (claim / "00000000000000000001.claim").write_text("study_user_activity/create/star\n")
+    message = (
+        r"holds what no handler of the registry given reads: \.export/00000000000000000001/"
+        r"study_user_activity/create/star/, \.export/00000000000000000001\.claim: study_user_activity/create/star;"
+    )
+    with pytest.raises(ConfigError, match=message):
+        setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"))
+    assert star.read_text() == "{}"
