@@ -342,6 +342,9 @@ def check_registry(handlers: Registry) -> None:
             ):
                 raise ConfigError(f"{key} and {other_key} share the directory {config.directory!r}")
         directories[config.directory] = key
+        problem = _unlisted_name(config)
+        if problem is not None:
+            raise ConfigError(f"{key}: its path strategy {problem}, which its read strategy never lists")
         if config.operation == Operation.CREATE and config.select is None:
             raise ConfigError(f"{key} takes creates, and has no selector")
         if config.delete is not None:
@@ -356,6 +359,28 @@ def check_registry(handlers: Registry) -> None:
         problem = ds.unreadable_column(dataset)
         if problem is not None:
             raise ConfigError(f"dataset {dataset.name}: {problem}")
+
+
+def _unlisted_name(config: HandlerConfig) -> str | None:
+    """What is wrong with the file name ``config`` gives a sample record, when the read
+    strategies (``.json`` files, no temporaries, in the handler's directory or one level down)
+    would never list it; None when nothing is, or when the strategy cannot name a sample."""
+    sample = CachedRecord(
+        uri=f"at://did:plc:sample/{config.collection}/3ksample", cid=None, author_did="did:plc:sample",
+        rkey="3ksample", collection=config.collection, operation=config.operation,
+        record_type=config.record_type, seq=1, rev="3ksample", event_time="1970-01-01T00:00:00Z",
+        synctimestamp="1970-01-01T00:00:00.000000Z", follow_status=config.follow_status,
+        nested_key="3ksample", subject_did="did:plc:subject",
+    )  # fmt: skip
+    try:
+        name = config.path_strategy(sample)
+    except Exception:  # a strategy that needs more of a record than a sample has: not judged
+        return None
+    if not isinstance(name, str) or not name.endswith(".json"):
+        return f"names a file {name!r}, not a .json file"
+    if name.startswith(".") or "/" in name:
+        return f"names a file {name!r}, a temporary's name or a path"
+    return None
 
 
 def datasets_of(handlers: Registry) -> dict[str, Dataset]:

@@ -105,6 +105,15 @@ def _replace(key: HandlerKey, **changes: object) -> dict[HandlerKey, HandlerConf
         (_replace(K.REPOST, directory="study_user_activity/../x"), "not a directory under the cache root"),
         (_replace(K.REPOST, directory="/abs"), "not a directory under the cache root"),
         (_replace(K.REPOST, select=None), "has no selector"),
+        (
+            _replace(K.REPOST, path_strategy=lambda r: f"{r.rkey}.txt"),
+            "names a file '3ksample.txt', not a .json",
+        ),
+        (_replace(K.REPOST, path_strategy=lambda r: f".{r.rkey}.json"), "a temporary's name or a path"),
+        (
+            _replace(K.REPOST, path_strategy=lambda r: f"{r.author_did}/x.json"),
+            "a temporary's name or a path",
+        ),
         (_replace(K.REPOST, delete=K.DELETE_LIKE), "not a delete of app.bsky.feed.repost"),
         ({**HANDLERS, K.REPOST: HANDLERS[K.LIKE]}, "holds the config of like under repost"),
         (
