@@ -136,15 +136,21 @@ def involves(dataset: str, row: dict[str, Any], did: str) -> bool:
     return follows and row.get("follow_status") == "followee" and row.get("followee_did") == did
 
 
+def kind(row: dict[str, Any]) -> tuple[Any, Any]:
+    return row.get("uri"), row.get("follow_status")
+
+
 def without(everything: dict[str, list[str]], did: str) -> dict[str, list[str]]:
     expected = {}
     for name, listed in everything.items():
         decoded = [json.loads(r) for r in listed]
-        gone = {r.get("uri") for r in decoded if involves(name, r, did) and r.get("operation") != "delete"}
+        # a delete goes with its record: the same URI and the same kind (a follow's status), so
+        # that the follower row of a follow stays when its followee row goes
+        gone = {kind(r) for r in decoded if involves(name, r, did) and r.get("operation") != "delete"}
         kept = [
             text
             for text, r in zip(listed, decoded, strict=True)
-            if not involves(name, r, did) and (r.get("uri") not in gone or r.get("uri") is None)
+            if not involves(name, r, did) and (kind(r) not in gone or r.get("uri") is None)
         ]
         if kept:
             expected[name] = kept
@@ -266,3 +272,13 @@ def test_bad_purge_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert bad.value.code == 2
     assert purge_main([*store(tmp_path), "--did", A]) == 2
     assert "error: no cache at" in capsys.readouterr().err
+
+
+def test_a_study_users_own_follow_of_the_purged_account_stays(reference: Path) -> None:
+    """B's follow of A is two rows with one URI: the followee row (collected because of A) goes,
+    the follower row (B's own activity) stays, and so does its cache file."""
+    purge(reference, A)
+    export(reference)
+    follows = [json.loads(r) for r in rows(reference)["scraped_user_social_network/follow"]]
+    of_a = [(r["follow_status"], r["author_did"]) for r in follows if r["followee_did"] == A]
+    assert of_a == [("follower", B)]

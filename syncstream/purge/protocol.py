@@ -7,7 +7,8 @@ it leaves the cache, the state and the Parquet output. Exactly once, whatever is
    writer writes from then on involves the accounts.
 2. **Find.** Every cache file (in the tree and in export claims) and every Parquet row is read:
    rows authored by the accounts, and create or update rows their handler kept because of them,
-   are involved; so are the deletes of the same (dataset, URI).
+   are involved; so are the deletes of the same (dataset, URI, follow status): a follow's
+   follower and followee rows share a URI, and only the one kept because of them goes.
 3. **Cache.** The involved cache files are removed.
 4. **Parquet.** Each file holding involved rows is rewritten without them under a new name
    (``part-...~{purge}.parquet``), then the old file is removed: a rerun that finds both
@@ -112,6 +113,7 @@ class _Row(NamedTuple):
     author: str
     uri: str | None
     record: dict[str, Any] | None
+    status: str | None  # a follow's: follower or followee
 
 
 class _Purge:
@@ -129,7 +131,9 @@ class _Purge:
         self.writer_timeout = writer_timeout
         self.involvement = Involvement.of(record.dids, handlers)
         self.datasets = datasets_of(handlers)
-        self.involved: set[tuple[str, str]] = set()  # (dataset, URI) of rows kept because of them
+        # (dataset, URI, follow status) of rows kept because of them: a follow's two rows share
+        # its URI, and a study user's own follow of a purged account (the follower row) stays
+        self.involved: set[tuple[str, str, str]] = set()
         self.summary = PurgeSummary(purge_id=record.purge_id, dids=record.dids, reason=record.reason)
 
     def run(self, *, recovered: bool = False) -> PurgeSummary:
@@ -143,7 +147,7 @@ class _Purge:
         cache_files = list(self._cache_files())
         parts = self._parts()
         for _, config, cached in cache_files:
-            row = _Row(cached.operation, cached.author_did, cached.uri, cached.record)
+            row = _Row(cached.operation, cached.author_did, cached.uri, cached.record, config.follow_status)
             self._note(config.dataset.name, config, row)
         for relative_path, dataset in parts:
             self._note_part(relative_path, dataset)
@@ -151,7 +155,7 @@ class _Purge:
             path
             for path, config, cached in cache_files
             if cached.author_did in self.involvement.dids
-            or (config.dataset.name, cached.uri) in self.involved
+            or (config.dataset.name, cached.uri, config.follow_status or "") in self.involved
         ]
         self.summary.cache_files = remove_files(doomed)
         failpoint("purge.cache_removed")
@@ -159,7 +163,7 @@ class _Purge:
             self._rewrite(relative_path, dataset)
         self.state.finish_purge(
             record.purge_id,
-            uris={uri for _, uri in self.involved},
+            uris={uri for _, uri, _ in self.involved},
             cache_files=self.summary.cache_files,
             rows=self.summary.rows,
             now=time.time(),
@@ -210,7 +214,7 @@ class _Purge:
 
     def _note(self, dataset: str, config: HandlerConfig | None, row: _Row) -> None:
         if row.uri is not None and self.involvement.selected(config, row.operation, row.author, row.record):
-            self.involved.add((dataset, row.uri))
+            self.involved.add((dataset, row.uri, row.status or ""))
 
     def _parts(self) -> list[tuple[str, str]]:
         """(relative path, dataset) of every Parquet file of the registry's datasets, but those
@@ -254,7 +258,7 @@ class _Purge:
             status = statuses[i] if statuses is not None else None
             config = self.involvement.handler(name, record_type, status)
             record = json.loads(record_json) if record_json is not None else None
-            self._note(name, config, _Row(operation, author, uri, record))
+            self._note(name, config, _Row(operation, author, uri, record, status))
 
     # step 4: Parquet ------------------------------------------------------------------------
 
@@ -272,8 +276,16 @@ class _Purge:
         table = self.storage.read(relative_path)
         authors = table.column(dataset.author_column).to_pylist()
         uris = table.column("uri").to_pylist() if "uri" in table.column_names else [None] * len(authors)
-        dids = self.involvement.dids
-        keep = [a not in dids and (name, u) not in self.involved for a, u in zip(authors, uris, strict=True)]
+        statuses = (
+            table.column("follow_status").to_pylist()
+            if "follow_status" in table.column_names
+            else [None] * len(authors)
+        )
+        dids, involved = self.involvement.dids, self.involved
+        keep = [
+            a not in dids and (name, u, s or "") not in involved
+            for a, u, s in zip(authors, uris, statuses, strict=True)
+        ]
         removed = keep.count(False)
         if removed == 0:
             return
