@@ -12,6 +12,7 @@ from typing import Any
 import pyarrow.dataset as pads
 import pytest
 
+from syncstream.cache import WriterLock
 from syncstream.export.__main__ import main as export_main
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.state import StateStore
@@ -282,3 +283,43 @@ def test_a_study_users_own_follow_of_the_purged_account_stays(reference: Path) -
     follows = [json.loads(r) for r in rows(reference)["scraped_user_social_network/follow"]]
     of_a = [(r["follow_status"], r["author_did"]) for r in follows if r["followee_did"] == A]
     assert of_a == [("follower", B)]
+
+
+def test_a_purge_removes_the_accounts_set_aside_files(reference: Path) -> None:
+    """Files the export set aside (they could not become rows) go with the account: one of its
+    own that still decodes, one that does not but names it; another account's stays."""
+    aside = reference / "cache" / ".set-aside"
+    aside.mkdir()
+    name = "study_user_activity~create~post~author_did={}_post_uri_suffix=3x.json"
+    record = {"uri": f"at://{A}/app.bsky.feed.post/3x", "cid": None, "author_did": A, "rkey": "3x",
+              "collection": "app.bsky.feed.post", "operation": "create", "record_type": "post",
+              "seq": 2**70, "rev": "r", "event_time": TIME, "synctimestamp": TIME,
+              "record": post("alice's words")}  # fmt: skip
+    (aside / name.format(A)).write_text(json.dumps(record))
+    (aside / "garbled").write_bytes(b'\xff{"author_did": "' + A.encode() + b'", "text": "alice\'s words')
+    (aside / name.format(B)).write_bytes(b'\xff{"author_did": "' + B.encode() + b'"')
+    purge(reference, A)
+    assert sorted(p.name for p in aside.iterdir()) == [name.format(B)]
+
+
+def test_an_export_whose_purge_times_out_exports_nothing(
+    reference: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deleted account's purge that cannot finish (a writer that never applies the new
+    population) stops the export before a row is written: none of the account's rows reach the
+    output; the next export, once the writer is gone, purges and exports."""
+    write(reference, [event_frame("account", seq=200, did=A, time=TIME, active=False, status="deleted")])
+    before = rows(reference)
+    capsys.readouterr()
+    with WriterLock(str((reference / "cache").resolve())):
+        status = export_main([*store(reference), "--out", str(reference / "out"), "--writer-timeout", "0.2"])
+    assert status == 1
+    assert "error: " in capsys.readouterr().err
+    assert rows(reference) == before
+    assert tree(reference / "cache") != set()
+    export(reference)
+    after = rows(reference)
+    assert not any(
+        A in row for listed in after.values() for row in listed if json.loads(row).get("author_did") == A
+    )
+    assert tree(reference / "cache") == set()

@@ -58,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
         "deleted); by default each export purges them first, as `python -m syncstream.purge` does",
     )
     parser.add_argument(
+        "--writer-timeout",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="when a purge runs first: seconds to wait for a running writer to apply the new "
+        "population; if it does not, nothing is exported (exit 1) (default: %(default)s)",
+    )
+    parser.add_argument(
         "--clear-cache",
         action="store_true",
         help="after exporting, reset the whole cache tree; refused while a writer holds the cache",
@@ -164,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--batch-bytes must be at least 1")
     if args.connect_timeout <= 0 or args.request_timeout <= 0:
         parser.error("--connect-timeout and --request-timeout must be positive")
+    if args.writer_timeout <= 0:
+        parser.error("--writer-timeout must be positive")
     if args.dedup_window_hours < 0:
         parser.error("--dedup-window-hours must not be negative")
     if args.clear_cache and (args.keep_cache or args.dry_run):
@@ -277,6 +287,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
             dry_run=args.dry_run,
             progress=progress,
             purge_deleted=not args.keep_deleted_accounts,
+            writer_timeout=args.writer_timeout,
         )
         if args.clear_cache:
             writer_lock.release()

@@ -478,9 +478,12 @@ class _Exporter:
                 os.unlink(self._path(name))
 
 
-def _purge_first(context: BatchExportContext, *, purge_deleted: bool) -> list[PurgeSummary]:
+def _purge_first(
+    context: BatchExportContext, *, purge_deleted: bool, writer_timeout: float
+) -> list[PurgeSummary]:
     """Finish an interrupted purge; purge the accounts seen deleted. A purge that cannot finish
-    now (a writer that does not answer) is left to the next export, and this one goes on."""
+    now (a writer that does not answer) raises ``PurgeError``: nothing is exported until it has,
+    since the cache may hold rows of its accounts (the next export tries again)."""
     state = context.state
     pending = state.pending_purges() if purge_deleted else {}
     if not pending and not state.purges(unfinished=True):
@@ -494,15 +497,23 @@ def _purge_first(context: BatchExportContext, *, purge_deleted: bool) -> list[Pu
         by_reason.setdefault(reason, []).append(did)
     target = storage if isinstance(storage, ParquetStorage) else None
     try:
-        done = purge_accounts(context.cache_root, state, target, context.handlers, locked=True)
+        done = purge_accounts(
+            context.cache_root, state, target, context.handlers, locked=True, writer_timeout=writer_timeout
+        )
         for reason, dids in sorted(by_reason.items()):
             done += purge_accounts(
-                context.cache_root, state, target, context.handlers, dids, reason=reason, locked=True
+                context.cache_root,
+                state,
+                target,
+                context.handlers,
+                dids,
+                reason=reason,
+                locked=True,
+                writer_timeout=writer_timeout,
             )
         return done
     except PurgeError as error:
-        log.warning("purge left for the next export: %s", error)
-        return []
+        raise PurgeError(f"{error}; nothing was exported, so that no row of its accounts is") from None
 
 
 def export_batch(
@@ -512,12 +523,14 @@ def export_batch(
     dry_run: bool = False,
     progress: Callable[[ExportSummary], None] | None = None,
     purge_deleted: bool = True,
+    writer_timeout: float = 60.0,
 ) -> ExportSummary:
     """Export everything in the cache now; return what was written per dataset.
 
     First, an interrupted purge is finished and, with ``purge_deleted``, the accounts the writer
     saw deleted are purged (``syncstream.purge``). Raises ``CacheLockedError`` if another export
-    is running on this cache.
+    is running on this cache, and ``PurgeError`` (having exported nothing) when such a purge
+    cannot finish: a running writer did not apply the new population within ``writer_timeout``.
     """
     lock_path = os.path.join(context.cache_root, EXPORT_LOCK)
     fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
@@ -528,7 +541,11 @@ def export_batch(
             if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
                 raise CacheLockedError(f"another export is running on {context.cache_root}") from None
             raise
-        purges = [] if dry_run else _purge_first(context, purge_deleted=purge_deleted)
+        purges = (
+            []
+            if dry_run
+            else _purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
+        )
         summary = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress).run()
         summary.purges = purges
         return summary

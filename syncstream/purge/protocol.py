@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from syncstream.cache import WriterLock, remove_files
+from syncstream.cache import SET_ASIDE, WriterLock, read_bytes, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.listing import list_tree, new_id, read_lines
 from syncstream.failpoints import failpoint
@@ -157,6 +157,7 @@ class _Purge:
             if cached.author_did in self.involvement.dids
             or (config.dataset.name, cached.uri, config.follow_status or "") in self.involved
         ]
+        doomed += self._set_aside_files()
         self.summary.cache_files = remove_files(doomed)
         failpoint("purge.cache_removed")
         for relative_path, dataset in parts:
@@ -211,6 +212,47 @@ class _Purge:
                 except (OSError, msgspec.DecodeError):
                     continue  # gone meanwhile, or not a cache record (the export sets those aside)
                 yield path, by_key[entry.key], cached
+
+    def _set_aside_files(self) -> list[str]:
+        """The files in ``{cache}/.set-aside/`` that involve the accounts. They could not become
+        rows, so they are read as bytes: one that decodes as a cache record goes by the rules of
+        its kind, one that does not goes when it names an account at all (its text may be theirs)."""
+        by_directory = {config.directory: config for config in self.handlers.values()}
+        found = []
+        directory = os.path.join(self.root, SET_ASIDE)
+        with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
+            for entry in entries:
+                if not entry.is_file(follow_symlinks=False):
+                    continue
+                try:
+                    data = read_bytes(entry.path)
+                except OSError:
+                    continue
+                if self._set_aside_involved(entry.name, data, by_directory):
+                    found.append(entry.path)
+        return found
+
+    def _set_aside_involved(self, name: str, data: bytes, by_directory: Mapping[str, HandlerConfig]) -> bool:
+        if any(did.encode() in data or did in name for did in self.involvement.dids):
+            try:
+                cached = decode_record(data)
+            except msgspec.DecodeError:
+                return True
+            # set aside as its cache path with "/" as "~": the directory names its handler
+            config = by_directory.get(os.path.dirname(name.replace("~", "/")))
+            row = _Row(cached.operation, cached.author_did, cached.uri, cached.record, cached.follow_status)
+            if config is None or cached.author_did in self.involvement.dids:
+                return True
+            return (
+                self.involvement.selected(config, row.operation, row.author, row.record)
+                or (
+                    config.dataset.name,
+                    cached.uri,
+                    config.follow_status or "",
+                )
+                in self.involved
+            )
+        return False
 
     def _note(self, dataset: str, config: HandlerConfig | None, row: _Row) -> None:
         if row.uri is not None and self.involvement.selected(config, row.operation, row.author, row.record):
