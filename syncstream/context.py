@@ -67,6 +67,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     batch_files: int = 1_000  # cache files per chunk: bounds the export's memory ...
     batch_bytes: int = 16 << 20  # ... and their bytes, for caches of large records
     dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
+    format: str = "delta"  # "delta": each dataset a Delta table; "parquet": plain Hive-partitioned files
 
     def close(self) -> None:
         self.parts.close()
@@ -193,6 +194,7 @@ def setup_batch_export_system(
     parts: PartWrites | None = None,
     storage_options: StorageOptions | None = None,
     handlers: Registry = HANDLERS,
+    format: str = "delta",
 ) -> BatchExportContext:
     """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
 
@@ -227,6 +229,10 @@ def setup_batch_export_system(
             raise ConfigError("batch_bytes must be at least 1")
         if dedup_window_hours < 0:
             raise ConfigError("dedup_window_hours must not be negative")
+        if format not in ("delta", "parquet"):
+            raise ConfigError(f"format must be delta or parquet, not {format!r}")
+        if format == "delta" and not isinstance(out, str):
+            raise ConfigError("a Delta export takes its output as a directory or URI")
         state = StateStore(state_path)
         check_written(state, handlers)
         check_cache_tree(root, handlers)
@@ -252,6 +258,7 @@ def setup_batch_export_system(
         batch_files=batch_files,
         batch_bytes=batch_bytes,
         dedup_window_hours=dedup_window_hours,
+        format=format,
     )
 
 

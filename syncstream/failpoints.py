@@ -35,7 +35,8 @@ __all__ = [
 ENV = "SYNCSTREAM_FAILPOINTS"
 ACTIONS = ("kill", "raise", "exit")
 
-# Each point, and the processes it can fire in: the command's own process, its helper, or
+# Each point (``syncstream.staging.Step`` names those of the export and the purge), and the
+# processes it can fire in: the command's own process, its helper, or
 # the command run with its helper's work done inline (``--inline-writes``, ``--inline-parquet``).
 POINTS: Mapping[str, tuple[str, ...]] = {
     # the writer: routed writes handed over, each file in place, a batch durable, its cursor stored
@@ -50,6 +51,9 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "export.outputs_recorded": ("export", "export-inline"),
     "export.parquet_temp": ("export-helper", "export-inline"),
     "export.parquet_placed": ("export-helper", "export-inline"),
+    # a run: recorded (it will commit), each table's commit, then the keys in the state
+    "export.run_recorded": ("export", "export-inline"),
+    "export.table_committed": ("export", "export-inline"),
     "export.committed": ("export", "export-inline"),
     # The command's own process removes a slice too when its helper has a backlog; it runs the
     # same function as the helper, so the points fire there as well (not deterministically).
@@ -62,6 +66,9 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "purge.cache_removed": ("purge",),
     "purge.part_written": ("purge",),
     "purge.part_replaced": ("purge",),
+    # a Delta table: the rows deleted (one commit), then the files it replaced vacuumed
+    "purge.table_deleted": ("purge",),
+    "purge.vacuumed": ("purge",),
     "purge.finished": ("purge",),
 }
 PROCESSES = ("writer", "writer-inline", "write-helper", "export", "export-inline", "export-helper", "purge")

@@ -7,9 +7,10 @@ the same file names and the same index rows.
 
 from __future__ import annotations
 
+import secrets
 import sqlite3
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -383,14 +384,15 @@ class StateStore:
 
     def commit_export(
         self,
-        claim_id: str,
+        claim_id: str | Sequence[str],
         keys: Iterable[ExportKey],
         now: float,
         *,
         pinned: bool = False,
         released: Iterable[ExportKey] = (),
     ) -> None:
-        """The export's commit point: its keys and its claim, in one transaction.
+        """The export's commit point: its keys and its claim (or a run and its chunks), in one
+        transaction.
 
         ``pinned`` keys stay until ``released``: their files were kept in the cache
         (``--keep-cache``), so however long after, a later export finds them exported. An
@@ -409,7 +411,10 @@ class StateStore:
                 "AND follow_status = ? AND cid IN (?, '*') AND exported_at > ?",
                 ((now, *key, now) for key in released),
             )
-            self._db.execute("INSERT OR REPLACE INTO export_claims VALUES (?, ?)", (claim_id, now))
+            claim_ids = [claim_id] if isinstance(claim_id, str) else claim_id
+            self._db.executemany(
+                "INSERT OR REPLACE INTO export_claims VALUES (?, ?)", ((c, now) for c in claim_ids)
+            )
             oldest = self._meta_real("exported_oldest")
             if oldest is None or oldest > now:
                 self._set_meta("exported_oldest", now)
@@ -438,6 +443,23 @@ class StateStore:
             ).fetchone()
             self._set_meta("exported_oldest", left)
         return forgotten
+
+    def store_id(self) -> str:
+        """This store's name in the tables' logs (the app id of its exports' application
+        transactions), drawn once: several stores may export into one table."""
+        with self._transaction():
+            value = self._meta_real("store_id")
+            if value is None:
+                value = secrets.randbits(52)  # exact as a REAL too
+                self._set_meta("store_id", int(value))
+        return f"syncstream-{int(value):013x}"
+
+    def next_export_version(self) -> int:
+        """The version of a new export run's application transactions: it only grows."""
+        with self._transaction():
+            version = int(self._meta_real("export_version") or 0) + 1
+            self._set_meta("export_version", version)
+        return version
 
     def _meta_real(self, key: str) -> float | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.export.listing import chunks, list_tree, new_id, read_lines, write_text_atomic
+from syncstream.listing import chunks, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.handlers import HANDLERS
 from syncstream.types import HandlerKey
 

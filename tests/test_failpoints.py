@@ -11,13 +11,13 @@ import sys
 from functools import cache
 from pathlib import Path
 
-import duckdb
 import pytest
 
 from syncstream.errors import ConfigError
 from syncstream.failpoints import POINTS, _parse
 from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, tree, write_replay, write_users
+from tests.tables import connect, stray_files, table_dirs
 
 STUDY = "did:plc:studystudystudystudystu"
 OTHER = "did:plc:otherotherotherotherothe"
@@ -65,7 +65,9 @@ HITS = {
     "export.outputs_recorded": 2,
     "export.parquet_temp": 2,
     "export.parquet_placed": 2,
-    "export.committed": 2,
+    "export.run_recorded": 1,
+    "export.table_committed": 1,  # between the run's two tables (post, like_on_user_post)
+    "export.committed": 1,
     "export.removing": 2,
     "export.bookkeeping_removed": 1,
     "export.claim_removed": 1,
@@ -73,8 +75,12 @@ HITS = {
     "purge.cache_removed": 1,
     "purge.part_written": 2,
     "purge.part_replaced": 1,
+    "purge.table_deleted": 1,
+    "purge.vacuumed": 1,
     "purge.finished": 1,
 }
+# Steps of a plain-Parquet output (--format parquet); the others run against Delta tables.
+PARQUET_ONLY = {"purge.part_written", "purge.part_replaced"}
 CASES = [
     pytest.param(point, process, action, id=f"{process}/{point}:{action}")
     for point, processes in POINTS.items()
@@ -86,6 +92,12 @@ PURGE_CASES = [
     pytest.param(point, action, id=f"{point}:{action}")
     for point in POINTS
     if point.startswith("purge.")
+    for action in ("kill", "raise")
+]
+# The export's steps again with a plain-Parquet output: the same protocol, no table to commit.
+PARQUET_CASES = [
+    pytest.param(point, action, id=f"parquet/{point}:{action}")
+    for point in ("export.outputs_recorded", "export.run_recorded", "export.committed")
     for action in ("kill", "raise")
 ]
 
@@ -105,6 +117,10 @@ def write_command(root: Path, *extra: str) -> list[str]:
 
 def export_command(root: Path, *extra: str) -> list[str]:
     return command("syncstream.export", root, "--out", str(root / "out"), "--batch-files", "150", *extra)
+
+
+def parquet_export_command(root: Path, *extra: str) -> list[str]:
+    return export_command(root, "--format", "parquet", *extra)
 
 
 def run(arguments: list[str], failpoint: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -131,18 +147,31 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base
 
 
+def output_rows(root: Path) -> list[tuple[str, str, str, int]]:
+    """(record_type, uri, operation, count) over every dataset: the Delta tables through
+    DuckDB's delta_scan, or a plain-Parquet output through read_parquet."""
+    out = root / "out"
+    with connect() as db:
+        if table_dirs(out):
+            scans = " UNION ALL ".join(
+                f"SELECT record_type, uri, operation FROM delta_scan('{d}')" for d in table_dirs(out)
+            )
+        else:
+            scans = (f"SELECT record_type, uri, operation FROM read_parquet('{out}/*/*/*/*.parquet', "
+                     "hive_partitioning = true, union_by_name = true)")  # fmt: skip
+        return db.execute(f"SELECT *, count(*) FROM ({scans}) GROUP BY ALL").fetchall()
+
+
 def assert_exactly_once(root: Path) -> None:
-    with duckdb.connect() as db:
-        rows = db.execute(
-            f"SELECT record_type, uri, operation, count(*) FROM read_parquet('{root / 'out'}/*/*/*/*.parquet', "
-            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
-        ).fetchall()
+    rows = output_rows(root)
     duplicated = [row for row in rows if row[3] != 1]
     assert duplicated == [], "rows exported more than once"
     assert {tuple(row[:3]) for row in rows} == expected_rows()
     assert tree(root / "cache") == set()
     assert sorted(p.name for p in (root / "cache" / ".export").iterdir()) == []
     assert not list((root / "out").rglob(".*.tmp"))
+    if table_dirs(root / "out"):
+        assert stray_files(root / "out") == [], "data files no table names"
 
 
 @pytest.mark.parametrize(("point", "process", "action"), CASES)
@@ -172,6 +201,19 @@ def test_failpoint_then_rerun_exports_every_row_once(
     assert_exactly_once(root)
 
 
+@pytest.mark.parametrize(("point", "action"), PARQUET_CASES)
+def test_parquet_failpoint_then_rerun_exports_every_row_once(inputs: Path, point: str, action: str) -> None:
+    """The same protocol with --format parquet: killed or failed at a step, then rerun, every
+    row once in the plain Hive layout."""
+    root = inputs / f"parquet_{point}_{action}"
+    shutil.copytree(written_cache(str(inputs)), root)
+    failed = run(parquet_export_command(root), f"export/{point}:{HITS[point]}:{action}")
+    assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
+    result = run(parquet_export_command(root))
+    assert result.returncode == 0, result.stderr
+    assert_exactly_once(root)
+
+
 def late_likes() -> list[bytes]:
     """More likes by OTHER, written after the first export: the purge finds them in the cache."""
     return [
@@ -185,11 +227,11 @@ def late_likes() -> list[bytes]:
 
 
 @cache
-def exported_cache(base: str) -> Path:
-    """The written cache exported, then 20 more likes by OTHER written: Parquet and a cache."""
-    root = Path(base) / "exported"
+def exported_cache(base: str, output_format: str) -> Path:
+    """The written cache exported, then 20 more likes by OTHER written: tables and a cache."""
+    root = Path(base) / f"exported-{output_format}"
     shutil.copytree(written_cache(base), root)
-    assert run(export_command(root)).returncode == 0
+    assert run(export_command(root, "--format", output_format)).returncode == 0
     write_replay(Path(base) / "late.bin", late_likes())
     late = command("syncstream.write", root, "--replay", str(Path(base) / "late.bin"), "--no-sync",
                    "--study-users", str(Path(base) / "study.txt"))  # fmt: skip
@@ -207,24 +249,22 @@ def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: s
     """Crash or fail a purge at one step; rerun it (or export): OTHER's rows are gone from the
     output and the cache, every other row is there once."""
     root = inputs / f"purge_{point}_{action}"
-    shutil.copytree(exported_cache(str(inputs)), root)
+    output_format = "parquet" if point in PARQUET_ONLY else "delta"
+    shutil.copytree(exported_cache(str(inputs), output_format), root)
     failed = run(purge_command(root), f"purge/{point}:{HITS[point]}:{action}")
     assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
-    recover = (
-        [purge_command(root), export_command(root)] if point != "purge.begun" else [export_command(root)]
-    )
+    again = export_command(root, "--format", output_format)
+    recover = [purge_command(root), again] if point != "purge.begun" else [again]
     for arguments in recover:
         result = run(arguments)
         assert result.returncode == 0, result.stderr
-    with duckdb.connect() as db:
-        rows = db.execute(
-            f"SELECT record_type, uri, operation, count(*) FROM read_parquet('{root / 'out'}/*/*/*/*.parquet', "
-            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
-        ).fetchall()
+    rows = output_rows(root)
     assert [row for row in rows if row[3] != 1] == []
     assert {tuple(row[:3]) for row in rows} == {row for row in expected_rows() if row[0] == "post"}
     assert tree(root / "cache") == set()
     assert not list((root / "out").rglob(".*.tmp"))
+    if output_format == "delta":
+        assert stray_files(root / "out") == [], "a file that held a purged row is left"
     listed = run(command("syncstream.purge", root, "--list"))
     assert "unfinished" not in listed.stdout and OTHER in listed.stdout
 

@@ -119,6 +119,13 @@ def _parser() -> argparse.ArgumentParser:
         "each run's summary: a scheduler for hosts without cron or systemd timers",
     )
     parser.add_argument(
+        "--format",
+        choices=("delta", "parquet"),
+        default="delta",
+        help="delta: each dataset a Delta table, one commit per table per export (default); "
+        "parquet: plain Hive-partitioned Parquet files, for readers without Delta",
+    )
+    parser.add_argument(
         "--inline-parquet",
         action="store_true",
         help="build and write Parquet in this process instead of a helper process beside it (one "
@@ -262,6 +269,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
             parts=parts,
             storage_options=storage_options,
             handlers=handlers,
+            format=args.format,
         )
     except (SyncstreamError, OSError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

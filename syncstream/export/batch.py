@@ -1,24 +1,33 @@
 """The export protocol: claim, write, commit, remove. Exactly once, whatever is killed when.
 
-1. **Claim.** The claim's id is written to ``{cache}/.export/{claim}.claim``; then each handler
-   directory is renamed, whole, to ``{cache}/.export/{claim}/{handler dir}``: a few renames,
-   however many files. The writer recreates a directory on its next write, so what it writes
-   from then on is left for the next export, and what was claimed no longer changes.
-2. **Write.** The claimed files are read in chunks of at most ``batch_files`` files and about
-   ``batch_bytes`` bytes (bounded memory). For each chunk ``{chunk}.files`` lists them; rows are
-   built, deduplicated within the chunk and against the keys already exported (kept for the
-   relay's replay window); the Parquet names, derived from the chunk id, are recorded in
-   ``{chunk}.outputs`` and then written (by the part writer: a helper process, or inline).
-3. **Commit.** Once the part writer has answered that every part is written, this process,
-   and only this one, commits: one SQLite transaction records the chunk's keys and the chunk.
-4. **Remove.** The chunk's files go (or, with ``remove=False``, go back into the tree), then its
-   bookkeeping; once every chunk is done, the claim's directory and ``.claim`` file.
+A run exports one claim (``syncstream.staging`` lays out and names its bookkeeping):
 
-A crash before 3 leaves an uncommitted chunk: the next export deletes its recorded outputs, and
-its files, still in the claim, are exported again. A crash after 3 leaves a committed chunk: the
-next export finishes step 4. A clean failure (an exception, a helper that died) finishes the
-removal of committed chunks, removes what it can of the others and puts the rest of the claim
-back into the tree. Each step boundary has a named failpoint (``syncstream.failpoints``).
+1. **Claim.** The claim's directories are recorded, then each handler directory is renamed,
+   whole, into ``{cache}/.export/{claim}/``: a few renames, however many files. The writer
+   recreates a directory on its next write, so what it writes from then on is left for the next
+   export, and what was claimed no longer changes.
+2. **Write.** The claimed files are read in chunks of at most ``batch_files`` files and about
+   ``batch_bytes`` bytes (bounded memory). For each chunk its files are listed; rows are built,
+   deduplicated within the run and against the keys already exported (kept for the relay's
+   replay window); its data files, named after the chunk, are recorded and then written (by the
+   part writer: a helper process, or inline) into their tables' directories, where no reader
+   looks until a commit names them.
+3. **Commit.** Once every data file of the run is written, this process, and only this one,
+   records the run (``{claim}.commit``: each table's files, the application transaction
+   ``(store id, version)``, the keys) and commits each table once: one commit per table per run,
+   carrying the transaction (``syncstream.lake``). Then one SQLite transaction records the keys
+   and the run's chunks.
+4. **Remove.** The claim's files go (or, with ``remove=False``, go back into the tree), then the
+   bookkeeping.
+
+A crash before the run is recorded leaves data files no log names: the next export removes them
+and exports the claim again. A crash after it leaves a recorded run: the next export commits
+the tables that do not hold its transaction yet (each table's log says which do: never twice),
+records the keys and finishes step 4. A clean failure before step 3 removes what it wrote and
+puts the claim back into the tree. Each step has a named failpoint (``syncstream.staging.Step``).
+
+With ``--format parquet`` the same protocol writes plain Hive-partitioned files and step 3 has
+no table to commit: the SQLite transaction is the commit.
 
 A cache file that cannot become a row (not a cache record, a time or seq out of range) is set
 aside in ``{cache}/.set-aside/`` and counted; symbolic links inside the cache are never followed.
@@ -27,15 +36,12 @@ aside in ``{cache}/.set-aside/`` and counted; symbolic links inside the cache ar
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
 import logging
 import os
 import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from typing import NamedTuple
 
 import msgspec
 
@@ -48,24 +54,21 @@ from syncstream.cache import (
     remove_files,
 )
 from syncstream.context import BatchExportContext
-from syncstream.datasets import Dataset, partition_date
-from syncstream.errors import CacheLockedError
-from syncstream.export.listing import Entry, list_tree, new_id, read_lines, write_text_atomic
+from syncstream.datasets import partition_date
 from syncstream.export.parts import Part
+from syncstream.export.plan import Chunk, Planned, unexportable
 from syncstream.failpoints import failpoint
 from syncstream.handlers import datasets_of
+from syncstream.listing import Entry, list_tree, new_id
 from syncstream.paths import bounded_name
 from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
+from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
 from syncstream.state import ExportKey, export_key
-from syncstream.timestamps import is_seq, micros
-from syncstream.views import FileHead, decode_head
+from syncstream.views import decode_head
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
 
 log = logging.getLogger("syncstream.export")
-
-STAGING = ".export"
-EXPORT_LOCK = ".export.lock"
 
 
 class DatasetSummary(msgspec.Struct, kw_only=True):
@@ -82,45 +85,13 @@ class ExportSummary(msgspec.Struct, kw_only=True):
     links_skipped: int = 0  # symbolic links inside the cache, left alone
     recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
     batches: int = 0
+    commits: int = 0  # table commits (at most one per table per run)
     dry_run: bool = False
     purges: list[PurgeSummary] = msgspec.field(default_factory=list)  # run first: deleted accounts
 
     @property
     def rows(self) -> int:
         return sum(d.rows for d in self.datasets.values())
-
-
-class _Planned(NamedTuple):
-    relative_path: str  # under the storage's base, named after the chunk
-    dataset: Dataset
-    files: list[bytes]  # the part's cache files ...
-    keys: list[ExportKey]  # ... and their keys, row by row
-
-
-class _Chunk:
-    """One chunk of a claim on its way through write, commit and remove."""
-
-    def __init__(self, chunk_id: str, claim_dir: str, entries: Sequence[Entry], data: list[bytes]) -> None:
-        self.id, self.claim_dir, self.entries = chunk_id, claim_dir, entries
-        self.data = data  # each entry's bytes, read before the chunk is listed
-        self.planned: list[_Planned] = []
-        self.released: list[ExportKey] = []  # keys found exported, whose files this removes
-        self.committed = False
-
-    @property
-    def keys(self) -> list[ExportKey]:
-        return [key for planned in self.planned for key in planned.keys]
-
-
-def _unexportable(head: FileHead) -> str | None:
-    """Why a decoded cache file cannot be a row (the same checks as the writer's), or None."""
-    if head.seq is not None and not is_seq(head.seq):
-        return f"seq {head.seq} is not an int64"
-    if micros(head.event_time) is None:
-        return f"event_time {head.event_time!r} is not a datetime"
-    if micros(head.synctimestamp) is None:
-        return f"synctimestamp {head.synctimestamp!r} is not a datetime"
-    return None
 
 
 class _Exporter:
@@ -135,7 +106,7 @@ class _Exporter:
         self.context = context
         self.parts = context.parts
         self.root = context.cache_root
-        self.staging = os.path.join(self.root, STAGING)
+        self.staging = Staging(self.root)
         self.remove = remove
         self.dry_run = dry_run
         self.progress = progress
@@ -149,17 +120,21 @@ class _Exporter:
 
     # the protocol ---------------------------------------------------------------------------
 
+    def dry(self) -> ExportSummary:
+        for entries, data in self._read_chunks(self.root, self._listable(self.root)):
+            for planned in self._plan(Chunk("dry-run", self.root, entries, data)):
+                stats = self.summary.datasets.setdefault(planned.dataset.name, DatasetSummary())
+                stats.rows += len(planned.keys)
+            self._done_batch()
+        return self.summary
+
+    def prepare(self) -> None:
+        check_no_links(self.root, self.staging.directory)
+        os.makedirs(self.staging.directory, exist_ok=True)
+        self._recover_runs()
+
     def run(self) -> ExportSummary:
-        check_no_links(self.root, self.staging)
-        os.makedirs(self.staging, exist_ok=True)
-        if self.dry_run:
-            for entries, data in self._read_chunks(self.root, self._listable(self.root)):
-                for planned in self._plan(_Chunk("dry-run", self.root, entries, data)):
-                    stats = self.summary.datasets.setdefault(planned.dataset.name, DatasetSummary())
-                    stats.rows += len(planned.keys)
-                self._done_batch()
-            return self.summary
-        self._recover()
+        self._recover_claims()
         window = self.context.dedup_window_hours * 3600
         self.context.state.prune_exported(time.time() - window, slack=window / 10)
         claim_id = new_id()
@@ -192,15 +167,15 @@ class _Exporter:
         ]
         if not present:
             return False
-        write_text_atomic(self._path(f"{claim_id}.claim"), "".join(f"{d}\n" for d in present))
-        failpoint("export.claim_manifest")
-        claim_dir = self._path(claim_id)
+        self.staging.record_claim(claim_id, present)
+        failpoint(Step.CLAIM_MANIFEST)
+        claim_dir = self.staging.path(claim_id)
         for directory in present:
             target = os.path.join(claim_dir, directory)
             os.makedirs(os.path.dirname(target), exist_ok=True)
             with contextlib.suppress(FileNotFoundError):  # removed meanwhile (a reset)
                 os.rename(os.path.join(self.root, directory), target)
-            failpoint("export.claim_rename")
+            failpoint(Step.CLAIM_RENAME)
         return True
 
     def _read_chunks(self, root: str, directories: list[str]) -> Iterator[tuple[list[Entry], list[bytes]]]:
@@ -230,106 +205,145 @@ class _Exporter:
             yield entries, data
 
     def _export_claim(self, claim_id: str) -> None:
-        """Chunk by chunk, two in flight: chunk N+1 is read and its parts submitted before
-        chunk N is committed and removed, so that a helper writes Parquet meanwhile."""
-        claim_dir = self._path(claim_id)
-        in_flight: deque[_Chunk] = deque()
+        """Chunk by chunk, two in flight: chunk N+1 is read and its parts submitted while the
+        part writer writes chunk N. Once all are written, the run is committed, table by table,
+        and only then are the claim's files removed."""
+        claim_dir = self.staging.path(claim_id)
+        in_flight: deque[Chunk] = deque()
+        written: list[Chunk] = []
+        recorded = False
         try:
             for entries, data in self._read_chunks(claim_dir, self._listable(claim_dir)):
-                chunk = _Chunk(new_id(), claim_dir, entries, data)
+                chunk = Chunk(new_id(), claim_dir, entries, data)
                 in_flight.append(chunk)
                 self._start(chunk)
                 while len(in_flight) > 1:
-                    self._complete(in_flight[0])
-                    in_flight.popleft()
+                    written.append(self._written(in_flight.popleft()))
             while in_flight:
-                self._complete(in_flight[0])
-                in_flight.popleft()
+                written.append(self._written(in_flight.popleft()))
+            if written:
+                run = self._run_of(claim_id, written)
+                self.staging.record_run(run)
+                recorded = True
+                failpoint(Step.RUN_RECORDED)
+                self._commit_run(run)
+                for chunk in written:
+                    self._finish_chunk(chunk.id, chunk.claim_dir, chunk.entries)
             self._settle()
         except Exception:
-            self._fail_claim(claim_id, in_flight)
+            if not recorded:  # a recorded run is the next export's to commit: never put back
+                self._fail_claim(claim_id, [*written, *in_flight])
             raise
+        self.staging.drop_run(claim_id)
         shutil.rmtree(claim_dir, ignore_errors=True)
-        failpoint("export.claim_removed")
-        self._drop(f"{claim_id}.claim")
+        failpoint(Step.CLAIM_REMOVED)
+        self.staging.drop(f"{claim_id}.claim")
 
-    def _start(self, chunk: _Chunk) -> None:
+    def _start(self, chunk: Chunk) -> None:
         """List the chunk, plan its parts, record their names, submit them."""
-        write_text_atomic(
-            self._path(f"{chunk.id}.files"),
-            os.path.basename(chunk.claim_dir) + "\n" + "".join(f"{e.relpath}\n" for e in chunk.entries),
+        self.staging.record_chunk(
+            chunk.id, os.path.basename(chunk.claim_dir), [e.relpath for e in chunk.entries]
         )
-        failpoint("export.chunk_listed")
+        failpoint(Step.CHUNK_LISTED)
         chunk.planned = self._plan(chunk)
         chunk.data = []  # planned: the parts hold what they need
-        write_text_atomic(
-            self._path(f"{chunk.id}.outputs"), "".join(f"{p.relative_path}\n" for p in chunk.planned)
-        )
-        failpoint("export.outputs_recorded")
+        self.staging.record_outputs(chunk.id, [p.relative_path for p in chunk.planned])
+        failpoint(Step.OUTPUTS_RECORDED)
         if chunk.planned:
             self.parts.submit([Part(p.relative_path, p.dataset, p.files) for p in chunk.planned])
             for planned in chunk.planned:
                 self._uncommitted.update(planned.keys)
                 planned.files.clear()  # submitted: the part writer has them (memory is bounded)
 
-    def _complete(self, chunk: _Chunk) -> None:
-        """Wait until the chunk's parts are written, commit it, then remove its files."""
-        sizes = self.parts.sizes() if chunk.planned else []
-        keys = chunk.keys
-        self.context.state.commit_export(
-            chunk.id,
-            keys,
-            time.time(),
-            pinned=not self.remove,
-            released=chunk.released if self.remove else (),
-        )
-        failpoint("export.committed")
-        chunk.committed = True
-        self._uncommitted.difference_update(keys)
-        for planned, size in zip(chunk.planned, sizes, strict=True):
+    def _written(self, chunk: Chunk) -> Chunk:
+        """Wait until the chunk's parts are written; note their sizes."""
+        chunk.sizes = self.parts.sizes() if chunk.planned else []
+        for planned, size in zip(chunk.planned, chunk.sizes, strict=True):
             stats = self.summary.datasets.setdefault(planned.dataset.name, DatasetSummary())
             stats.rows += len(planned.keys)
             stats.files += 1
             stats.bytes += size
-        self._finish_chunk(chunk.id, chunk.claim_dir, chunk.entries)
         self._done_batch()
+        return chunk
 
-    def _fail_claim(self, claim_id: str, in_flight: Sequence[_Chunk]) -> None:
-        """After a clean failure: finish what was committed, remove what was not (or leave it
-        recorded for the next export), and put the rest of the claim back into the tree."""
-        for chunk in in_flight:
+    def _run_of(self, claim_id: str, chunks: Sequence[Chunk]) -> RunCommit:
+        state = self.context.state
+        tables: dict[str, list[AddedFile]] = {}
+        for chunk in chunks:
+            for planned, size in zip(chunk.planned, chunk.sizes, strict=True):
+                name = planned.dataset.name
+                path = planned.relative_path.removeprefix(f"{name}/")
+                date = path.split("/", 1)[0].removeprefix("partition_date=")
+                tables.setdefault(name, []).append(
+                    AddedFile(path=path, partition_date=date, size=size, rows=len(planned.keys))
+                )
+        return RunCommit(
+            claim=claim_id,
+            app_id=state.store_id(),
+            version=state.next_export_version(),
+            format=self.context.format,
+            chunks=[chunk.id for chunk in chunks],
+            tables=tables,
+            keys=[key for chunk in chunks for key in chunk.keys],
+            pinned=not self.remove,
+            released=[key for chunk in chunks for key in chunk.released] if self.remove else [],
+        )
+
+    def _commit_run(self, run: RunCommit) -> None:
+        """Commit each table that does not hold the run yet, then the keys: idempotent."""
+        if run.format == "delta":
+            from syncstream.lake import commit_run  # noqa: PLC0415 (delta-rs: only to commit)
+
+            self.summary.commits += commit_run(self._out(), run, self.dataset_named)
+        state = self.context.state
+        if not state.claim_committed(run.claim):
+            state.commit_export(
+                [run.claim, *run.chunks], run.keys, time.time(), pinned=run.pinned, released=run.released
+            )
+        failpoint(Step.COMMITTED)
+        self._uncommitted.difference_update(run.keys)
+
+    def _count(self, run: RunCommit) -> None:
+        """A recovered run's rows, committed by this export."""
+        for name, files in run.tables.items():
+            stats = self.summary.datasets.setdefault(name, DatasetSummary())
+            stats.rows += sum(f.rows for f in files)
+            stats.files += len(files)
+            stats.bytes += sum(f.size for f in files)
+
+    def _out(self) -> str:
+        output = self.context.output
+        if not isinstance(output, str):
+            raise TypeError("a Delta export needs its output as a directory or URI")
+        return output
+
+    def _fail_claim(self, claim_id: str, chunks: Sequence[Chunk]) -> None:
+        """After a clean failure before the run was recorded: remove what it wrote (or leave it
+        recorded for the next export) and put the claim back into the tree."""
+        for chunk in chunks:
             self._uncommitted.difference_update(chunk.keys)
         if self.parts.healthy():
             with contextlib.suppress(Exception):
-                self.parts.sync()  # no removal may still run while the claim is put back
-        self._finishing.clear()
-        for name in sorted(os.listdir(self.staging)):
-            if not name.endswith(".files") or name.startswith("."):
-                continue
-            chunk_id = name.removesuffix(".files")
-            lines = read_lines(self._path(name))
-            if lines[:1] != [claim_id]:
-                continue
-            if self.context.state.claim_committed(chunk_id):
-                remove_files(os.path.join(self.staging, claim_id, relpath) for relpath in lines[1:])
-                self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
-                self.context.state.forget_claims([chunk_id])
+                self.parts.sync()
+        for chunk_id in self.staging.chunks():
+            claim, _ = self.staging.chunk_listing(chunk_id)
+            if claim != claim_id:
                 continue
             try:
-                self.parts.remove(read_lines(self._path(f"{chunk_id}.outputs")))
+                self.parts.remove(self.staging.outputs(chunk_id))
             except Exception as error:
                 log.warning("export chunk %s: parts left for the next export to remove (%s)", chunk_id, error)
                 continue
-            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
-        claim_dir = self._path(claim_id)
+            self.staging.drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+        claim_dir = self.staging.path(claim_id)
         self._restore(claim_dir, list(list_tree(claim_dir, self.handlers)))
-        self._drop(f"{claim_id}.claim")
+        self.staging.drop(f"{claim_id}.claim")
         shutil.rmtree(claim_dir, ignore_errors=True)
 
     def _finish_chunk(self, chunk_id: str, claim_dir: str, chunk: Sequence[Entry]) -> None:
         """Remove a committed chunk's files, then its bookkeeping (handed to the part writer,
-        whose helper does it beside the next chunk's Parquet)."""
-        bookkeeping = [self._path(f"{chunk_id}.outputs"), self._path(f"{chunk_id}.files")]
+        whose helper does it beside this process)."""
+        bookkeeping = self.staging.chunk_bookkeeping(chunk_id)
         if self.remove:
             self.parts.finish([f"{claim_dir}/{e.relpath}" for e in chunk], bookkeeping)
         else:
@@ -343,7 +357,7 @@ class _Exporter:
         self.context.state.forget_claims(self._finishing)
         self._finishing.clear()
 
-    def _plan(self, chunk: _Chunk) -> list[_Planned]:
+    def _plan(self, chunk: Chunk) -> list[Planned]:
         """Turn the chunk's files into one part per (dataset, partition date), deduplicated:
         within the chunk the latest seq wins; keys already exported, or in a part written and
         not yet committed, are dropped. A file that cannot be a row is set aside."""
@@ -357,7 +371,7 @@ class _Exporter:
             except msgspec.DecodeError as error:
                 self._set_aside(prefix + entry.relpath, entry, error)
                 continue
-            problem = _unexportable(head)
+            problem = unexportable(head)
             if problem is not None:
                 self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
                 continue
@@ -375,14 +389,14 @@ class _Exporter:
         chunk.released = list(exported)
         exported.update(key for key in self._uncommitted if key in rows)
         self.summary.duplicates += len(exported)
-        grouped: dict[tuple[str, str], _Planned] = {}
+        grouped: dict[tuple[str, str], Planned] = {}
         for key, (_, where, data) in rows.items():
             if key in exported:
                 continue
             planned = grouped.get(where)
             if planned is None:
                 relative = f"{where[0]}/partition_date={where[1]}/part-{chunk.id}.parquet"
-                planned = grouped[where] = _Planned(relative, self.dataset_named[where[0]], [], [])
+                planned = grouped[where] = Planned(relative, self.dataset_named[where[0]], [], [])
             planned.files.append(data)
             planned.keys.append(key)
         return list(grouped.values())
@@ -430,52 +444,47 @@ class _Exporter:
 
     # recovery -------------------------------------------------------------------------------
 
-    def _recover(self) -> None:
-        names = sorted(os.listdir(self.staging))
-        for name in names:
-            if name.startswith(".") and name.endswith(".tmp"):  # bookkeeping cut mid-write
-                self._drop(name)
-        for name in names:
-            if name.endswith(".files") and not name.startswith("."):
-                self._recover_chunk(name.removesuffix(".files"))
+    def _recover_runs(self) -> None:
+        """Commit the runs recorded before a crash (the tables that do not hold them yet, then
+        their keys); remove the data files of chunks no run will commit; finish removals."""
+        self.staging.drop_temporaries()
+        runs = self.staging.runs()
+        for run in runs:
+            log.info("committing export run %s (recorded before an interruption)", run.claim)
+            self._commit_run(run)
+            self._count(run)
+        for chunk_id in self.staging.chunks():
+            self._recover_chunk(chunk_id)
         if self._finishing:
             self._settle()  # committed chunks' files are gone before their claim is listed again
-        for name in names:
-            if name.endswith(".claim") and not name.startswith("."):
-                claim_id = name.removesuffix(".claim")
-                log.info("carrying on with export claim %s (interrupted)", claim_id)
-                self.summary.recovered_claims += 1
-                self._export_claim(claim_id)
+        for run in runs:
+            self.staging.drop_run(run.claim)
+
+    def _recover_claims(self) -> None:
+        for claim_id in self.staging.claims():
+            log.info("carrying on with export claim %s (interrupted)", claim_id)
+            self.summary.recovered_claims += 1
+            self._export_claim(claim_id)
 
     def _recover_chunk(self, chunk_id: str) -> None:
-        lines = read_lines(self._path(f"{chunk_id}.files"))
-        if not lines:
-            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+        claim, relpaths = self.staging.chunk_listing(chunk_id)
+        if claim is None:
+            self.staging.drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
             return
-        claim_dir = self._path(lines[0])
+        claim_dir = self.staging.path(claim)
         self.summary.recovered_claims += 1
         if self.context.state.claim_committed(chunk_id):
             log.info("finishing export chunk %s (committed before a crash)", chunk_id)
-            chunk = [Entry(relpath, self._key_of(relpath)) for relpath in lines[1:]]
+            chunk = [Entry(relpath, self._key_of(relpath)) for relpath in relpaths]
             self._finish_chunk(chunk_id, claim_dir, chunk)
         else:
             log.info("redoing export chunk %s (interrupted before its commit)", chunk_id)
-            self.parts.remove(read_lines(self._path(f"{chunk_id}.outputs")))
-            self._drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
+            self.parts.remove(self.staging.outputs(chunk_id))
+            self.staging.drop(f"{chunk_id}.outputs", f"{chunk_id}.files")
 
     def _key_of(self, relpath: str) -> str:
         directory = os.path.dirname(relpath)
         return self.by_dir.get(directory) or self.by_dir[os.path.dirname(directory)]
-
-    # paths ----------------------------------------------------------------------------------
-
-    def _path(self, name: str) -> str:
-        return os.path.join(self.staging, name)
-
-    def _drop(self, *names: str) -> None:
-        for name in names:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self._path(name))
 
 
 def _purge_first(
@@ -496,9 +505,16 @@ def _purge_first(
     for did, (_, reason) in sorted(pending.items()):
         by_reason.setdefault(reason, []).append(did)
     target = storage if isinstance(storage, ParquetStorage) else None
+    out = output if isinstance(output, str) else None
     try:
         done = purge_accounts(
-            context.cache_root, state, target, context.handlers, locked=True, writer_timeout=writer_timeout
+            context.cache_root,
+            state,
+            target,
+            context.handlers,
+            locked=True,
+            writer_timeout=writer_timeout,
+            out=out,
         )
         for reason, dids in sorted(by_reason.items()):
             done += purge_accounts(
@@ -510,6 +526,7 @@ def _purge_first(
                 reason=reason,
                 locked=True,
                 writer_timeout=writer_timeout,
+                out=out,
             )
         return done
     except PurgeError as error:
@@ -527,27 +544,18 @@ def export_batch(
 ) -> ExportSummary:
     """Export everything in the cache now; return what was written per dataset.
 
-    First, an interrupted purge is finished and, with ``purge_deleted``, the accounts the writer
-    saw deleted are purged (``syncstream.purge``). Raises ``CacheLockedError`` if another export
-    is running on this cache, and ``PurgeError`` (having exported nothing) when such a purge
-    cannot finish: a running writer did not apply the new population within ``writer_timeout``.
+    First, an interrupted export run is committed; then an interrupted purge is finished and,
+    with ``purge_deleted``, the accounts the writer saw deleted are purged (``syncstream.purge``).
+    Raises ``CacheLockedError`` if another export is running on this cache, and ``PurgeError``
+    (having exported nothing) when such a purge cannot finish: a running writer did not apply
+    the new population within ``writer_timeout``.
     """
-    lock_path = os.path.join(context.cache_root, EXPORT_LOCK)
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-                raise CacheLockedError(f"another export is running on {context.cache_root}") from None
-            raise
-        purges = (
-            []
-            if dry_run
-            else _purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
-        )
-        summary = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress).run()
+    with ExportLock(context.cache_root, wait=False):
+        exporter = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress)
+        if dry_run:
+            return exporter.dry()
+        exporter.prepare()
+        purges = _purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
+        summary = exporter.run()
         summary.purges = purges
         return summary
-    finally:
-        os.close(fd)

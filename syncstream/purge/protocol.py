@@ -34,9 +34,9 @@ import msgspec
 
 from syncstream.cache import SET_ASIDE, WriterLock, read_bytes, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
-from syncstream.export.listing import list_tree, new_id, read_lines
 from syncstream.failpoints import failpoint
 from syncstream.handlers import HandlerConfig, Registry, datasets_of
+from syncstream.listing import list_tree, new_id, read_lines
 from syncstream.purge.rows import Involvement
 from syncstream.records import CachedRecord, decode_record
 from syncstream.state import PurgeRecord, StateStore

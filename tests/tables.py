@@ -1,0 +1,58 @@
+"""Reading the export's output back as a researcher would: Delta tables through deltalake,
+DuckDB's delta_scan (offline: the extension comes from the duckdb-ext-delta package) and
+polars; and what lies on disk beside the tables' logs."""
+
+from __future__ import annotations
+
+import os
+import sysconfig
+from pathlib import Path
+from typing import Any
+
+import duckdb
+from deltalake import DeltaTable
+
+EXTENSIONS = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
+
+
+def connect() -> duckdb.DuckDBPyConnection:
+    """DuckDB with the delta extension loaded from the installed package, never downloaded."""
+    db = duckdb.connect(config={"extension_directory": EXTENSIONS, "autoinstall_known_extensions": False})
+    db.execute("LOAD delta")
+    return db
+
+
+def table_dirs(out: Path) -> list[Path]:
+    return sorted(p.parent for p in out.rglob("_delta_log"))
+
+
+def dataset_names(out: Path) -> list[str]:
+    return [str(d.relative_to(out)) for d in table_dirs(out)]
+
+
+def table_rows(out: Path, name: str) -> list[dict[str, Any]]:
+    """A table's rows at its latest version, read single-threaded (no scan thread outlives it)."""
+    table = DeltaTable(str(out / name))
+    rows: list[dict[str, Any]] = table.to_pyarrow_dataset().to_table(use_threads=False).to_pylist()
+    del table
+    return rows
+
+
+def all_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
+    return {name: table_rows(out, name) for name in dataset_names(out)}
+
+
+def stray_files(out: Path) -> list[str]:
+    """Parquet files under a table that its latest version does not name (uncommitted, or
+    replaced and not vacuumed), and any file under the output outside every table."""
+    stray = []
+    tables = table_dirs(out)
+    named: set[str] = set()
+    for directory in tables:
+        table = DeltaTable(str(directory))
+        named.update(os.path.normpath(uri.removeprefix("file://")) for uri in table.file_uris())
+        del table
+    for path in out.rglob("*"):
+        if path.is_file() and "_delta_log" not in path.parts and str(path) not in named:
+            stray.append(str(path.relative_to(out)))
+    return sorted(stray)
