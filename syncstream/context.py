@@ -19,8 +19,8 @@ from syncstream.users import read_user_lines
 
 if TYPE_CHECKING:
     from syncstream.export.parts import PartWrites
-    from syncstream.export.storage import StorageRepository
-    from syncstream.export.storage_options import StorageOptions
+    from syncstream.storage import StorageRepository
+    from syncstream.storage_options import StorageOptions
 
 __all__ = [
     "BatchExportContext",
@@ -239,7 +239,7 @@ def setup_batch_export_system(
         if parts is None and helper_process and isinstance(out, str):
             parts = HelperParts(out, options=(storage_options or _default_storage()).to_args())
         elif parts is None:
-            from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
+            from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
             parts = InlineParts(storage_for(out, storage_options) if isinstance(out, str) else out)
     except BaseException:
@@ -263,6 +263,6 @@ def setup_batch_export_system(
 
 
 def _default_storage() -> StorageOptions:
-    from syncstream.export.storage_options import StorageOptions  # noqa: PLC0415
+    from syncstream.storage_options import StorageOptions  # noqa: PLC0415
 
     return StorageOptions()

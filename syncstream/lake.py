@@ -24,7 +24,7 @@ from typing import NamedTuple
 from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import ArrayType, PrimitiveType
-from deltalake.transaction import AddAction
+from deltalake.transaction import AddAction, RemoveAction
 
 from syncstream.datasets import ArrowType, Dataset
 from syncstream.errors import SyncstreamError
@@ -179,7 +179,7 @@ def commit_files(
             table.alter.add_columns(missing)
             continue
         now = int(time.time() * 1000)
-        actions = [
+        actions: list[AddAction | RemoveAction] = [
             AddAction(
                 f.path, f.size, {PARTITION: f.partition_date}, now, True, json.dumps({"numRecords": f.rows})
             )

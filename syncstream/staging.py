@@ -6,6 +6,7 @@ here, so neither parses the other's files:
 - ``{claim}.claim``: the handler directories an export moved into ``{claim}/`` (one line each);
 - ``{chunk}.files``: a chunk's claim (first line) and its cache files, relative to the claim;
 - ``{chunk}.outputs``: the data files the chunk writes, recorded before they are written;
+- ``{purge}.purge``: a ``PurgePlan``, what a purge found involved, until it is done;
 - ``{claim}.commit``: a ``RunCommit``, written once every data file of the run is written and
   before the first table commit: what each table is to receive, under which application
   transaction, and the run's export keys. Recovery finishes it; nothing else commits a run.
@@ -21,6 +22,7 @@ import contextlib
 import errno
 import fcntl
 import os
+from collections.abc import Callable
 from enum import StrEnum
 from types import TracebackType
 
@@ -34,6 +36,7 @@ __all__ = [
     "STAGING",
     "AddedFile",
     "ExportLock",
+    "PurgePlan",
     "RunCommit",
     "Staging",
     "Step",
@@ -72,7 +75,7 @@ class _Struct(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     pass
 
 
-class AddedFile(_Struct):
+class AddedFile(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """A data file a run wrote into a table, to be added by the run's commit."""
 
     path: str  # relative to the table's root: partition_date=YYYY-MM-DD/part-{chunk}.parquet
@@ -81,7 +84,7 @@ class AddedFile(_Struct):
     rows: int
 
 
-class RunCommit(_Struct):
+class RunCommit(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     """What one export run commits: per table (dataset name) its files, under the application
     transaction (app_id, version); its chunks; its keys for the state store."""
 
@@ -96,8 +99,17 @@ class RunCommit(_Struct):
     released: list[tuple[str, str, str, str, str]]
 
 
+class PurgePlan(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What a purge found involved, (dataset, URI, follow status), kept until it is done: a
+    rerun after part of the removal still removes a delete whose create is gone already."""
+
+    purge_id: str
+    involved: list[tuple[str, str, str]]
+
+
 _encode = msgspec.json.Encoder().encode
 _decode_run = msgspec.json.Decoder(RunCommit).decode
+_decode_plan = msgspec.json.Decoder(PurgePlan).decode
 
 
 class ExportLock:
@@ -192,14 +204,17 @@ class Staging:
 
     # runs ---------------------------------------------------------------------------------------
 
-    def record_run(self, run: RunCommit) -> None:
-        path = self.path(f"{run.claim}.commit")
-        tmp = self.path(f".{run.claim}.commit.tmp")
+    def _write(self, name: str, payload: bytes) -> None:
+        os.makedirs(self.directory, exist_ok=True)
+        tmp = self.path(f".{name}.tmp")
         with open(tmp, "wb") as handle:
-            handle.write(_encode(run))
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        os.rename(tmp, path)
+        os.rename(tmp, self.path(name))
+
+    def record_run(self, run: RunCommit) -> None:
+        self._write(f"{run.claim}.commit", _encode(run))
 
     def runs(self) -> list[RunCommit]:
         """The runs recorded and not yet done with, oldest first."""
@@ -213,12 +228,27 @@ class Staging:
     def drop_run(self, claim: str) -> None:
         self.drop(f"{claim}.commit")
 
-    def pending_outputs(self, committed: set[str]) -> set[str]:
-        """Data files written by chunks that no run will commit: neither in a recorded run nor
-        in ``committed`` (chunks the state store holds as committed). Recovery removes them."""
+    def pending_outputs(self, committed: Callable[[str], bool]) -> set[str]:
+        """Data files written by chunks that no run will commit: in no recorded run, and not
+        ``committed`` (by the state store). The export's recovery removes them; so may a purge."""
         in_runs = {chunk for run in self.runs() for chunk in run.chunks}
         found: set[str] = set()
         for chunk in self.chunks():
-            if chunk not in in_runs and chunk not in committed:
+            if chunk not in in_runs and not committed(chunk):
                 found.update(self.outputs(chunk))
         return found
+
+    # purges -------------------------------------------------------------------------------------
+
+    def record_purge(self, plan: PurgePlan) -> None:
+        self._write(f"{plan.purge_id}.purge", _encode(plan))
+
+    def purge_plan(self, purge_id: str) -> PurgePlan | None:
+        try:
+            with open(self.path(f"{purge_id}.purge"), "rb") as handle:
+                return _decode_plan(handle.read())
+        except FileNotFoundError:
+            return None
+
+    def drop_purge(self, purge_id: str) -> None:
+        self.drop(f"{purge_id}.purge")

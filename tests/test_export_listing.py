@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.listing import chunks, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.handlers import HANDLERS
+from syncstream.listing import chunks, list_tree, new_id, read_lines, write_text_atomic
 from syncstream.types import HandlerKey
 
 

@@ -9,7 +9,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import pyarrow.dataset as pads
 import pytest
 
 from syncstream.cache import WriterLock
@@ -32,6 +31,7 @@ from tests.helpers import (
     write_replay,
     write_users,
 )
+from tests.tables import all_rows, stray_files
 
 A, B, FRIEND, STRANGER = "did:plc:alice", "did:plc:bob", "did:plc:friend", "did:plc:stranger"
 PA, PB = f"at://{A}/app.bsky.feed.post/3pa", f"at://{B}/app.bsky.feed.post/3pb"
@@ -101,13 +101,12 @@ def purge(root: Path, *dids: str) -> None:
 def rows(root: Path) -> dict[str, list[dict[str, Any]]]:
     """Every dataset's rows, but for the time the writer received them."""
     found: dict[str, list[dict[str, Any]]] = {}
-    for directory in sorted({p.parent.parent for p in (root / "out").rglob("*.parquet")}):
-        name = str(directory.relative_to(root / "out"))
-        table = pads.dataset(directory, format="parquet", partitioning="hive").to_table()
-        found[name] = sorted(
-            json.dumps({k: v for k, v in r.items() if k != "synctimestamp"}, default=str)
-            for r in table.to_pylist()
-        )  # type: ignore[assignment]
+    for name, listed in all_rows(root / "out").items():
+        if listed:
+            found[name] = sorted(
+                json.dumps({k: v for k, v in r.items() if k != "synctimestamp"}, default=str) for r in listed
+            )  # type: ignore[assignment]
+    assert stray_files(root / "out") == []  # every file a table names; none left by a purge
     return found
 
 

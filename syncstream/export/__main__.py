@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from syncstream.cli import add_store_options, load_registry, setup_logging
 from syncstream.errors import CacheLockedError, SyncstreamError
-from syncstream.export.storage_options import StorageOptions
 from syncstream.failpoints import set_process
+from syncstream.storage_options import StorageOptions
 
 if TYPE_CHECKING:
     from syncstream.export.batch import ExportSummary

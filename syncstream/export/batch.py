@@ -497,7 +497,7 @@ def _purge_first(
     pending = state.pending_purges() if purge_deleted else {}
     if not pending and not state.purges(unfinished=True):
         return []
-    from syncstream.export.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
+    from syncstream.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
 
     output = context.output
     storage = storage_for(output, context.storage_options) if isinstance(output, str) else output

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
     from syncstream.datasets import Dataset
-    from syncstream.export.storage import StorageRepository
+    from syncstream.storage import StorageRepository
 
 __all__ = [
     "REMOVAL_SLICE",
@@ -309,8 +309,8 @@ class _Server:
 
     def storage(self) -> StorageRepository:
         if self._storage is None:
-            from syncstream.export.storage import storage_for  # noqa: PLC0415
-            from syncstream.export.storage_options import StorageOptions  # noqa: PLC0415
+            from syncstream.storage import storage_for  # noqa: PLC0415
+            from syncstream.storage_options import StorageOptions  # noqa: PLC0415
 
             self._storage = storage_for(self.out, StorageOptions.from_args(self.options))
         return self._storage

@@ -111,14 +111,21 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _purge(
     args: argparse.Namespace, root: str, state: StateStore, dids: list[str], handlers: Registry
 ) -> int:
-    from syncstream.export.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
     from syncstream.purge.protocol import purge_accounts  # noqa: PLC0415
+    from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
 
     started = time.perf_counter()
     try:
         storage = storage_for(args.out)
         summaries = purge_accounts(
-            root, state, storage, handlers, dids, reason="withdrawal", writer_timeout=args.writer_timeout
+            root,
+            state,
+            storage,
+            handlers,
+            dids,
+            reason="withdrawal",
+            writer_timeout=args.writer_timeout,
+            out=args.out,
         )
     except (SyncstreamError, OSError) as error:
         print(f"error: purge failed: {error}", file=sys.stderr)
@@ -127,8 +134,8 @@ def _purge(
         label = "finished interrupted purge" if summary.recovered else "purged"
         print(
             f"{label} {summary.purge_id} ({summary.reason}) of {', '.join(summary.dids)}: "
-            f"{summary.rows} rows removed from {summary.parts} Parquet files, "
-            f"{summary.cache_files} cache files removed"
+            f"{summary.rows} rows removed from {summary.parts} tables or Parquet files "
+            f"({summary.vacuumed} replaced files vacuumed), {summary.cache_files} cache files removed"
         )
         for name, rows in sorted(summary.datasets.items()):
             print(f"  {name}: {rows} rows")

@@ -1,19 +1,23 @@
 """The purge protocol: an account leaves the study, and everything collected of it or because of
-it leaves the cache, the state and the Parquet output. Exactly once, whatever is killed when.
+it leaves the cache, the state and the output. Exactly once, whatever is killed when.
 
 1. **Begin.** One transaction: the accounts leave the population for good (remembered as
    purged), and the purge is recorded as running. A running writer applies the new population
    at its next flush and says so in the state; the purge waits for that, so that nothing the
    writer writes from then on involves the accounts.
-2. **Find.** Every cache file (in the tree and in export claims) and every Parquet row is read:
-   rows authored by the accounts, and create or update rows their handler kept because of them,
-   are involved; so are the deletes of the same (dataset, URI, follow status): a follow's
-   follower and followee rows share a URI, and only the one kept because of them goes.
-3. **Cache.** The involved cache files are removed.
-4. **Parquet.** Each file holding involved rows is rewritten without them under a new name
-   (``part-...~{purge}.parquet``), then the old file is removed: a rerun that finds both
-   removes the old one, a rerun that finds only the new one has nothing left to do there.
-5. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts.
+2. **Settle the export.** An export run recorded before a crash is committed to its tables
+   (``syncstream.lake``), so that the tables hold every row there is; data files no run will
+   commit are removed.
+3. **Find.** Every cache file (in the tree and in export claims), every file set aside and
+   every output row that could involve them is read: rows authored by the accounts, and create
+   or update rows their handler kept because of them, are involved; so are the deletes of the
+   same (dataset, URI, follow status). What was found is kept (``syncstream.staging``) until the
+   purge is done.
+4. **Cache.** The involved cache and set-aside files are removed.
+5. **Output.** In each Delta table the rows are deleted in one commit and the files it replaced
+   vacuumed (``purge.tables``); in a plain-Parquet output each file is rewritten without them
+   (``purge.files``).
+6. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts.
 
 A purge killed at any step is finished by the next purge or export (same id, same accounts).
 It holds the export lock throughout: purges and exports take turns.
@@ -22,12 +26,11 @@ It holds the export lock throughout: purges and exports take turns.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import logging
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
@@ -36,20 +39,19 @@ from syncstream.cache import SET_ASIDE, WriterLock, read_bytes, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.failpoints import failpoint
 from syncstream.handlers import HandlerConfig, Registry, datasets_of
-from syncstream.listing import list_tree, new_id, read_lines
+from syncstream.listing import list_tree, new_id
+from syncstream.purge import files
 from syncstream.purge.rows import Involvement
 from syncstream.records import CachedRecord, decode_record
+from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.state import PurgeRecord, StateStore
 
 if TYPE_CHECKING:
-    from syncstream.export.storage import ParquetStorage
+    from syncstream.storage import ParquetStorage
 
 __all__ = ["PurgeError", "PurgeSummary", "purge_accounts"]
 
 log = logging.getLogger("syncstream.purge")
-
-STAGING = ".export"  # the export's bookkeeping: claims to search, outputs not yet committed
-EXPORT_LOCK = ".export.lock"
 
 
 class PurgeError(SyncstreamError, RuntimeError):
@@ -60,9 +62,10 @@ class PurgeSummary(msgspec.Struct, kw_only=True):
     purge_id: str
     dids: tuple[str, ...]
     reason: str
-    cache_files: int = 0  # cache files removed
-    rows: int = 0  # Parquet rows removed ...
-    parts: int = 0  # ... from this many Parquet files (each rewritten, or removed when emptied)
+    cache_files: int = 0  # cache and set-aside files removed
+    rows: int = 0  # output rows removed ...
+    parts: int = 0  # ... from this many Parquet files (plain output) or tables (Delta)
+    vacuumed: int = 0  # files a table's purge replaced, removed (history included)
     datasets: dict[str, int] = msgspec.field(default_factory=dict)  # rows removed per dataset
     recovered: bool = False  # an interrupted purge, finished
 
@@ -77,35 +80,32 @@ def purge_accounts(
     reason: str = "withdrawal",
     locked: bool = False,
     writer_timeout: float = 60.0,
+    out: str | None = None,
 ) -> list[PurgeSummary]:
     """Finish any interrupted purge, then purge ``dids`` (if any); a summary per purge run.
 
-    ``storage`` is the Parquet output to purge (None: the cache and state only). ``locked``:
-    the caller holds the export lock already (an export purging deleted accounts).
-    Raises ``PurgeError`` when a running writer does not apply the new population within
-    ``writer_timeout`` seconds.
+    ``out`` is the output (a directory or URI: its Delta tables are purged) and ``storage`` the
+    same place as files (a plain-Parquet output's files, and data files no export will commit);
+    None for both: the cache and state only. ``locked``: the caller holds the export lock
+    already (an export purging deleted accounts). Raises ``PurgeError`` when a running writer
+    does not apply the new population within ``writer_timeout`` seconds.
     """
     wanted = sorted(set(dids))
-    with contextlib.nullcontext() if locked else _export_lock(cache_root):
+    with contextlib.nullcontext() if locked else ExportLock(cache_root, wait=True):
+        output = _Output(out, storage)
         done = [
-            _Purge(cache_root, state, storage, handlers, record, writer_timeout).run(recovered=True)
+            _Purge(cache_root, state, output, handlers, record, writer_timeout).run(recovered=True)
             for record in state.purges(unfinished=True)
         ]
         if wanted:
             record = PurgeRecord(new_id(), tuple(wanted), reason, time.time(), None, None, None)
-            done.append(_Purge(cache_root, state, storage, handlers, record, writer_timeout).run())
+            done.append(_Purge(cache_root, state, output, handlers, record, writer_timeout).run())
     return done
 
 
-@contextlib.contextmanager
-def _export_lock(root: str) -> Iterator[None]:
-    """The export's lock, waited for: an export running now finishes first."""
-    fd = os.open(os.path.join(root, EXPORT_LOCK), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)
+class _Output(NamedTuple):
+    out: str | None
+    storage: ParquetStorage | None
 
 
 class _Row(NamedTuple):
@@ -121,12 +121,13 @@ class _Purge:
         self,
         root: str,
         state: StateStore,
-        storage: ParquetStorage | None,
+        output: _Output,
         handlers: Registry,
         record: PurgeRecord,
         writer_timeout: float,
     ) -> None:
-        self.root, self.state, self.storage, self.handlers = root, state, storage, handlers
+        self.root, self.state, self.output, self.handlers = root, state, output, handlers
+        self.staging = Staging(root)
         self.record = record
         self.writer_timeout = writer_timeout
         self.involvement = Involvement.of(record.dids, handlers)
@@ -142,15 +143,31 @@ class _Purge:
             log.info("finishing purge %s of %s (interrupted)", record.purge_id, ", ".join(record.dids))
         self.summary.recovered = recovered
         self.state.begin_purge(record.purge_id, record.dids, record.reason, record.started_at)
-        failpoint("purge.begun")
+        failpoint(Step.PURGE_BEGUN)
         self._wait_for_writer(self.state.population_version())
+        self._settle_export()
         cache_files = list(self._cache_files())
-        parts = self._parts()
+        tables, parts = self._outputs()
         for _, config, cached in cache_files:
             row = _Row(cached.operation, cached.author_did, cached.uri, cached.record, config.follow_status)
             self._note(config.dataset.name, config, row)
-        for relative_path, dataset in parts:
-            self._note_part(relative_path, dataset)
+        for name in tables:
+            from syncstream.purge.tables import candidate_rows  # noqa: PLC0415 (delta-rs, pyarrow)
+
+            self._note_rows(
+                name,
+                candidate_rows(self._where(name), self.datasets[name].author_column, self.involvement.dids),
+            )
+        for relative_path, name in parts:
+            assert self.output.storage is not None
+            rows = files.candidate_rows(
+                self.output.storage, relative_path, self.datasets[name], self.involvement.dids
+            )
+            self._note_rows(name, rows)
+        plan = self.staging.purge_plan(record.purge_id)
+        if plan is not None:  # found by an earlier pass of this purge, before a crash
+            self.involved.update(plan.involved)
+        self.staging.record_purge(PurgePlan(purge_id=record.purge_id, involved=sorted(self.involved)))
         doomed = [
             path
             for path, config, cached in cache_files
@@ -159,9 +176,21 @@ class _Purge:
         ]
         doomed += self._set_aside_files()
         self.summary.cache_files = remove_files(doomed)
-        failpoint("purge.cache_removed")
-        for relative_path, dataset in parts:
-            self._rewrite(relative_path, dataset)
+        failpoint(Step.PURGE_CACHE_REMOVED)
+        for name in tables:
+            self._purge_table(name)
+        for relative_path, name in parts:
+            assert self.output.storage is not None
+            removed = files.rewrite(
+                self.output.storage,
+                relative_path,
+                self.datasets[name],
+                dids=self.involvement.dids,
+                involved=self.involved,
+                purge_id=record.purge_id,
+            )
+            self._count(name, removed)
+        self.staging.drop_purge(record.purge_id)
         self.state.finish_purge(
             record.purge_id,
             uris={uri for _, uri, _ in self.involved},
@@ -169,7 +198,7 @@ class _Purge:
             rows=self.summary.rows,
             now=time.time(),
         )
-        failpoint("purge.finished")
+        failpoint(Step.PURGE_FINISHED)
         return self.summary
 
     # step 1: the writer ---------------------------------------------------------------------
@@ -192,18 +221,48 @@ class _Purge:
                 )
             time.sleep(0.05)
 
-    # step 2: what is involved -------------------------------------------------------------
+    # step 2: the export's runs --------------------------------------------------------------
+
+    def _settle_export(self) -> None:
+        """Commit the export runs recorded before a crash; remove data files no run will commit
+        (their cache files are still claimed: the next export writes them again)."""
+        if self.output.out is not None:
+            for run in self.staging.runs():
+                if run.format == "delta":
+                    from syncstream.lake import commit_run  # noqa: PLC0415 (delta-rs)
+
+                    commit_run(self.output.out, run, self.datasets)
+        if self.output.storage is not None:
+            self.output.storage.remove(sorted(self.staging.pending_outputs(self.state.claim_committed)))
+
+    def _outputs(self) -> tuple[list[str], list[tuple[str, str]]]:
+        """The datasets that are Delta tables, and (relative path, dataset) of every file of
+        those that are plain Parquet."""
+        tables: list[str] = []
+        parts: list[tuple[str, str]] = []
+        for name in self.datasets:
+            if self.output.out is not None:
+                from syncstream.lake import is_table  # noqa: PLC0415 (delta-rs)
+
+                if is_table(self._where(name)):
+                    tables.append(name)
+                    continue
+            if self.output.storage is not None:
+                parts += [(path, name) for path in self.output.storage.list_parts(name)]
+        return tables, parts
+
+    def _where(self, name: str) -> Any:
+        from syncstream.lake import location  # noqa: PLC0415 (delta-rs)
+
+        assert self.output.out is not None
+        return location(self.output.out, name)
+
+    # step 3: what is involved -------------------------------------------------------------
 
     def _cache_files(self) -> Iterator[tuple[str, HandlerConfig, CachedRecord]]:
         configs = list(self.handlers.values())
         by_key = {config.key: config for config in configs}
-        roots = [self.root]
-        staging = os.path.join(self.root, STAGING)
-        with contextlib.suppress(FileNotFoundError), os.scandir(staging) as entries:
-            roots += [
-                e.path for e in entries if e.is_dir(follow_symlinks=False) and not e.name.startswith(".")
-            ]
-        for root in roots:
+        for root in [self.root, *self.staging.claim_directories()]:
             for entry in list_tree(root, configs):
                 path = os.path.join(root, entry.relpath)
                 try:
@@ -258,86 +317,30 @@ class _Purge:
         if row.uri is not None and self.involvement.selected(config, row.operation, row.author, row.record):
             self.involved.add((dataset, row.uri, row.status or ""))
 
-    def _parts(self) -> list[tuple[str, str]]:
-        """(relative path, dataset) of every Parquet file of the registry's datasets, but those
-        an interrupted export has not committed (its recovery removes them)."""
-        if self.storage is None:
-            return []
-        uncommitted = self._uncommitted_outputs()
-        return [
-            (path, name)
-            for name in self.datasets
-            for path in self.storage.list_parts(name)
-            if path not in uncommitted
-        ]
-
-    def _uncommitted_outputs(self) -> set[str]:
-        staging = os.path.join(self.root, STAGING)
-        found: set[str] = set()
-        with contextlib.suppress(FileNotFoundError):
-            for name in os.listdir(staging):
-                chunk = name.removesuffix(".outputs")
-                if chunk != name and not name.startswith(".") and not self.state.claim_committed(chunk):
-                    found.update(read_lines(os.path.join(staging, name)))
-        return found
-
-    def _note_part(self, relative_path: str, name: str) -> None:
-        assert self.storage is not None
-        dataset = self.datasets[name]
-        table = self.storage.read(relative_path)
-        if "record_json" not in table.column_names or "uri" not in table.column_names:
-            return  # rows of an account's own (events): found by their author alone
-        columns = [table.column(c).to_pylist() for c in ("operation", "record_type", "uri", "record_json")]
-        statuses = (
-            table.column("follow_status").to_pylist() if "follow_status" in table.column_names else None
-        )
-        authors = table.column(dataset.author_column).to_pylist()
-        dids = self.involvement.dids
-        for i, (operation, record_type, uri, record_json) in enumerate(zip(*columns, strict=True)):
-            author = authors[i]
-            if author not in dids and (record_json is None or not any(did in record_json for did in dids)):
-                continue  # neither theirs nor naming them
-            status = statuses[i] if statuses is not None else None
+    def _note_rows(self, name: str, rows: Iterable[tuple[Any, ...]]) -> None:
+        for operation, author, uri, record_json, record_type, status in rows:
             config = self.involvement.handler(name, record_type, status)
             record = json.loads(record_json) if record_json is not None else None
             self._note(name, config, _Row(operation, author, uri, record, status))
 
-    # step 4: Parquet ------------------------------------------------------------------------
+    # step 5: the output -------------------------------------------------------------------
 
-    def _rewrite(self, relative_path: str, name: str) -> None:
-        """Rewrite one file without the involved rows, under the purge's name, then remove it."""
-        import pyarrow as pa  # noqa: PLC0415 (the purge of a cache alone needs none)
+    def _purge_table(self, name: str) -> None:
+        """Delete the involved rows in one commit, then vacuum what it replaced."""
+        from syncstream.purge.tables import delete_rows, predicate, vacuum  # noqa: PLC0415 (delta-rs)
 
-        assert self.storage is not None
         dataset = self.datasets[name]
-        directory, base = relative_path.rsplit("/", 1)
-        stem = base.removesuffix(".parquet")
-        if stem.endswith(f"~{self.record.purge_id}"):
-            return  # written by this purge: nothing involved is left in it
-        target = f"{directory}/{stem.split('~', 1)[0]}~{self.record.purge_id}.parquet"
-        table = self.storage.read(relative_path)
-        authors = table.column(dataset.author_column).to_pylist()
-        uris = table.column("uri").to_pylist() if "uri" in table.column_names else [None] * len(authors)
-        statuses = (
-            table.column("follow_status").to_pylist()
-            if "follow_status" in table.column_names
-            else [None] * len(authors)
-        )
-        dids, involved = self.involvement.dids, self.involved
-        keep = [
-            a not in dids and (name, u, s or "") not in involved
-            for a, u, s in zip(authors, uris, statuses, strict=True)
-        ]
-        removed = keep.count(False)
-        if removed == 0:
-            return
-        if not self.storage.exists(target):  # else written before a crash, whole: the old file goes
-            kept = table.filter(pa.array(keep))
-            if kept.num_rows:
-                self.storage.write(target, kept)
-            failpoint("purge.part_written")
-        self.storage.remove([relative_path])
-        failpoint("purge.part_replaced")
-        self.summary.rows += removed
-        self.summary.parts += 1
-        self.summary.datasets[name] = self.summary.datasets.get(name, 0) + removed
+        where = self._where(name)
+        involved = [(uri, status) for named, uri, status in self.involved if named == name]
+        has_status = any(column.name == "follow_status" for column in dataset.columns)
+        condition = predicate(dataset.author_column, self.involvement.dids, involved, has_status)
+        removed = delete_rows(where, condition, lambda: failpoint(Step.PURGE_TABLE_DELETED))
+        self.summary.vacuumed += len(vacuum(where))
+        failpoint(Step.PURGE_VACUUMED)
+        self._count(name, removed)
+
+    def _count(self, name: str, removed: int) -> None:
+        if removed:
+            self.summary.rows += removed
+            self.summary.parts += 1
+            self.summary.datasets[name] = self.summary.datasets.get(name, 0) + removed

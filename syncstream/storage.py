@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from syncstream.export.storage_options import StorageOptions
 from syncstream.failpoints import failpoint
+from syncstream.storage_options import StorageOptions
 
 __all__ = ["ParquetStorage", "StorageOptions", "StorageRepository", "storage_for"]
 
