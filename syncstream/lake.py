@@ -21,8 +21,8 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from typing import NamedTuple
 
-from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
-from deltalake.exceptions import CommitFailedError, TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction, convert_to_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from deltalake.schema import ArrayType, PrimitiveType
 from deltalake.transaction import AddAction, RemoveAction
 
@@ -38,6 +38,7 @@ __all__ = [
     "check_datasets",
     "commit_files",
     "commit_run",
+    "convert_plain",
     "delta_schema",
     "is_table",
     "location",
@@ -132,16 +133,14 @@ def open_table(where: Location, schema: Schema | None = None) -> DeltaTable:
 
 
 def _check_schema(table: DeltaTable, schema: Schema, name: str) -> list[Field]:
-    """The dataset's columns the table lacks (nullable: merged); a column whose type differs
+    """The dataset's columns the table lacks (merged, nullable); a column whose type differs
     raises ``SchemaMismatchError`` naming it."""
     present = {field.name: field for field in table.schema().fields}
     missing = []
     for field in schema.fields:
         found = present.get(field.name)
-        if found is None:
-            if not field.nullable:
-                raise SchemaMismatchError(f"{name}: column {field.name} is new and not nullable")
-            missing.append(field)
+        if found is None:  # merged as nullable: the table's older rows have no value
+            missing.append(Field(field.name, field.type, nullable=True))
         elif _type_text(found.type) != _type_text(field.type):
             raise SchemaMismatchError(
                 f"{name}: column {field.name} is {_type_text(found.type)} in the table and "
@@ -197,6 +196,27 @@ def commit_files(
             continue  # a concurrent commit won: look again (it may have been ours, retried)
         return True
     raise SyncstreamError(f"{dataset.name}: the commit kept conflicting ({COMMIT_ATTEMPTS} attempts)")
+
+
+def convert_plain(where: Location) -> bool:
+    """Make a plain Hive-Parquet dataset left by an earlier release (files of 21, 22 or 23
+    columns side by side) the Delta table at the same place, in one commit that adds its files
+    as they are, with the union of their columns (a file without a column reads as null there).
+    False when there is no Parquet file to convert. The missing columns are merged by the next
+    commit (``commit_files``)."""
+    partition = Schema([Field(PARTITION, PrimitiveType("date"), nullable=True)])
+    try:
+        convert_to_deltalake(
+            where.uri,
+            partition_by=partition,
+            partition_strategy="hive",
+            storage_options=where.storage_options,
+        )
+    except DeltaError as error:
+        if "No parquet file is found" in str(error):
+            return False
+        raise
+    return True
 
 
 def check_datasets(out: str, datasets: Iterable[Dataset]) -> None:

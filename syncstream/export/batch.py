@@ -132,6 +132,19 @@ class _Exporter:
         check_no_links(self.root, self.staging.directory)
         os.makedirs(self.staging.directory, exist_ok=True)
         self._recover_runs()
+        if self.context.format == "delta":
+            self._take_over()
+
+    def _take_over(self) -> None:
+        """Refuse a table whose column has another type; convert a plain-Parquet dataset left
+        by an earlier release into its table, in place (its files become the table's)."""
+        from syncstream.lake import check_datasets, convert_plain, is_table, location  # noqa: PLC0415
+
+        for name in self.dataset_named:
+            where = location(self._out(), name)
+            if not is_table(where) and convert_plain(where):
+                log.info("%s: plain Parquet converted in place to a Delta table", name)
+        check_datasets(self._out(), self.dataset_named.values())
 
     def run(self) -> ExportSummary:
         self._recover_claims()

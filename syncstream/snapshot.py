@@ -1,0 +1,190 @@
+"""``python -m syncstream.snapshot``: a citable, plain Hive-Parquet copy of every dataset at one
+consistent point, with ``DIR/manifest.json``.
+
+The point is a time (each table at its latest version committed then) or a version number (each
+table at that version). Without ``--as-of`` it is the moment the command starts, so exports
+committing meanwhile are not in it. The manifest gives, per dataset, the table version, the row
+count and each file's path, rows and SHA-256; the syncstream version; and the purges applied
+(each table's delete commits up to that version: when, not whom).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from syncstream.cli import setup_logging
+from syncstream.datasets import Dataset
+from syncstream.errors import SyncstreamError
+
+if TYPE_CHECKING:
+    from deltalake import DeltaTable
+
+__all__ = ["SnapshotError", "main", "snapshot"]
+
+
+class SnapshotError(SyncstreamError, RuntimeError):
+    """A snapshot could not be written (a version whose files are gone)."""
+
+
+def _as_of(text: str | None) -> int | datetime.datetime:
+    if text is None:
+        return datetime.datetime.now(datetime.UTC)
+    if text.isdigit():
+        return int(text)
+    moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
+
+
+def _sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _copy(table: DeltaTable, directory: str) -> None:
+    """The table's loaded version as Hive-partitioned Parquet, a partition at a time, read on
+    this thread (scan threads that outlive the interpreter abort it at exit)."""
+    import pyarrow.dataset as pads  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    from syncstream.lake import PARTITION  # noqa: PLC0415
+
+    shutil.rmtree(directory, ignore_errors=True)
+    data = table.to_pyarrow_dataset()
+    for date in sorted(p[PARTITION] for p in table.partitions()):
+        rows = data.to_table(
+            filter=pads.field(PARTITION) == pads.scalar(datetime.date.fromisoformat(date)), use_threads=False
+        )
+        part = os.path.join(directory, f"{PARTITION}={date}")
+        os.makedirs(part, exist_ok=True)
+        pq.write_table(
+            rows.drop_columns([PARTITION]), os.path.join(part, "part-0.parquet"), compression="zstd"
+        )
+        del rows
+    del data
+
+
+def snapshot(
+    out: str, target: str, datasets: Iterable[Dataset], as_of: int | datetime.datetime
+) -> dict[str, Any]:
+    """Copy each dataset's table at ``as_of`` to ``target``; the manifest (also written there)."""
+    import pyarrow.parquet as pq  # noqa: PLC0415
+    from deltalake import DeltaTable  # noqa: PLC0415
+
+    from syncstream import __version__  # noqa: PLC0415
+    from syncstream.lake import is_table, location  # noqa: PLC0415
+
+    manifest: dict[str, Any] = {
+        "syncstream_version": __version__,
+        "as_of": as_of if isinstance(as_of, int) else as_of.isoformat(),
+        "datasets": {},
+        "purges": [],
+    }
+    os.makedirs(target, exist_ok=True)
+    for dataset in sorted(datasets, key=lambda d: d.name):
+        where = location(out, dataset.name)
+        if not is_table(where):
+            continue
+        table = DeltaTable(where.uri, storage_options=where.storage_options)
+        try:
+            table.load_as_version(as_of)
+        except Exception:  # the table began after that point
+            del table
+            continue
+        version = table.version()
+        directory = os.path.join(target, dataset.name)
+        try:
+            _copy(table, directory)
+        except OSError as error:
+            raise SnapshotError(
+                f"{dataset.name} at version {version}: a file of that version is gone ({error}); a purge "
+                "vacuums what it replaced, so time travel to before a purge is gone by design, and "
+                "compaction vacuums files older than its retention"
+            ) from None
+        files = []
+        for root, _, names in sorted(os.walk(directory)):
+            for name in sorted(names):
+                path = os.path.join(root, name)
+                rows = pq.ParquetFile(path).metadata.num_rows
+                files.append({"path": os.path.relpath(path, target), "rows": rows, "sha256": _sha256(path)})
+        manifest["datasets"][dataset.name] = {
+            "table_version": version,
+            "rows": sum(f["rows"] for f in files),
+            "files": files,
+        }
+        for commit in table.history():
+            if commit.get("operation") == "DELETE" and int(commit.get("version", -1)) <= version:
+                when = datetime.datetime.fromtimestamp(commit["timestamp"] / 1000, datetime.UTC)
+                manifest["purges"].append(
+                    {"dataset": dataset.name, "table_version": commit["version"], "time": when.isoformat()}
+                )
+        del table
+    manifest["purges"].sort(key=lambda p: (p["time"], p["dataset"]))
+    with open(os.path.join(target, "manifest.json"), "w", encoding="utf-8") as handle:
+        json.dump(manifest, handle, indent=2, sort_keys=True)
+        handle.write("\n")
+    return manifest
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncstream.snapshot",
+        description=(
+            "Write a plain Hive-Parquet copy of every dataset at one consistent point, and "
+            "DIR/manifest.json (per dataset: table version, rows, each file's path, rows and SHA-256; "
+            "the syncstream version; the purges applied): a version to cite."
+        ),
+        epilog="Exit status: 0 when written; 1 when it could not be; 2 for bad options.",
+    )
+    parser.add_argument(
+        "--out", default="syncstream-parquet", help="the export's output (default: %(default)s)"
+    )
+    parser.add_argument("--to", required=True, metavar="DIR", help="where the copy and its manifest go")
+    parser.add_argument(
+        "--as-of",
+        metavar="VERSION_OR_TIME",
+        help="a table version (each table at it) or an ISO 8601 time (each table as it was then); "
+        "default: now",
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    setup_logging(args.quiet, args.log_format)
+    try:
+        as_of = _as_of(args.as_of)
+    except ValueError:
+        parser.error(f"--as-of: {args.as_of!r} is neither a version nor an ISO 8601 time")
+    if datasets is None:
+        from syncstream.handlers import HANDLERS, datasets_of  # noqa: PLC0415
+
+        datasets = datasets_of(HANDLERS)
+    try:
+        manifest = snapshot(args.out, args.to, datasets.values(), as_of)
+    except Exception as error:
+        print(f"error: snapshot failed: {error}", file=sys.stderr)
+        return 1
+    for name, entry in sorted(manifest["datasets"].items()):
+        print(
+            f"  {name}: version {entry['table_version']}, {entry['rows']} rows, {len(entry['files'])} files"
+        )
+    print(f"snapshot of {len(manifest['datasets'])} datasets in {os.path.abspath(args.to)} (manifest.json)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

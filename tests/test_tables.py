@@ -1,0 +1,205 @@
+"""The datasets as Delta tables: read by deltalake, DuckDB (delta_scan, offline) and polars; one
+commit per table per export run under the store's application transaction; compaction,
+snapshots, schema evolution and the take-over of a plain-Parquet output."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+from deltalake import DeltaTable, Field, Schema
+from deltalake.schema import PrimitiveType
+
+from syncstream.compact import compact_tables
+from syncstream.compact import main as compact_main
+from syncstream.export.__main__ import main as export_main
+from syncstream.handlers import HANDLERS, datasets_of
+from syncstream.lake import delta_schema
+from syncstream.snapshot import main as snapshot_main
+from syncstream.state import StateStore
+from syncstream.write.encode import OpSpec
+from tests.helpers import commit, post
+from tests.tables import all_rows, connect, stray_files, table_rows
+from tests.test_export import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache
+
+POSTS = "study_user_activity/post"
+
+
+def more_posts(first: int, count: int) -> list[bytes]:
+    return [
+        commit(first + i, STUDY, OpSpec("create", f"app.bsky.feed.post/3m{first + i}", post(f"n{i}")))
+        for i in range(count)
+    ]
+
+
+def test_every_reader_sees_every_row_and_a_typed_partition(tmp_path: Path) -> None:
+    """deltalake, DuckDB's delta_scan and polars' scan_delta read the same rows of each table,
+    partition_date a date."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path)) == 0
+    out = tmp_path / "out"
+    with connect() as db:
+        for name, expected in EXPECTED.items():
+            rows = table_rows(out, name)
+            assert keys(rows) == expected, name
+            assert all(isinstance(r["partition_date"], datetime.date) for r in rows)
+            (count, date_type) = db.execute(
+                f"SELECT count(*), any_value(typeof(partition_date)) FROM delta_scan('{out / name}')"
+            ).fetchone()  # type: ignore[misc]
+            assert (count, date_type) == (len(expected), "DATE")
+            frame = pl.scan_delta(str(out / name)).collect()
+            assert frame.height == len(expected) and frame.schema["partition_date"] == pl.Date
+    assert stray_files(out) == []
+
+
+def test_one_commit_per_table_per_run_with_the_stores_transaction(tmp_path: Path) -> None:
+    """A run of many chunks is one commit per table, carrying (store id, run version); the next
+    run's version is higher."""
+    write_cache(tmp_path, more_posts(100, 30))
+    assert export_main(export_args(tmp_path, "--batch-files", "7")) == 0
+    write_cache(tmp_path, more_posts(200, 5))
+    assert export_main(export_args(tmp_path, "--batch-files", "2")) == 0
+    state = StateStore(tmp_path / "state.sqlite")
+    try:
+        app_id = state.store_id()
+    finally:
+        state.close()
+    table = DeltaTable(str(tmp_path / "out" / POSTS))
+    writes = [c for c in table.history() if c["operation"] != "CREATE TABLE"]
+    assert len(writes) == 2  # 35 files in 6 + 3 chunks: one commit per run
+    assert table.transaction_version(app_id) == 2
+    assert len(table_rows(tmp_path / "out", POSTS)) == 35
+
+
+def test_compaction_leaves_one_file_per_closed_partition(tmp_path: Path) -> None:
+    """Five exports leave five files in a partition; once it is closed, compaction makes it one,
+    with the same rows, a checkpoint, and nothing else left on disk (retention 0)."""
+    for i in range(5):
+        write_cache(tmp_path, more_posts(100 + 10 * i, 4))
+        assert export_main(export_args(tmp_path)) == 0
+    out = tmp_path / "out"
+    before = sorted(r["uri"] for r in table_rows(out, POSTS))
+    assert len(DeltaTable(str(out / POSTS)).file_uris()) == 5
+    summary = compact_tables(
+        str(out), datasets_of(HANDLERS).values(), retention_hours=0, now=time.time() + 3 * 86400
+    )
+    assert summary.partitions >= 1 and summary.files_removed >= 5
+    assert len(DeltaTable(str(out / POSTS)).file_uris()) == 1
+    assert sorted(r["uri"] for r in table_rows(out, POSTS)) == before
+    assert list((out / POSTS / "_delta_log").glob("*.checkpoint.parquet"))
+    assert stray_files(out) == []
+    assert compact_main(["--out", str(out), "-q"]) == 0  # today's partitions are open: nothing to do
+
+
+def test_a_snapshot_is_a_plain_copy_with_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Every table at one point, as Hive Parquet, with versions, counts and checksums; a purge
+    before it is listed, without naming the account."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path)) == 0
+    first = tmp_path / "first"
+    assert snapshot_main(["--out", str(tmp_path / "out"), "--to", str(first), "--as-of", "1", "-q"]) == 0
+    assert json.loads((first / "manifest.json").read_text())["datasets"][POSTS]["table_version"] == 1
+    store = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "state.sqlite")]
+    from syncstream.purge.__main__ import main as purge_main
+
+    assert purge_main([*store, "--out", str(tmp_path / "out"), "--did", FRIEND, "-q"]) == 0
+    target = tmp_path / "snapshot"
+    assert snapshot_main(["--out", str(tmp_path / "out"), "--to", str(target), "-q"]) == 0
+    manifest = json.loads((target / "manifest.json").read_text())
+    assert manifest["syncstream_version"]
+    for name, entry in manifest["datasets"].items():
+        table = DeltaTable(str(tmp_path / "out" / name))
+        assert entry["table_version"] == table.version()
+        assert entry["rows"] == len(table_rows(tmp_path / "out", name))
+        for file in entry["files"]:
+            data = (target / file["path"]).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == file["sha256"]
+            assert pq.ParquetFile(target / file["path"]).metadata.num_rows == file["rows"]
+    assert {p["dataset"] for p in manifest["purges"]} >= {"in_network_user_activity/post"}
+    assert FRIEND not in (target / "manifest.json").read_text()
+    capsys.readouterr()
+    before = ["--out", str(tmp_path / "out"), "--to", str(tmp_path / "before"), "--as-of", "1", "-q"]
+    assert snapshot_main(before) == 1  # the purge vacuumed what version 1 of its tables read
+    assert "time travel to before a purge is gone" in capsys.readouterr().err
+
+
+def test_a_new_nullable_column_merges_and_a_changed_type_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A table without one of the dataset's columns gains it on append (older rows null); a table
+    whose column has another type stops the export with an error naming the column."""
+    dataset = datasets_of(HANDLERS)[POSTS]
+    schema = delta_schema(dataset)
+    fewer = [f for f in schema.fields if f.name != "tags"]
+    DeltaTable.create(str(tmp_path / "out" / POSTS), Schema(fewer), partition_by=["partition_date"])
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path)) == 0
+    rows = table_rows(tmp_path / "out", POSTS)
+    assert "tags" in rows[0] and keys(rows) == EXPECTED[POSTS]
+
+    other = tmp_path / "other"
+    other.mkdir()
+    changed = [f if f.name != "seq" else Field("seq", PrimitiveType("string"), nullable=True) for f in schema.fields]
+    DeltaTable.create(str(other / "out" / POSTS), Schema(changed), partition_by=["partition_date"])
+    write_cache(other)
+    capsys.readouterr()
+    assert export_main(export_args(other)) == 1
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "column seq" in error
+
+
+def test_a_plain_parquet_output_is_taken_over(tmp_path: Path) -> None:
+    """An output of the previous release (plain Parquet, files of 21, 22 and 23 columns in one
+    partition) becomes Delta tables at the first export: no row lost or doubled, every reader
+    sees every column, null where a file had none."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path, "--format", "parquet")) == 0
+    partition = next((tmp_path / "out" / POSTS).glob("partition_date=*"))
+    [current] = list(partition.glob("*.parquet"))
+    table = pq.read_table(current)
+    older = table.drop_columns(["source", "embed_record_uri"]).slice(0, 1)
+    pq.write_table(older, partition / "part-00000000000000000001.parquet")
+    middle = table.drop_columns(["source"]).slice(1, 1)
+    pq.write_table(middle, partition / "part-00000000000000000002.parquet")
+    pq.write_table(table.slice(0, 0), current)
+    write_cache(tmp_path, more_posts(300, 2))
+    assert export_main(export_args(tmp_path)) == 0
+    out = tmp_path / "out"
+    rows = table_rows(out, POSTS)
+    assert len(rows) == 4 and {r["source"] for r in rows} == {None, "firehose"}
+    assert all("embed_record_uri" in r for r in rows)
+    for name, expected in EXPECTED.items():
+        if name != POSTS:
+            assert keys(table_rows(out, name)) == expected, name
+    with connect() as db:
+        assert db.execute(f"SELECT count(source) FROM delta_scan('{out / POSTS}')").fetchone() == (2,)
+    assert pl.scan_delta(str(out / POSTS)).collect().height == 4
+
+
+def test_every_command_exits_0_run_after_run(tmp_path: Path) -> None:
+    """Export, purge, compact and snapshot, ten times each as processes: never an abort at
+    interpreter exit (delta-rs and pyarrow threads outliving teardown), always 0."""
+    write_cache(tmp_path)
+    store = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "state.sqlite"), "-q"]
+    out = ["--out", str(tmp_path / "out")]
+    commands = [
+        ["syncstream.export", *store, *out],
+        ["syncstream.purge", *store, *out, "--did", "did:plc:nobody"],
+        ["syncstream.compact", *out, "-q"],
+        ["syncstream.snapshot", *out, "--to", str(tmp_path / "snapshot"), "-q"],
+    ]
+    statuses = []
+    for _ in range(10):
+        for arguments in commands:
+            result = subprocess.run([sys.executable, "-m", *arguments], capture_output=True, check=False)
+            statuses.append((arguments[0], result.returncode, result.stderr[-200:]))
+    assert [s for s in statuses if s[1] != 0] == []
+    assert all_rows(tmp_path / "out")
