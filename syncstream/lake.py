@@ -204,6 +204,8 @@ def convert_plain(where: Location) -> bool:
     as they are, with the union of their columns (a file without a column reads as null there).
     False when there is no Parquet file to convert. The missing columns are merged by the next
     commit (``commit_files``)."""
+    if "://" not in where.uri and not os.path.isdir(where.uri):
+        return False  # (delta-rs would make the directory while looking)
     partition = Schema([Field(PARTITION, PrimitiveType("date"), nullable=True)])
     try:
         convert_to_deltalake(

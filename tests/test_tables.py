@@ -99,7 +99,9 @@ def test_compaction_leaves_one_file_per_closed_partition(tmp_path: Path) -> None
     assert compact_main(["--out", str(out), "-q"]) == 0  # today's partitions are open: nothing to do
 
 
-def test_a_snapshot_is_a_plain_copy_with_a_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_snapshot_is_a_plain_copy_with_a_manifest(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """Every table at one point, as Hive Parquet, with versions, counts and checksums; a purge
     before it is listed, without naming the account."""
     write_cache(tmp_path)
@@ -147,7 +149,9 @@ def test_a_new_nullable_column_merges_and_a_changed_type_is_refused(
 
     other = tmp_path / "other"
     other.mkdir()
-    changed = [f if f.name != "seq" else Field("seq", PrimitiveType("string"), nullable=True) for f in schema.fields]
+    changed = [
+        f if f.name != "seq" else Field("seq", PrimitiveType("string"), nullable=True) for f in schema.fields
+    ]
     DeltaTable.create(str(other / "out" / POSTS), Schema(changed), partition_by=["partition_date"])
     write_cache(other)
     capsys.readouterr()
