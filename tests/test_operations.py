@@ -178,6 +178,27 @@ def test_every_runs_exports_until_sigterm(tmp_path: Path) -> None:
     assert len(runs) >= 2 and wait[0].startswith("exported 15 rows") and runs[1].startswith("exported 0 rows")
 
 
+def test_every_compacts_on_its_own_schedule(tmp_path: Path) -> None:
+    """--compact-every runs a compaction after an export once per period; the metrics file
+    gains its figures and the export's table commits."""
+    assert subprocess.run([sys.executable, "-m", "syncstream.write", *store(tmp_path), "-q", "--no-sync"],
+                          check=False, cwd=tmp_path).returncode == 0  # fmt: skip
+    metrics = tmp_path / "export.prom"
+    command = [sys.executable, "-m", "syncstream.export", *store(tmp_path), "-q", "--out", str(tmp_path / "out"),
+               "--every", "0.2s", "--compact-every", "0.3s", "--metrics-file", str(metrics)]  # fmt: skip
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as loop:
+        assert loop.stdout is not None
+        while not (line := loop.stdout.readline()).startswith("compacted") and line:
+            pass
+        loop.send_signal(signal.SIGTERM)
+        loop.communicate(timeout=60)
+    assert loop.returncode == 0 and line.startswith("compacted 0 partitions of 6 tables")
+    text = metrics.read_text()
+    stamp = re.search(r"^syncstream_compact_last_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    assert stamp is not None and float(stamp.group(1)) > 0
+    assert "syncstream_compact_files_removed 0.0" in text and "syncstream_export_table_commits" in text
+
+
 @pytest.mark.parametrize(
     ("text", "seconds"), [("90", 90.0), ("90s", 90.0), ("15m", 900.0), ("1h", 3600.0), ("1d", 86400.0)]
 )

@@ -18,6 +18,7 @@ from syncstream.failpoints import set_process
 from syncstream.storage_options import StorageOptions
 
 if TYPE_CHECKING:
+    from syncstream.compact import CompactSummary
     from syncstream.export.batch import ExportSummary
     from syncstream.export.parts import PartWrites
 
@@ -126,6 +127,12 @@ def _parser() -> argparse.ArgumentParser:
         "parquet: plain Hive-partitioned Parquet files, for readers without Delta",
     )
     parser.add_argument(
+        "--compact-every",
+        metavar="DURATION",
+        help="with --every: also run `python -m syncstream.compact` (its defaults) after the export "
+        "once every DURATION (1d, 12h); its figures go to the metrics file",
+    )
+    parser.add_argument(
         "--inline-parquet",
         action="store_true",
         help="build and write Parquet in this process instead of a helper process beside it (one "
@@ -185,14 +192,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--dedup-window-hours must not be negative")
     if args.clear_cache and (args.keep_cache or args.dry_run):
         parser.error("--clear-cache cannot be combined with --keep-cache or --dry-run")
-    every = None
-    if args.every is not None:
+    every = compact_every = None
+    if args.every is not None or args.compact_every is not None:
         from syncstream.export.metrics import parse_duration  # noqa: PLC0415
 
         try:
-            every = parse_duration(args.every)
+            every = parse_duration(args.every) if args.every is not None else None
+            compact_every = parse_duration(args.compact_every) if args.compact_every is not None else None
         except ValueError as error:
-            parser.error(f"--every: {error}")
+            parser.error(str(error))
+        if compact_every is not None and (every is None or args.format != "delta"):
+            parser.error("--compact-every needs --every and Delta tables")
+    args.compact_every_seconds = compact_every
     set_process("export-inline" if args.inline_parquet else "export")
     if every is None:
         return _export_and_report(args)
@@ -210,9 +221,13 @@ def _every(args: argparse.Namespace, period: float) -> int:
     previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
     try:
         runs = failures = 0
+        compacted = time.monotonic()  # the first compaction one period after the start
         while not stop.is_set():
             started = time.monotonic()
-            status = _export_and_report(args)
+            due = args.compact_every_seconds is not None and started - compacted >= args.compact_every_seconds
+            status = _export_and_report(args, compact=due)
+            if due:
+                compacted = started
             runs += 1
             failures += status != 0
             if status == 2:
@@ -226,10 +241,14 @@ def _every(args: argparse.Namespace, period: float) -> int:
             signal.signal(signum, handler)
 
 
-def _export_and_report(args: argparse.Namespace) -> int:
-    """One export, its summary printed and (with --metrics-file) its metrics written."""
+def _export_and_report(args: argparse.Namespace, *, compact: bool = False) -> int:
+    """One export, its summary printed and (with --metrics-file) its metrics written; with
+    ``compact``, a compaction of the tables after it."""
     started = time.perf_counter()
     status, summary = _export(args)
+    compaction = None
+    if compact and status == 0:
+        compaction = _compact(args.out)
     if args.metrics_file is not None and not args.dry_run:
         from syncstream.export.metrics import write_export_metrics  # noqa: PLC0415
 
@@ -240,12 +259,27 @@ def _export_and_report(args: argparse.Namespace) -> int:
             rows={} if summary is None else {name: d.rows for name, d in summary.datasets.items()},
             files=0 if summary is None else summary.cache_files,
             now=time.time(),
+            commits=0 if summary is None else summary.commits,
+            compaction=compaction,
         )
     if summary is not None:
         _print_summary(summary, time.perf_counter() - started)
         print(f"cache: {os.path.realpath(args.cache_dir)}\nstate: {os.path.abspath(args.state)}")
         print(f"output: {args.out if '://' in args.out else os.path.abspath(args.out)}")
     return status
+
+
+def _compact(out: str) -> CompactSummary | None:
+    from syncstream.compact import compact_tables, format_summary  # noqa: PLC0415
+    from syncstream.handlers import HANDLERS, datasets_of  # noqa: PLC0415
+
+    try:
+        summary = compact_tables(out, datasets_of(HANDLERS).values())
+    except Exception as error:
+        log.warning("compaction failed: %s (the next one tries again)", error)
+        return None
+    print(format_summary(summary))
+    return summary
 
 
 def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:

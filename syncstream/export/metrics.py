@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import os
 import re
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, write_to_textfile
 
 __all__ = ["parse_duration", "write_export_metrics"]
+
+if TYPE_CHECKING:
+    from syncstream.compact import CompactSummary
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
 _UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -46,8 +50,17 @@ def write_export_metrics(
     rows: dict[str, int],
     files: int,
     now: float,
+    commits: int = 0,
+    compaction: CompactSummary | None = None,
 ) -> None:
+    """``compaction``: the figures of a compaction run after this export (``export --every``
+    with ``--compact-every``); without one, the last compaction's figures carry over."""
     registry = CollectorRegistry()
+    Gauge(
+        "syncstream_export_table_commits", "Table commits of the last export (one per table per run)",
+        registry=registry,
+    ).set(commits)  # fmt: skip
+    _compaction_gauges(registry, path, compaction, now)
     by_dataset = Counter(
         "syncstream_export_rows",
         "Rows written by the last export, by dataset",
@@ -74,3 +87,24 @@ def write_export_metrics(
     )
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     write_to_textfile(path, registry)  # a temporary beside it, renamed over it
+
+
+_COMPACTION = {
+    "syncstream_compact_partitions": ("Closed partitions the last compaction rewrote", "partitions"),
+    "syncstream_compact_files_removed": ("Files the last compaction replaced", "files_removed"),
+    "syncstream_compact_files_added": ("Files the last compaction wrote", "files_added"),
+    "syncstream_compact_vacuumed_files": ("Files the last compaction's vacuum removed", "vacuumed"),
+    "syncstream_compact_duration_seconds": ("How long the last compaction took", "seconds"),
+}
+
+
+def _compaction_gauges(
+    registry: CollectorRegistry, path: str, compaction: CompactSummary | None, now: float
+) -> None:
+    for name, (help_text, field) in _COMPACTION.items():
+        value = _previous(path, name) if compaction is None else float(getattr(compaction, field))
+        Gauge(name, help_text, registry=registry).set(value)
+    last = "syncstream_compact_last_success_timestamp_seconds"
+    Gauge(last, "When a compaction last succeeded (Unix time)", registry=registry).set(
+        _previous(path, last) if compaction is None else now
+    )
