@@ -15,6 +15,7 @@ import pytest
 
 from syncstream.errors import ConfigError
 from syncstream.failpoints import POINTS, _parse
+from syncstream.staging import Step
 from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 from tests.tables import connect, stray_files, table_dirs
@@ -272,6 +273,12 @@ def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: s
 def test_every_point_has_a_hit_in_the_matrix() -> None:
     """The matrix enumerates every failpoint there is."""
     assert set(HITS) == set(POINTS)
+
+
+def test_the_protocol_steps_are_the_failpoints() -> None:
+    """Every step of the export and purge protocols (syncstream.staging.Step) is a failpoint,
+    and every export or purge failpoint is a step."""
+    assert {step.value for step in Step} == {p for p in POINTS if p.startswith(("export.", "purge."))}
 
 
 @pytest.mark.parametrize(

@@ -400,7 +400,7 @@ class _Exporter:
         self.summary.cache_files += len(chunk.entries)
         exported = set() if self.dry_run else self.context.state.exported_among(rows)
         chunk.released = list(exported)
-        exported.update(key for key in self._uncommitted if key in rows)
+        exported.update(key for key in rows if key in self._uncommitted)  # (the chunk, not the run)
         self.summary.duplicates += len(exported)
         grouped: dict[tuple[str, str], Planned] = {}
         for key, (_, where, data) in rows.items():
