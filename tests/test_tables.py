@@ -207,3 +207,19 @@ def test_every_command_exits_0_run_after_run(tmp_path: Path) -> None:
             statuses.append((arguments[0], result.returncode, result.stderr[-200:]))
     assert [s for s in statuses if s[1] != 0] == []
     assert all_rows(tmp_path / "out")
+
+
+def test_the_readme_reading_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's reading example (DuckDB delta_scan offline, polars, deltalake), as written,
+    reads the sample's export."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    blocks = [block.split("```", 1)[0] for block in readme.split("```python\n")[1:]]
+    code = next(block for block in blocks if "delta_scan" in block)
+    write_cache(tmp_path)
+    assert (
+        export_main([*export_args(tmp_path)[:-3], "--out", str(tmp_path / "syncstream-parquet"), "-q"]) == 0
+    )
+    monkeypatch.chdir(tmp_path)
+    namespace: dict[str, object] = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert namespace["rows"].num_rows == len(EXPECTED[POSTS])  # type: ignore[attr-defined]
