@@ -139,6 +139,12 @@ def _posts_table(path: Path, rows: int) -> None:
         data["uri"] = pa.array(
             [f"at://{a}/app.bsky.feed.post/3p{i:x}" for a, i in zip(authors, ids, strict=True)]
         )
+        data["rkey"] = pa.array([f"3p{i:x}" for i in ids])
+        data["collection"] = pa.array(["app.bsky.feed.post"] * per_append)
+        data["source"] = pa.array(["firehose"] * per_append)
+        data["synctimestamp"] = pa.array(
+            [1_783_000_000_000_000 + i for i in ids], pa.timestamp("us", tz="UTC")
+        )
         data["operation"] = pa.array(["create"] * per_append)
         data["record_type"] = pa.array(["post"] * per_append)
         data["text"] = pa.array([f"post number {i} with some words in it" for i in ids])

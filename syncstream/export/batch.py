@@ -41,30 +41,25 @@ import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 
 from syncstream.cache import (
-    SET_ASIDE,
-    SymlinkInCacheError,
     check_no_links,
-    make_directories,
-    read_bytes,
     remove_files,
 )
 from syncstream.context import BatchExportContext
-from syncstream.datasets import partition_date
 from syncstream.export.parts import Part
-from syncstream.export.plan import Chunk, Planned, unexportable
+from syncstream.export.plan import Chunk
+from syncstream.export.purges import purge_first
+from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
 from syncstream.handlers import datasets_of
 from syncstream.listing import Entry, list_tree, new_id
-from syncstream.paths import bounded_name
-from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
+from syncstream.purge.protocol import PurgeSummary
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
-from syncstream.state import ExportKey, export_key
-from syncstream.views import decode_head
+from syncstream.state import ExportKey
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
 
@@ -94,7 +89,7 @@ class ExportSummary(msgspec.Struct, kw_only=True):
         return sum(d.rows for d in self.datasets.values())
 
 
-class _Exporter:
+class _Exporter(CacheSide):
     def __init__(
         self,
         context: BatchExportContext,
@@ -155,20 +150,6 @@ class _Exporter:
             self._export_claim(claim_id)
         return self.summary
 
-    def _listable(self, root: str) -> list[str]:
-        """The handler directories under ``root`` that are real directories: a link is left
-        alone (and counted), never followed."""
-        found = []
-        for config in self.handlers:
-            try:
-                check_no_links(root, os.path.join(root, config.directory))
-            except SymlinkInCacheError as error:
-                self.summary.links_skipped += 1
-                log.warning("left alone: %s is a symbolic link inside the cache", error.filename)
-                continue
-            found.append(config.directory)
-        return found
-
     def _claim(self, claim_id: str) -> bool:
         """Move every non-empty handler directory into the claim; False when there was none."""
         listable = set(self._listable(self.root))
@@ -190,32 +171,6 @@ class _Exporter:
                 os.rename(os.path.join(self.root, directory), target)
             failpoint(Step.CLAIM_RENAME)
         return True
-
-    def _read_chunks(self, root: str, directories: list[str]) -> Iterator[tuple[list[Entry], list[bytes]]]:
-        """The cache files under ``root``, read, in chunks of at most ``batch_files`` files and
-        about ``batch_bytes`` bytes (a file larger than that is a chunk of its own)."""
-        most_files, most_bytes = self.context.batch_files, self.context.batch_bytes
-        handlers = [config for config in self.handlers if config.directory in directories]
-        prefix = root + "/"
-        entries: list[Entry] = []
-        data: list[bytes] = []
-        size = 0
-        for entry in list_tree(root, handlers):
-            try:
-                content = read_bytes(prefix + entry.relpath)
-            except FileNotFoundError:  # removed meanwhile (a reset, a recovery's removal)
-                continue
-            except OSError as error:  # a link where a file was listed, a file gone unreadable
-                self._set_aside(prefix + entry.relpath, entry, error)
-                continue
-            entries.append(entry)
-            data.append(content)
-            size += len(content)
-            if len(entries) >= most_files or size >= most_bytes:
-                yield entries, data
-                entries, data, size = [], [], 0
-        if entries:
-            yield entries, data
 
     def _export_claim(self, claim_id: str) -> None:
         """Chunk by chunk, two in flight: chunk N+1 is read and its parts submitted while the
@@ -370,86 +325,6 @@ class _Exporter:
         self.context.state.forget_claims(self._finishing)
         self._finishing.clear()
 
-    def _plan(self, chunk: Chunk) -> list[Planned]:
-        """Turn the chunk's files into one part per (dataset, partition date), deduplicated:
-        within the chunk the latest seq wins; keys already exported, or in a part written and
-        not yet committed, are dropped. A file that cannot be a row is set aside."""
-        rows: dict[ExportKey, tuple[int, tuple[str, str], bytes]] = {}  # key -> (seq, where, file)
-        # (a backfilled row has no seq: the same version seen live wins)
-        prefix = chunk.claim_dir + "/"
-        decode, dataset_of = decode_head, self.dataset_of
-        for entry, data in zip(chunk.entries, chunk.data, strict=True):
-            try:
-                head = decode(data)
-            except msgspec.DecodeError as error:
-                self._set_aside(prefix + entry.relpath, entry, error)
-                continue
-            problem = unexportable(head)
-            if problem is not None:
-                self._set_aside(prefix + entry.relpath, entry, ValueError(problem))
-                continue
-            dataset = dataset_of[entry.key].name
-            key = export_key(dataset, head.uri, head.operation, head.follow_status, head.cid)
-            seq = -1 if head.seq is None else head.seq
-            seen = rows.get(key)
-            if seen is not None:
-                self.summary.duplicates += 1
-                if seen[0] >= seq:
-                    continue
-            rows[key] = (seq, (dataset, partition_date(head.synctimestamp)), data)
-        self.summary.cache_files += len(chunk.entries)
-        exported = set() if self.dry_run else self.context.state.exported_among(rows)
-        chunk.released = list(exported)
-        exported.update(key for key in rows if key in self._uncommitted)  # (the chunk, not the run)
-        self.summary.duplicates += len(exported)
-        grouped: dict[tuple[str, str], Planned] = {}
-        for key, (_, where, data) in rows.items():
-            if key in exported:
-                continue
-            planned = grouped.get(where)
-            if planned is None:
-                relative = f"{where[0]}/partition_date={where[1]}/part-{chunk.id}.parquet"
-                planned = grouped[where] = Planned(relative, self.dataset_named[where[0]], [], [])
-            planned.files.append(data)
-            planned.keys.append(key)
-        return list(grouped.values())
-
-    def _set_aside(self, path: str, entry: Entry, error: Exception) -> None:
-        """Move a file that cannot become a row to ``{cache}/.set-aside/``, out of every
-        later export's way (a reset keeps it)."""
-        self.summary.unreadable += 1
-        log.warning("set aside, not exportable: %s (%s)", entry.relpath, error)
-        if self.dry_run:
-            return
-        target_dir = os.path.join(self.root, SET_ASIDE)
-        check_no_links(self.root, target_dir)
-        os.makedirs(target_dir, exist_ok=True)
-        os.rename(path, os.path.join(target_dir, bounded_name(entry.relpath.replace("/", "~"))))
-
-    def _restore(self, claim_dir: str, entries: Sequence[Entry]) -> None:
-        """Return claimed files to the tree, unless the writer has written a newer one there."""
-        for entry in entries:
-            source = os.path.join(claim_dir, entry.relpath)
-            target = os.path.join(self.root, entry.relpath)
-            try:
-                check_no_links(self.root, os.path.dirname(target))
-            except SymlinkInCacheError as error:
-                self._set_aside(source, entry, error)
-                continue
-            for _ in range(3):
-                try:
-                    os.link(source, target, follow_symlinks=False)  # fails if the name exists
-                except FileExistsError:  # the writer's file is newer: it wins
-                    break
-                except FileNotFoundError:
-                    if not os.path.lexists(source):
-                        break
-                    make_directories(self.root, os.path.dirname(target))
-                    continue
-                break
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(source)
-
     def _done_batch(self) -> None:
         self.summary.batches += 1
         if self.progress is not None:
@@ -500,52 +375,6 @@ class _Exporter:
         return self.by_dir.get(directory) or self.by_dir[os.path.dirname(directory)]
 
 
-def _purge_first(
-    context: BatchExportContext, *, purge_deleted: bool, writer_timeout: float
-) -> list[PurgeSummary]:
-    """Finish an interrupted purge; purge the accounts seen deleted. A purge that cannot finish
-    now (a writer that does not answer) raises ``PurgeError``: nothing is exported until it has,
-    since the cache may hold rows of its accounts (the next export tries again)."""
-    state = context.state
-    pending = state.pending_purges() if purge_deleted else {}
-    if not pending and not state.purges(unfinished=True):
-        return []
-    from syncstream.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
-
-    output = context.output
-    storage = storage_for(output, context.storage_options) if isinstance(output, str) else output
-    by_reason: dict[str, list[str]] = {}
-    for did, (_, reason) in sorted(pending.items()):
-        by_reason.setdefault(reason, []).append(did)
-    target = storage if isinstance(storage, ParquetStorage) else None
-    out = output if isinstance(output, str) else None
-    try:
-        done = purge_accounts(
-            context.cache_root,
-            state,
-            target,
-            context.handlers,
-            locked=True,
-            writer_timeout=writer_timeout,
-            out=out,
-        )
-        for reason, dids in sorted(by_reason.items()):
-            done += purge_accounts(
-                context.cache_root,
-                state,
-                target,
-                context.handlers,
-                dids,
-                reason=reason,
-                locked=True,
-                writer_timeout=writer_timeout,
-                out=out,
-            )
-        return done
-    except PurgeError as error:
-        raise PurgeError(f"{error}; nothing was exported, so that no row of its accounts is") from None
-
-
 def export_batch(
     context: BatchExportContext,
     *,
@@ -568,7 +397,7 @@ def export_batch(
         if dry_run:
             return exporter.dry()
         exporter.prepare()
-        purges = _purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
+        purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
         summary = exporter.run()
         summary.purges = purges
         return summary
