@@ -37,7 +37,7 @@ from benchmarks.inputs import build_cache, corpus_dids
 from syncstream.compact import compact_tables
 from syncstream.handlers import HANDLERS, datasets_of
 from syncstream.lake import Location, delta_schema
-from syncstream.purge.tables import candidate_rows, delete_rows, predicate, vacuum
+from syncstream.purge.tables import candidate_rows, remove_rows, vacuum
 
 HERE = Path(__file__).resolve().parent
 POSTS = "study_user_activity/post"
@@ -172,7 +172,7 @@ def _purge_one(table_dir: Path, did: str) -> dict[str, Any]:
     before = _bytes(table_dir)
     started = time.perf_counter()
     found = sum(1 for _ in candidate_rows(where, "author_did", {did}))
-    deleted = delete_rows(where, predicate("author_did", {did}, [], False), lambda: None)
+    deleted, _ = remove_rows(where, "author_did", {did}, [], purge_id="bench", on_committed=lambda: None)
     vacuumed = vacuum(where)
     seconds = time.perf_counter() - started
     after = _bytes(table_dir)

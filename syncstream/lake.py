@@ -33,6 +33,7 @@ from syncstream.staging import AddedFile, RunCommit, Step
 
 __all__ = [
     "PARTITION",
+    "STATS_COLUMNS",
     "Location",
     "SchemaMismatchError",
     "check_datasets",
@@ -43,6 +44,7 @@ __all__ = [
     "is_table",
     "location",
     "open_table",
+    "table_configuration",
 ]
 
 PARTITION = "partition_date"
@@ -107,6 +109,16 @@ def delta_schema(dataset: Dataset) -> Schema:
     return Schema(fields)
 
 
+# Statistics (each file's min and max per column, in the log and its checkpoints) are kept for
+# these columns only: a DID, a URI or a post's text as a min or max would outlive a purge in the
+# log's history, which a vacuum does not touch.
+STATS_COLUMNS = frozenset({"seq", "event_time", "synctimestamp"})
+
+
+def table_configuration(columns: Iterable[str]) -> dict[str, str | None]:
+    return {"delta.dataSkippingStatsColumns": ",".join(sorted(STATS_COLUMNS.intersection(columns)))}
+
+
 def is_table(where: Location) -> bool:
     return DeltaTable.is_deltatable(where.uri, storage_options=where.storage_options)
 
@@ -126,6 +138,7 @@ def open_table(where: Location, schema: Schema | None = None) -> DeltaTable:
                 mode="ignore",
                 partition_by=[PARTITION],
                 storage_options=where.storage_options,
+                configuration=table_configuration({field.name for field in schema.fields}),
             )
         except CommitFailedError:
             continue  # another store created it meanwhile
@@ -213,6 +226,8 @@ def convert_plain(where: Location) -> bool:
             partition_by=partition,
             partition_strategy="hive",
             storage_options=where.storage_options,
+            configuration=table_configuration(STATS_COLUMNS),
+            collect_stats=False,
         )
     except DeltaError as error:
         if "No parquet file is found" in str(error):

@@ -123,7 +123,8 @@ def snapshot(
             "files": files,
         }
         for commit in table.history():
-            if commit.get("operation") == "DELETE" and int(commit.get("version", -1)) <= version:
+            purge = commit.get("syncstream") == "purge" or commit.get("operation") == "DELETE"
+            if purge and int(commit.get("version", -1)) <= version:
                 when = datetime.datetime.fromtimestamp(commit["timestamp"] / 1000, datetime.UTC)
                 manifest["purges"].append(
                     {"dataset": dataset.name, "table_version": commit["version"], "time": when.isoformat()}

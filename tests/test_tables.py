@@ -223,3 +223,22 @@ def test_the_readme_reading_example_runs(tmp_path: Path, monkeypatch: pytest.Mon
     namespace: dict[str, object] = {}
     exec(compile(code, "README.md", "exec"), namespace)
     assert namespace["rows"].num_rows == len(EXPECTED[POSTS])  # type: ignore[attr-defined]
+
+
+def test_no_file_under_the_output_names_a_purged_account(tmp_path: Path) -> None:
+    """After exports, a compaction and a purge, no byte under the output (data files, the log
+    and its checkpoints, history included) holds the purged DID: the purge's commit names
+    files, not the account, and statistics are kept for time and seq columns only."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path)) == 0
+    write_cache(tmp_path, more_posts(400, 3))
+    assert export_main(export_args(tmp_path)) == 0
+    out = tmp_path / "out"
+    compact_tables(str(out), datasets_of(HANDLERS).values(), retention_hours=168, now=time.time() + 3 * 86400)
+    assert any(STUDY.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
+    from syncstream.purge.__main__ import main as purge_main
+
+    store = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "state.sqlite"), "-q"]
+    assert purge_main([*store, "--out", str(out), "--did", STUDY]) == 0
+    assert [str(p) for p in out.rglob("*") if p.is_file() and STUDY.encode() in p.read_bytes()] == []
+    assert stray_files(out) == []

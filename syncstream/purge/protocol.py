@@ -326,15 +326,20 @@ class _Purge:
     # step 5: the output -------------------------------------------------------------------
 
     def _purge_table(self, name: str) -> None:
-        """Delete the involved rows in one commit, then vacuum what it replaced."""
-        from syncstream.purge.tables import delete_rows, predicate, vacuum  # noqa: PLC0415 (delta-rs)
+        """Remove the involved rows in one commit, then vacuum what it replaced."""
+        from syncstream.purge.tables import remove_rows, vacuum  # noqa: PLC0415 (delta-rs)
 
         dataset = self.datasets[name]
         where = self._where(name)
         involved = [(uri, status) for named, uri, status in self.involved if named == name]
-        has_status = any(column.name == "follow_status" for column in dataset.columns)
-        condition = predicate(dataset.author_column, self.involvement.dids, involved, has_status)
-        removed = delete_rows(where, condition, lambda: failpoint(Step.PURGE_TABLE_DELETED))
+        removed, _ = remove_rows(
+            where,
+            dataset.author_column,
+            self.involvement.dids,
+            involved,
+            purge_id=self.record.purge_id,
+            on_committed=lambda: failpoint(Step.PURGE_TABLE_DELETED),
+        )
         self.summary.vacuumed += len(vacuum(where))
         failpoint(Step.PURGE_VACUUMED)
         self._count(name, removed)

@@ -1,6 +1,7 @@
-"""A purge in a Delta table: find the rows that involve the accounts, delete them in one
-commit, then vacuum the files that commit replaced, so that no file under the table holds a
-purged row, history included: time travel to a version before the purge is gone, by design.
+"""A purge in a Delta table: find the rows that involve the accounts, rewrite the files that
+hold them without them in one commit, then vacuum the files that commit replaced, so that no
+file under the table holds a purged row, history included: time travel to a version before the
+purge is gone, by design. The log names files, never the accounts (see ``remove_rows``).
 
 The vacuum is delta-rs' *lite* mode with no retention: it removes only the files the log marks
 removed, never a file another store is writing and has not committed yet.
@@ -8,15 +9,19 @@ removed, never a file another store is writing and has not committed yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterator
+import json
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
-from deltalake import DeltaTable
+from deltalake import CommitProperties, DeltaTable
+from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.lake import Location
+from syncstream.lake import PARTITION, Location
 
-__all__ = ["candidate_rows", "delete_rows", "predicate", "vacuum"]
+__all__ = ["PURGE_MARK", "candidate_rows", "remove_rows", "vacuum"]
 
+PURGE_MARK = "syncstream"  # a purge's commit says so in its commit info (what, never whom)
 _COLUMNS = ("operation", "record_type", "uri", "record_json", "follow_status")
 
 
@@ -54,35 +59,87 @@ def candidate_rows(
     )
 
 
-def _quoted(values: Collection[str]) -> str:
-    return ", ".join("'" + value.replace("'", "''") + "'" for value in sorted(values))
+def remove_rows(
+    where: Location,
+    author_column: str,
+    dids: Collection[str],
+    involved: Collection[tuple[str, str]],
+    *,
+    purge_id: str,
+    on_committed: Callable[[], None],
+) -> tuple[int, int]:
+    """Rewrite each file of the table that holds involved rows (the accounts' own, and the
+    (URI, follow status) involved) without them, and commit the old files' removal with the new
+    files in one commit; (rows removed, files rewritten).
 
+    Not ``DeltaTable.delete``: its commit records its predicate, which would name the accounts
+    in the log for as long as the log keeps it. This commit's log entry names files only. A
+    rerun after a crash writes the same names again (``part-{purge}-...``) until the commit is
+    in; after it, no row is involved any more.
+    """
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
 
-def predicate(
-    author_column: str, dids: Collection[str], involved: Collection[tuple[str, str]], has_status: bool
-) -> str:
-    """SQL for the rows to delete: the accounts' own, and the (URI, follow status) involved."""
-    clauses = [f"{author_column} IN ({_quoted(dids)})"]
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    dataset = table.to_pyarrow_dataset()
+    actions = pa.table(table.get_add_actions(flatten=True))
+    sizes = dict(
+        zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(), strict=True)
+    )
     by_status: dict[str, set[str]] = {}
     for uri, status in involved:
-        by_status.setdefault(status, set()).add(uri)
-    for status, uris in sorted(by_status.items()):
-        if has_status and status:
-            clauses.append(f"(uri IN ({_quoted(uris)}) AND follow_status = {_quoted([status])})")
-        else:
-            clauses.append(f"uri IN ({_quoted(uris)})")
-    return " OR ".join(clauses)
+        by_status.setdefault(status or "", set()).add(uri)
+    now = int(time.time() * 1000)
+    changes: list[AddAction | RemoveAction] = []
+    removed = 0
+    for fragment in dataset.get_fragments():
+        path: str = fragment.path
+        names = fragment.physical_schema.names
+        columns = [c for c in (author_column, "uri", "follow_status") if c in names]
+        keys = fragment.to_table(columns=columns, use_threads=False)
+        drop = _involved(keys, author_column, dids, by_status)
+        if not any(drop):
+            continue
+        data = fragment.to_table(use_threads=False)
+        kept = data.filter(pa.array([not d for d in drop]))
+        date = path.split("/", 1)[0].removeprefix(f"{PARTITION}=")
+        values: dict[str, str | None] = {PARTITION: date}
+        changes.append(RemoveAction(path, True, now, sizes.get(path), values))
+        removed += len(drop) - kept.num_rows
+        if kept.num_rows:
+            directory, name = path.rsplit("/", 1)
+            target = f"{directory}/part-{purge_id}-{name.removeprefix('part-')}"
+            with fragment.filesystem.open_output_stream(target) as sink:
+                pq.write_table(kept, sink, compression="zstd")
+            size = fragment.filesystem.get_file_info(target).size
+            stats = json.dumps({"numRecords": kept.num_rows})
+            changes.append(AddAction(target, size, values, now, True, stats))
+    if changes:
+        table.create_write_transaction(
+            changes,
+            "append",
+            table.schema(),
+            partition_by=[PARTITION],
+            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}),
+        )
+    del dataset, table
+    on_committed()
+    return removed, sum(isinstance(c, RemoveAction) for c in changes)
 
 
-def delete_rows(where: Location, condition: str, on_deleted: Callable[[], None]) -> int:
-    """Delete the rows matching ``condition`` in one commit (none when no row matches); how
-    many were deleted."""
-    table = DeltaTable(where.uri, storage_options=where.storage_options)
-    metrics = table.delete(condition)
-    del table
-    on_deleted()
-    deleted: int = metrics.get("num_deleted_rows", 0) or 0
-    return deleted
+def _involved(
+    keys: Any, author_column: str, dids: Collection[str], by_status: Mapping[str, set[str]]
+) -> list[bool]:
+    authors = keys.column(author_column).to_pylist()
+    count = len(authors)
+    uris = keys.column("uri").to_pylist() if "uri" in keys.column_names else [None] * count
+    statuses = (
+        keys.column("follow_status").to_pylist() if "follow_status" in keys.column_names else [None] * count
+    )
+    return [
+        author in dids or (uri is not None and uri in by_status.get(status or "", ()))
+        for author, uri, status in zip(authors, uris, statuses, strict=True)
+    ]
 
 
 def vacuum(where: Location) -> list[str]:
