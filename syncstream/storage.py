@@ -82,6 +82,30 @@ class ParquetStorage:
             and not info.base_name.startswith(".")
         )
 
+    def list_datasets(self) -> list[str]:
+        """Every dataset under the base, whoever wrote it (``{service}/{record_type}``: a
+        directory two levels down that holds a Delta log or date partitions), sorted."""
+        found = []
+        for service in self._directories(self.base):
+            for dataset in self._directories(service):
+                inside = {posixpath.basename(path) for path in self._directories(dataset)}
+                if "_delta_log" in inside or any(name.startswith("partition_date=") for name in inside):
+                    found.append(dataset[len(self.base) + 1 :])
+        return sorted(found)
+
+    def _directories(self, path: str) -> list[str]:
+        selector = pafs.FileSelector(path, allow_not_found=True)
+        return [
+            info.path
+            for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.Directory and not info.base_name.startswith(".")
+        ]
+
+    def schema(self, relative_path: str) -> pa.Schema:
+        """One Parquet file's schema (its footer only)."""
+        with self.filesystem.open_input_file(self._path(relative_path)) as source:
+            return pq.read_schema(source)
+
     def read(self, relative_path: str, columns: list[str] | None = None) -> pa.Table:
         """One Parquet file as written (its partition stays in its path, not in the table)."""
         with self.filesystem.open_input_file(self._path(relative_path)) as source:

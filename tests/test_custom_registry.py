@@ -17,7 +17,14 @@ from typing import Any
 import pyarrow.dataset as pads
 import pytest
 
-from syncstream import HANDLERS, setup_batch_export_system, setup_cache_write_system
+from syncstream import (
+    HANDLERS,
+    OpSpec,
+    commit_frame,
+    setup_batch_export_system,
+    setup_cache_write_system,
+    write_replay,
+)
 from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.errors import ConfigError
 from syncstream.export.__main__ import main as export_main
@@ -351,3 +358,37 @@ def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path
     with pytest.raises(ConfigError, match=message):
         setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"))
     assert star.read_text() == "{}"
+
+
+def test_a_purge_erases_an_accounts_rows_from_datasets_its_registry_does_not_know(user_dir: Path) -> None:
+    """Two stores share one output: the README's store writes stars, another (the built-in
+    registry) the same account's posts. Purged from the second store, the account leaves the
+    stars table too, by author: no dataset under the output keeps a row of it, and no byte of
+    its DID is left in any file under the output (data or log)."""
+    author = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
+    done = run(SHELL, user_dir)
+    assert done.returncode == 0, done.stderr
+    assert [r["author_did"] for r in rows(user_dir / "syncstream-parquet", STARS)] == [author, author]
+    other = user_dir / "other"
+    post = commit_frame(
+        seq=1, repo=author, rev="3mptbypluud2a", time="2026-07-04T14:38:07.517Z",
+        ops=[OpSpec("create", "app.bsky.feed.post/3p", {"$type": "app.bsky.feed.post", "text": "hi",
+                                                          "createdAt": "2026-07-04T14:38:07.517Z"})],
+    )  # fmt: skip
+    (other / "study.txt").parent.mkdir()
+    (other / "study.txt").write_text(f"{author}\n")
+    write_replay(other / "post.bin", [post])
+    store = ["--cache-dir", str(other / "cache"), "--state", str(other / "s.sqlite")]
+    out = ["--out", str(user_dir / "syncstream-parquet")]
+    assert (
+        write_main(
+            [*store, "-q", "--study-users", str(other / "study.txt"), "--replay", str(other / "post.bin")]
+        )
+        == 0
+    )
+    assert export_main([*store, "-q", *out]) == 0
+    assert purge_main([*store, *out, "--did", author]) == 0
+    assert rows(user_dir / "syncstream-parquet", STARS) == []
+    assert rows(user_dir / "syncstream-parquet", "study_user_activity/post") == []
+    everything = [p for p in (user_dir / "syncstream-parquet").rglob("*") if p.is_file()]
+    assert everything and not [p for p in everything if author.encode() in p.read_bytes()]

@@ -8,27 +8,26 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator
 from typing import TYPE_CHECKING, Any
 
-from syncstream.datasets import Dataset
 from syncstream.failpoints import failpoint
 from syncstream.staging import Step
 
 if TYPE_CHECKING:
     from syncstream.storage import ParquetStorage
 
-__all__ = ["candidate_rows", "rewrite"]
+__all__ = ["authored_rows", "candidate_rows", "rewrite"]
 
 _COLUMNS = ("operation", "uri", "record_json", "record_type", "follow_status")
 
 
 def candidate_rows(
-    storage: ParquetStorage, relative_path: str, dataset: Dataset, dids: Collection[str]
+    storage: ParquetStorage, relative_path: str, author_column: str, dids: Collection[str]
 ) -> Iterator[tuple[Any, ...]]:
     """(operation, author, uri, record_json, record_type, follow_status) of the file's rows that
     are the accounts' or name one of them."""
     table = storage.read(relative_path)
     if "record_json" not in table.column_names or "uri" not in table.column_names:
         return  # rows of an account's own (events): found by their author alone
-    authors = table.column(dataset.author_column).to_pylist()
+    authors = table.column(author_column).to_pylist()
     columns = {
         name: table.column(name).to_pylist() if name in table.column_names else [None] * len(authors)
         for name in _COLUMNS
@@ -44,7 +43,8 @@ def candidate_rows(
 def rewrite(
     storage: ParquetStorage,
     relative_path: str,
-    dataset: Dataset,
+    name: str,
+    author_column: str,
     *,
     dids: Collection[str],
     involved: Collection[tuple[str, str, str]],
@@ -54,14 +54,13 @@ def rewrite(
     rows removed."""
     import pyarrow as pa  # noqa: PLC0415 (the purge of a cache alone needs none)
 
-    name = dataset.name
     directory, base = relative_path.rsplit("/", 1)
     stem = base.removesuffix(".parquet")
     if stem.endswith(f"~{purge_id}"):
         return 0  # written by this purge: nothing involved is left in it
     target = f"{directory}/{stem.split('~', 1)[0]}~{purge_id}.parquet"
     table = storage.read(relative_path)
-    authors = table.column(dataset.author_column).to_pylist()
+    authors = table.column(author_column).to_pylist()
     uris = table.column("uri").to_pylist() if "uri" in table.column_names else [None] * len(authors)
     statuses = (
         table.column("follow_status").to_pylist()
@@ -83,3 +82,11 @@ def rewrite(
     storage.remove([relative_path])
     failpoint(Step.PURGE_PART_REPLACED)
     return removed
+
+
+def authored_rows(
+    storage: ParquetStorage, relative_path: str, author_column: str, dids: Collection[str]
+) -> int:
+    """How many of the file's rows belong to the accounts."""
+    authors = storage.read(relative_path, columns=[author_column]).column(author_column).to_pylist()
+    return sum(author in dids for author in authors)

@@ -132,6 +132,10 @@ class _Purge:
         self.writer_timeout = writer_timeout
         self.involvement = Involvement.of(record.dids, handlers)
         self.datasets = datasets_of(handlers)
+        # every dataset under the output and the column of the account its rows belong to: the
+        # registry's, and those another store's registry wrote there (a shard's), whose rows
+        # go by their author alone
+        self.authors = {name: dataset.author_column for name, dataset in self.datasets.items()}
         # (dataset, URI, follow status) of rows kept because of them: a follow's two rows share
         # its URI, and a study user's own follow of a purged account (the follower row) stays
         self.involved: set[tuple[str, str, str]] = set()
@@ -156,12 +160,12 @@ class _Purge:
 
             self._note_rows(
                 name,
-                candidate_rows(self._where(name), self.datasets[name].author_column, self.involvement.dids),
+                candidate_rows(self._where(name), self.authors[name], self.involvement.dids),
             )
         for relative_path, name in parts:
             assert self.output.storage is not None
             rows = files.candidate_rows(
-                self.output.storage, relative_path, self.datasets[name], self.involvement.dids
+                self.output.storage, relative_path, self.authors[name], self.involvement.dids
             )
             self._note_rows(name, rows)
         plan = self.staging.purge_plan(record.purge_id)
@@ -184,12 +188,14 @@ class _Purge:
             removed = files.rewrite(
                 self.output.storage,
                 relative_path,
-                self.datasets[name],
+                name,
+                self.authors[name],
                 dids=self.involvement.dids,
                 involved=self.involved,
                 purge_id=record.purge_id,
             )
             self._count(name, removed)
+        self._check_erased(tables, parts)
         self.staging.drop_purge(record.purge_id)
         self.state.finish_purge(
             record.purge_id,
@@ -237,19 +243,45 @@ class _Purge:
 
     def _outputs(self) -> tuple[list[str], list[tuple[str, str]]]:
         """The datasets that are Delta tables, and (relative path, dataset) of every file of
-        those that are plain Parquet."""
+        those that are plain Parquet: the registry's, and any other found under the output."""
         tables: list[str] = []
         parts: list[tuple[str, str]] = []
-        for name in self.datasets:
+        names = list(self.datasets)
+        if self.output.storage is not None:
+            names += [name for name in self.output.storage.list_datasets() if name not in self.datasets]
+        for name in names:
             if self.output.out is not None:
                 from syncstream.lake import is_table  # noqa: PLC0415 (delta-rs)
 
                 if is_table(self._where(name)):
-                    tables.append(name)
+                    if self._foreign(name, tables=True):
+                        tables.append(name)
                     continue
-            if self.output.storage is not None:
+            if self.output.storage is not None and self._foreign(name, tables=False):
                 parts += [(path, name) for path in self.output.storage.list_parts(name)]
         return tables, parts
+
+    def _foreign(self, name: str, *, tables: bool) -> bool:
+        """Whether the purge can go through ``name``: a dataset of the registry, or another's
+        whose rows say whose they are (its author column is noted)."""
+        if name in self.authors:
+            return True
+        if tables:
+            from syncstream.purge.tables import author_column  # noqa: PLC0415 (delta-rs)
+
+            column = author_column(self._where(name))
+        else:
+            assert self.output.storage is not None
+            found = self.output.storage.list_parts(name)
+            fields = self.output.storage.schema(found[0]).names if found else []
+            column = next((c for c in ("author_did", "did") if c in fields), None)
+        if column is None:
+            log.warning("%s under the output has no author_did or did column: no row of it can be "
+                        "an account's, so the purge passes it over", name)  # fmt: skip
+            return False
+        log.info("%s is not a dataset of this registry: its rows of the accounts go by author", name)
+        self.authors[name] = column
+        return True
 
     def _where(self, name: str) -> Any:
         from syncstream.lake import location  # noqa: PLC0415 (delta-rs)
@@ -329,12 +361,11 @@ class _Purge:
         """Remove the involved rows in one commit, then vacuum what it replaced."""
         from syncstream.purge.tables import remove_rows, vacuum  # noqa: PLC0415 (delta-rs)
 
-        dataset = self.datasets[name]
         where = self._where(name)
         involved = [(uri, status) for named, uri, status in self.involved if named == name]
         removed, _ = remove_rows(
             where,
-            dataset.author_column,
+            self.authors[name],
             self.involvement.dids,
             involved,
             purge_id=self.record.purge_id,
@@ -343,6 +374,29 @@ class _Purge:
         self.summary.vacuumed += len(vacuum(where))
         failpoint(Step.PURGE_VACUUMED)
         self._count(name, removed)
+
+    def _check_erased(self, tables: list[str], parts: list[tuple[str, str]]) -> None:
+        """Read every dataset again: no row of the accounts is left, or the purge fails (it is
+        recorded unfinished, so the next purge or export tries again)."""
+        left: dict[str, int] = {}
+        dids = self.involvement.dids
+        for name in tables:
+            from syncstream.purge.tables import authored_rows  # noqa: PLC0415 (delta-rs)
+
+            left[name] = authored_rows(self._where(name), self.authors[name], dids)
+        storage = self.output.storage
+        for name in sorted({name for _, name in parts}):
+            assert storage is not None
+            for relative_path in storage.list_parts(name):  # as rewritten
+                count = files.authored_rows(storage, relative_path, self.authors[name], dids)
+                left[name] = left.get(name, 0) + count
+        remaining = {name: count for name, count in left.items() if count}
+        if remaining:
+            raise PurgeError(
+                "rows of the purged accounts are still in "
+                + ", ".join(f"{name} ({count})" for name, count in sorted(remaining.items()))
+                + "; the purge is recorded unfinished"
+            )
 
     def _count(self, name: str, removed: int) -> None:
         if removed:

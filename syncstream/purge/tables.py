@@ -19,10 +19,31 @@ from deltalake.transaction import AddAction, RemoveAction
 
 from syncstream.lake import PARTITION, Location
 
-__all__ = ["PURGE_MARK", "candidate_rows", "remove_rows", "vacuum"]
+__all__ = ["PURGE_MARK", "author_column", "authored_rows", "candidate_rows", "remove_rows", "vacuum"]
 
 PURGE_MARK = "syncstream"  # a purge's commit says so in its commit info (what, never whom)
 _COLUMNS = ("operation", "record_type", "uri", "record_json", "follow_status")
+
+
+def author_column(where: Location) -> str | None:
+    """The column of the account a row belongs to, in a table of any registry: ``author_did``,
+    or ``did`` (account events); None when it has neither."""
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    names = {field.name for field in table.schema().fields}
+    del table
+    return next((name for name in ("author_did", "did") if name in names), None)
+
+
+def authored_rows(where: Location, author_column: str, dids: Collection[str]) -> int:
+    """How many rows of the table's current version belong to the accounts."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    authors = table.to_pyarrow_dataset().to_table(columns=[author_column], use_threads=False)
+    del table
+    mask = pc.is_in(authors.column(author_column), value_set=pa.array(sorted(dids), pa.string()))
+    return int(pc.sum(pc.fill_null(mask, False).cast(pa.int64())).as_py() or 0)
 
 
 def candidate_rows(
