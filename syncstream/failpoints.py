@@ -7,7 +7,10 @@ pass through that point, counted from 1 in each process, at which it fires; ``ac
 
 - ``kill``: SIGKILL this process (a helper dies alone; a command's helpers die with it),
 - ``raise``: raise ``FailpointError`` (a clean failure, as a full disk or a bug would raise),
-- ``exit``: ``os._exit(3)``, no clean-up (an exit from a library or a signal handler).
+- ``exit``: ``os._exit(3)``, no clean-up (an exit from a library or a signal handler),
+- ``term``, ``hup``: SIGTERM or SIGHUP to this process's whole process group, as a service
+  manager's stop (systemd's default) or a terminal's hangup sends it, and go on (run the command
+  in a session of its own: ``start_new_session=True``).
 
 Unset, ``failpoint`` is a dictionary lookup that finds nothing: free on every path but the
 hottest loops, which check ``ARMED`` first.
@@ -26,6 +29,7 @@ __all__ = [
     "ARMED",
     "ENV",
     "POINTS",
+    "PROBLEM",
     "PROCESSES",
     "FailpointError",
     "failpoint",
@@ -33,7 +37,7 @@ __all__ = [
 ]
 
 ENV = "SYNCSTREAM_FAILPOINTS"
-ACTIONS = ("kill", "raise", "exit")
+ACTIONS = ("kill", "raise", "exit", "term", "hup")
 
 # Each point (``syncstream.staging.Step`` names those of the export and the purge), and the
 # processes it can fire in: the command's own process, its helper, or
@@ -106,7 +110,11 @@ def _parse(text: str) -> dict[str, list[tuple[str | None, int, str]]]:
     return armed
 
 
-_ARMED = _parse(os.environ.get(ENV, ""))
+try:
+    _ARMED = _parse(os.environ.get(ENV, ""))
+    PROBLEM: str | None = None
+except ConfigError as _error:  # a command says so in one error line (cli.environment_problem)
+    _ARMED, PROBLEM = {}, str(_error)
 ARMED = bool(_ARMED)
 _hits: dict[str, int] = {}
 
@@ -123,6 +131,9 @@ def failpoint(point: str) -> None:
 
 
 def _fire(point: str, action: str) -> None:
+    if action in ("term", "hup"):
+        os.killpg(os.getpgrp(), signal.SIGTERM if action == "term" else signal.SIGHUP)
+        return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
     if action == "exit":

@@ -30,6 +30,7 @@ from syncstream.errors import HelperError
 __all__ = ["Helper", "serve"]
 
 _LENGTH = struct.Struct("<I")
+_STOPS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 
 
 @functools.cache
@@ -84,12 +85,18 @@ class Helper:
 
     def __init__(self, module: str, *args: str, pass_fds: Sequence[int] = ()) -> None:
         self.module = module
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", module, str(os.getpid()), *args],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            pass_fds=tuple(pass_fds),
-        )
+        # The helper starts with the stop signals blocked (a mask is inherited through fork and
+        # exec), so that one sent to the group while it starts up waits until ``serve`` ignores it.
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
+        try:
+            self._process = subprocess.Popen(
+                [sys.executable, "-m", module, str(os.getpid()), *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                pass_fds=tuple(pass_fds),
+            )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
         self._stdout: IO[bytes] = self._process.stdout
@@ -173,7 +180,13 @@ def serve(handle: Callable[[Any], object]) -> int:
     """The helper's main loop: ``handle`` each request in order; a result other than None is
     sent back as the answer. Exits 0 at the end of stdin (the parent closed it or died)."""
     _die_with_parent(int(sys.argv[1]))
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C is the parent's to handle
+    # A stop is the parent's to handle: a Ctrl-C, a terminal's hangup and a service manager's
+    # SIGTERM reach the whole process group, and a helper that died of them would fail the
+    # parent's clean stop. The parent finishes its work with the helper and then closes its
+    # stdin; if the parent dies instead, so does the helper (``_die_with_parent``).
+    for signum in _STOPS:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # what arrived meanwhile is dropped
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _widen(stdout.fileno())
     while True:
