@@ -1,5 +1,5 @@
-"""What the commands share: the cache, state and registry options, and logging to stderr as
-text or JSON."""
+"""What the commands share: the cache, state and registry options, logging to stderr as text or
+JSON, the one ``error:`` line, and an output that may be closed early (``| head``)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,11 @@ import importlib
 import json
 import logging
 import os
+import re
 import sys
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from syncstream.handlers import Registry
@@ -19,10 +20,16 @@ if TYPE_CHECKING:
 __all__ = [
     "HANDLERS_ENV",
     "JsonFormatter",
+    "TextFormatter",
     "add_handlers_option",
     "add_store_options",
     "did_argument",
+    "environment_problem",
+    "escape",
+    "fail",
+    "human_seconds",
     "load_registry",
+    "run",
     "setup_logging",
 ]
 
@@ -106,10 +113,46 @@ def did_argument(text: str) -> str:
     return text
 
 
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escaped(found: re.Match[str]) -> str:
+    char = found[0]
+    return _NAMED.get(char) or (f"\\x{ord(char):02x}" if ord(char) < 0x100 else f"\\u{ord(char):04x}")
+
+
+def escape(text: str) -> str:
+    """``text`` with control characters written as escapes (``\\n``, ``\\x1b``): a value from
+    the network (an rkey, a rev, a handle) can neither forge a log line nor drive a terminal."""
+    return _CONTROL.sub(_escaped, text)
+
+
+_PLACEHOLDER = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(?:\d+|\*)?(?:\.\d+)?[a-zA-Z%]")
+
+
+def _event_of(template: str) -> str:
+    """A stable event name from a log call's format string (its words, not its values)."""
+    words = re.findall(r"[a-z]+", _PLACEHOLDER.sub(" ", template).lower())
+    return "_".join(words[:6]) or "message"
+
+
+class TextFormatter(logging.Formatter):
+    """``time level logger: message``, the message escaped (see ``escape``)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        record.message = escape(record.message)
+        return super().formatMessage(record)
+
+
 class JsonFormatter(logging.Formatter):
     """One JSON object per line: ``time`` (UTC, ISO 8601), ``level``, ``logger``, ``event`` (a
-    structured event's name, else the message), ``message``, and the event's fields (``seq``,
-    counts, ``reason``) given as ``extra={"event": ..., "fields": {...}}``."""
+    stable name: the structured event's, given as ``extra={"event": ..., "fields": {...}}``, else
+    one made of the format string's words), ``message``, and the event's fields (``seq``, counts,
+    ``reason``); a plain log call's values are ``args``."""
 
     def format(self, record: logging.LogRecord) -> str:
         seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
@@ -118,21 +161,98 @@ class JsonFormatter(logging.Formatter):
             "time": f"{seconds}.{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "event": getattr(record, "event", None) or message,
+            "event": getattr(record, "event", None) or _event_of(str(record.msg)),
             "message": message,
         }
         fields = getattr(record, "fields", None)
         if isinstance(fields, dict):
             entry.update(fields)
+        elif isinstance(record.args, tuple) and record.args:
+            entry["args"] = list(record.args)
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, default=str)
 
 
+_format = ["text"]  # the commands' log format, for their ``error:`` line
+
+
 def setup_logging(quiet: bool, log_format: str = "text") -> None:
+    _format[0] = log_format
     handler = logging.StreamHandler(sys.stderr)
-    if log_format == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.setFormatter(JsonFormatter() if log_format == "json" else TextFormatter())
     logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, handlers=[handler])
+    # The SDK's HTTP client says every request at INFO: a backfill would log one line per PDS call.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, *, event: str = "error", **fields: Any) -> None:
+    """A command's ``error: ...`` line on stderr; with ``--log-format json``, a JSON object like
+    every other line (``event`` names what failed)."""
+    if _format[0] == "json":
+        record = logging.LogRecord("syncstream", logging.ERROR, __file__, 0, message, None, None)
+        record.event, record.fields = event, fields
+        print(JsonFormatter().format(record), file=sys.stderr)
+    else:
+        print(f"error: {escape(message)}", file=sys.stderr)
+
+
+def environment_problem() -> str | None:
+    """What is wrong with the environment the command was given (a malformed
+    ``SYNCSTREAM_FAILPOINTS``), or None."""
+    from syncstream.failpoints import PROBLEM  # noqa: PLC0415
+
+    return PROBLEM
+
+
+def human_seconds(seconds: float) -> str:
+    """``12.5s``, ``4m 10s``, ``5h 3m``, ``3d 14h``: a lag an operator reads at a glance."""
+    if seconds < 0:
+        return f"-{human_seconds(-seconds)}"  # a clock ahead of ours
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    hours, mins = divmod(minutes, 60)
+    days, hrs = divmod(hours, 24)
+    if days:
+        return f"{days}d {hrs}h"
+    return f"{hours}h {mins}m" if hours else f"{minutes}m {secs}s"
+
+
+class _Stdout:
+    """stdout that goes quiet when its reader has gone (``| head``): the command finishes its
+    work and exits with its own status, instead of a BrokenPipeError traceback."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        try:
+            written: int = self._stream.write(text)
+        except BrokenPipeError:
+            self._gone()
+            return len(text)
+        return written
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except BrokenPipeError:
+            self._gone()
+
+    def _gone(self) -> None:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, self._stream.fileno())
+        os.close(devnull)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def run(main: Callable[[], int]) -> NoReturn:
+    """A command's entry point: ``raise SystemExit(main())``, with an stdout that may close early."""
+    sys.stdout = _Stdout(sys.stdout)
+    status = main()
+    sys.stdout.flush()
+    raise SystemExit(status)

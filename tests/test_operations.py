@@ -218,3 +218,48 @@ def test_deploy_units_verify(tmp_path: Path) -> None:
         ["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, check=False
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_export_metrics_are_counters_over_runs_with_every_dataset(tmp_path: Path) -> None:
+    """syncstream_export_rows_total adds up over exports; every dataset has its series from the
+    first export on, also in runs without its rows; no _created series."""
+    metrics = tmp_path / "export.prom"
+    for name in ("a", "b", "a"):  # two caches of the sample, then one with nothing left
+        root = tmp_path / name
+        write = [sys.executable, "-m", "syncstream.write", *store(root), "-q", "--no-sync"]
+        assert subprocess.run(write, check=False, cwd=tmp_path).returncode == 0
+        export = [sys.executable, "-m", "syncstream.export", *store(root), "-q", "--out", str(root / "out"),
+                  "--metrics-file", str(metrics)]  # fmt: skip
+        assert subprocess.run(export, check=False).returncode == 0
+    text = metrics.read_text()
+    assert 'syncstream_export_rows_total{dataset="study_user_activity/post"} 8.0' in text
+    assert 'syncstream_export_rows_total{dataset="study_user_activity/quote_of_user_post"} 0.0' in text
+    assert "syncstream_export_files_total 30.0" in text
+    assert "_created" not in text
+    series = re.findall(r'^syncstream_export_rows_total\{dataset="([^"]+)"\}', text, re.MULTILINE)
+    assert len(series) == len(set(series)) >= 10
+
+
+def test_unwritable_metrics_file_is_an_error_line_after_the_summary(tmp_path: Path) -> None:
+    """An export whose metrics file cannot be written prints its summary, then one error line,
+    and exits 1; with --every the loop goes on, and exits 1 when its last run failed."""
+    assert subprocess.run([sys.executable, "-m", "syncstream.write", *store(tmp_path), "-q", "--no-sync"],
+                          check=False, cwd=tmp_path).returncode == 0  # fmt: skip
+    (tmp_path / "a-file").write_text("not a directory")
+    export = [sys.executable, "-m", "syncstream.export", *store(tmp_path), "-q", "--out", str(tmp_path / "out"),
+              "--metrics-file", str(tmp_path / "a-file" / "export.prom")]  # fmt: skip
+    once = subprocess.run(export, capture_output=True, text=True, check=False)
+    assert once.returncode == 1
+    assert once.stdout.startswith("exported 15 rows")
+    [line] = once.stderr.splitlines()
+    assert line.startswith("error: cannot write the metrics file ") and "the export itself succeeded" in line
+    with subprocess.Popen([*export, "--every", "0.1s"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True) as loop:  # fmt: skip
+        assert loop.stdout is not None
+        runs = 0
+        while runs < 3:
+            runs += loop.stdout.readline().startswith("exported")
+        loop.send_signal(signal.SIGTERM)
+        _, err = loop.communicate(timeout=30)
+    assert loop.returncode == 1
+    assert "Traceback" not in err and err.count("error: cannot write the metrics file") >= 3

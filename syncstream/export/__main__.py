@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncstream.cli import add_store_options, load_registry, setup_logging
+from syncstream.cli import add_store_options, environment_problem, fail, load_registry, run, setup_logging
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.storage_options import StorageOptions
@@ -176,6 +176,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.log_format)
+    if (problem := environment_problem()) is not None:
+        fail(problem, event="bad_environment")
+        return 2
     if args.inline_parquet:
         from syncstream.export.parts import spare_pyarrow_the_pandas_import  # noqa: PLC0415
 
@@ -211,21 +214,30 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _every(args: argparse.Namespace, period: float) -> int:
-    """Export every ``period`` seconds until SIGTERM or SIGINT (a run under way finishes)."""
+    """Export every ``period`` seconds until SIGTERM or SIGINT (a run under way finishes); a
+    SIGHUP (a terminal's hangup) is logged and changes nothing. The exit status is the last
+    run's: 1 when it failed (and so when every run did), 2 at once for bad input."""
     stop = threading.Event()
 
     def on_signal(signum: int, frame: object) -> None:
-        log.info("%s: stopping after this run", signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if signum == signal.SIGHUP:
+            log.info("%s: ignored (the export has nothing to reload); SIGTERM stops it", name,
+                     extra={"event": "signal_ignored", "fields": {"signal": name}})  # fmt: skip
+            return
+        log.info("%s: stopping after this run", name, extra={"event": "stopping", "fields": {"signal": name}})
         stop.set()
 
-    previous = {signum: signal.signal(signum, on_signal) for signum in (signal.SIGTERM, signal.SIGINT)}
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, on_signal) for signum in signals}
     try:
-        runs = failures = 0
+        runs = failures = status = 0
         compacted = time.monotonic()  # the first compaction one period after the start
         while not stop.is_set():
             started = time.monotonic()
             due = args.compact_every_seconds is not None and started - compacted >= args.compact_every_seconds
             status = _export_and_report(args, compact=due)
+            sys.stdout.flush()  # each run's summary when it happens, also into a pipe or a journal
             if due:
                 compacted = started
             runs += 1
@@ -235,7 +247,7 @@ def _every(args: argparse.Namespace, period: float) -> int:
             stop.wait(max(period - (time.monotonic() - started), 0.0))
         log.info("%d exports, %d failed", runs, failures,
                  extra={"event": "stopped", "fields": {"runs": runs, "failures": failures}})  # fmt: skip
-        return 0
+        return 1 if status else 0
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
@@ -243,38 +255,50 @@ def _every(args: argparse.Namespace, period: float) -> int:
 
 def _export_and_report(args: argparse.Namespace, *, compact: bool = False) -> int:
     """One export, its summary printed and (with --metrics-file) its metrics written; with
-    ``compact``, a compaction of the tables after it."""
+    ``compact``, a compaction of the tables after it. A metrics file that cannot be written
+    fails the run (exit 1: the monitoring would be blind) after the summary of what was
+    exported."""
     started = time.perf_counter()
     status, summary = _export(args)
     compaction = None
     if compact and status == 0:
-        compaction = _compact(args.out)
+        compaction = _compact(args.out, args.handlers)
+    seconds = time.perf_counter() - started
+    if summary is not None:
+        _print_summary(summary, seconds)
+        print(f"cache: {os.path.realpath(args.cache_dir)}\nstate: {os.path.abspath(args.state)}")
+        print(f"output: {args.out if '://' in args.out else os.path.abspath(args.out)}")
     if args.metrics_file is not None and not args.dry_run:
         from syncstream.export.metrics import write_export_metrics  # noqa: PLC0415
 
-        write_export_metrics(
-            args.metrics_file,
-            success=status == 0,
-            seconds=time.perf_counter() - started,
-            rows={} if summary is None else {name: d.rows for name, d in summary.datasets.items()},
-            files=0 if summary is None else summary.cache_files,
-            now=time.time(),
-            commits=0 if summary is None else summary.commits,
-            compaction=compaction,
-        )
-    if summary is not None:
-        _print_summary(summary, time.perf_counter() - started)
-        print(f"cache: {os.path.realpath(args.cache_dir)}\nstate: {os.path.abspath(args.state)}")
-        print(f"output: {args.out if '://' in args.out else os.path.abspath(args.out)}")
+        try:
+            write_export_metrics(
+                args.metrics_file,
+                success=status == 0,
+                seconds=seconds,
+                rows={} if summary is None else {name: d.rows for name, d in summary.datasets.items()},
+                files=0 if summary is None else summary.cache_files,
+                now=time.time(),
+                datasets=_datasets(args.handlers),
+                commits=0 if summary is None else summary.commits,
+                compaction=compaction,
+            )
+        except OSError as error:
+            done = "; the export itself succeeded" if status == 0 else ""
+            fail(
+                f"cannot write the metrics file {args.metrics_file}: {error}{done}",
+                event="metrics_unwritable",
+            )
+            return status or 1
     return status
 
 
-def _compact(out: str) -> CompactSummary | None:
+def _compact(out: str, handlers: str | None) -> CompactSummary | None:
     from syncstream.compact import compact_tables, format_summary  # noqa: PLC0415
-    from syncstream.handlers import HANDLERS, datasets_of  # noqa: PLC0415
+    from syncstream.handlers import datasets_of  # noqa: PLC0415
 
     try:
-        summary = compact_tables(out, datasets_of(HANDLERS).values())
+        summary = compact_tables(out, datasets_of(load_registry(handlers)).values())
     except Exception as error:
         log.warning("compaction failed: %s (the next one tries again)", error)
         return None
@@ -306,7 +330,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
             format=args.format,
         )
     except (SyncstreamError, OSError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        fail(str(error), event="export_not_started")
         return 2, None
     writer_lock = WriterLock(context.cache_root)
     started = time.perf_counter()
@@ -339,14 +363,11 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
                     "--clear-cache kept %d files it did not export: %s", len(kept), ", ".join(kept[:10])
                 )
     except CacheLockedError as error:
-        print(
-            f"error: {error}; nothing was exported" if args.clear_cache else f"error: {error}",
-            file=sys.stderr,
-        )
+        fail(f"{error}; nothing was exported" if args.clear_cache else str(error), event="cache_locked")
         return 1, None
     except Exception as error:
         log.debug("export failed", exc_info=True)
-        print(f"error: export failed: {error}; the cache is intact", file=sys.stderr)
+        fail(f"export failed: {error}; the cache is intact", event="export_failed")
         return 1, None
     finally:
         writer_lock.release()
@@ -354,5 +375,15 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
     return 0, summary
 
 
+def _datasets(spec: str | None) -> list[str]:
+    """Every dataset of the registry: each has its series in the metrics file, rows or none."""
+    from syncstream.handlers import datasets_of  # noqa: PLC0415
+
+    try:
+        return list(datasets_of(load_registry(spec)))
+    except SyncstreamError:  # the export said why already
+        return []
+
+
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)
