@@ -12,13 +12,12 @@ import os
 import threading
 import time
 from collections.abc import Callable, Iterator
-from http.server import ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from syncstream.httpd import QuietHandler
+from syncstream.httpd import BoundedHTTPServer, QuietHandler
 from syncstream.write.writer import CacheWriter
 
 __all__ = ["MetricsServer", "WriterCollector", "parse_address"]
@@ -88,6 +87,8 @@ class MetricsServer:
         address: tuple[str, int],
         *,
         max_age: float = 60.0,
+        request_timeout: float = 10.0,
+        max_connections: int = 16,
     ) -> None:
         self.writer, self.max_age = writer, max_age
         self.started = time.time()
@@ -118,8 +119,11 @@ class MetricsServer:
                 else:
                     self.answer(404, b"not found: try /metrics or /healthz\n", "text/plain")
 
-        self.http = ThreadingHTTPServer(address, Handler)
-        self.http.daemon_threads = True
+        # A scraper or two at a time: idle or half-sent requests time out, and no more than
+        # max_connections hold a thread (200 of them used to pin 200 threads, 2 GiB of stacks).
+        self.http = BoundedHTTPServer(
+            address, Handler, max_connections=max_connections, timeout=request_timeout
+        )
         self.address = self.http.server_address
         self.thread = threading.Thread(target=self.http.serve_forever, name="metrics", daemon=True)
 
