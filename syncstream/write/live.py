@@ -23,6 +23,7 @@ from atproto_firehose import FirehoseSubscribeReposClient
 
 from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.write.decode import Decoded
+from syncstream.write.progress import Progress
 from syncstream.write.sources import write_frame
 from syncstream.write.writer import CacheWriter
 
@@ -63,11 +64,18 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
     """The SDK's firehose client, handing over raw frames and dialling from a current cursor."""
 
     def __init__(
-        self, base_uri: str, cursor: Callable[[], int | None], backoff: Backoff, recv_timeout: float
+        self,
+        base_uri: str,
+        cursor: Callable[[], int | None],
+        backoff: Backoff,
+        recv_timeout: float,
+        on_retry: Callable[[str, str, float], None] | None = None,
     ) -> None:
         super().__init__(params=None, base_uri=base_uri, recv_timeout=recv_timeout)
         self._cursor = cursor
         self._backoff = backoff
+        self._on_retry = on_retry  # (reason, detail, delay): a reconnect the SDK makes by itself
+        self._next_delay = 0.0
         self.dials = 0
         self.unparsed = 0  # frames the client could not hand over (text frames): counted, not lost silently
 
@@ -88,17 +96,21 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
         return None
 
     def _handle_websocket_error_or_stop(self, exception: Exception) -> bool:
-        # The SDK retries some transport errors by itself, silently: say each one.
-        name = type(exception).__name__
-        log.warning("relay connection to %s: %s: %s", self._websocket_uri, name, exception)
         stop: bool = super()._handle_websocket_error_or_stop(exception)
+        if not stop and not self._stopped:
+            # The SDK reconnects by itself after a dropped transport (a cut without a close
+            # frame) or a receive timeout (a stall): say and count each one, as ours are.
+            self._next_delay = self._backoff.delay(self._reconnect_no)
+            reason = "stalled" if isinstance(exception, TimeoutError) else type(exception).__name__
+            if self._on_retry is not None:
+                self._on_retry(reason, f"{type(exception).__name__}: {exception}", self._next_delay)
         return stop
 
     def _handle_frame_decoding_error(self, exception: Exception) -> None:
         raise exception
 
     def _get_reconnection_delay(self) -> float:
-        return self._backoff.delay(self._reconnect_no)
+        return self._next_delay
 
 
 class LiveOptions(msgspec.Struct, frozen=True, kw_only=True):
@@ -152,7 +164,9 @@ class LiveRunner:
         base_uri = relay_base_uri(self.options.relay)
         try:
             while not self.stopping.is_set():
-                client = FirehoseSource(base_uri, self._cursor, self.backoff, self.options.recv_timeout)
+                client = FirehoseSource(
+                    base_uri, self._cursor, self.backoff, self.options.recv_timeout, self._reconnecting
+                )
                 self.client = client
                 self._frames_on_connection = 0
                 try:
@@ -169,13 +183,8 @@ class LiveRunner:
                 reason = "closed" if ended.startswith("the relay closed") else ended.split(":", 1)[0]
                 if self._error_frame is not None:  # the relay's error frame closed it
                     reason, self._error_frame = f"error:{self._error_frame}", None
-                self.reconnects[reason] = self.reconnects.get(reason, 0) + 1
                 delay = self.backoff.next()
-                log.warning(
-                    "%s; reconnecting from seq %s in %.2fs", ended, self._cursor(), delay,
-                    extra={"event": "reconnect", "fields": {"reason": reason, "detail": ended,
-                                                            "seq": self._cursor(), "delay_seconds": delay}},
-                )  # fmt: skip
+                self._reconnecting(reason, ended, delay)
                 self.stopping.wait(delay)
         except BaseException as error:  # a bug or a full disk: stop, and let main report it
             self._error = error
@@ -183,6 +192,15 @@ class LiveRunner:
 
     def _cursor(self) -> int | None:
         return self.writer.last_seq
+
+    def _reconnecting(self, reason: str, detail: str, delay: float) -> None:
+        """Count a reconnect by its reason (``syncstream_reconnects_total``) and log it."""
+        self.reconnects[reason] = self.reconnects.get(reason, 0) + 1
+        log.warning(
+            "%s; reconnecting from seq %s in %.2fs", detail, self._cursor(), delay,
+            extra={"event": "reconnect", "fields": {"reason": reason, "detail": detail,
+                                                    "seq": self._cursor(), "delay_seconds": round(delay, 3)}},
+        )  # fmt: skip
 
     def _on_frame(self, frame: bytes) -> None:
         with self.lock:
@@ -250,8 +268,7 @@ class LiveRunner:
         }
         worker = threading.Thread(target=self._consume, name="firehose", daemon=True)
         worker.start()
-        next_progress = time.monotonic() + self.options.progress_seconds
-        started, frames_then = time.monotonic(), 0
+        progress = Progress(self.writer, self.options.progress_seconds, extra=self.extra_progress)
         try:
             while worker.is_alive():
                 worker.join(timeout=0.1)
@@ -269,10 +286,7 @@ class LiveRunner:
                         self.tick()
                     if self.writer.flush_due():
                         self.writer.flush()
-                if now >= next_progress:
-                    self._progress(now - started, self.received - frames_then)
-                    started, frames_then = now, self.received
-                    next_progress = now + self.options.progress_seconds
+                progress.tick()
         finally:
             self.stop()
             worker.join(timeout=max(self.options.recv_timeout, 5.0))
@@ -309,24 +323,3 @@ class LiveRunner:
         log.info(
             "SIGHUP: %d study users, %d in-network users", len(population.study), len(population.in_network)
         )
-
-    def _progress(self, seconds: float, frames: int) -> None:
-        writer = self.writer
-        lag = writer.event_lag()
-        fields = {
-            "frames_per_second": round(frames / seconds, 1) if seconds else 0.0,
-            "frames": dict(writer.frames),
-            "files": sum(writer.files.values()),
-            "rejections": sum(writer.rejections.values()),
-            "seq": writer.last_seq,
-            "lag_seconds": None if lag is None else round(lag, 3),
-        }
-        extra = self.extra_progress() if self.extra_progress is not None else {}
-        fields.update(extra)
-        log.info(
-            "%.0f frames/s | frames %s | files %d | rejections %d | seq %s | lag %s%s",
-            fields["frames_per_second"], fields["frames"], fields["files"], fields["rejections"],
-            writer.last_seq, "?" if lag is None else f"{lag:.1f}s",
-            "".join(f" | {name} {value}" for name, value in extra.items()),
-            extra={"event": "progress", "fields": fields},
-        )  # fmt: skip
