@@ -141,23 +141,27 @@ def setup_cache_write_system(
     in_network_users: str | Path | None = None,
     handlers: Registry = HANDLERS,
     reenrol: Iterable[str] = (),
+    create_state: bool = True,
 ) -> CacheWriteContext:
     """Open the state, load the user files (when given), lay the tree and take the writer lock.
 
     ``handlers`` is the registry this system routes and writes by (``HANDLERS`` by default).
-    A purged DID in a user file is skipped unless it is in ``reenrol``.
-    Raises ``ConfigError`` for a bad user file or registry (one that lacks a handler or a
-    dataset that wrote to the store: ``check_written``) and ``CacheLockedError`` when another
+    A purged DID in a user file is skipped unless it is in ``reenrol``. Without
+    ``create_state`` (a backfill), a missing store is an error and nothing is created.
+    Raises ``ConfigError`` for a bad user file, store or registry (one that lacks a handler or
+    a dataset that wrote to the store: ``check_written``) and ``CacheLockedError`` when another
     writer holds the cache.
     """
     check_registry(handlers)
+    if not create_state:
+        StateStore(state_path, create=False).close()  # before the cache directory is made
     # Links above the root are the user's to choose; below it none is ever followed, and
     # every path the writer builds starts with the root's real path.
     os.makedirs(cache_dir, exist_ok=True)
     root = os.path.realpath(cache_dir)
     lock = WriterLock(root).acquire()
     try:
-        state = StateStore(state_path)
+        state = StateStore(state_path, create=create_state)
         try:
             check_written(state, handlers)
             state.reenrol(reenrol)
@@ -208,10 +212,11 @@ def setup_batch_export_system(
     dataset (``HANDLERS`` by default); a helper is sent the datasets it writes by reference,
     so their views and column functions must then be importable (module-level) functions.
 
-    Raises ``ConfigError`` when there is no cache at ``cache_dir``, the output cannot be opened,
-    an option is out of range, the registry is not one or lacks what wrote to the store
-    (``check_written``), or the cache holds folders or files none of its handlers reads
-    (``check_cache_tree``): nothing is exported then, so nothing is lost.
+    Raises ``ConfigError`` when there is no cache at ``cache_dir`` or no state store at
+    ``state_path`` (neither is created), the output cannot be opened, an option is out of
+    range, the registry is not one or lacks what wrote to the store (``check_written``), or the
+    cache holds folders or files none of its handlers reads (``check_cache_tree``): nothing is
+    exported then, so nothing is lost.
     """
     from syncstream.export.parts import HelperParts, InlineParts, check_sendable  # noqa: PLC0415
 
@@ -233,7 +238,7 @@ def setup_batch_export_system(
             raise ConfigError(f"format must be delta or parquet, not {format!r}")
         if format == "delta" and not isinstance(out, str):
             raise ConfigError("a Delta export takes its output as a directory or URI")
-        state = StateStore(state_path)
+        state = StateStore(state_path, create=False)  # only the writer creates a store
         check_written(state, handlers)
         check_cache_tree(root, handlers)
         if parts is None and helper_process and isinstance(out, str):

@@ -7,9 +7,11 @@ the same file names and the same index rows.
 
 from __future__ import annotations
 
+import os
 import secrets
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import NamedTuple
@@ -77,11 +79,20 @@ class StateStore:
     """One SQLite connection. Transactions are short: the writer keeps a batch's index rows in
     memory and commits them with the cursor, so an export beside it never waits long."""
 
-    def __init__(self, path: str | Path) -> None:
-        """Open (or create) the store at ``path``; ``ConfigError`` when it is not one."""
+    def __init__(self, path: str | Path, *, create: bool = True) -> None:
+        """Open the store at ``path``, creating it with ``create`` (the writer's part); else a
+        missing or empty file is refused. ``ConfigError`` when it is not a store; a file that
+        is not one is left as it was."""
         self.path = str(path)
+        if not create and not os.path.isfile(self.path):
+            raise ConfigError(
+                f"no state store at {os.path.abspath(self.path)}: only the writer creates one "
+                "(python -m syncstream.write); check --state"
+            )
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            # Read-write without create: a store that vanished meanwhile is not made anew.
+            target = self.path if create else f"file:{urllib.parse.quote(os.path.abspath(self.path))}?mode=rw"
+            self._db = sqlite3.connect(target, isolation_level=None, check_same_thread=False, uri=not create)
         except sqlite3.Error as error:
             raise ConfigError(f"cannot open the state store {self.path}: {error}") from None
         try:
@@ -92,6 +103,11 @@ class StateStore:
                 raise ConfigError(
                     f"{self.path} is an SQLite database but not a syncstream state store "
                     f"(it has tables {', '.join(sorted(tables)[:5])}); give another --state"
+                )
+            if not tables and not create:
+                raise ConfigError(
+                    f"{self.path} is not a syncstream state store (it is empty): only the writer "
+                    "creates one (python -m syncstream.write); check --state"
                 )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")

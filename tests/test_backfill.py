@@ -42,6 +42,7 @@ def store(root: Path) -> list[str]:
 
 def backfill(root: Path, pds: LoopbackPds, *extra: str) -> int:
     study = write_users(root / "study.txt", [DID])
+    StateStore(root / "s.sqlite").close()  # the writer's part: a backfill creates no store
     return backfill_main(
         [*store(root), "--study-users", str(study), "--plc-url", pds.url, "--timeout", "5", *extra]
     )
