@@ -27,7 +27,7 @@ from typing import IO, Any
 
 from syncstream.errors import HelperError
 
-__all__ = ["Helper", "serve"]
+__all__ = ["Helper", "helper_arguments", "serve"]
 
 _LENGTH = struct.Struct("<I")
 _STOPS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
@@ -174,6 +174,22 @@ def _die_with_parent(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGKILL)
     if os.getppid() != parent:  # the parent died before the line above took effect
         os._exit(1)
+
+
+def helper_arguments(module: str, parent: str, names: str) -> list[str]:
+    """The arguments of a helper after its parent's PID, or exit: ``--help`` says what the
+    module is (exit 0); a run by hand without a parent is an error line (exit 2)."""
+    usage = f"usage: python -m {module} PARENT_PID {names}"
+    argv = sys.argv[1:]
+    if {"-h", "--help"} & set(argv):
+        print(f"{usage}\n\nA helper process of python -m {parent}, which starts it and sends it work "
+              "over its stdin (framed msgpack); not a command to run by hand.")  # fmt: skip
+        raise SystemExit(0)
+    if len(argv) < 1 + len(names.split()) or not argv[0].isdigit():
+        print(f"error: python -m {module} is a helper process of python -m {parent}, which starts "
+              f"it; not a command to run by hand ({usage})", file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    return argv[1:]
 
 
 def serve(handle: Callable[[Any], object]) -> int:

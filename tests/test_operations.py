@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import re
+import select
 import shutil
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +19,11 @@ from pathlib import Path
 
 import pytest
 
+from syncstream.context import setup_cache_write_system
 from syncstream.export.metrics import parse_duration
+from syncstream.relay import LoopbackRelay, ReplayRelay, parse_fault
+from syncstream.write.metrics import MetricsServer
+from syncstream.write.writer import CacheWriter
 from tests.helpers import ROOT, corpus_frames, write_replay
 
 SAMPLE = ROOT / "syncstream" / "data"
@@ -263,3 +269,72 @@ def test_unwritable_metrics_file_is_an_error_line_after_the_summary(tmp_path: Pa
         _, err = loop.communicate(timeout=30)
     assert loop.returncode == 1
     assert "Traceback" not in err and err.count("error: cannot write the metrics file") >= 3
+
+
+def _server_threads() -> int:
+    return sum("process_request_thread" in thread.name for thread in threading.enumerate())
+
+
+def test_idle_half_requests_do_not_pin_a_thread_each(tmp_path: Path) -> None:
+    """200 clients that send half a request and wait hold at most max_connections threads; the
+    others are closed at once, the held ones when their socket times out; then a scrape works."""
+    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite")
+    server = MetricsServer(CacheWriter(context), ("127.0.0.1", 0), request_timeout=0.5, max_connections=16)
+    server.start()
+    clients: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            client = socket.create_connection(server.address[:2], timeout=30)
+            client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
+            clients.append(client)
+        closed: set[int] = set()
+
+        def closed_by_the_server(count: int) -> bool:
+            readable, _, _ = select.select(
+                [c for i, c in enumerate(clients) if i not in closed], [], [], 0.05
+            )
+            for client in readable:
+                try:
+                    gone = client.recv(1) == b""
+                except ConnectionResetError:  # closed with the request unread
+                    gone = True
+                if gone:
+                    closed.add(clients.index(client))
+            assert _server_threads() <= 16
+            return len(closed) >= count
+
+        wait_for(lambda: closed_by_the_server(184))  # refused: no thread for them
+        wait_for(lambda: closed_by_the_server(200))  # timed out
+        assert get(f"http://127.0.0.1:{server.address[1]}/metrics")[0] == 200
+    finally:
+        for client in clients:
+            client.close()
+        server.close()
+        context.close()
+
+
+def test_cuts_and_stalls_are_counted_and_logged_as_reconnects(tmp_path: Path) -> None:
+    """A transport cut without a close frame and a stalled socket (both retried by the SDK's
+    client itself) show in syncstream_reconnects_total and as structured reconnect events."""
+    relay = ReplayRelay(corpus_frames(), [parse_fault("cut:30"), parse_fault("stall:20")])
+    port = free_port()
+    with LoopbackRelay(relay) as loopback:
+        command = [sys.executable, "-m", "syncstream.write", *store(tmp_path), *USERS, "--no-sync", "--relay",
+                   loopback.url, "--recv-timeout", "0.5", "--reconnect-delay", "0.05", "--log-format", "json",
+                   "--metrics", f"127.0.0.1:{port}"]  # fmt: skip
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as writer:
+            try:
+                base = f"http://127.0.0.1:{port}/metrics"
+                wait_for(lambda: _answers(base) and 'reason="stalled"' in get(base)[1])
+                text = get(base)[1]
+            finally:
+                writer.send_signal(signal.SIGTERM)
+                out, err = writer.communicate(timeout=30)
+    assert writer.returncode == 0, err
+    assert re.search(r'syncstream_reconnects_total\{reason="ConnectionClosedError"\} 1\.0', text), text
+    assert re.search(r'syncstream_reconnects_total\{reason="stalled"\} [1-9]', text)
+    events = [json.loads(line) for line in err.splitlines()]
+    reconnects = [event for event in events if event["event"] == "reconnect"]
+    assert {"ConnectionClosedError", "stalled"} <= {event["reason"] for event in reconnects}
+    assert all(isinstance(event["seq"], int) and event["delay_seconds"] >= 0 for event in reconnects)
+    assert "reconnects:\n  ConnectionClosedError: 1\n  stalled: " in out

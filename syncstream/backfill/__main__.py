@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Sequence
 
-from syncstream.cli import add_store_options, did_argument, load_registry, setup_logging
+from syncstream.cli import (
+    add_store_options,
+    did_argument,
+    environment_problem,
+    fail,
+    load_registry,
+    run,
+    setup_logging,
+)
 from syncstream.errors import SyncstreamError
 
 __all__ = ["main"]
@@ -53,6 +60,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.log_format)
+    if (problem := environment_problem()) is not None:
+        fail(problem, event="bad_environment")
+        return 2
     if args.concurrency < 1 or args.timeout <= 0:
         parser.error("--concurrency must be at least 1 and --timeout positive")
     from syncstream.backfill.run import backfill_dids  # noqa: PLC0415
@@ -66,9 +76,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             study_users=args.study_users,
             in_network_users=args.in_network_users,
             handlers=load_registry(args.handlers),
+            create_state=False,  # only the writer creates a store
         )
     except (SyncstreamError, OSError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        fail(str(error), event="backfill_not_started")
         return 2
     started = time.perf_counter()
     try:
@@ -100,4 +111,4 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

@@ -5,14 +5,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from returns.result import Failure
 
-from syncstream.cli import add_store_options, did_argument, load_registry, setup_logging
+from syncstream.cli import (
+    add_store_options,
+    did_argument,
+    environment_problem,
+    fail,
+    load_registry,
+    run,
+    setup_logging,
+)
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.state import StateStore
@@ -68,13 +75,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     setup_logging(args.quiet, args.log_format)
+    if (problem := environment_problem()) is not None:
+        fail(problem, event="bad_environment")
+        return 2
     if args.writer_timeout <= 0:
         parser.error("--writer-timeout must be positive")
     dids = list(args.did)
     if args.dids_file is not None:
         match read_user_file(args.dids_file):
             case Failure(message):
-                print(f"error: {message}", file=sys.stderr)
+                fail(message, event="bad_dids_file")
                 return 2
             case result:
                 dids += result.unwrap()
@@ -82,13 +92,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("give the accounts to purge: --did DID or --dids-file FILE (or --list)")
     root = os.path.realpath(args.cache_dir)
     if not args.list and not os.path.isdir(root):
-        print(f"error: no cache at {os.path.abspath(args.cache_dir)}", file=sys.stderr)
+        fail(f"no cache at {os.path.abspath(args.cache_dir)}", event="no_cache")
         return 2
     set_process("purge")
     try:
-        state = StateStore(args.state)
+        state = StateStore(args.state, create=False)  # only the writer creates a store
     except SyncstreamError as error:
-        print(f"error: {error}", file=sys.stderr)
+        fail(str(error), event="no_state")
         return 2
     try:
         if args.list:
@@ -101,7 +111,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             check_written(state, handlers)
             check_cache_tree(root, handlers)
         except SyncstreamError as error:
-            print(f"error: {error}", file=sys.stderr)
+            fail(str(error), event="registry_refused")
             return 2
         return _purge(args, root, state, dids, handlers)
     finally:
@@ -128,7 +138,7 @@ def _purge(
             out=args.out,
         )
     except (SyncstreamError, OSError) as error:
-        print(f"error: purge failed: {error}", file=sys.stderr)
+        fail(f"purge failed: {error}", event="purge_failed")
         return 1
     for summary in summaries:
         label = "finished interrupted purge" if summary.recovered else "purged"
@@ -158,4 +168,4 @@ def _print_history(state: StateStore) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

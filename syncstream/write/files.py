@@ -11,13 +11,12 @@ has gone, and it dies with the writer (``python -m syncstream.write.files`` is t
 from __future__ import annotations
 
 import errno
-import sys
 from typing import Protocol
 
 from syncstream.cache import TreeWriter
 from syncstream.errors import CacheWriteError
 from syncstream.failpoints import ARMED, failpoint, set_process
-from syncstream.helper import Helper, serve
+from syncstream.helper import Helper, helper_arguments, serve
 
 __all__ = ["FileWrites", "HelperWrites", "InlineWrites", "Skipped"]
 
@@ -150,4 +149,5 @@ class _Server:
 
 if __name__ == "__main__":
     set_process("write-helper")
-    raise SystemExit(serve(_Server(sys.argv[2])))
+    _root = helper_arguments("syncstream.write.files", "syncstream.write", "ROOT")[0]
+    raise SystemExit(serve(_Server(_root)))
