@@ -213,17 +213,51 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
+def _units(tmp_path: Path) -> list[str]:
+    """deploy/'s units, with this machine's python, copied under tmp_path."""
+    for unit in (ROOT / "deploy").iterdir():
+        if unit.suffix in (".service", ".timer"):
+            text = unit.read_text().replace("/opt/syncstream/.venv/bin/python", sys.executable)
+            (tmp_path / unit.name).write_text(text)
+    return sorted(str(p) for p in tmp_path.iterdir())
+
+
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
 def test_deploy_units_verify(tmp_path: Path) -> None:
     """The systemd units in deploy/ pass systemd-analyze verify (with this machine's python)."""
-    for unit in (ROOT / "deploy").iterdir():
-        text = unit.read_text().replace("/opt/syncstream/.venv/bin/python", sys.executable)
-        (tmp_path / unit.name).write_text(text)
-    units = sorted(str(p) for p in tmp_path.iterdir())
     result = subprocess.run(
-        ["systemd-analyze", "verify", "--man=no", *units], capture_output=True, text=True, check=False
+        ["systemd-analyze", "verify", "--man=no", *_units(tmp_path)],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze is not installed")
+def test_deploy_units_are_hardened_and_do_not_restart_on_bad_input(tmp_path: Path) -> None:
+    """Each service scores 2.0 or less ("OK") in systemd-analyze security; the writer does not
+    restart after exit 2 (bad input); both wait for the network and have their state directory."""
+    for unit in _units(tmp_path):
+        if not unit.endswith(".service"):
+            continue
+        result = subprocess.run(["systemd-analyze", "security", "--offline=true", "--threshold=20", "--no-pager",
+                                 unit], capture_output=True, text=True, check=False)  # fmt: skip
+        assert result.returncode == 0, result.stdout[-300:]
+        text = Path(unit).read_text()
+        for line in ("Wants=network-online.target", "After=network-online.target", "StateDirectory=syncstream",
+                     "User=syncstream", "NoNewPrivileges=yes", "ProtectSystem=strict"):  # fmt: skip
+            assert f"\n{line}\n" in text, (unit, line)
+    assert "\nRestartPreventExitStatus=2\n" in (ROOT / "deploy" / "syncstream-write.service").read_text()
+
+
+@pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
+def test_deploy_creates_the_user_the_units_run_as(tmp_path: Path) -> None:
+    """deploy/syncstream.sysusers creates the syncstream user (checked in a scratch root)."""
+    result = subprocess.run(["systemd-sysusers", f"--root={tmp_path}", "--dry-run",
+                             str(ROOT / "deploy" / "syncstream.sysusers")], capture_output=True, text=True, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "Creating user 'syncstream'" in result.stdout + result.stderr
 
 
 def test_export_metrics_are_counters_over_runs_with_every_dataset(tmp_path: Path) -> None:
