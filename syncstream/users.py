@@ -19,7 +19,7 @@ def read_user_file(path: str | Path) -> Result[list[str], str]:
 def read_user_lines(path: str | Path) -> Result[list[tuple[int, str]], str]:
     """(line number, DID) of a user file (see ``read_user_file``)."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors save
     except (OSError, UnicodeDecodeError) as error:
         return Failure(f"cannot read user file {path}: {error}")
     dids: list[tuple[int, str]] = []

@@ -15,7 +15,7 @@ import pytest
 
 from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
-from syncstream.write.encode import OpSpec
+from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import ROOT, commit, corpus_frames, post, write_replay, write_users
 
 SAMPLE = ROOT / "syncstream" / "data"
@@ -195,3 +195,27 @@ def test_only_the_writer_creates_a_state_store(tmp_path: Path) -> None:
             assert "is not a syncstream state store" in run.stderr, run.stderr
     assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (readme, empty)} == before
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(("README.md-", "empty-"))]
+
+
+def test_handles_and_revs_are_checked_before_they_are_kept(tmp_path: Path) -> None:
+    """An #identity whose handle is not a handle (a newline, 100,000 characters) and a #sync
+    whose rev is not a TID are rejections by reason, and no file; valid ones are kept."""
+    time = "2026-07-04T14:38:07.517Z"
+    frames = [
+        event_frame("identity", seq=1, did=STUDY, time=time, handle="evil.example.com\nforged"),
+        event_frame("identity", seq=2, did=STUDY, time=time, handle="a" * 100_000),
+        event_frame("sync", seq=3, did=STUDY, time=time, rev="not a tid!!", blocks=b""),
+        event_frame("identity", seq=4, did=STUDY, time=time, handle="study.example.com"),
+        event_frame("sync", seq=5, did=STUDY, time=time, rev="3mptbypluud2b", blocks=b""),
+    ]
+    users = tmp_path / "u.txt"
+    users.write_bytes(b"\xef\xbb\xbf" + f"{STUDY}  # saved with a byte-order mark\n".encode())
+    run = command("syncstream.write", *store(tmp_path), "--study-users", str(users),
+                  "--replay", str(write_replay(tmp_path / "r.bin", frames)))  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    assert "  invalid_handle: 2\n  invalid_rev: 1\n" in run.stdout
+    events = tmp_path / "cache" / "population" / "account_event"
+    assert sorted(p.name for p in events.rglob("*.json")) == [
+        f"did={STUDY}_seq=4.json",
+        f"did={STUDY}_seq=5.json",
+    ]

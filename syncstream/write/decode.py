@@ -14,6 +14,7 @@ from typing import Any
 import libipld
 import msgspec
 
+from syncstream.syntax import is_handle, is_tid
 from syncstream.timestamps import is_seq
 
 __all__ = [
@@ -186,14 +187,20 @@ def _decode_event(name: str, body: dict[str, Any], seq: int | None) -> Decoded:
     if seq is None or not isinstance(did, str) or not isinstance(time, str):
         return Decoded(name, seq, problems=(f"malformed_{name}",))
     active = body.get("active")
+    handle, rev = _text(body.get("handle")), _text(body.get("rev"))
+    # Both are kept as rows' values: checked against their syntax like every other value.
+    if handle is not None and not is_handle(handle):
+        return Decoded(name, seq, problems=("invalid_handle",))
+    if rev is not None and not is_tid(rev):
+        return Decoded(name, seq, problems=("invalid_rev",))
     event = AccountEvent(
         name,
         did,
         time,
         active=active if isinstance(active, bool) else None,
         status=_text(body.get("status")),
-        handle=_text(body.get("handle")),
-        rev=_text(body.get("rev")),
+        handle=handle,
+        rev=rev,
     )
     return Decoded(name, seq, event=event)
 
