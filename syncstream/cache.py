@@ -17,6 +17,7 @@ import fcntl
 import functools
 import os
 import stat
+import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
@@ -287,6 +288,15 @@ def create_tree(root: str, directories: Iterable[str]) -> None:
         make_directories(root, os.path.join(root, relative))
 
 
+def _command() -> str:
+    """This process's command: ``python -m syncstream.backfill``, or its script's name."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    name = getattr(spec, "name", None)
+    if isinstance(name, str):
+        return f"python -m {name.removesuffix('.__main__')}"
+    return os.path.basename(sys.argv[0]) or "python"
+
+
 class WriterLock:
     """An exclusive ``flock`` on ``{root}/.writer.lock``, held for as long as a writer runs.
 
@@ -308,7 +318,18 @@ class WriterLock:
                 raise CacheLockedError(f"the cache {self.root} is held by a running writer") from None
             raise
         self._fd = fd
+        # Who holds it, for whoever waits on it (a purge's message); the lock is the flock.
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{_command()} (pid {os.getpid()})\n".encode(), 0)
         return self
+
+    def holder(self) -> str | None:
+        """The command that holds (or last held) the lock, as it wrote itself there."""
+        try:
+            with open(os.path.join(self.root, LOCK_NAME), encoding="utf-8", errors="replace") as handle:
+                return handle.read(200).strip() or None
+        except OSError:
+            return None
 
     def fileno(self) -> int:
         """The locked descriptor: a process it is passed to holds the lock until it exits."""

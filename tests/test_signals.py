@@ -9,14 +9,18 @@ import os
 import re
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
+from syncstream.pds import LoopbackPds, PdsFault
+from syncstream.state import StateStore
 from syncstream.write.encode import OpSpec, event_frame
-from tests.helpers import ROOT, commit, corpus_frames, post, write_replay, write_users
+from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, write_replay, write_users
 
 SAMPLE = ROOT / "syncstream" / "data"
 STUDY = "did:plc:studystudystudystudystu"
@@ -219,3 +223,32 @@ def test_handles_and_revs_are_checked_before_they_are_kept(tmp_path: Path) -> No
         f"did={STUDY}_seq=4.json",
         f"did={STUDY}_seq=5.json",
     ]
+
+
+def test_a_purge_that_times_out_names_the_command_holding_the_cache(tmp_path: Path) -> None:
+    """A purge waiting on a backfill command (which never applies populations) says that the
+    backfill holds the cache, not a writer."""
+    did = "did:plc:53iucmf5ldftgqyf2ac7hmhd"  # the corpus repository's
+    StateStore(tmp_path / "s.sqlite").close()
+    (tmp_path / "cache").mkdir()
+    with LoopbackPds({did: (CORPUS / "repo.car").read_bytes()}, {did: PdsFault("slow", 60.0)}) as pds:
+        backfill = [sys.executable, "-m", "syncstream.backfill", *store(tmp_path)[:-1], "--did", did,
+                    "--plc-url", pds.url, "--timeout", "120"]  # fmt: skip
+        with subprocess.Popen(backfill, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as holder:
+            try:
+                lock = tmp_path / "cache" / ".writer.lock"
+                wait_until(lambda: lock.is_file() and f"(pid {holder.pid})" in lock.read_text())
+                purge = command("syncstream.purge", *store(tmp_path)[:-1], "--out", str(tmp_path / "out"),
+                                "--did", did, "--writer-timeout", "0.2")  # fmt: skip
+            finally:
+                holder.kill()
+    assert purge.returncode == 1
+    assert f"python -m syncstream.backfill (pid {holder.pid}) holds the cache" in purge.stderr, purge.stderr
+    assert "a backfill never does" in purge.stderr
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)

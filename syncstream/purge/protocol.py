@@ -220,10 +220,18 @@ class _Purge:
         deadline = time.monotonic() + self.writer_timeout
         while self.state.seen_population() < version:
             if time.monotonic() > deadline:
+                holder = WriterLock(self.root).holder() or "a writer"
+                waited = (
+                    f"{holder} holds the cache and did not apply the new population within "
+                    f"{self.writer_timeout:.0f}s"
+                )
+                why = (
+                    "(a writer does at its next flush: is it receiving frames?)"
+                    if "syncstream.backfill" not in holder
+                    else "(a backfill never does: purge once it has finished)"
+                )
                 raise PurgeError(
-                    f"the running writer did not apply the new population within {self.writer_timeout:.0f}s "
-                    "(it does at its next flush: is it receiving frames?); the purge is recorded, "
-                    "and the next purge or export finishes it"
+                    f"{waited} {why}; the purge is recorded, and the next purge or export finishes it"
                 )
             time.sleep(0.05)
 
