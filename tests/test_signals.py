@@ -252,3 +252,26 @@ def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
     while not check():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.02)
+
+
+def test_export_progress_has_totals_and_rates(tmp_path: Path) -> None:
+    """The export says its totals so far and its rates every --progress-seconds (here after
+    each of its 3 batches), and once more when it is done."""
+    assert command("syncstream.write", *store(tmp_path), cwd=tmp_path).returncode == 0
+    run = command("syncstream.export", *store(tmp_path)[:-1], "--out", str(tmp_path / "out"), "--batch-files", "5",
+                  "--progress-seconds", "0.000001", "--log-format", "json", "--inline-parquet")  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stderr.splitlines()]
+    progress = [line for line in lines if line["event"] == "progress"]
+    assert [line["stage"] for line in progress] == ["progress"] * (len(progress) - 1) + ["done"]
+    assert len(progress) >= 3 and [line["files"] for line in progress] == sorted(
+        line["files"] for line in progress
+    )
+    assert (progress[-1]["batches"], progress[-1]["files"]) == (3, 15)
+    done = progress[-1]
+    assert (
+        done["rows"] == 15
+        and done["bytes"] > 0
+        and done["files_per_second"] > 0
+        and done["rows_per_second"] > 0
+    )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from syncstream.cli import add_store_options, environment_problem, fail, load_registry, run, setup_logging
 from syncstream.errors import CacheLockedError, SyncstreamError
+from syncstream.export.progress import ExportProgress
 from syncstream.failpoints import set_process
 from syncstream.storage_options import StorageOptions
 
@@ -133,6 +134,13 @@ def _parser() -> argparse.ArgumentParser:
         "once every DURATION (1d, 12h); its figures go to the metrics file",
     )
     parser.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=10.0,
+        help="seconds between progress lines on stderr (totals so far and rates); one more at the "
+        "end of each export (default: %(default)s)",
+    )
+    parser.add_argument(
         "--inline-parquet",
         action="store_true",
         help="build and write Parquet in this process instead of a helper process beside it (one "
@@ -191,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--connect-timeout and --request-timeout must be positive")
     if args.writer_timeout <= 0:
         parser.error("--writer-timeout must be positive")
+    if args.progress_seconds <= 0:
+        parser.error("--progress-seconds must be positive")
     if args.dedup_window_hours < 0:
         parser.error("--dedup-window-hours must not be negative")
     if args.clear_cache and (args.keep_cache or args.dry_run):
@@ -333,16 +343,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
         fail(str(error), event="export_not_started")
         return 2, None
     writer_lock = WriterLock(context.cache_root)
-    started = time.perf_counter()
-
-    def progress(summary: ExportSummary) -> None:
-        rate = summary.cache_files / max(time.perf_counter() - started, 1e-9)
-        log.info(
-            "batch %d: %d cache files read, %d rows so far (%.0f files/s)",
-            summary.batches, summary.cache_files, summary.rows, rate,
-            extra={"event": "progress", "fields": {"batches": summary.batches, "files": summary.cache_files,
-                                                   "rows": summary.rows, "files_per_second": round(rate, 1)}},
-        )  # fmt: skip
+    progress = ExportProgress(args.progress_seconds)
 
     try:
         if args.clear_cache:
@@ -355,6 +356,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
             purge_deleted=not args.keep_deleted_accounts,
             writer_timeout=args.writer_timeout,
         )
+        progress.done(summary)
         if args.clear_cache:
             writer_lock.release()
             kept = reset_tree(context.cache_root, (c.directory for c in context.handlers.values()))
