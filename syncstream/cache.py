@@ -17,7 +17,6 @@ import fcntl
 import functools
 import os
 import stat
-import sys
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
@@ -288,15 +287,6 @@ def create_tree(root: str, directories: Iterable[str]) -> None:
         make_directories(root, os.path.join(root, relative))
 
 
-def _command() -> str:
-    """This process's command: ``python -m syncstream.backfill``, or its script's name."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    name = getattr(spec, "name", None)
-    if isinstance(name, str):
-        return f"python -m {name.removesuffix('.__main__')}"
-    return os.path.basename(sys.argv[0]) or "python"
-
-
 class WriterLock:
     """An exclusive ``flock`` on ``{root}/.writer.lock``, held for as long as a writer runs.
 
@@ -318,18 +308,28 @@ class WriterLock:
                 raise CacheLockedError(f"the cache {self.root} is held by a running writer") from None
             raise
         self._fd = fd
-        # Who holds it, for whoever waits on it (a purge's message); the lock is the flock.
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{_command()} (pid {os.getpid()})\n".encode(), 0)
         return self
 
     def holder(self) -> str | None:
-        """The command that holds (or last held) the lock, as it wrote itself there."""
+        """The command that holds the lock (``python -m syncstream.backfill (pid 12)``), read
+        from the kernel's lock table (Linux), or None. Nothing is written for it: a rerun of
+        finished work touches no file of the cache."""
         try:
-            with open(os.path.join(self.root, LOCK_NAME), encoding="utf-8", errors="replace") as handle:
-                return handle.read(200).strip() or None
-        except OSError:
+            found = os.stat(os.path.join(self.root, LOCK_NAME))
+            where = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino}"
+            with open("/proc/locks", encoding="ascii") as locks:
+                pids = [
+                    f[4] for f in map(str.split, locks) if len(f) > 5 and f[1] == "FLOCK" and f[5] == where
+                ]
+            if not pids:
+                return None
+            with open(f"/proc/{pids[0]}/cmdline", "rb") as cmdline:
+                words = [w.decode(errors="replace") for w in cmdline.read().split(b"\0") if w]
+        except (OSError, ValueError):
             return None
+        module = words[words.index("-m") + 1] if "-m" in words[:-1] else None
+        command = f"python -m {module}" if module else os.path.basename(words[0]) if words else "?"
+        return f"{command} (pid {pids[0]})"
 
     def fileno(self) -> int:
         """The locked descriptor: a process it is passed to holds the lock until it exits."""

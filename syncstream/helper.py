@@ -176,7 +176,7 @@ def _die_with_parent(parent: int) -> None:
         os._exit(1)
 
 
-def helper_arguments(module: str, parent: str, names: str) -> list[str]:
+def helper_arguments(module: str, parent: str, names: str, required: int) -> list[str]:
     """The arguments of a helper after its parent's PID, or exit: ``--help`` says what the
     module is (exit 0); a run by hand without a parent is an error line (exit 2)."""
     usage = f"usage: python -m {module} PARENT_PID {names}"
@@ -185,7 +185,7 @@ def helper_arguments(module: str, parent: str, names: str) -> list[str]:
         print(f"{usage}\n\nA helper process of python -m {parent}, which starts it and sends it work "
               "over its stdin (framed msgpack); not a command to run by hand.")  # fmt: skip
         raise SystemExit(0)
-    if len(argv) < 1 + len(names.split()) or not argv[0].isdigit():
+    if len(argv) < 1 + required or not argv[0].isdigit():
         print(f"error: python -m {module} is a helper process of python -m {parent}, which starts "
               f"it; not a command to run by hand ({usage})", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)

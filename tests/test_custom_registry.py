@@ -188,6 +188,7 @@ def test_the_export_stops_at_folders_no_handler_reads(
     (Before: "exported" the rest, passed the stars over, and --clear-cache deleted them.)"""
     store = _written_with_stars(stars, user_dir)
     store[store.index("--state") + 1] = str(user_dir / "other.sqlite")
+    StateStore(user_dir / "other.sqlite").close()  # another store, made by a writer
     before = tree(user_dir / "cache")
     for extra in ([], ["--clear-cache"]):
         assert export_main([*store, "--out", str(user_dir / "out"), *extra]) == 2
@@ -334,6 +335,7 @@ def test_the_backfill_routes_through_the_registry_given(
     did = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
     (user_dir / "repo_user.txt").write_text(did + "\n")
     store = ["--cache-dir", str(user_dir / "c"), "--state", str(user_dir / "b.sqlite"), "-q"]
+    StateStore(user_dir / "b.sqlite").close()  # the writer's part: a backfill creates no store
     with LoopbackPds({did: (CORPUS / "repo.car").read_bytes()}) as pds:
         args = [*store, "--study-users", str(user_dir / "repo_user.txt"), "--plc-url", pds.url]
         assert backfill_main([*args, "--handlers", "posts_only:POSTS"]) == 0
@@ -355,6 +357,7 @@ def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path
         r"holds what no handler of the registry given reads: \.export/00000000000000000001/"
         r"study_user_activity/create/star/, \.export/00000000000000000001\.claim: study_user_activity/create/star;"
     )
+    StateStore(tmp_path / "s.sqlite").close()  # the writer's part: an export creates no store
     with pytest.raises(ConfigError, match=message):
         setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"))
     assert star.read_text() == "{}"

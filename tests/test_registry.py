@@ -35,6 +35,7 @@ from syncstream import setup_cache_write_system as setup_write
 from syncstream.export.batch import export_batch
 from syncstream.handlers import read_records, write_record
 from syncstream.records import CachedRecord
+from syncstream.state import StateStore
 from syncstream.views import block_view, post_view
 from syncstream.write.writer import CacheWriter
 from tests.helpers import TIME, like, post, tree, write_users
@@ -145,6 +146,7 @@ def test_a_dataset_the_helper_cannot_import_is_refused(tmp_path: Path) -> None:
     registry = {**HANDLERS, K.POST: msgspec.structs.replace(HANDLERS[K.POST], dataset=odd),
                 K.DELETE_POST: msgspec.structs.replace(HANDLERS[K.DELETE_POST], dataset=odd)}  # fmt: skip
     (tmp_path / "cache").mkdir()
+    StateStore(tmp_path / "s.sqlite").close()  # the writer's part: an export creates no store
     with pytest.raises(ConfigError, match="custom/odd cannot be sent to the Parquet helper"):
         setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"),
                                   handlers=registry, helper_process=True)  # fmt: skip

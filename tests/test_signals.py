@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from syncstream.cache import WriterLock
 from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
 from syncstream.pds import LoopbackPds, PdsFault
@@ -236,8 +237,8 @@ def test_a_purge_that_times_out_names_the_command_holding_the_cache(tmp_path: Pa
                     "--plc-url", pds.url, "--timeout", "120"]  # fmt: skip
         with subprocess.Popen(backfill, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as holder:
             try:
-                lock = tmp_path / "cache" / ".writer.lock"
-                wait_until(lambda: lock.is_file() and f"(pid {holder.pid})" in lock.read_text())
+                lock = WriterLock(str(tmp_path / "cache"))
+                wait_until(lambda: lock.holder() == f"python -m syncstream.backfill (pid {holder.pid})")
                 purge = command("syncstream.purge", *store(tmp_path)[:-1], "--out", str(tmp_path / "out"),
                                 "--did", did, "--writer-timeout", "0.2")  # fmt: skip
             finally:

@@ -376,7 +376,7 @@ def spare_pyarrow_the_pandas_import() -> None:
 
 
 def _main() -> int:
-    arguments = helper_arguments("syncstream.export.parts", "syncstream.export", "OUT [OPTION ...]")
+    arguments = helper_arguments("syncstream.export.parts", "syncstream.export", "OUT [OPTION ...]", 1)
     # The helper is a process of its own: pyarrow (>= 16) takes numpy and pandas as optional,
     # and without them it imports in a third of the time (0.05 s instead of 0.16 s) and 11 MiB
     # less; nothing here converts to or from either.

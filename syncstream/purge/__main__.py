@@ -96,18 +96,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     set_process("purge")
     try:
+        handlers = None if args.list else load_registry(args.handlers)
         state = StateStore(args.state, create=False)  # only the writer creates a store
     except SyncstreamError as error:
-        fail(str(error), event="no_state")
+        fail(str(error), event="purge_not_started")
         return 2
     try:
-        if args.list:
+        if handlers is None:
             _print_history(state)
             return 0
         from syncstream.context import check_cache_tree, check_written  # noqa: PLC0415
 
         try:  # a registry without what wrote to the store would leave its rows behind
-            handlers = load_registry(args.handlers)
             check_written(state, handlers)
             check_cache_tree(root, handlers)
         except SyncstreamError as error:

@@ -149,5 +149,5 @@ class _Server:
 
 if __name__ == "__main__":
     set_process("write-helper")
-    _root = helper_arguments("syncstream.write.files", "syncstream.write", "ROOT")[0]
+    _root = helper_arguments("syncstream.write.files", "syncstream.write", "ROOT", 1)[0]
     raise SystemExit(serve(_Server(_root)))

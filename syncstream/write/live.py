@@ -103,7 +103,8 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
             self._next_delay = self._backoff.delay(self._reconnect_no)
             reason = "stalled" if isinstance(exception, TimeoutError) else type(exception).__name__
             if self._on_retry is not None:
-                self._on_retry(reason, f"{type(exception).__name__}: {exception}", self._next_delay)
+                detail = f"relay connection to {self._websocket_uri}: {type(exception).__name__}: {exception}"
+                self._on_retry(reason, detail, self._next_delay)
         return stop
 
     def _handle_frame_decoding_error(self, exception: Exception) -> None:
