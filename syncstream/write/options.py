@@ -86,7 +86,7 @@ def parser() -> argparse.ArgumentParser:
         "--progress-seconds",
         type=float,
         default=10.0,
-        help="relay: seconds between progress lines on stderr (default: %(default)s)",
+        help="seconds between progress lines on stderr, for a replay or a relay (default: %(default)s)",
     )
     parser.add_argument(
         "--record", metavar="FILE", help="relay: append every received frame to FILE, a replay file"
