@@ -18,8 +18,11 @@ from pathlib import Path
 
 import libipld
 
+from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.run import backfill_dids
 from syncstream.context import setup_cache_write_system
+from syncstream.keys import REHEARSAL_SEED, SigningKey, sign_commit
+from syncstream.verify import DidDocuments
 from syncstream.write.encode import cid_for, encode_car
 from syncstream.write.writer import CacheWriter
 
@@ -29,8 +32,9 @@ TIME = "2026-07-04T14:38:07.517Z"
 _SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
 
 
-def build_repo(did: str, records: int) -> bytes:
-    """A repository CAR of ``records`` posts and likes."""
+def build_repo(did: str, records: int, key: SigningKey | None = None) -> bytes:
+    """A repository CAR of ``records`` posts and likes, signed by ``key`` (default: the
+    rehearsal key, ``SigningKey(REHEARSAL_SEED)``, which the loopback PDS publishes)."""
     blocks: list[tuple[bytes, bytes]] = []
     entries = []
     keys = []
@@ -50,25 +54,20 @@ def build_repo(did: str, records: int) -> bytes:
         blocks.append((cid, data))
         keys.append((f"{collection}/3k{i:011d}".encode(), cid))
     previous = b""
-    for key, cid in sorted(keys):
+    for path, cid in sorted(keys):
         prefix = next(
-            (n for n in range(min(len(key), len(previous))) if key[n] != previous[n]),
-            min(len(key), len(previous)),
+            (n for n in range(min(len(path), len(previous))) if path[n] != previous[n]),
+            min(len(path), len(previous)),
         )
-        entries.append({"p": prefix, "k": key[prefix:], "v": cid, "t": None})
-        previous = key
+        entries.append({"p": prefix, "k": path[prefix:], "v": cid, "t": None})
+        previous = path
     node = libipld.encode_dag_cbor({"l": None, "e": entries})
     node_cid = cid_for(node)
-    commit = libipld.encode_dag_cbor(
-        {
-            "did": did,
-            "version": 3,
-            "data": node_cid,
-            "rev": "3mptbypluud2a",
-            "prev": None,
-            "sig": b"\x00" * 64,
-        }
+    signed = sign_commit(
+        {"did": did, "version": 3, "data": node_cid, "rev": "3mptbypluud2a", "prev": None},
+        key if key is not None else SigningKey(REHEARSAL_SEED),
     )
+    commit = libipld.encode_dag_cbor(signed)
     commit_cid = cid_for(commit)
     return encode_car([commit_cid], [(commit_cid, commit), (node_cid, node), *blocks])
 
@@ -79,7 +78,7 @@ def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple
     dids = [f"did:plc:bench{i:019d}" for i in range(repos)]
     with tempfile.TemporaryDirectory(dir=_SCRATCH) as tmp:
         root = Path(tmp)
-        command = [sys.executable, "-m", "syncstream.pds"]
+        command = [sys.executable, "-m", "syncstream.pds", "--key-seed", str(REHEARSAL_SEED)]
         for did in dids:
             car = root / f"{did.rsplit(':', 1)[1]}.car"
             car.write_bytes(build_repo(did, records))
@@ -95,7 +94,8 @@ def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple
                 try:
                     started = time.perf_counter()
                     writer = CacheWriter(context, durable=False)
-                    results = backfill_dids(writer, dids, plc_url=url, concurrency=concurrency)
+                    fetcher = Fetcher(DidDocuments(url), endpoints="any")
+                    results = backfill_dids(writer, dids, fetcher, concurrency=concurrency)
                     seconds = time.perf_counter() - started
                 finally:
                     context.close()

@@ -99,6 +99,7 @@ COMMON_COLUMNS: tuple[Column, ...] = (
     _head("synctimestamp", "timestamp", nullable=False),
     Column(name="record_json", type="string", value=record_json),
     _head("source", nullable=False),  # firehose, or backfill
+    _head("verified", "bool"),  # the commit's signature checked: true, or null when not checked
 )
 """Every dataset's first columns, taken from the cache file's head."""
 

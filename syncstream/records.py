@@ -33,6 +33,7 @@ class CachedRecord(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     subject_did: str | None = None  # a follow's subject
     record: dict[str, Any] | None = None
     source: str = "firehose"  # or BACKFILL: read from the account's repository
+    verified: bool | None = None  # the commit's signature checked (True), or not checked (None)
 
 
 BACKFILL = "backfill"  # the source of a record read from its account's repository

@@ -55,6 +55,7 @@ class FileHead(msgspec.Struct, frozen=True):
     subject_did: str | None = None
     record: msgspec.Raw = NULL  # msgspec takes Raw alone, not in a union: null stays b"null"
     source: str = "firehose"
+    verified: bool | None = None
 
 
 decode_head = msgspec.json.Decoder(FileHead).decode

@@ -13,15 +13,20 @@ import pytest
 
 from benchmarks.backfill import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
+from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.repo import RepoError, read_repo
 from syncstream.export.__main__ import main as export_main
+from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.pds import LoopbackPds, PdsFault, parse_pds_fault
 from syncstream.state import StateStore
+from syncstream.verify import DidDocuments
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import CORPUS, TIME, commit, from_json_model, tree, write_replay, write_users
 
-CAR = (CORPUS / "repo.car").read_bytes()
+KEY = SigningKey(REHEARSAL_SEED)
+REAL_CAR = (CORPUS / "repo.car").read_bytes()
+CAR = resign_car(REAL_CAR, KEY)  # the real repository's records and MST, under a key we hold
 DID = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
 REV = "3migo7fijwi2k"
 EXPECTED = [
@@ -40,12 +45,17 @@ def store(root: Path) -> list[str]:
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q"]
 
 
-def backfill(root: Path, pds: LoopbackPds, *extra: str) -> int:
-    study = write_users(root / "study.txt", [DID])
+def backfill(root: Path, pds: LoopbackPds, *extra: str, study: tuple[str, ...] = (DID,)) -> int:
+    users = write_users(root / "study.txt", study)
     StateStore(root / "s.sqlite").close()  # the writer's part: a backfill creates no store
     return backfill_main(
-        [*store(root), "--study-users", str(study), "--plc-url", pds.url, "--timeout", "5", *extra]
+        [*store(root), "--study-users", str(users), "--plc-url", pds.url, "--timeout", "5", *extra]
     )
+
+
+def fetcher(plc_url: str, **options: Any) -> Fetcher:
+    """A fetcher for a rehearsal: the loopback PLC directory and PDS."""
+    return Fetcher(DidDocuments(plc_url), endpoints="any", **options)
 
 
 def rows(root: Path) -> list[dict[str, Any]]:
@@ -80,7 +90,7 @@ def test_a_damaged_car_is_refused_whole(damage: Any, message: str) -> None:
 def test_backfill_exports_every_record_once_with_source_backfill(tmp_path: Path) -> None:
     """Every post, like, repost, follow and profile of the repository is a row once, source backfill, the
     repository's rev, no seq; a second run adds nothing; the same record seen live adds no row."""
-    with LoopbackPds({DID: CAR}) as pds:
+    with LoopbackPds({DID: CAR}, key=KEY) as pds:
         assert backfill(tmp_path, pds) == 0
         assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
         first = rows(tmp_path)
@@ -112,8 +122,9 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
     assert did == DID
     unknown = "did:plc:nobodynobodynobodynobody"
     other = "did:plc:otherotherotherotherothe"
-    with LoopbackPds({DID: CAR, other: build_repo(other, 40)}, {DID: parsed}) as pds:
-        assert backfill(tmp_path, pds, "--did", DID, "--did", other, "--did", unknown) == 1
+    with LoopbackPds({DID: CAR, other: build_repo(other, 40)}, {DID: parsed}, key=KEY) as pds:
+        everyone = (DID, other, unknown)
+        assert backfill(tmp_path, pds, "--did", DID, "--did", other, "--did", unknown, study=everyone) == 1
     state = StateStore(tmp_path / "s.sqlite")
     try:
         recorded = state.backfills()
@@ -122,7 +133,7 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
     assert recorded[DID][0] == "failed" and recorded[DID][2]
     assert recorded[unknown][0] == "failed"
     assert recorded[other][0] == "done"
-    with LoopbackPds({DID: CAR}) as pds:
+    with LoopbackPds({DID: CAR}, key=KEY) as pds:
         assert backfill(tmp_path, pds, "--did", DID) == 0
     state = StateStore(tmp_path / "s.sqlite")
     try:
@@ -133,9 +144,9 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
 
 def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
     """Without --did, a DID that failed a moment ago waits; once its backoff is past, it is retried."""
-    with LoopbackPds({DID: CAR}, {DID: PdsFault("error", 500)}) as pds:
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("error", 500)}, key=KEY) as pds:
         assert backfill(tmp_path, pds) == 1
-    with LoopbackPds({DID: CAR}) as pds:
+    with LoopbackPds({DID: CAR}, key=KEY) as pds:
         assert backfill(tmp_path, pds) == 0
         assert pds.requests == []  # waiting: failed less than a minute ago
         with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
@@ -151,14 +162,14 @@ def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
 
 def test_a_slow_pds_is_waited_for(tmp_path: Path) -> None:
     """The slow fault delays getRepo; the backfill still completes."""
-    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.3)}) as pds:
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.3)}, key=KEY) as pds:
         assert backfill(tmp_path, pds) == 0
 
 
 def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
     """A #sync frame of a backfilled study user marks it pending; the next run fetches its
     repository again, and the export adds no row for what was already there."""
-    with LoopbackPds({DID: CAR}) as pds:
+    with LoopbackPds({DID: CAR}, key=KEY) as pds:
         assert backfill(tmp_path, pds) == 0
         assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
         before = sorted((r["uri"], r["cid"]) for r in rows(tmp_path))
@@ -190,13 +201,14 @@ def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) 
     live_post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
                                                                              "text": "live", "createdAt": TIME}))  # fmt: skip
     other = commit(101, "did:plc:someoneelse", OpSpec("create", "app.bsky.feed.post/3x", {"text": "x"}))
-    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 1.0)}) as pds:
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 1.0)}, key=KEY) as pds:
         context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
                                            study_users=write_users(tmp_path / "study.txt", [DID]))  # fmt: skip
         try:
             writer = CacheWriter(context, durable=False)
-            backfill = BackgroundBackfill(writer, plc_url=pds.url, concurrency=2)
+            backfill = BackgroundBackfill(writer, fetcher(pds.url), concurrency=2)
             backfill.enqueue(backfill.wanted())
+            backfill.poll()  # its job starts: from now on its live commits are held
             writer.process_frame(live_post)
             writer.process_frame(other)
             writer.flush()
@@ -221,7 +233,7 @@ def test_the_write_command_backfills_with_backfill(tmp_path: Path) -> None:
     both in the cache; the backfill is recorded done."""
     post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
                                                                         "text": "live", "createdAt": TIME}))  # fmt: skip
-    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.5)}) as pds:
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 0.5)}, key=KEY) as pds:
         args = [*store(tmp_path), "--no-sync", "--replay", str(write_replay(tmp_path / "r.bin", [post])),
                 "--study-users", str(write_users(tmp_path / "study.txt", [DID])), "--backfill", "--plc-url", pds.url]  # fmt: skip
         assert write_main(args) == 0
@@ -245,7 +257,7 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
     study = write_users(tmp_path / "study.txt", [d for d in sample if d.startswith("did:")])
     replay = write_replay(tmp_path / "r.bin", corpus_frames())
     with (
-        LoopbackPds({DID: CAR}) as pds,
+        LoopbackPds({DID: CAR}, key=KEY) as pds,
         subprocess.Popen([sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "25"],
                          stdout=subprocess.PIPE, text=True) as relay,
     ):  # fmt: skip

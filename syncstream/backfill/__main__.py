@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
+from syncstream.backfill.options import add_fetch_options, check_fetch_options
 from syncstream.cli import (
     add_store_options,
     did_argument,
@@ -15,7 +18,11 @@ from syncstream.cli import (
     run,
     setup_logging,
 )
-from syncstream.errors import SyncstreamError
+from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
+from syncstream.failpoints import FailpointError, set_process
+
+if TYPE_CHECKING:
+    from syncstream.backfill.run import BackfillResult
 
 __all__ = ["main"]
 
@@ -24,34 +31,37 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m syncstream.backfill",
         description=(
-            "Backfill accounts' history: resolve each DID (did:plc through the PLC directory, "
-            "did:web over HTTPS), fetch its repository from its PDS (com.atproto.sync.getRepo), "
-            "walk the repository's MST from its signed commit, checking every block against its CID, "
-            "and route every record as a create through the same registry as live records, into "
-            "the cache (source = backfill; then `python -m syncstream.export`). Without --did, every "
-            "study user not yet backfilled. DIDs already done are skipped; failed ones are retried."
+            "Backfill study users' history: resolve each DID (did:plc through the PLC directory, "
+            "did:web over HTTPS), fetch its repository from its PDS (com.atproto.sync.getRepo, "
+            "streamed to disk, with a deadline and a minimum rate), verify its signed commit "
+            "against the DID document's key, walk its MST from the commit, checking every block "
+            "against its CID, and route every record as a create through the same registry as "
+            "live records, into the cache (source = backfill, verified; then `python -m "
+            "syncstream.export`). Without --did, every study user not yet backfilled. DIDs "
+            "already done are skipped; failed ones are retried after a backoff."
         ),
         epilog=(
-            "Exit status: 0 when every DID was backfilled (or skipped as done); 1 when one failed "
-            "(each is listed with its reason, recorded, and retried by the next run); 2 for bad "
-            "options or input, or a cache held by a running writer."
+            "Exit status: 0 when every DID was backfilled (or skipped as done), or when SIGTERM or "
+            "SIGINT stopped the run (what was under way is abandoned and done again by the next "
+            "run); 1 when one failed (each is listed with its reason, recorded, and retried by the "
+            "next run); 2 for bad options or input (a --did that is not a study user), or a cache "
+            "held by a running writer."
         ),
     )
     add_store_options(parser, state_help="the writer's SQLite state store")
     parser.add_argument("--study-users", metavar="FILE", help="replace the study users with this file's DIDs")
     parser.add_argument("--in-network-users", metavar="FILE", help="replace the in-network users")
     parser.add_argument(
-        "--did", action="append", default=[], type=did_argument, help="backfill this DID (repeatable)"
-    )
+        "--did", action="append", default=[], type=did_argument,
+        help="backfill this study user (repeatable)",
+    )  # fmt: skip
     parser.add_argument(
         "--plc-url", default="https://plc.directory", help="the PLC directory (default: %(default)s)"
     )
     parser.add_argument(
         "--concurrency", type=int, default=4, help="repositories fetched at once (default: %(default)s)"
     )
-    parser.add_argument(
-        "--timeout", type=float, default=30.0, help="seconds per request (default: %(default)s)"
-    )
+    add_fetch_options(parser)
     parser.add_argument("--force", action="store_true", help="backfill DIDs already done again")
     return parser
 
@@ -63,8 +73,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2
-    if args.concurrency < 1 or args.timeout <= 0:
-        parser.error("--concurrency must be at least 1 and --timeout positive")
+    if args.concurrency < 1:
+        parser.error("--concurrency must be at least 1")
+    check_fetch_options(parser, args)
+    from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
     from syncstream.backfill.run import backfill_dids  # noqa: PLC0415
     from syncstream.context import setup_cache_write_system  # noqa: PLC0415
     from syncstream.write.writer import CacheWriter  # noqa: PLC0415
@@ -81,6 +93,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SyncstreamError, OSError) as error:
         fail(str(error), event="backfill_not_started")
         return 2
+    strangers = [did for did in args.did if did not in context.population.study]
+    if strangers:
+        context.close()
+        fail(
+            f"not a study user: {', '.join(strangers)}; only study users are backfilled "
+            "(add them to the study users file, then backfill)",
+            event="backfill_not_started",
+        )
+        return 2
+    set_process("backfill")
+    fetcher = make_fetcher(args, args.plc_url.rstrip("/"))  # the SDK imported before any thread
+    stop = fetcher.stop
+    previous = {
+        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
+    }
     started = time.perf_counter()
     try:
         wanted = args.did or sorted(context.population.study)
@@ -91,20 +118,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         skipped = len(wanted) - len(todo)
         writer = CacheWriter(context)
         results = backfill_dids(
-            writer, todo, plc_url=args.plc_url.rstrip("/"), concurrency=args.concurrency, timeout=args.timeout
+            writer, todo, fetcher, concurrency=args.concurrency, scratch=args.scratch_dir, stop=stop
         )
+    except (CacheWriteError, HelperError, FailpointError) as error:
+        fail(f"{error}; what was under way is backfilled again by the next run", event="backfill_failed")
+        return 1
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        fetcher.close()
         context.close()
-    seconds = time.perf_counter() - started
-    failed = [r for r in results if r.reason is not None]
+    return _report(results, len(todo), skipped, time.perf_counter() - started)
+
+
+def _report(results: list[BackfillResult], todo: int, skipped: int, seconds: float) -> int:
+    abandoned = [r for r in results if r.abandoned]
+    failed = [r for r in results if r.reason is not None and not r.abandoned]
     records, files = sum(r.records for r in results), sum(r.files for r in results)
+    done = len(results) - len(failed) - len(abandoned)
     print(
-        f"backfilled {len(results) - len(failed)} of {len(todo)} accounts in {seconds:.2f}s "
+        f"backfilled {done} of {todo} accounts in {seconds:.2f}s "
         f"({skipped} done or waiting for a retry): {records} records, {files} files"
     )
+    if abandoned:
+        print(f"stopped: {len(abandoned)} abandoned, backfilled by the next run")
     for result in results:
         if result.reason is None:
             print(f"  {result.did}: rev {result.rev}, {result.records} records, {result.files} files")
+        elif result.abandoned:
+            print(f"  {result.did}: {result.reason}")
         else:
             print(f"  {result.did}: failed: {result.reason}")
     return 1 if failed else 0

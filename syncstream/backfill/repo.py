@@ -1,20 +1,32 @@
 """A repository export (``com.atproto.sync.getRepo``'s CAR) -> its records, by the MST.
 
-The walk starts at the signed commit (the CAR's root), follows the MST from the commit's
-``data`` and reads only the blocks it reaches; every block it reads is checked against its CID
-(sha2-256), so a CAR whose blocks do not match, or that lacks one, is refused whole.
+The CAR is read where it lies (a file, mapped; or bytes) and its blocks indexed in SQLite (on
+disk beside the file, so memory does not grow with the repository). The walk starts at the
+signed commit (the CAR's root), follows the MST from the commit's ``data``, iteratively, and
+trusts nothing: each node is visited once (a node reached twice, a loop or a shared subtree,
+refuses the CAR), keys must come in strictly increasing order, no more nodes are visited than
+the CAR has blocks, and every block read is checked against its CID (sha2-256). ``check``
+walks the whole tree first, so a CAR that fails is refused before any of its records is used;
+``records`` then walks it again, decoding one record at a time.
 """
 
 from __future__ import annotations
 
 import hashlib
+import mmap
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import libipld
 
-from syncstream.write.decode import car_blocks, json_model, uvarint
+from syncstream.write.decode import json_model, uvarint
 
-__all__ = ["Repo", "RepoError", "RepoRecord", "read_repo"]
+__all__ = ["Repo", "RepoError", "RepoFile", "RepoRecord", "read_repo"]
+
+_INSERT_BATCH = 10_000
+_MAX_KEY = 1024  # bytes: a repository key is a collection NSID and an rkey
 
 
 class RepoError(ValueError):
@@ -34,92 +46,204 @@ class Repo(NamedTuple):
     records: list[RepoRecord]
 
 
-class _Blocks:
-    def __init__(self, car: bytes) -> None:
-        self.car = car
-        try:
-            self.spans = car_blocks(car)
-        except (ValueError, IndexError) as error:
-            raise RepoError(f"the CAR does not parse: {error}") from None
+def _cid_text(cid: bytes) -> str:
+    try:
+        return str(libipld.encode_cid(cid))
+    except ValueError:
+        return cid.hex()
 
-    def raw(self, cid: bytes) -> bytes:
-        span = self.spans.get(cid)
-        if span is None:
-            raise RepoError(f"block {libipld.encode_cid(cid)} is missing")
-        data = self.car[span[0] : span[1]]
-        # CIDv1, a one-byte codec, sha2-256 (what repositories use)
-        if len(cid) != 36 or cid[0] != 0x01 or cid[2:4] != b"\x12\x20":
-            raise RepoError(f"block {libipld.encode_cid(cid)}: not a CIDv1 sha2-256")
-        if hashlib.sha256(data).digest() != cid[4:]:
-            raise RepoError(f"block {libipld.encode_cid(cid)} does not match its CID")
+
+class RepoFile:
+    """A repository CAR and the index of its blocks. ``scratch``: a directory for the index
+    (None: in memory, for small CARs held as bytes)."""
+
+    def __init__(self, car: Path | bytes, *, scratch: Path | None = None) -> None:
+        self._file = None
+        self._map: mmap.mmap | None = None
+        if isinstance(car, Path):
+            self._file = open(car, "rb")  # noqa: SIM115 (closed by close())
+            size = car.stat().st_size
+            if size == 0:
+                self._file.close()
+                raise RepoError("the CAR is empty")
+            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
+            self.data: bytes | mmap.mmap = self._map
+        else:
+            self.data = car
+        index = ":memory:" if scratch is None else str(scratch / "index.sqlite")
+        self._db = sqlite3.connect(index, isolation_level=None)
+        self._db.executescript(
+            "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; "
+            "CREATE TABLE IF NOT EXISTS blocks (cid BLOB PRIMARY KEY, start INTEGER, end INTEGER,"
+            " seen INTEGER NOT NULL DEFAULT 0) WITHOUT ROWID; DELETE FROM blocks;"
+        )
+        self.problems: dict[str, int] = {}  # records passed over, by reason
+        try:
+            root = self._index()
+            self.commit = self._node(root, "the commit")
+        except BaseException:
+            self.close()
+            raise
+        did, rev, data = self.commit.get("did"), self.commit.get("rev"), self.commit.get("data")
+        if not isinstance(did, str) or not isinstance(rev, str) or not isinstance(data, bytes):
+            self.close()
+            raise RepoError("the root is not a repository commit (did, rev, data)")
+        self.did, self.rev, self._data = did, rev, data
+
+    def _index(self) -> bytes:
+        data = self.data
+        try:
+            length, pos = uvarint(data, 0)  # type: ignore[arg-type]  # mmap slices as bytes do
+            header = libipld.decode_dag_cbor(bytes(data[pos : pos + length]))
+        except (IndexError, ValueError):
+            raise RepoError("the CAR header is truncated or does not decode") from None
+        roots = header.get("roots") if isinstance(header, dict) else None
+        if not isinstance(roots, list) or len(roots) != 1 or not isinstance(roots[0], bytes):
+            raise RepoError("the CAR has no single root (the signed commit)")
+        pos += length
+        size, batch, self.blocks = len(data), [], 0
+        try:
+            while pos < size:
+                length, pos = uvarint(data, pos)  # type: ignore[arg-type]
+                end = pos + length
+                if end > size or length < 36:
+                    raise RepoError("the CAR is truncated inside a block")
+                cid = bytes(data[pos : pos + 36])
+                # CIDv1, one-byte codec, sha2-256: every block a repository has; others are not indexed
+                if cid[0] == 0x01 and cid[2:4] == b"\x12\x20":
+                    batch.append((cid, pos + 36, end))
+                    self.blocks += 1
+                    if len(batch) >= _INSERT_BATCH:
+                        self._insert(batch)
+                pos = end
+        except (IndexError, ValueError) as error:
+            raise RepoError(f"the CAR does not parse: {error}") from None
+        self._insert(batch)
+        return roots[0]
+
+    def _insert(self, batch: list[tuple[bytes, int, int]]) -> None:
+        self._db.executemany("INSERT OR IGNORE INTO blocks (cid, start, end) VALUES (?, ?, ?)", batch)
+        batch.clear()
+
+    def raw(self, cid: bytes, *, check: bool = True) -> bytes:
+        row = self._db.execute("SELECT start, end FROM blocks WHERE cid = ?", (cid,)).fetchone()
+        if row is None:
+            raise RepoError(f"block {_cid_text(cid)} is missing")
+        data = bytes(self.data[row[0] : row[1]])
+        if check and hashlib.sha256(data).digest() != cid[4:]:
+            raise RepoError(f"block {_cid_text(cid)} does not match its CID")
         return data
 
-    def node(self, cid: bytes) -> dict[str, Any]:
+    def _node(self, cid: bytes, what: str) -> dict[str, Any]:
+        if len(cid) != 36 or cid[0] != 0x01 or cid[2:4] != b"\x12\x20":
+            raise RepoError(f"{what} {_cid_text(cid)} is not a CIDv1 sha2-256")
         try:
             value = libipld.decode_dag_cbor(self.raw(cid))
         except (ValueError, RecursionError) as error:
-            raise RepoError(f"block {libipld.encode_cid(cid)} does not decode: {error}") from None
+            raise RepoError(f"{what} {_cid_text(cid)} does not decode: {error}") from None
         if not isinstance(value, dict):
-            raise RepoError(f"block {libipld.encode_cid(cid)} is not a map")
+            raise RepoError(f"{what} {_cid_text(cid)} is not a map")
         return value
 
+    def _visit(self, cid: bytes) -> dict[str, Any]:
+        changed = self._db.execute("UPDATE blocks SET seen = 1 WHERE cid = ? AND seen = 0", (cid,)).rowcount
+        if changed == 0:
+            exists = self._db.execute("SELECT 1 FROM blocks WHERE cid = ?", (cid,)).fetchone()
+            if exists:
+                raise RepoError(f"the MST reaches node {_cid_text(cid)} twice (a loop or a shared subtree)")
+        return self._node(cid, "MST node")
 
-def read_repo(car: bytes) -> Repo:
-    """The repository's DID, revision and records, in key order."""
-    try:
-        length, pos = uvarint(car, 0)
-    except (IndexError, ValueError):
-        raise RepoError("the CAR header is truncated") from None
-    try:
-        header = libipld.decode_dag_cbor(car[pos : pos + length])
-    except ValueError as error:
-        raise RepoError(f"the CAR header does not decode: {error}") from None
-    roots = header.get("roots") if isinstance(header, dict) else None
-    if not isinstance(roots, list) or len(roots) != 1 or not isinstance(roots[0], bytes):
-        raise RepoError("the CAR has no single root (the signed commit)")
-    blocks = _Blocks(car)
-    commit = blocks.node(roots[0])
-    did, rev, data = commit.get("did"), commit.get("rev"), commit.get("data")
-    if not isinstance(did, str) or not isinstance(rev, str) or not isinstance(data, bytes):
-        raise RepoError("the root is not a repository commit (did, rev, data)")
-    entries: list[tuple[bytes, bytes]] = []
-    _walk(blocks, data, entries, depth=0)
-    records = []
-    for key, cid in entries:
-        collection, _, rkey = key.decode(errors="replace").partition("/")
-        raw = blocks.raw(cid)
-        try:
-            value = libipld.decode_dag_cbor(raw)
-            record = json_model(value, raw)
-        except (ValueError, RecursionError) as error:
-            raise RepoError(f"record {collection}/{rkey} does not decode: {error}") from None
-        if not isinstance(record, dict):
-            raise RepoError(f"record {collection}/{rkey} is not a map")
-        records.append(RepoRecord(collection, rkey, str(libipld.encode_cid(cid)), record))
-    return Repo(did, rev, records)
+    def _walk(self) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value CID) in key order, each node once, at most one node per block."""
+        self._db.execute("UPDATE blocks SET seen = 0 WHERE seen = 1")
+        budget = self.blocks
+        last = b""
+        stack: list[tuple[bytes, bytes | None]] = [(b"", self._data)]  # (key, None) or (b"", node)
+        while stack:
+            key, target = stack.pop()
+            if key:
+                if key <= last:
+                    raise RepoError(f"the MST's keys are out of order at {key[:200]!r}")
+                last = key
+                assert target is not None
+                yield key, target
+                continue
+            budget -= 1
+            if budget < 0 or target is None:
+                raise RepoError("the MST has more nodes than the CAR has blocks")
+            node = self._visit(target)
+            stack.extend(reversed(_entries(node, target)))
+
+    def check(self) -> int:
+        """Walk the whole MST, checking its shape, order and every block's CID; the number of
+        records. Nothing of a CAR that fails here is used."""
+        records = 0
+        for _, value in self._walk():
+            self.raw(value)
+            records += 1
+        return records
+
+    def records(self) -> Iterator[RepoRecord]:
+        """The records, in key order (call ``check`` first); an undecodable one is counted in
+        ``problems`` and passed over, as a live one would be."""
+        for key, value in self._walk():
+            collection, _, rkey = key.decode(errors="replace").partition("/")
+            raw = self.raw(value, check=False)  # checked by check()
+            try:
+                record = json_model(libipld.decode_dag_cbor(raw), raw)
+            except (ValueError, RecursionError):
+                record = None
+            if not isinstance(record, dict):
+                self.problems["undecodable_record"] = self.problems.get("undecodable_record", 0) + 1
+                continue
+            yield RepoRecord(collection, rkey, _cid_text(value), record)
+
+    def close(self) -> None:
+        self._db.close()
+        if self._map is not None:
+            self._map.close()
+        if self._file is not None:
+            self._file.close()
 
 
-_MAX_DEPTH = 128  # an MST of any real repository is a few levels deep
-
-
-def _walk(blocks: _Blocks, cid: bytes, out: list[tuple[bytes, bytes]], depth: int) -> None:
-    """In key order: the left subtree, then each entry and the subtree to its right."""
-    if depth > _MAX_DEPTH:
-        raise RepoError("the MST is deeper than any repository's")
-    node = blocks.node(cid)
+def _entries(node: dict[str, Any], cid: bytes) -> list[tuple[bytes, bytes | None]]:
+    """A node's items in key order: its left subtree, then each entry's key and right subtree
+    (as ``(b"", subtree)`` and ``(key, value)``)."""
     left, entries = node.get("l"), node.get("e")
-    if not isinstance(entries, list):
-        raise RepoError(f"MST node {libipld.encode_cid(cid)} has no entries")
-    if isinstance(left, bytes):
-        _walk(blocks, left, out, depth + 1)
+    if not isinstance(entries, list) or (left is not None and not isinstance(left, bytes)):
+        raise RepoError(f"MST node {_cid_text(cid)} is not an MST node")
+    items: list[tuple[bytes, bytes | None]] = []
+    if left is not None:
+        items.append((b"", left))
     previous = b""
     for entry in entries:
         if not isinstance(entry, dict):
             raise RepoError("an MST entry is not a map")
         prefix, suffix, value, right = entry.get("p"), entry.get("k"), entry.get("v"), entry.get("t")
-        if not isinstance(prefix, int) or not isinstance(suffix, bytes) or not isinstance(value, bytes):
+        if (
+            not isinstance(prefix, int)
+            or not isinstance(suffix, bytes)
+            or not isinstance(value, bytes)
+            or (right is not None and not isinstance(right, bytes))
+        ):
             raise RepoError("an MST entry lacks its key or value")
-        previous = previous[:prefix] + suffix
-        out.append((previous, value))
-        if isinstance(right, bytes):
-            _walk(blocks, right, out, depth + 1)
+        if prefix < 0 or prefix > len(previous):
+            raise RepoError("an MST entry's key prefix is longer than the key before it")
+        key = previous[:prefix] + suffix
+        if not key or len(key) > _MAX_KEY or key.count(b"/") != 1:
+            raise RepoError(f"an MST key is not collection/rkey: {key[:200]!r}")
+        previous = key
+        items.append((key, value))
+        if right is not None:
+            items.append((b"", right))
+    return items
+
+
+def read_repo(car: bytes) -> Repo:
+    """The repository's DID, revision and records, in key order (a CAR held in memory)."""
+    repo = RepoFile(car)
+    try:
+        repo.check()
+        return Repo(repo.did, repo.rev, list(repo.records()))
+    finally:
+        repo.close()

@@ -1,28 +1,30 @@
-"""Backfilling DIDs: resolve, fetch, walk, route as creates, write, record. Failures are per DID.
+"""Backfilling DIDs: resolve, fetch, verify, walk, route as creates, write, record. Failures are
+per DID.
 
-Each DID's DID document is resolved with the atproto SDK's identity resolver (did:plc through
-the PLC directory, did:web over HTTPS), its PDS (``#atproto_pds``) asked for the repository
-with the SDK's client, and the CAR walked by its MST (``syncstream.backfill.repo``). Fetching
-runs on a bounded pool of threads (network-bound); routing and writing run in the calling
-thread, through the same registry and writer as live records, as creates with
-``source = backfill``, the repository's rev and no seq. A record also seen live has the same
-URI and cid, so the export keeps it once.
+Each DID's document is resolved with the atproto SDK (did:plc through the PLC directory,
+did:web over HTTPS), its repository fetched from its PDS, its signed commit verified against
+the document's key and its MST checked (``syncstream.backfill.job``), and its records routed
+and written in the calling thread, batch by batch, through the same registry and writer as
+live records: creates with ``source = backfill``, ``verified`` true, the repository's rev and
+no seq. A record also seen live has the same URI and cid, so the export keeps it once.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+from collections import deque
 from collections.abc import Iterable
-from concurrent.futures import ThreadPoolExecutor, as_completed
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from syncstream.backfill.repo import Repo, RepoError, read_repo
+from syncstream.backfill.fetch import Fetcher
+from syncstream.backfill.job import Job, Outcome
+from syncstream.backfill.repo import RepoRecord
 from syncstream.timestamps import micros
 from syncstream.write.decode import Commit, RepoOp
 from syncstream.write.writer import CacheWriter, utc_now
 
-__all__ = ["BackfillResult", "Fetcher", "backfill_dids"]
+__all__ = ["BackfillResult", "backfill_dids", "write_records"]
 
 log = logging.getLogger("syncstream.backfill")
 
@@ -35,102 +37,92 @@ class BackfillResult(NamedTuple):
     records: int = 0  # records in the repository
     files: int = 0  # cache files written (records the registry keeps)
     reason: str | None = None  # why it failed
+    abandoned: bool = False  # stopped before it finished: retried by the next run
 
 
-class Fetcher:
-    """Resolves DIDs and fetches repositories, with one resolver and one client per PDS for the
-    whole run: building an HTTP client (its TLS context) costs more CPU than a small repository."""
-
-    def __init__(self, *, plc_url: str, timeout: float) -> None:
-        from atproto_identity.resolver import IdResolver  # noqa: PLC0415 (the SDK takes a second to import)
-
-        self.timeout = timeout
-        self.resolver = IdResolver(plc_url=plc_url, timeout=timeout)
-        self._clients: dict[str, Any] = {}
-        self._lock = threading.Lock()
-
-    def _client(self, pds: str) -> Any:
-        from atproto_client import Client  # noqa: PLC0415
-
-        with self._lock:
-            client = self._clients.get(pds)
-            if client is None:
-                client = self._clients[pds] = Client(base_url=f"{pds.rstrip('/')}/xrpc")
-            return client
-
-    def fetch(self, did: str) -> bytes:
-        """Resolve ``did`` and fetch its repository's CAR from its PDS; ``RepoError`` (or an SDK
-        error) says why not. Network only: the walk is the caller's (a thread walking a CAR
-        would hold the GIL while the writer waits on its file syscalls)."""
-        data = self.resolver.did.resolve_atproto_data(did)
-        if not data.pds:
-            raise RepoError(f"the DID document of {did} names no PDS (#atproto_pds)")
-        car = self._client(data.pds).com.atproto.sync.get_repo({"did": did}, timeout=self.timeout)
-        if not isinstance(car, bytes):
-            raise RepoError("getRepo did not answer a CAR")
-        return car
+def write_records(writer: CacheWriter, did: str, rev: str, records: Iterable[RepoRecord]) -> int:
+    """Route and write a repository's records as verified creates; the files written."""
+    received = utc_now()
+    files = 0
+    for record in records:
+        created = record.record.get("createdAt")
+        time = created if isinstance(created, str) and micros(created) is not None else received
+        op = RepoOp("create", record.collection, record.rkey, record.cid, record.record)
+        commit = Commit(None, did, rev, time, (op,), source="backfill", verified=True)
+        files += len(writer.apply_commit(commit))
+    return files
 
 
-def _walk(did: str, car: bytes) -> Repo:
-    repo = read_repo(car)
-    if repo.did != did:
-        raise RepoError(f"the PDS sent the repository of {repo.did}")
-    return repo
+def log_failure(did: str, reason: str) -> None:
+    log.warning(
+        "backfill of %s failed: %s", did, reason,
+        extra={"event": "backfill_failed", "fields": {"did": did, "reason": reason}},
+    )  # fmt: skip
+
+
+def log_done(did: str, outcome: Outcome, files: int, held: int | None = None) -> None:
+    fields: dict[str, object] = {"did": did, "rev": outcome.rev, "records": outcome.records, "files": files}
+    fields.update({f"passed_over_{k}": v for k, v in outcome.problems.items()})
+    if held is not None:
+        fields["held"] = held
+    log.info(
+        "backfilled %s at rev %s: %d records, %d files%s", did, outcome.rev, outcome.records, files,
+        "" if held is None else f"; {held} live commits applied after it",
+        extra={"event": "backfilled", "fields": fields},
+    )  # fmt: skip
 
 
 def backfill_dids(
     writer: CacheWriter,
     dids: Iterable[str],
+    fetcher: Fetcher,
     *,
-    plc_url: str = PUBLIC_PLC,
     concurrency: int = 4,
-    timeout: float = 30.0,
+    scratch: str | None = None,
+    stop: threading.Event | None = None,
 ) -> list[BackfillResult]:
-    """Backfill each DID into the writer's cache; record each outcome in the state."""
-    state = writer.context.state
+    """Backfill each DID into the writer's cache; record each outcome in the state. A stop
+    abandons what is under way (not recorded: the next run does it again)."""
+    stop = stop if stop is not None else fetcher.stop
     results: list[BackfillResult] = []
-    fetcher = Fetcher(plc_url=plc_url, timeout=timeout)
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="backfill") as pool:
-        futures = {pool.submit(fetcher.fetch, did): did for did in dids}
-        for future in as_completed(futures):
-            did = futures[future]
-            try:
-                repo = _walk(did, future.result())
-            except Exception as error:  # one DID's trouble is that DID's: the others go on
-                reason = f"{type(error).__name__}: {error}"
-                fields = {"did": did, "reason": reason}
-                log.warning(
-                    "backfill of %s failed: %s",
-                    did,
-                    reason,
-                    extra={"event": "backfill_failed", "fields": fields},
-                )
-                state.record_backfill(did, reason=reason)
-                results.append(BackfillResult(did, reason=reason))
-                continue
-            files = _write(writer, repo)
-            writer.flush()  # the files are durable before the DID is recorded done
-            state.record_backfill(did, rev=repo.rev, records=len(repo.records))
-            done: dict[str, object] = {
-                "did": did,
-                "rev": repo.rev,
-                "records": len(repo.records),
-                "files": files,
-            }
-            log.info(
-                "backfilled %s at rev %s: %d records, %d files", did, repo.rev, len(repo.records), files,
-                extra={"event": "backfilled", "fields": done},
-            )  # fmt: skip
-            results.append(BackfillResult(did, repo.rev, len(repo.records), files))
+    waiting = deque(dids)
+    running: dict[str, Job] = {}
+    files: dict[str, int] = {}
+    while (waiting or running) and not stop.is_set():
+        while waiting and len(running) < concurrency:
+            did = waiting.popleft()
+            running[did] = Job(did, fetcher, scratch=scratch).start()
+            files[did] = 0
+        for did, job in list(running.items()):
+            item = job.wait(0.05 / len(running))
+            while item is not None and not stop.is_set():
+                if isinstance(item, Outcome):
+                    del running[did]
+                    results.append(_finish(writer, did, item, files.pop(did)))
+                    break
+                files[did] += write_records(writer, did, _rev_of(job), item)
+                item = job.take()
+    for did, job in running.items():
+        job.abandon()
+        results.append(BackfillResult(did, reason=f"abandoned while {job.step}", abandoned=True))
+    results += [BackfillResult(did, reason="not started", abandoned=True) for did in waiting]
+    writer.flush()
     return sorted(results)
 
 
-def _write(writer: CacheWriter, repo: Repo) -> int:
-    received = utc_now()
-    files = 0
-    for record in repo.records:
-        created = record.record.get("createdAt")
-        time = created if isinstance(created, str) and micros(created) is not None else received
-        op = RepoOp("create", record.collection, record.rkey, record.cid, record.record)
-        files += len(writer.apply_commit(Commit(None, repo.did, repo.rev, time, (op,), source="backfill")))
-    return files
+def _rev_of(job: Job) -> str:
+    assert job.rev is not None, "a batch comes after the commit is verified"
+    return job.rev
+
+
+def _finish(writer: CacheWriter, did: str, outcome: Outcome, files: int) -> BackfillResult:
+    state = writer.context.state
+    if outcome.reason is not None:
+        writer.flush()  # what was written is durable; the DID is not done
+        log_failure(did, outcome.reason)
+        state.record_backfill(did, reason=outcome.reason)
+        return BackfillResult(did, outcome.rev, outcome.records, files, outcome.reason)
+    writer.flush()  # the files are durable before the DID is recorded done
+    state.record_backfill(did, rev=outcome.rev, records=outcome.records)
+    log_done(did, outcome, files)
+    return BackfillResult(did, outcome.rev, outcome.records, files)

@@ -22,7 +22,7 @@ from syncstream.write.files import HelperWrites
 from syncstream.write.options import check, parser
 from syncstream.write.progress import Progress
 from syncstream.write.sources import ReplayError, iter_replay
-from syncstream.write.writer import CacheWriter, WriteSummary
+from syncstream.write.writer import CacheWriter, HoldLimits, WriteSummary
 
 if TYPE_CHECKING:
     from syncstream.backfill.background import BackgroundBackfill
@@ -42,6 +42,7 @@ def _print_summary(summary: WriteSummary, seconds: float, reconnects: dict[str, 
         ("files written", summary.files),
         ("rejections", summary.rejections),
         ("account statuses", summary.accounts),
+        *((("verification", summary.verification),) if summary.verification else ()),
         *((("reconnects", reconnects),) if reconnects else ()),
     ):
         print(f"{title}:" + ("" if counts else " none"))
@@ -137,21 +138,17 @@ def _run(
             writer.last_seq = args.cursor
         elif args.live:
             writer.last_seq = None
+        _verify(writer, args)
         if args.backfill:
-            from syncstream.backfill.background import BackgroundBackfill  # noqa: PLC0415
-
-            backfill = BackgroundBackfill(
-                writer, plc_url=args.plc_url.rstrip("/"), concurrency=args.backfill_concurrency
-            )
-            backfill.enqueue(backfill.wanted())
-            if metrics is not None:
-                metrics.backfill_counts = lambda: {"done": backfill.done, "failed": backfill.failed,
-                                                   "running": len(backfill.running)}  # fmt: skip
+            backfill = _background(writer, args, metrics)
         if replay is not None:
             status = _replay(writer, replay, Progress(writer, args.progress_seconds), backfill)
         else:
             status = _relay(writer, args, study, in_network, metrics=metrics, backfill=backfill,
                             reconnects=reconnects)  # fmt: skip
+        if backfill is not None:
+            backfill.stop()  # what was held is written as live while the writer still can
+            writer.flush()
         summary = writer.summary()
         if files is not None:
             files.close()
@@ -173,6 +170,38 @@ def _run(
         _print_summary(summary, time.perf_counter() - started, reconnects)
         print(f"cache: {context.cache_root}\nstate: {os.path.abspath(args.state)}")
     return status
+
+
+def _verify(writer: CacheWriter, args: argparse.Namespace) -> None:
+    scope = args.verify or ("study" if args.relay is not None else "none")
+    if scope == "none":
+        return
+    from syncstream.verify import DidDocuments  # noqa: PLC0415
+    from syncstream.write.authentic import StreamVerifier  # noqa: PLC0415
+
+    writer.verifier = StreamVerifier(DidDocuments(args.plc_url.rstrip("/"), timeout=3.0), scope)
+
+
+def _background(
+    writer: CacheWriter, args: argparse.Namespace, metrics: MetricsServer | None
+) -> BackgroundBackfill:
+    from syncstream.backfill.background import BackgroundBackfill  # noqa: PLC0415
+    from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
+
+    if args.relay is not None:  # the SDK's firehose, imported before any backfill thread starts
+        import syncstream.write.live  # noqa: F401, PLC0415
+    writer.hold_limits = HoldLimits(
+        commits=args.backfill_hold_commits, bytes=args.backfill_hold_bytes, seconds=args.backfill_hold_seconds
+    )
+    fetcher = make_fetcher(args, args.plc_url.rstrip("/"))
+    backfill = BackgroundBackfill(
+        writer, fetcher, concurrency=args.backfill_concurrency, scratch=args.scratch_dir
+    )
+    backfill.enqueue(backfill.wanted())
+    if metrics is not None:
+        metrics.backfill_counts = backfill.counts
+        metrics.backfill_stats = backfill.fetcher.gate.stats
+    return backfill
 
 
 def _replay(
@@ -254,8 +283,7 @@ def _relay(
         if metrics is not None:
             metrics.reconnect_counts = runner.reconnects.copy
         if backfill is not None:
-            runner.extra_progress = lambda: {"backfills": {"done": backfill.done, "failed": backfill.failed,
-                                                           "running": len(backfill.running)}}  # fmt: skip
+            runner.extra_progress = lambda: {"backfills": backfill.counts()}
         try:
             runner.run()
         finally:

@@ -25,6 +25,7 @@ __all__ = [
     "car_blocks",
     "decode_frame",
     "json_model",
+    "signed_commit",
     "uvarint",
 ]
 
@@ -44,6 +45,7 @@ class Commit(msgspec.Struct, frozen=True):
     time: str
     ops: tuple[RepoOp, ...]
     source: str = "firehose"  # or "backfill"
+    verified: bool | None = None  # its signature checked against its author's key; None: not checked
 
 
 class AccountEvent(msgspec.Struct, frozen=True):
@@ -67,6 +69,27 @@ class Decoded(msgspec.Struct, frozen=True):
     problems: tuple[str, ...] = ()  # per-op reasons for ops passed over (e.g. a missing block)
     name: str | None = None  # an error frame's error, an #info frame's name
     event: AccountEvent | None = None  # an #account, #identity or #sync frame's
+    blocks: bytes | None = None  # a #commit's or #sync's CAR slice, holding its signed commit
+    root: bytes | None = None  # a #commit's commit CID (a #sync's is its CAR's root)
+    since: str | None = None  # a #commit's: the rev of the commit before it
+
+
+def signed_commit(decoded: Decoded) -> object:
+    """The signed commit block of a ``#commit`` or ``#sync`` frame, decoded (None if absent)."""
+    blocks, root = decoded.blocks, decoded.root
+    if not blocks:
+        return None
+    try:
+        if root is None:
+            length, pos = uvarint(blocks, 0)
+            roots = libipld.decode_dag_cbor(blocks[pos : pos + length]).get("roots")
+            root = roots[0] if isinstance(roots, list) and roots and isinstance(roots[0], bytes) else None
+            if root is None:
+                return None
+        span = car_blocks(blocks, {root}).get(root)
+        return None if span is None else libipld.decode_dag_cbor(blocks[span[0] : span[1]])
+    except (ValueError, IndexError, AttributeError, RecursionError):
+        return None
 
 
 def uvarint(data: bytes, pos: int) -> tuple[int, int]:
@@ -202,7 +225,8 @@ def _decode_event(name: str, body: dict[str, Any], seq: int | None) -> Decoded:
         handle=handle,
         rev=rev,
     )
-    return Decoded(name, seq, event=event)
+    blocks = body.get("blocks") if name == "sync" else None
+    return Decoded(name, seq, event=event, blocks=blocks if isinstance(blocks, bytes) else None)
 
 
 def _text(value: object) -> str | None:
@@ -282,4 +306,13 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
             problems.append(record)
             continue
         decoded.append(RepoOp(action, collection, rkey, *record))
-    return Decoded("commit", seq, Commit(seq, repo, rev, time, tuple(decoded)), tuple(problems))
+    root, since = body.get("commit"), body.get("since")
+    return Decoded(
+        "commit",
+        seq,
+        Commit(seq, repo, rev, time, tuple(decoded)),
+        tuple(problems),
+        blocks=blocks,
+        root=root if isinstance(root, bytes) else None,
+        since=since if isinstance(since, str) else None,
+    )

@@ -41,14 +41,17 @@ class WriterCollector(Collector):
         writer: CacheWriter,
         reconnects: Callable[[], dict[str, int]],
         backfills: Callable[[], dict[str, int]] = dict,
+        pds: Callable[[], dict[str, float]] = dict,
     ) -> None:
         self.writer, self.reconnects, self.backfills = writer, reconnects, backfills
+        self.pds = pds  # the backfill's waits for PDS hosts and their 429s
 
     def collect(self) -> Iterator[Metric]:
         writer = self.writer
         # Copying a plain dict is one step under the GIL: no lock against the frames' thread.
         frames, ops, files = dict(writer.frames), dict(writer.ops), dict(writer.files)
         rejections, reconnects = dict(writer.rejections), self.reconnects()
+        verification = dict(writer.verifier.counts) if writer.verifier is not None else {}
         cursor, last_frame, lag = writer.cursor, writer.last_frame_wall, writer.event_lag()
         for name, doc, label, values in (
             ("syncstream_frames", "Relay frames received, by kind", "kind", frames),
@@ -56,7 +59,9 @@ class WriterCollector(Collector):
             ("syncstream_files_written", "Cache files written, by handler", "handler", files),
             ("syncstream_rejections", "Frames, ops and records passed over, by reason", "reason", rejections),
             ("syncstream_reconnects", "Reconnects to the relay, by reason", "reason", reconnects),
-        ):
+            ("syncstream_verifications", "Commits checked against their author's key, by outcome",
+             "outcome", verification),
+        ):  # fmt: skip
             family = CounterMetricFamily(name, doc, labels=[label])
             for value, count in sorted(values.items()):
                 family.add_metric([value], count)
@@ -67,6 +72,14 @@ class WriterCollector(Collector):
         for status, count in sorted(self.backfills().items()):
             backfills.add_metric([status], count)
         yield backfills
+        pds = self.pds()
+        for name, doc, key in (
+            ("syncstream_backfill_pds_waits", "getRepo calls that waited for their PDS host", "waits"),
+            ("syncstream_backfill_pds_wait_seconds", "Seconds getRepo calls waited for their PDS host",
+             "wait_seconds"),
+            ("syncstream_backfill_pds_rate_limited", "429 answers from PDS hosts", "rate_limited"),
+        ):  # fmt: skip
+            yield CounterMetricFamily(name, doc, value=pds.get(key, 0))
         yield GaugeMetricFamily("syncstream_cursor", "The last seq whose files are durable", cursor or 0)
         yield GaugeMetricFamily(
             "syncstream_last_frame_timestamp_seconds",
@@ -94,10 +107,14 @@ class MetricsServer:
         self.started = time.time()
         self.reconnect_counts: Callable[[], dict[str, int]] = dict  # the live runner's, once it runs
         self.backfill_counts: Callable[[], dict[str, int]] = dict  # with --backfill: done, failed, running
+        self.backfill_stats: Callable[[], dict[str, float]] = dict  # with --backfill: PDS waits, 429s
         self.registry = CollectorRegistry(auto_describe=True)
         self.registry.register(
             WriterCollector(
-                writer, lambda: dict(self.reconnect_counts()), lambda: dict(self.backfill_counts())
+                writer,
+                lambda: dict(self.reconnect_counts()),
+                lambda: dict(self.backfill_counts()),
+                lambda: dict(self.backfill_stats()),
             )
         )
         flushes = Histogram(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from syncstream.cli import add_store_options
-from syncstream.write.writer import PURGE_ACCOUNT_STATUSES
+from syncstream.write.writer import PURGE_ACCOUNT_STATUSES, HoldLimits
 
 __all__ = ["check", "parser"]
 
@@ -115,6 +115,15 @@ def parser() -> argparse.ArgumentParser:
         default=4,
         help="--backfill: repositories fetched at once (default: %(default)s)",
     )
+    _backfill_options(parser)
+    parser.add_argument(
+        "--verify",
+        choices=("none", "study", "population"),
+        help="check the signature of every #commit and #sync of study users (study) or of the "
+        "whole population (population) against the author's DID document key, from --plc-url; "
+        "a commit that fails is counted and not written, one whose key cannot be had is written "
+        "with verified null (default: study with --relay, none with --replay)",
+    )
     parser.add_argument(
         "--metrics",
         metavar="HOST:PORT",
@@ -202,6 +211,24 @@ def _statuses(text: str) -> frozenset[str]:
     return found
 
 
+def _backfill_options(parser: argparse.ArgumentParser) -> None:
+    from syncstream.backfill.options import add_fetch_options  # noqa: PLC0415
+
+    add_fetch_options(parser, prefix="backfill-")
+    limits = HoldLimits()
+    for name, kind, default, what in (
+        ("commits", int, limits.commits, "live commits"),
+        ("bytes", int, limits.bytes, "bytes of live frames"),
+        ("seconds", float, limits.seconds, "seconds"),
+    ):
+        parser.add_argument(
+            f"--backfill-hold-{name}", type=kind, default=default, metavar=name.upper(),
+            help=f"--backfill: at most this many {what} of a DID held while its repository is "
+            "backfilled; past it the backfill fails (retried later) and they are written as live "
+            "(default: %(default)s)",
+        )  # fmt: skip
+
+
 def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.flush_frames < 1:
         parser.error("--flush-frames must be at least 1")
@@ -222,6 +249,11 @@ def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         parser.error("--index-retention-days must be positive")
     if args.backfill_concurrency < 1:
         parser.error("--backfill-concurrency must be at least 1")
+    if min(args.backfill_hold_commits, args.backfill_hold_bytes, args.backfill_hold_seconds) <= 0:
+        parser.error("the --backfill-hold-* bounds must be positive")
+    from syncstream.backfill.options import check_fetch_options  # noqa: PLC0415
+
+    check_fetch_options(parser, args)
     if args.health_max_age <= 0:
         parser.error("--health-max-age must be positive")
     if args.metrics is not None:

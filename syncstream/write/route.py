@@ -151,6 +151,7 @@ def route_op(
             subject_did=subject_did,
             record=record,
             source=commit.source,
+            verified=commit.verified,
         )
         writes.append(CacheWrite(config.key, cached))
     return writes

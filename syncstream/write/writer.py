@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -30,7 +31,10 @@ from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decod
 from syncstream.write.files import FileWrites, InlineWrites
 from syncstream.write.route import CacheWrite, route_commit, routing_table
 
-__all__ = ["PURGE_ACCOUNT_STATUSES", "CacheWriter", "WriteSummary", "utc_now"]
+if TYPE_CHECKING:
+    from syncstream.write.authentic import StreamVerifier
+
+__all__ = ["PURGE_ACCOUNT_STATUSES", "CacheWriter", "HoldLimits", "WriteSummary", "utc_now"]
 
 log = logging.getLogger("syncstream.write")
 
@@ -61,6 +65,15 @@ class WriteSummary(msgspec.Struct, kw_only=True):
     skipped_below_cursor: int
     cursor: int | None
     accounts: dict[str, int] = msgspec.field(default_factory=dict)  # status decisions, by kind
+    verification: dict[str, int] = msgspec.field(default_factory=dict)  # with --verify: outcomes
+
+
+class HoldLimits(msgspec.Struct, frozen=True, kw_only=True):
+    """How much of a DID's live stream waits while its repository is backfilled."""
+
+    commits: int = 10_000
+    bytes: int = 32 << 20  # of frames
+    seconds: float = 300.0  # enforced by the backfill, which owns the clock of its fetches
 
 
 class CacheWriter:
@@ -133,6 +146,11 @@ class CacheWriter:
         # first of them, so that a crash replays them (``hold``, ``release``)
         self.held: dict[str, list[Commit]] = {}
         self._held_from: dict[str, int] = {}
+        self._held_bytes: dict[str, int] = {}
+        self.held_since: dict[str, float] = {}  # monotonic
+        self.hold_limits = HoldLimits()
+        self.hold_overflows: dict[str, str] = {}  # DIDs released because their hold overflowed: why
+        self.verifier: StreamVerifier | None = None  # with --verify
         self._population_version = -1  # the first flush records the version this writer applies
         self._recorded = set(context.state.written_by()[0])  # handlers the state knows wrote
         self._last_flush = time.monotonic()
@@ -155,10 +173,19 @@ class CacheWriter:
         self.frames[decoded.kind] = self.frames.get(decoded.kind, 0) + 1
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
+        given = decoded
+        if self.verifier is not None and (decoded.commit is not None or decoded.event is not None):
+            checked = self.verifier.check(decoded, self.population)
+            if checked.resync is not None:
+                self._resync.add(checked.resync)
+            decoded = checked.decoded if checked.decoded is not None else Decoded(decoded.kind, seq)
+            if checked.decoded is None:
+                self._reject("unverified_commit", f"seq {seq}")
         held = self.held.get(decoded.commit.repo) if decoded.commit is not None else None
         if held is not None and decoded.commit is not None and seq is not None:
             held.append(decoded.commit)  # its backfill is running: applied once it is done
             self._held_from.setdefault(decoded.commit.repo, seq)
+            self._hold_check(decoded.commit.repo, len(frame))
         elif decoded.commit is not None or decoded.event is not None:
             try:
                 if decoded.commit is not None:
@@ -177,7 +204,7 @@ class CacheWriter:
         self._pending_frames += 1
         if self._pending_frames >= self.flush_frames or self.flush_due():
             self.flush()
-        return decoded
+        return given
 
     def process_frames(self, frames: Iterable[bytes]) -> WriteSummary:
         for frame in frames:
@@ -197,14 +224,40 @@ class CacheWriter:
     def hold(self, did: str) -> None:
         """Hold ``did``'s live commits from now on (its backfill starts)."""
         self.held.setdefault(did, [])
+        self.held_since.setdefault(did, time.monotonic())
+
+    def _hold_check(self, did: str, size: int) -> None:
+        """Past its hold's bounds, a DID's held commits are applied as live ones, in order, at
+        once (its backfill is failed by its owner, who finds it in ``hold_overflows``)."""
+        size = self._held_bytes[did] = self._held_bytes.get(did, 0) + size
+        count, limits = len(self.held[did]), self.hold_limits
+        if count > limits.commits or size > limits.bytes:
+            reason = (
+                f"its live commits held during the backfill passed the bound of {limits.commits:,} "
+                f"commits or {limits.bytes:,} bytes ({count:,} commits, {size:,} bytes)"
+            )
+            self.hold_overflows[did] = reason
+            self.release(did)
 
     def release(self, did: str) -> int:
         """Apply ``did``'s held commits, in order (its backfill is done, or failed); how many."""
         commits = self.held.pop(did, [])
         self._held_from.pop(did, None)
+        self._held_bytes.pop(did, None)
+        self.held_since.pop(did, None)
         for commit in commits:
             self.apply_commit(commit)
         return len(commits)
+
+    def forget_held(self) -> int:
+        """Drop every held commit unapplied (a stop that cannot write any more): the cursor
+        never passed them, so the next start replays them. How many."""
+        dropped = sum(len(commits) for commits in self.held.values())
+        for did in list(self.held):
+            self.held.pop(did)
+            self._held_bytes.pop(did, None)
+            self.held_since.pop(did, None)
+        return dropped
 
     def apply_event(self, event: AccountEvent, seq: int) -> list[CacheWrite]:
         """Route and write an ``#account``, ``#identity`` or ``#sync`` event: kept when its DID
@@ -409,4 +462,5 @@ class CacheWriter:
             skipped_below_cursor=self.skipped,
             cursor=self.cursor,
             accounts=dict(self.accounts),
+            verification=dict(self.verifier.counts) if self.verifier is not None else {},
         )
