@@ -3,7 +3,6 @@
 Builds N repositories (posts and likes, each a CAR with a signed-commit root and an MST), serves
 them from the loopback PDS with ``slow`` standing in for network latency, and backfills them all
 into a fresh cache at ``--concurrency`` 1, 4 and 16; prints repositories and records per second.
-(The MSTs are single-layer: the walk reads any tree shape; a real repository's is deeper.)
 """
 
 from __future__ import annotations
@@ -16,60 +15,18 @@ import tempfile
 import time
 from pathlib import Path
 
-import libipld
-
+from benchmarks.repos import build_repo
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.run import backfill_dids
 from syncstream.context import setup_cache_write_system
-from syncstream.keys import REHEARSAL_SEED, SigningKey, sign_commit
+from syncstream.keys import REHEARSAL_SEED
 from syncstream.verify import DidDocuments
-from syncstream.write.encode import cid_for, encode_car
 from syncstream.write.writer import CacheWriter
 
 TIME = "2026-07-04T14:38:07.517Z"
 # tmpfs where there is one: this machine's shared disk costs 40-570 us per file create, which
 # would measure the disk, not the backfill (as benchmarks/__main__ does)
 _SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None
-
-
-def build_repo(did: str, records: int, key: SigningKey | None = None) -> bytes:
-    """A repository CAR of ``records`` posts and likes, signed by ``key`` (default: the
-    rehearsal key, ``SigningKey(REHEARSAL_SEED)``, which the loopback PDS publishes)."""
-    blocks: list[tuple[bytes, bytes]] = []
-    entries = []
-    keys = []
-    for i in range(records):
-        if i % 2:
-            collection, record = "app.bsky.feed.like", {
-                "$type": "app.bsky.feed.like", "createdAt": TIME,
-                "subject": {"uri": f"at://{did}/app.bsky.feed.post/3k{i - 1:011d}", "cid": "bafyreia"},
-            }  # fmt: skip
-        else:
-            collection, record = (
-                "app.bsky.feed.post",
-                {"$type": "app.bsky.feed.post", "text": f"post {i}", "createdAt": TIME},
-            )
-        data = libipld.encode_dag_cbor(record)
-        cid = cid_for(data)
-        blocks.append((cid, data))
-        keys.append((f"{collection}/3k{i:011d}".encode(), cid))
-    previous = b""
-    for path, cid in sorted(keys):
-        prefix = next(
-            (n for n in range(min(len(path), len(previous))) if path[n] != previous[n]),
-            min(len(path), len(previous)),
-        )
-        entries.append({"p": prefix, "k": path[prefix:], "v": cid, "t": None})
-        previous = path
-    node = libipld.encode_dag_cbor({"l": None, "e": entries})
-    node_cid = cid_for(node)
-    signed = sign_commit(
-        {"did": did, "version": 3, "data": node_cid, "rev": "3mptbypluud2a", "prev": None},
-        key if key is not None else SigningKey(REHEARSAL_SEED),
-    )
-    commit = libipld.encode_dag_cbor(signed)
-    commit_cid = cid_for(commit)
-    return encode_car([commit_cid], [(commit_cid, commit), (node_cid, node), *blocks])
 
 
 def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple[float, int]:

@@ -83,6 +83,7 @@ def common(record: CachedRecord) -> dict[str, object]:
         "synctimestamp": datetime(2026, 7, 4, 14, 38, 8, 123456, tzinfo=UTC),
         "record_json": None if record.record is None else msgspec.json.encode(record.record).decode(),
         "source": "firehose",
+        "verified": None,  # not checked (no --verify)
     }
 
 

@@ -96,15 +96,14 @@ class BackgroundBackfill:
         self._start()
         ends = time.monotonic() + self.slice_seconds
         for did, job in list(self.running.items()):
-            while time.monotonic() < ends:
-                item = job.take()
-                if item is None:
-                    break
+            item = job.take()  # one batch at least, then more while the slice lasts
+            while item is not None:
                 if isinstance(item, Outcome):
                     self._finish(did, item)
                     break
                 assert job.rev is not None
                 self._files[did] += write_records(writer, did, job.rev, item)
+                item = job.take() if time.monotonic() < ends else None
         now = time.monotonic()
         if now >= self._next_scan or writer.population is not self._population:
             self._next_scan = now + RESCAN_SECONDS

@@ -28,7 +28,6 @@ from syncstream.verify import DidDocuments, KeyUnavailable
 
 __all__ = ["FetchError", "FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
 
-_CHUNK = 1 << 16
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
 
 
@@ -193,7 +192,7 @@ class Fetcher:
                     raise FetchError(
                         f"{where}: the repository is {int(length):,} bytes, over {limits.max_bytes:,}"
                     )
-                for chunk in response.iter_bytes(_CHUNK):
+                for chunk in response.iter_bytes():  # as it arrives: a trickle is seen byte by byte
                     out.write(chunk)
                     received += len(chunk)
                     elapsed = time.monotonic() - started

@@ -8,7 +8,7 @@ so CIDs are passed as raw CID bytes.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 import libipld
@@ -61,9 +61,18 @@ def encode_frame(header: Mapping[str, Any], body: Mapping[str, Any]) -> bytes:
 
 
 def encode_commit_frame(
-    *, seq: int, repo: str, rev: str, time: str, ops: Iterable[OpSpec], omit_blocks: bool = False
+    *,
+    seq: int,
+    repo: str,
+    rev: str,
+    time: str,
+    ops: Iterable[OpSpec],
+    omit_blocks: bool = False,
+    since: str | None = None,
+    sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bytes:
-    """A ``#commit`` frame whose CAR slice holds a commit block and each op's record block."""
+    """A ``#commit`` frame whose CAR slice holds a commit block (signed by ``sign``, e.g.
+    ``partial(syncstream.keys.sign_commit, key=...)``) and each op's record block."""
     blocks: list[tuple[bytes, bytes]] = []
     wire_ops: list[dict[str, Any]] = []
     for op in ops:
@@ -74,7 +83,8 @@ def encode_commit_frame(
             if not omit_blocks:
                 blocks.append((cid, data))
         wire_ops.append({"action": op.action, "path": op.path, "cid": cid})
-    commit_block = libipld.encode_dag_cbor({"did": repo, "rev": rev, "version": 3, "data": None})
+    commit: dict[str, Any] = {"did": repo, "rev": rev, "version": 3, "data": None}
+    commit_block = libipld.encode_dag_cbor(commit if sign is None else sign(commit))
     commit_cid = cid_for(commit_block)
     car = encode_car([commit_cid], [(commit_cid, commit_block), *blocks])
     body = {
@@ -86,7 +96,7 @@ def encode_commit_frame(
         "blocks": car,
         "blobs": [],
         "commit": commit_cid,
-        "since": None,
+        "since": since,
         "rebase": False,
         "tooBig": False,
     }
