@@ -1,0 +1,160 @@
+"""The verified stream (--verify): the 148 real commits of the corpus verify against their
+authors' real DID documents served by a loopback PLC; a flipped signature byte is refused; a
+directory that is down leaves commits written unverified; a stale rev is dropped; a ``since``
+that skips a rev asks for a fresh backfill; an ``#identity`` drops the cached key."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import libipld
+import pyarrow.dataset as pads
+import zstandard
+
+from syncstream.context import setup_cache_write_system
+from syncstream.export.__main__ import main as export_main
+from syncstream.keys import REHEARSAL_SEED, SigningKey, sign_commit
+from syncstream.pds import LoopbackPds
+from syncstream.verify import DidDocuments
+from syncstream.write.__main__ import main as write_main
+from syncstream.write.authentic import StreamVerifier
+from syncstream.write.decode import car_blocks
+from syncstream.write.encode import OpSpec, encode_commit_frame, event_frame
+from syncstream.write.writer import CacheWriter
+from tests.helpers import CORPUS, TIME, corpus_frames, post, tree, write_replay, write_users
+
+KEY = SigningKey(REHEARSAL_SEED)
+DID = "did:plc:studystudystudystudystu"
+
+
+def documents() -> dict[str, dict[str, object]]:
+    data = zstandard.ZstdDecompressor().stream_reader((CORPUS / "did_docs.json.zst").read_bytes()).read()
+    loaded: dict[str, dict[str, object]] = json.loads(data)
+    return loaded
+
+
+def store(root: Path) -> list[str]:
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q"]
+
+
+def flipped(frame: bytes) -> bytes:
+    """The frame with one byte of its commit's signature flipped (the block keeps its place)."""
+    _, body = libipld.decode_dag_cbor_multi(frame)
+    start, end = car_blocks(body["blocks"], {body["commit"]})[body["commit"]]
+    signature = libipld.decode_dag_cbor(body["blocks"][start:end])["sig"]
+    at = frame.index(signature) + 10
+    return frame[:at] + bytes([frame[at] ^ 0x01]) + frame[at + 1 :]
+
+
+def all_rows(out: Path) -> list[dict[str, Any]]:
+    found: list[dict[str, Any]] = []
+    for dataset in sorted(p.parent.parent for p in out.rglob("*.parquet")):
+        if "account_event" not in str(dataset):
+            found += pads.dataset(dataset, partitioning="hive").to_table().to_pylist()
+    return found
+
+
+def test_the_corpus_verifies_and_a_flipped_signature_byte_is_refused(tmp_path: Path) -> None:
+    """Every author of the corpus a study user, --verify study, the PLC directory a loopback one
+    serving their real documents: 147 commits verified and written with verified true, the one
+    whose signature has a flipped byte counted bad_signature and not written."""
+    docs = documents()
+    frames = list(corpus_frames())
+    commits = [i for i, f in enumerate(frames) if b"#commit" in f[:20]]
+    victim = commits[5]
+    frames[victim] = flipped(frames[victim])
+    _, body = libipld.decode_dag_cbor_multi(frames[victim])
+    replay = write_replay(tmp_path / "r.bin", frames)
+    study = write_users(tmp_path / "study.txt", sorted(docs))
+    with LoopbackPds({}, documents=docs) as plc:
+        args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
+                "--verify", "study", "--plc-url", plc.url]  # fmt: skip
+        assert write_main(args) == 0
+    assert tree(tmp_path / "cache")
+    assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    rows = all_rows(tmp_path / "out")
+    assert rows and {r["verified"] for r in rows} == {True}
+    assert body["repo"] not in {r["author_did"] for r in rows if r["rev"] == body["rev"]}
+
+
+def test_the_library_counts_each_outcome(tmp_path: Path) -> None:
+    """148 commits: 147 verified, 1 bad_signature; keys cached, one lookup per author and a
+    refresh for the one that failed."""
+    docs = documents()
+    frames = list(corpus_frames())
+    victim = next(i for i, f in enumerate(frames) if b"#commit" in f[:20])
+    frames[victim] = flipped(frames[victim])
+    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                       study_users=write_users(tmp_path / "s.txt", sorted(docs)))  # fmt: skip
+    try:
+        with LoopbackPds({}, documents=docs) as plc:
+            writer = CacheWriter(context, durable=False)
+            verifier = writer.verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            writer.process_frames(frames)
+        assert verifier.counts == {"verified": 147, "bad_signature": 1}
+        assert writer.rejections.get("unverified_commit") == 1
+        assert verifier.documents.lookups == len(docs) + 1  # the failed one is fetched again once
+    finally:
+        context.close()
+
+
+def test_a_directory_that_is_down_leaves_commits_written_unverified(tmp_path: Path) -> None:
+    """No PLC directory: every commit is written, verified null, and counted key_unavailable."""
+    with LoopbackPds({}) as gone:
+        url = gone.url
+    docs = documents()
+    replay = write_replay(tmp_path / "r.bin", corpus_frames())
+    study = write_users(tmp_path / "study.txt", sorted(docs))
+    args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
+            "--verify", "study", "--plc-url", url]  # fmt: skip
+    assert write_main(args) == 0
+    assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    rows = all_rows(tmp_path / "out")
+    assert rows and {r["verified"] for r in rows} == {None}
+
+
+def signed(seq: int, rev: str, rkey: str, since: str | None = None) -> bytes:
+    return encode_commit_frame(seq=seq, repo=DID, rev=rev, time=TIME, since=since,
+                               ops=[OpSpec("create", f"app.bsky.feed.post/{rkey}", post(rkey))],
+                               sign=partial(sign_commit, key=KEY))  # fmt: skip
+
+
+def test_stale_revs_are_dropped_and_a_skipped_rev_asks_for_a_backfill(tmp_path: Path) -> None:
+    """A rev not newer than the last written is counted and not written; a since that is not the
+    last rev seen marks the study user for a fresh backfill; #identity drops its cached key."""
+    frames = [
+        signed(1, "3k2", "a"),
+        signed(2, "3k1", "stale"),
+        signed(3, "3k2", "again"),
+        signed(4, "3k3", "b", since="3k2"),
+        event_frame("identity", seq=5, did=DID, time=TIME, handle="new.test"),
+        signed(6, "3k5", "c", since="3k4"),
+    ]
+    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                       study_users=write_users(tmp_path / "s.txt", [DID]))  # fmt: skip
+    try:
+        with LoopbackPds({DID: b""}, key=KEY) as plc:
+            writer = CacheWriter(context, durable=False)
+            verifier = writer.verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            writer.process_frames(frames)
+        assert verifier.counts == {"verified": 3, "stale_rev": 2, "since_mismatch": 1}
+        assert verifier.documents.lookups == 2  # once, and again after the #identity
+        names = {name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "/post/" in name}
+        assert names == {"a.json", "b.json", "c.json"}
+        assert context.state.backfills()[DID][0] == "pending"
+    finally:
+        context.close()
+
+
+def test_a_replay_is_not_verified_unless_asked(tmp_path: Path) -> None:
+    """--replay defaults to --verify none: rows say verified null, no directory is asked."""
+    replay = write_replay(tmp_path / "r.bin", [signed(1, "3k2", "a")])
+    study = write_users(tmp_path / "study.txt", [DID])
+    args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
+            "--plc-url", "http://127.0.0.1:9"]  # fmt: skip
+    assert write_main(args) == 0
+    assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
+    assert [r["verified"] for r in all_rows(tmp_path / "out")] == [None]
