@@ -74,8 +74,21 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "purge.table_deleted": ("purge",),
     "purge.vacuumed": ("purge",),
     "purge.finished": ("purge",),
+    # a backfill: a batch of a repository's records written, then the repository's files
+    # durable (before the DID is recorded done)
+    "backfill.batch_written": ("backfill",),
+    "backfill.files_durable": ("backfill",),
 }
-PROCESSES = ("writer", "writer-inline", "write-helper", "export", "export-inline", "export-helper", "purge")
+PROCESSES = (
+    "writer",
+    "writer-inline",
+    "write-helper",
+    "export",
+    "export-inline",
+    "export-helper",
+    "purge",
+    "backfill",
+)
 
 
 class FailpointError(SyncstreamError, RuntimeError):

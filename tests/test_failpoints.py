@@ -79,13 +79,15 @@ HITS = {
     "purge.table_deleted": 1,
     "purge.vacuumed": 1,
     "purge.finished": 1,
+    "backfill.batch_written": 2,
+    "backfill.files_durable": 1,
 }
 # Steps of a plain-Parquet output (--format parquet); the others run against Delta tables.
 PARQUET_ONLY = {"purge.part_written", "purge.part_replaced"}
 CASES = [
     pytest.param(point, process, action, id=f"{process}/{point}:{action}")
     for point, processes in POINTS.items()
-    if not point.startswith("purge.")
+    if not point.startswith(("purge.", "backfill."))
     for process in processes
     for action in ("kill", "raise")
 ]
@@ -268,6 +270,45 @@ def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: s
         assert stray_files(root / "out") == [], "a file that held a purged row is left"
     listed = run(command("syncstream.purge", root, "--list"))
     assert "unfinished" not in listed.stdout and OTHER in listed.stdout
+
+
+BACKFILL_CASES = [
+    pytest.param(point, action, id=f"{point}:{action}")
+    for point in POINTS
+    if point.startswith("backfill.")
+    for action in ("kill", "raise")
+]
+
+
+@pytest.mark.parametrize(("point", "action"), BACKFILL_CASES)
+def test_backfill_failpoint_then_rerun_exports_every_record_once(
+    tmp_path: Path, point: str, action: str
+) -> None:
+    """Crash or fail a backfill at one step (mid-repository, or its files durable but the DID not
+    recorded done); rerun it, export: every record of the repository is a row once."""
+    from benchmarks.repos import build_repo
+    from syncstream.keys import REHEARSAL_SEED, SigningKey
+    from syncstream.pds import LoopbackPds
+
+    study = write_users(tmp_path / "study.txt", [STUDY])
+    with LoopbackPds({STUDY: build_repo(STUDY, 1200)}, key=SigningKey(REHEARSAL_SEED)) as pds:
+        backfill = command("syncstream.backfill", tmp_path, "--study-users", str(study), "--plc-url", pds.url)
+        failed = run(backfill, f"backfill/{point}:{HITS[point]}:{action}")
+        assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
+        if action == "raise":
+            assert failed.stderr.strip().splitlines()[-1].startswith("error: ")
+        for arguments in (backfill, export_command(tmp_path)):
+            result = run(arguments)
+            assert result.returncode == 0, result.stderr
+    with duckdb.connect() as db:
+        rows = db.execute(
+            f"SELECT record_type, uri, count(*) FROM read_parquet('{tmp_path / 'out'}/*/*/*/*.parquet', "
+            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
+        ).fetchall()
+    assert [row for row in rows if row[2] != 1] == []
+    assert {row[0] for row in rows} == {"post", "like", "like_on_user_post"}
+    assert len(rows) == 600 + 600 * 2  # posts; likes, each also a like on the user's post
+    assert tree(tmp_path / "cache") == set()
 
 
 def test_every_point_has_a_hit_in_the_matrix() -> None:

@@ -20,6 +20,7 @@ from typing import NamedTuple
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.job import Job, Outcome
 from syncstream.backfill.repo import RepoRecord
+from syncstream.failpoints import failpoint
 from syncstream.timestamps import micros
 from syncstream.write.decode import Commit, RepoOp
 from syncstream.write.writer import CacheWriter, utc_now
@@ -101,6 +102,7 @@ def backfill_dids(
                     results.append(_finish(writer, did, item, files.pop(did)))
                     break
                 files[did] += write_records(writer, did, _rev_of(job), item)
+                failpoint("backfill.batch_written")
                 item = job.take()
     for did, job in running.items():
         job.abandon()
@@ -123,6 +125,7 @@ def _finish(writer: CacheWriter, did: str, outcome: Outcome, files: int) -> Back
         state.record_backfill(did, reason=outcome.reason)
         return BackfillResult(did, outcome.rev, outcome.records, files, outcome.reason)
     writer.flush()  # the files are durable before the DID is recorded done
+    failpoint("backfill.files_durable")
     state.record_backfill(did, rev=outcome.rev, records=outcome.records)
     log_done(did, outcome, files)
     return BackfillResult(did, outcome.rev, outcome.records, files)
