@@ -1,4 +1,5 @@
-"""Backfill throughput: ``python -m benchmarks.backfill [--repos N] [--records N] [--latency S]``.
+"""Backfill throughput: ``python -m benchmarks.backfill [--repos N] [--records N] [--latency S]``,
+and memory: ``python -m benchmarks.backfill --sizes 10000,100000,1000000``.
 
 Builds N repositories (posts and likes, each a CAR with a signed-commit root and an MST), serves
 them from the loopback PDS with ``slow`` standing in for network latency, and backfills them all
@@ -15,7 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.repos import build_repo
+from benchmarks.__main__ import run
+from benchmarks.repos import build_repo, write_repo
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.run import backfill_dids
 from syncstream.context import setup_cache_write_system
@@ -63,12 +65,50 @@ def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple
     return seconds, sum(r.records for r in results)
 
 
+def measure_size(records: int, scratch: str | None) -> tuple[float, float, int]:
+    """``python -m syncstream.backfill`` of one repository of ``records`` records, run under
+    ``benchmarks/launch.py``: seconds (the command's start-up included), peak RSS in MiB of the
+    command, and the CAR's size. The loopback PDS is a process of its own, not measured."""
+    did = "did:plc:benchbenchbenchbenchbenc"
+    with tempfile.TemporaryDirectory(dir=scratch) as tmp:
+        root = Path(tmp)
+        size = write_repo(root / "repo.car", did, records)
+        (root / "study.txt").write_text(did + "\n")
+        command = [sys.executable, "-m", "syncstream.pds", "--key-seed", str(REHEARSAL_SEED), "--repo",
+                   str(root / "repo.car")]  # fmt: skip
+        with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as pds:
+            try:
+                assert pds.stdout is not None
+                url = pds.stdout.readline().rsplit(" at ", 1)[1].strip()
+                measured = run([sys.executable, "-m", "syncstream.backfill", "--cache-dir", str(root / "cache"),
+                                "--state", str(root / "s.sqlite"), "--study-users", str(root / "study.txt"),
+                                "--plc-url", url, "--scratch-dir", tmp, "-q"])  # fmt: skip
+            finally:
+                pds.send_signal(signal.SIGTERM)
+                pds.wait(timeout=60)
+    return measured.seconds, measured.rss_mib, size
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.backfill", description=__doc__)
     parser.add_argument("--repos", type=int, default=32)
     parser.add_argument("--records", type=int, default=500)
     parser.add_argument("--latency", type=float, default=0.2, help="the loopback PDS's delay per getRepo")
+    parser.add_argument(
+        "--sizes", help="instead: one repository of each of these sizes (e.g. 10000,100000,1000000): "
+        "records/s and peak RSS of the backfill command",
+    )  # fmt: skip
+    parser.add_argument("--scratch", default=_SCRATCH, help="where the cache and the CAR go (default: tmpfs)")
     args = parser.parse_args()
+    if args.sizes:
+        for records in (int(n) for n in args.sizes.split(",")):
+            seconds, rss, size = measure_size(records, args.scratch)
+            print(
+                f"{records:>9,} records ({size / 2**20:,.0f} MiB CAR): {seconds:.1f}s, "
+                f"{records / seconds:,.0f} records/s, peak RSS {rss:,.0f} MiB",
+                flush=True,
+            )
+        return 0
     for concurrency in (1, 4, 16):
         seconds, records = measure(args.repos, args.records, args.latency, concurrency)
         print(

@@ -36,7 +36,7 @@ from types import TracebackType
 from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
-from syncstream.backfill.repo import read_repo
+from syncstream.backfill.repo import repo_did
 from syncstream.httpd import QuietHandler
 from syncstream.keys import SigningKey
 
@@ -226,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Faults: " + ", ".join(_KINDS) + " (see the module's documentation).",
     )
-    parser.add_argument("--repo", action="append", required=True, help="a getRepo CAR file (repeatable)")
+    parser.add_argument("--repo", action="append", default=[], help="a getRepo CAR file (repeatable)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
     parser.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
     parser.add_argument(
@@ -239,7 +239,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in args.repo:
         try:
             car = Path(path).read_bytes()
-            repos[read_repo(car).did] = car
+            repos[repo_did(car)] = car
         except (OSError, ValueError) as error:
             print(f"error: {path}: {error}", file=sys.stderr)
             return 2

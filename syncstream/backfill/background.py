@@ -24,7 +24,7 @@ from collections.abc import Iterable
 
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.job import Job, Outcome
-from syncstream.backfill.run import log_done, log_failure, write_records
+from syncstream.backfill.run import FLUSH_RECORDS, log_done, log_failure, write_records
 from syncstream.write.writer import CacheWriter
 
 __all__ = ["BackgroundBackfill"]
@@ -52,6 +52,7 @@ class BackgroundBackfill:
         self.waiting: deque[str] = deque()
         self.running: dict[str, Job] = {}
         self._files: dict[str, int] = {}
+        self._unflushed = 0  # records written since the last flush
         self.done = self.failed = self.abandoned = 0
         self._next_scan = 0.0
         self._population = writer.population  # a new one (user files reloaded): scan at once
@@ -103,6 +104,10 @@ class BackgroundBackfill:
                     break
                 assert job.rev is not None
                 self._files[did] += write_records(writer, did, job.rev, item)
+                self._unflushed += len(item)
+                if self._unflushed >= FLUSH_RECORDS:  # the batch's index rows, not held in memory
+                    writer.flush()
+                    self._unflushed = 0
                 item = job.take() if time.monotonic() < ends else None
         now = time.monotonic()
         if now >= self._next_scan or writer.population is not self._population:

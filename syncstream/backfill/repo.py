@@ -21,9 +21,9 @@ from typing import Any, NamedTuple
 
 import libipld
 
-from syncstream.write.decode import json_model, uvarint
+from syncstream.write.decode import car_blocks, json_model, uvarint
 
-__all__ = ["Repo", "RepoError", "RepoFile", "RepoRecord", "read_repo"]
+__all__ = ["Repo", "RepoError", "RepoFile", "RepoRecord", "read_repo", "repo_did"]
 
 _INSERT_BATCH = 10_000
 _MAX_KEY = 1024  # bytes: a repository key is a collection NSID and an rkey
@@ -237,6 +237,20 @@ def _entries(node: dict[str, Any], cid: bytes) -> list[tuple[bytes, bytes | None
         if right is not None:
             items.append((b"", right))
     return items
+
+
+def repo_did(car: bytes) -> str:
+    """The DID a repository CAR's root commit names (nothing else is read or checked)."""
+    try:
+        length, pos = uvarint(car, 0)
+        root = libipld.decode_dag_cbor(car[pos : pos + length])["roots"][0]
+        start, end = car_blocks(car, {root})[root]
+        did = libipld.decode_dag_cbor(car[start:end])["did"]
+    except (IndexError, KeyError, TypeError, ValueError) as error:
+        raise RepoError(f"no repository commit at the CAR's root: {error}") from None
+    if not isinstance(did, str):
+        raise RepoError("the root commit names no DID")
+    return did
 
 
 def read_repo(car: bytes) -> Repo:

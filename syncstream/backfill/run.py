@@ -30,6 +30,7 @@ __all__ = ["BackfillResult", "backfill_dids", "write_records"]
 log = logging.getLogger("syncstream.backfill")
 
 PUBLIC_PLC = "https://plc.directory"
+FLUSH_RECORDS = 10_000  # a batch's index rows are committed this often: memory stays bounded
 
 
 class BackfillResult(NamedTuple):
@@ -89,6 +90,7 @@ def backfill_dids(
     waiting = deque(dids)
     running: dict[str, Job] = {}
     files: dict[str, int] = {}
+    unflushed = 0
     while (waiting or running) and not stop.is_set():
         while waiting and len(running) < concurrency:
             did = waiting.popleft()
@@ -103,6 +105,10 @@ def backfill_dids(
                     break
                 files[did] += write_records(writer, did, _rev_of(job), item)
                 failpoint("backfill.batch_written")
+                unflushed += len(item)
+                if unflushed >= FLUSH_RECORDS:
+                    writer.flush()
+                    unflushed = 0
                 item = job.take()
     for did, job in running.items():
         job.abandon()
