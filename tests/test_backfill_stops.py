@@ -113,3 +113,27 @@ def test_sigterm_during_a_fetch_ends_the_writer_cleanly_and_loses_no_live_commit
     written = sorted(name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "3live" in name)
     assert written[: cursor - FIRST + 1] == [f"3live{i:03d}.json" for i in range(cursor - FIRST + 1)]
     assert pds.requests == [DID]  # the other was never started, so never held
+
+
+def test_a_replay_with_a_backfill_ends_while_a_pds_trickles(tmp_path: Path) -> None:
+    """write --replay --backfill against a PDS that never finishes: the fetch is cut at its
+    deadline, the DID recorded failed, its live commits written, and the run ends (exit 0)."""
+    from syncstream.write.__main__ import main as write_main
+
+    frames = [
+        commit(FIRST + i, DID, OpSpec("create", f"app.bsky.feed.post/3live{i:03d}", post())) for i in range(5)
+    ]
+    replay = write_replay(tmp_path / "r.bin", frames)
+    study = write_users(tmp_path / "study.txt", [DID])
+    with LoopbackPds({DID: CAR}, {DID: PdsFault("trickle", 0.05)}, key=KEY) as pds:
+        args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
+                "--backfill", "--plc-url", pds.url, "--backfill-deadline", "1"]  # fmt: skip
+        assert write_main(args) == 0
+    state = StateStore(tmp_path / "s.sqlite")
+    try:
+        status, _, reason, _ = state.backfills()[DID]
+        assert status == "failed" and "deadline of 1s passed" in (reason or "")
+        assert state.cursor() == FIRST + 4
+    finally:
+        state.close()
+    assert len([name for name in tree(tmp_path / "cache") if "3live" in name]) == 5
