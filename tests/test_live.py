@@ -74,6 +74,8 @@ def live(tmp_path: Path, url: str, *extra: str) -> int:
         "0.05",
         "--recv-timeout",
         "30",
+        "--verify",  # no directory to ask: these tests are about the stream, not its authors' keys
+        "none",
     ]
     args += extra
     return main(args)
@@ -230,7 +232,7 @@ def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
             with subprocess.Popen(
                 [sys.executable, "-m", "syncstream.write", "-q", "--cache-dir", str(tmp_path / "cache"),
                  "--state", str(tmp_path / "s.sqlite"), *users(), "--relay", url, "--flush-frames", "100000",
-                 "--flush-seconds", "3600", "--metrics", f"127.0.0.1:{port}"],
+                 "--flush-seconds", "3600", "--verify", "none", "--metrics", f"127.0.0.1:{port}"],
                 stdout=subprocess.PIPE, text=True,
             ) as writer:  # fmt: skip
                 try:  # every frame received (none durable yet: the only flush is SIGTERM's)
@@ -266,7 +268,7 @@ def test_sighup_rereads_the_user_files(tmp_path: Path) -> None:
             with subprocess.Popen(
                 [sys.executable, "-m", "syncstream.write", "-q", "--cache-dir", str(tmp_path / "cache"),
                  "--state", str(tmp_path / "s.sqlite"), "--study-users", str(study), "--relay", url,
-                 "--recv-timeout", "3", "--reconnect-delay", "0.05", "--idle-exit", "6"],
+                 "--verify", "none", "--recv-timeout", "3", "--reconnect-delay", "0.05", "--idle-exit", "6"],
                 stdout=subprocess.PIPE, text=True,
             ) as writer:  # fmt: skip
                 deadline = time.monotonic() + 30
@@ -356,7 +358,16 @@ def test_stall_is_reconnected_before_idle_exit_fires(tmp_path: Path, uninterrupt
     """With only --idle-exit given, a stalled relay still gets a reconnect before the writer exits."""
     relay = ReplayRelay(corpus_frames(), [Fault("stall", 80)])
     with LoopbackRelay(relay) as loopback:
-        args = [*store_args(tmp_path), *users(), "--relay", loopback.url, "--idle-exit", "2"]
+        args = [
+            *store_args(tmp_path),
+            *users(),
+            "--relay",
+            loopback.url,
+            "--idle-exit",
+            "2",
+            "--verify",
+            "none",
+        ]
         assert main([*args, "--reconnect-delay", "0.05"]) == 0
     assert relay.connections[:2] == [None, FIRST + 79]
     assert tree(tmp_path / "cache") == uninterrupted

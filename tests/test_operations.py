@@ -71,7 +71,7 @@ def test_writer_metrics_and_health_from_a_live_relay(tmp_path: Path) -> None:
         try:
             assert relay.stdout is not None
             url = relay.stdout.readline().split(" at ")[1].strip()
-            command = [sys.executable, "-m", "syncstream.write", "-q", *store(tmp_path), *USERS, "--relay", url,
+            command = [sys.executable, "-m", "syncstream.write", "-q", *store(tmp_path), *USERS, "--relay", url, "--verify", "none",
                        "--metrics", f"127.0.0.1:{port}", "--health-max-age", "1", "--flush-seconds", "0.2"]  # fmt: skip
             with subprocess.Popen(
                 command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
