@@ -1,7 +1,8 @@
 """A repository export (``com.atproto.sync.getRepo``'s CAR) -> its records, by the MST.
 
-The CAR is read where it lies (a file, mapped; or bytes) and its blocks indexed in SQLite (on
-disk beside the file, so memory does not grow with the repository). The walk starts at the
+The CAR is read where it lies (a file, read block by block with ``pread``: not mapped, whose
+pages would count as the process's memory; or bytes) and its blocks indexed in SQLite (on disk
+beside the file), so memory does not grow with the repository. The walk starts at the
 signed commit (the CAR's root), follows the MST from the commit's ``data``, iteratively, and
 trusts nothing: each node is visited once (a node reached twice, a loop or a shared subtree,
 refuses the CAR), keys must come in strictly increasing order, no more nodes are visited than
@@ -13,11 +14,12 @@ walks the whole tree first, so a CAR that fails is refused before any of its rec
 from __future__ import annotations
 
 import hashlib
-import mmap
+import io
+import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, BinaryIO, NamedTuple
 
 import libipld
 
@@ -58,18 +60,12 @@ class RepoFile:
     (None: in memory, for small CARs held as bytes)."""
 
     def __init__(self, car: Path | bytes, *, scratch: Path | None = None) -> None:
-        self._file = None
-        self._map: mmap.mmap | None = None
+        self._file: BinaryIO | None = None
+        self._bytes: bytes | None = None
         if isinstance(car, Path):
-            self._file = open(car, "rb")  # noqa: SIM115 (closed by close())
-            size = car.stat().st_size
-            if size == 0:
-                self._file.close()
-                raise RepoError("the CAR is empty")
-            self._map = mmap.mmap(self._file.fileno(), 0, access=mmap.ACCESS_READ)
-            self.data: bytes | mmap.mmap = self._map
+            self._file = open(car, "rb", buffering=1 << 20)  # noqa: SIM115 (closed by close())
         else:
-            self.data = car
+            self._bytes = car
         index = ":memory:" if scratch is None else str(scratch / "index.sqlite")
         self._db = sqlite3.connect(index, isolation_level=None)
         self._db.executescript(
@@ -90,33 +86,42 @@ class RepoFile:
             raise RepoError("the root is not a repository commit (did, rev, data)")
         self.did, self.rev, self._data = did, rev, data
 
+    def _read(self, start: int, end: int) -> bytes:
+        if self._bytes is not None:
+            return self._bytes[start:end]
+        assert self._file is not None
+        return os.pread(self._file.fileno(), end - start, start)
+
     def _index(self) -> bytes:
-        data = self.data
+        """Scan the CAR once, sequentially, indexing each block; the root's CID."""
+        reader = self._file if self._file is not None else io.BytesIO(self._bytes or b"")
         try:
-            length, pos = uvarint(data, 0)  # type: ignore[arg-type]  # mmap slices as bytes do
-            header = libipld.decode_dag_cbor(bytes(data[pos : pos + length]))
-        except (IndexError, ValueError):
+            length = _varint(reader)
+            header = libipld.decode_dag_cbor(reader.read(length or 0))
+        except ValueError:
             raise RepoError("the CAR header is truncated or does not decode") from None
         roots = header.get("roots") if isinstance(header, dict) else None
         if not isinstance(roots, list) or len(roots) != 1 or not isinstance(roots[0], bytes):
             raise RepoError("the CAR has no single root (the signed commit)")
-        pos += length
-        size, batch, self.blocks = len(data), [], 0
+        batch: list[tuple[bytes, int, int]] = []
+        self.blocks = last_end = 0
         try:
-            while pos < size:
-                length, pos = uvarint(data, pos)  # type: ignore[arg-type]
-                end = pos + length
-                if end > size or length < 36:
+            while (length := _varint(reader)) is not None:
+                start = reader.tell()
+                cid = reader.read(36)
+                if length < 36 or len(cid) < 36:
                     raise RepoError("the CAR is truncated inside a block")
-                cid = bytes(data[pos : pos + 36])
                 # CIDv1, one-byte codec, sha2-256: every block a repository has; others are not indexed
                 if cid[0] == 0x01 and cid[2:4] == b"\x12\x20":
-                    batch.append((cid, pos + 36, end))
+                    batch.append((cid, start + 36, start + length))
                     self.blocks += 1
                     if len(batch) >= _INSERT_BATCH:
                         self._insert(batch)
-                pos = end
-        except (IndexError, ValueError) as error:
+                last_end = start + length
+                reader.seek(last_end)
+            if last_end > reader.seek(0, io.SEEK_END):
+                raise RepoError("the CAR is truncated inside a block")
+        except ValueError as error:
             raise RepoError(f"the CAR does not parse: {error}") from None
         self._insert(batch)
         return roots[0]
@@ -129,7 +134,9 @@ class RepoFile:
         row = self._db.execute("SELECT start, end FROM blocks WHERE cid = ?", (cid,)).fetchone()
         if row is None:
             raise RepoError(f"block {_cid_text(cid)} is missing")
-        data = bytes(self.data[row[0] : row[1]])
+        data = self._read(row[0], row[1])
+        if len(data) != row[1] - row[0]:
+            raise RepoError(f"block {_cid_text(cid)} is truncated")
         if check and hashlib.sha256(data).digest() != cid[4:]:
             raise RepoError(f"block {_cid_text(cid)} does not match its CID")
         return data
@@ -200,10 +207,25 @@ class RepoFile:
 
     def close(self) -> None:
         self._db.close()
-        if self._map is not None:
-            self._map.close()
         if self._file is not None:
             self._file.close()
+
+
+def _varint(reader: BinaryIO) -> int | None:
+    """The next unsigned varint, or None at the end of the stream."""
+    value = shift = 0
+    while True:
+        byte = reader.read(1)
+        if not byte:
+            if shift:
+                raise ValueError("truncated varint")
+            return None
+        value |= (byte[0] & 0x7F) << shift
+        if byte[0] < 0x80:
+            return value
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint too long")
 
 
 def _entries(node: dict[str, Any], cid: bytes) -> list[tuple[bytes, bytes | None]]:
