@@ -22,12 +22,11 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.inputs import corpus_dids, corpus_frames
+from benchmarks.inputs import CORPUS, corpus_dids, corpus_frames
 from syncstream.context import setup_cache_write_system
 from syncstream.verify import DidDocuments
 from syncstream.write.authentic import StreamVerifier
 from syncstream.write.writer import CacheWriter
-from tests.helpers import CORPUS
 
 ROOT = Path(__file__).resolve().parent.parent
 _SCRATCH = "/dev/shm" if Path("/dev/shm").is_dir() else None

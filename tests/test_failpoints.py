@@ -292,7 +292,8 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
 
     study = write_users(tmp_path / "study.txt", [STUDY])
     with LoopbackPds({STUDY: build_repo(STUDY, 1200)}, key=SigningKey(REHEARSAL_SEED)) as pds:
-        backfill = command("syncstream.backfill", tmp_path, "--study-users", str(study), "--plc-url", pds.url)
+        backfill = command("syncstream.backfill", tmp_path, "--study-users", str(study), "--plc-url", pds.url,
+                           "--scratch-dir", str(tmp_path))  # a killed backfill leaves its scratch here  # fmt: skip
         failed = run(backfill, f"backfill/{point}:{HITS[point]}:{action}")
         assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
         if action == "raise":

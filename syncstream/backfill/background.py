@@ -163,6 +163,8 @@ class BackgroundBackfill:
                 extra={"event": "backfill_abandoned", "fields": fields},
             )  # fmt: skip
             self.writer.release(did)
+        for job in self.running.values():
+            job.join(1.0)
         self.running.clear()
         self.abandoned += abandoned
         return abandoned

@@ -62,6 +62,11 @@ class Job:
     def abandon(self) -> None:
         self.abandoned.set()
 
+    def join(self, timeout: float) -> None:
+        """Give an abandoned job a moment to stop and remove its scratch directory (a transfer
+        stops at its next chunk; a daemon thread never keeps the process)."""
+        self._thread.join(timeout)
+
     def take(self) -> list[RepoRecord] | Outcome | None:
         """The next batch, or the outcome; None when nothing is ready yet."""
         try:

@@ -113,6 +113,8 @@ def backfill_dids(
     for did, job in running.items():
         job.abandon()
         results.append(BackfillResult(did, reason=f"abandoned while {job.step}", abandoned=True))
+    for job in running.values():
+        job.join(1.0)
     results += [BackfillResult(did, reason="not started", abandoned=True) for did in waiting]
     writer.flush()
     return sorted(results)
