@@ -301,12 +301,8 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
         for arguments in (backfill, export_command(tmp_path)):
             result = run(arguments)
             assert result.returncode == 0, result.stderr
-    with duckdb.connect() as db:
-        rows = db.execute(
-            f"SELECT record_type, uri, count(*) FROM read_parquet('{tmp_path / 'out'}/*/*/*/*.parquet', "
-            "hive_partitioning = true, union_by_name = true) GROUP BY ALL"
-        ).fetchall()
-    assert [row for row in rows if row[2] != 1] == []
+    rows = output_rows(tmp_path)
+    assert [row for row in rows if row[3] != 1] == []
     assert {row[0] for row in rows} == {"post", "like", "like_on_user_post"}
     assert len(rows) == 600 + 600 * 2  # posts; likes, each also a like on the user's post
     assert tree(tmp_path / "cache") == set()

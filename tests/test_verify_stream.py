@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import libipld
-import pyarrow.dataset as pads
 import zstandard
 
 from syncstream.context import setup_cache_write_system
@@ -25,6 +24,7 @@ from syncstream.write.decode import car_blocks
 from syncstream.write.encode import OpSpec, encode_commit_frame, event_frame
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, TIME, corpus_frames, post, tree, write_replay, write_users
+from tests.tables import dataset_names, table_rows
 
 KEY = SigningKey(REHEARSAL_SEED)
 DID = "did:plc:studystudystudystudystu"
@@ -50,10 +50,11 @@ def flipped(frame: bytes) -> bytes:
 
 
 def all_rows(out: Path) -> list[dict[str, Any]]:
+    """The rows of every record dataset (the Delta tables, read back)."""
     found: list[dict[str, Any]] = []
-    for dataset in sorted(p.parent.parent for p in out.rglob("*.parquet")):
-        if "account_event" not in str(dataset):
-            found += pads.dataset(dataset, partitioning="hive").to_table().to_pylist()
+    for name in dataset_names(out):
+        if "account_event" not in name:
+            found += table_rows(out, name)
     return found
 
 
