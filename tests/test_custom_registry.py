@@ -336,7 +336,10 @@ def test_the_backfill_routes_through_the_registry_given(
     (user_dir / "repo_user.txt").write_text(did + "\n")
     store = ["--cache-dir", str(user_dir / "c"), "--state", str(user_dir / "b.sqlite"), "-q"]
     StateStore(user_dir / "b.sqlite").close()  # the writer's part: a backfill creates no store
-    with LoopbackPds({did: (CORPUS / "repo.car").read_bytes()}) as pds:
+    from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car
+
+    key = SigningKey(REHEARSAL_SEED)  # the real records under a key the loopback PLC publishes
+    with LoopbackPds({did: resign_car((CORPUS / "repo.car").read_bytes(), key)}, key=key) as pds:
         args = [*store, "--study-users", str(user_dir / "repo_user.txt"), "--plc-url", pds.url]
         assert backfill_main([*args, "--handlers", "posts_only:POSTS"]) == 0
     written = tree(user_dir / "c")
