@@ -34,6 +34,7 @@ def store(root: Path) -> list[str]:
 
 def run_backfill(root: Path, pds: LoopbackPds, *extra: str, study: tuple[str, ...] = (DID,)) -> int:
     users = write_users(root / "study.txt", study)
+    StateStore(root / "s.sqlite").close()  # the writer's part: a backfill creates no store
     return backfill_main([*store(root), "--study-users", str(users), "--plc-url", pds.url, *extra])
 
 

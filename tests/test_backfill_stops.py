@@ -39,6 +39,7 @@ def test_sigterm_during_a_fetch_ends_the_backfill_command_cleanly(tmp_path: Path
     """The command stops with exit 0 and its summary; nothing is recorded for the abandoned DID,
     and the next run backfills it."""
     study = write_users(tmp_path / "study.txt", [DID])
+    StateStore(tmp_path / "s.sqlite").close()  # the writer's part: a backfill creates no store
     with LoopbackPds({DID: CAR}, {DID: PdsFault("trickle", 0.05)}, key=KEY) as pds:
         command = [sys.executable, "-m", "syncstream.backfill", *store(tmp_path), "--study-users", str(study),
                    "--plc-url", pds.url]  # fmt: skip

@@ -289,8 +289,10 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
     from benchmarks.repos import build_repo
     from syncstream.keys import REHEARSAL_SEED, SigningKey
     from syncstream.pds import LoopbackPds
+    from syncstream.state import StateStore
 
     study = write_users(tmp_path / "study.txt", [STUDY])
+    StateStore(tmp_path / "state.sqlite").close()  # the writer's part: a backfill creates no store
     with LoopbackPds({STUDY: build_repo(STUDY, 1200)}, key=SigningKey(REHEARSAL_SEED)) as pds:
         backfill = command("syncstream.backfill", tmp_path, "--study-users", str(study), "--plc-url", pds.url,
                            "--scratch-dir", str(tmp_path))  # a killed backfill leaves its scratch here  # fmt: skip
