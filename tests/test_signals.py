@@ -233,8 +233,9 @@ def test_a_purge_that_times_out_names_the_command_holding_the_cache(tmp_path: Pa
     StateStore(tmp_path / "s.sqlite").close()
     (tmp_path / "cache").mkdir()
     with LoopbackPds({did: (CORPUS / "repo.car").read_bytes()}, {did: PdsFault("slow", 60.0)}) as pds:
+        study = write_users(tmp_path / "study.txt", [did])  # only a study user is backfilled
         backfill = [sys.executable, "-m", "syncstream.backfill", *store(tmp_path)[:-1], "--did", did,
-                    "--plc-url", pds.url, "--timeout", "120"]  # fmt: skip
+                    "--study-users", str(study), "--plc-url", pds.url, "--timeout", "120"]  # fmt: skip
         with subprocess.Popen(backfill, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as holder:
             try:
                 lock = WriterLock(str(tmp_path / "cache"))
