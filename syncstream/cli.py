@@ -22,6 +22,7 @@ __all__ = [
     "JsonFormatter",
     "TextFormatter",
     "add_handlers_option",
+    "add_log_options",
     "add_store_options",
     "did_argument",
     "environment_problem",
@@ -44,6 +45,11 @@ def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> No
         "--state", default="syncstream-state.sqlite", help=f"{state_help} (default: %(default)s)"
     )
     add_handlers_option(parser)
+    add_log_options(parser)
+
+
+def add_log_options(parser: argparse.ArgumentParser) -> None:
+    """``-q`` and ``--log-format``, the same on every command."""
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--log-format",

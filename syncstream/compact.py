@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from syncstream.cli import setup_logging
+from syncstream.cli import add_log_options, setup_logging
 from syncstream.datasets import Dataset
 
 __all__ = ["CompactSummary", "compact_tables", "main"]
@@ -126,8 +126,7 @@ def _parser() -> argparse.ArgumentParser:
         help="vacuum files removed longer ago than this; time travel reaches back as far "
         "(default: %(default)s)",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    add_log_options(parser)
     return parser
 
 

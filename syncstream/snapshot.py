@@ -20,7 +20,7 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from syncstream.cli import setup_logging
+from syncstream.cli import add_log_options, setup_logging
 from syncstream.datasets import Dataset
 from syncstream.errors import SyncstreamError
 
@@ -157,8 +157,7 @@ def _parser() -> argparse.ArgumentParser:
         help="a table version (each table at it) or an ISO 8601 time (each table as it was then); "
         "default: now",
     )
-    parser.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
-    parser.add_argument("--log-format", choices=("text", "json"), default="text", help="log line format")
+    add_log_options(parser)
     return parser
 
 
