@@ -42,9 +42,9 @@ from benchmarks.inputs import (
     long_replay,
 )
 from syncstream.cache import write_atomic
-from syncstream.handlers import HANDLERS
-from syncstream.state import Population
-from syncstream.write.decode import decode_frame
+from syncstream.firehose.decode import decode_frame
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.population import Population
 from syncstream.write.route import route_commit, routing_table
 
 HERE = Path(__file__).resolve().parent

@@ -19,11 +19,11 @@ from pathlib import Path
 from benchmarks.__main__ import run
 from benchmarks.repos import build_repo, write_repo
 from syncstream.backfill.fetch import Fetcher
-from syncstream.backfill.run import backfill_dids
-from syncstream.context import setup_cache_write_system
-from syncstream.keys import REHEARSAL_SEED
+from syncstream.servers.keys import REHEARSAL_SEED
 from syncstream.state import StateStore
 from syncstream.verify import DidDocuments
+from syncstream.write.backfill import backfill_dids
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 
 TIME = "2026-07-04T14:38:07.517Z"
@@ -38,7 +38,7 @@ def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple
     dids = [f"did:plc:bench{i:019d}" for i in range(repos)]
     with tempfile.TemporaryDirectory(dir=_SCRATCH) as tmp:
         root = Path(tmp)
-        command = [sys.executable, "-m", "syncstream.pds", "--key-seed", str(REHEARSAL_SEED)]
+        command = [sys.executable, "-m", "syncstream.servers.pds", "--key-seed", str(REHEARSAL_SEED)]
         for did in dids:
             car = root / f"{did.rsplit(':', 1)[1]}.car"
             car.write_bytes(build_repo(did, records))
@@ -76,7 +76,7 @@ def measure_size(records: int, scratch: str | None) -> tuple[float, float, int]:
         size = write_repo(root / "repo.car", did, records)
         (root / "study.txt").write_text(did + "\n")
         StateStore(root / "s.sqlite").close()  # the writer's part: a backfill creates no store
-        command = [sys.executable, "-m", "syncstream.pds", "--key-seed", str(REHEARSAL_SEED), "--repo",
+        command = [sys.executable, "-m", "syncstream.servers.pds", "--key-seed", str(REHEARSAL_SEED), "--repo",
                    str(root / "repo.car")]  # fmt: skip
         with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as pds:
             try:

@@ -9,10 +9,10 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
-from syncstream.context import setup_cache_write_system
-from syncstream.write.decode import Commit, RepoOp, decode_frame
-from syncstream.write.encode import with_seq
-from syncstream.write.sources import iter_replay, write_frame
+from syncstream.firehose.decode import Commit, RepoOp, decode_frame
+from syncstream.firehose.encode import with_seq
+from syncstream.firehose.replay import iter_replay, write_frame
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 
 ROOT = Path(__file__).resolve().parents[1]

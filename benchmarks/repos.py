@@ -9,8 +9,8 @@ from pathlib import Path
 
 import libipld
 
-from syncstream.keys import REHEARSAL_SEED, SigningKey, sign_commit
-from syncstream.write.encode import _uvarint, cid_for
+from syncstream.firehose.encode import _uvarint, cid_for
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
 
 __all__ = ["build_repo", "write_repo"]
 

@@ -16,7 +16,7 @@ import sys
 from atproto import CAR, models, parse_subscribe_repos_message
 from atproto_subscription.frames import Frame
 
-from syncstream.write.sources import iter_replay
+from syncstream.firehose.replay import iter_replay
 
 POST, LIKE, FOLLOW = "app.bsky.feed.post", "app.bsky.feed.like", "app.bsky.graph.follow"
 

@@ -13,8 +13,8 @@ import tempfile
 from contextlib import closing
 from pathlib import Path
 
-from syncstream.context import setup_cache_write_system
-from syncstream.write.encode import OpSpec, encode_commit_frame
+from syncstream.firehose.encode import OpSpec, encode_commit_frame
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 
 STUDY, FRIEND = "did:plc:studystudystudystudystu", "did:plc:friendfriendfriendfriendf"

@@ -35,9 +35,10 @@ from deltalake import DeltaTable, write_deltalake
 
 from benchmarks.inputs import build_cache, corpus_dids
 from syncstream.compact import compact_tables
-from syncstream.handlers import HANDLERS, datasets_of
 from syncstream.lake import Location, delta_schema
 from syncstream.purge.tables import candidate_rows, remove_rows, vacuum
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import datasets_of
 
 HERE = Path(__file__).resolve().parent
 POSTS = "study_user_activity/post"

@@ -23,9 +23,9 @@ import time
 from pathlib import Path
 
 from benchmarks.inputs import CORPUS, corpus_dids, corpus_frames
-from syncstream.context import setup_cache_write_system
 from syncstream.verify import DidDocuments
 from syncstream.write.authentic import StreamVerifier
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -71,11 +71,11 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
     from benchmarks.inputs import long_replay  # noqa: PLC0415
-    from syncstream.write.sources import iter_replay  # noqa: PLC0415
+    from syncstream.firehose.replay import iter_replay  # noqa: PLC0415
 
     with tempfile.TemporaryDirectory(dir=_SCRATCH) as tmp:
         frames = list(iter_replay(long_replay(Path(tmp) / "r.bin", args.frames)))
-    command = [sys.executable, "-m", "syncstream.pds", "--documents",
+    command = [sys.executable, "-m", "syncstream.servers.pds", "--documents",
                str(CORPUS / "did_docs.json.zst")]  # fmt: skip
     populations = {
         "sample study": (_users("sample_study_users.txt"), _users("sample_in_network_users.txt")),

@@ -7,9 +7,9 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from syncstream.handlers import HANDLERS
-from syncstream.records import CachedRecord
-from syncstream.types import BLOCK, FOLLOW, LIKE, POST, PROFILE, REPOST, HandlerKey, Operation
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.records import CachedRecord
+from syncstream.registry.types import BLOCK, FOLLOW, LIKE, POST, PROFILE, REPOST, HandlerKey, Operation
 
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 

@@ -8,9 +8,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from properties.strategies import any_dids, any_rkeys, any_uris, collections, valid_dids
-from syncstream.handlers import HANDLERS, record_path
-from syncstream.state import Population
-from syncstream.write.decode import Commit, RepoOp
+from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import record_path
+from syncstream.registry.population import Population
 from syncstream.write.route import Rejection, route_op, routing_table
 
 ROOT = "/cache/root"

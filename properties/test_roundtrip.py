@@ -11,9 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from properties.strategies import cached_records
+from syncstream.cache import read_records, write_record
 from syncstream.export.tables import build_table
-from syncstream.handlers import HANDLERS, read_records, write_record
-from syncstream.records import encode_record
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.records import encode_record
 from syncstream.timestamps import micros
 
 ENTRIES = st.sampled_from(list(HANDLERS.values()))

@@ -6,10 +6,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from properties.strategies import any_uris, collections, embeds, valid_dids, valid_rkeys
-from syncstream.handlers import HANDLERS
-from syncstream.state import Population
-from syncstream.types import FOLLOW
-from syncstream.write.decode import Commit, RepoOp
+from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.population import Population
+from syncstream.registry.types import FOLLOW
 from syncstream.write.route import route_commit, routing_table
 
 TABLE = routing_table(HANDLERS)

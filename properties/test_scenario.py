@@ -9,8 +9,8 @@ from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from properties.strategies import hostile_text, valid_dids, valid_rkeys
+from syncstream.firehose.encode import OpSpec, error_frame, info_frame
 from syncstream.write.__main__ import main
-from syncstream.write.encode import OpSpec, error_frame, info_frame
 from tests.helpers import (
     commit,
     follow,

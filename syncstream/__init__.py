@@ -10,57 +10,53 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from syncstream.context import (
-        BatchExportContext,
-        CacheWriteContext,
-        setup_batch_export_system,
-        setup_cache_write_system,
-    )
-    from syncstream.datasets import Column, Dataset, head_column, view_column
     from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
+    from syncstream.export.context import BatchExportContext, setup_batch_export_system
     from syncstream.frames import OpSpec, commit_frame, write_replay
-    from syncstream.handlers import (
-        HANDLERS,
+    from syncstream.registry.builtin import HANDLERS
+    from syncstream.registry.datasets import Column, Dataset, head_column, view_column
+    from syncstream.registry.handlers import (
         HandlerConfig,
         Registry,
         check_registry,
         create_handler,
         delete_handler,
     )
-    from syncstream.records import CachedRecord
-    from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType, Service
-    from syncstream.views import FileHead
+    from syncstream.registry.records import CachedRecord
+    from syncstream.registry.types import FollowStatus, HandlerKey, Operation, RecordType, Service
+    from syncstream.registry.views import FileHead
+    from syncstream.write.context import CacheWriteContext, setup_cache_write_system
 
 # The public names, each resolved from its module on first use: a process that imports one
 # module of the package (the commands' helper processes do) does not pay for all of them, and
 # the SQLite, returns and context imports stay out of a helper's start-up.
 _HOME = {
-    "HANDLERS": "syncstream.handlers",
-    "BatchExportContext": "syncstream.context",
+    "HANDLERS": "syncstream.registry.builtin",
+    "BatchExportContext": "syncstream.export.context",
     "CacheLockedError": "syncstream.errors",
-    "CacheWriteContext": "syncstream.context",
-    "CachedRecord": "syncstream.records",
-    "Column": "syncstream.datasets",
+    "CacheWriteContext": "syncstream.write.context",
+    "CachedRecord": "syncstream.registry.records",
+    "Column": "syncstream.registry.datasets",
     "ConfigError": "syncstream.errors",
-    "Dataset": "syncstream.datasets",
-    "FileHead": "syncstream.views",
-    "FollowStatus": "syncstream.types",
-    "HandlerConfig": "syncstream.handlers",
-    "HandlerKey": "syncstream.types",
+    "Dataset": "syncstream.registry.datasets",
+    "FileHead": "syncstream.registry.views",
+    "FollowStatus": "syncstream.registry.types",
+    "HandlerConfig": "syncstream.registry.handlers",
+    "HandlerKey": "syncstream.registry.types",
     "OpSpec": "syncstream.frames",
-    "Operation": "syncstream.types",
-    "RecordType": "syncstream.types",
-    "Registry": "syncstream.handlers",
-    "Service": "syncstream.types",
+    "Operation": "syncstream.registry.types",
+    "RecordType": "syncstream.registry.types",
+    "Registry": "syncstream.registry.handlers",
+    "Service": "syncstream.registry.types",
     "SyncstreamError": "syncstream.errors",
-    "check_registry": "syncstream.handlers",
+    "check_registry": "syncstream.registry.handlers",
     "commit_frame": "syncstream.frames",
-    "create_handler": "syncstream.handlers",
-    "delete_handler": "syncstream.handlers",
-    "head_column": "syncstream.datasets",
-    "setup_batch_export_system": "syncstream.context",
-    "setup_cache_write_system": "syncstream.context",
-    "view_column": "syncstream.datasets",
+    "create_handler": "syncstream.registry.handlers",
+    "delete_handler": "syncstream.registry.handlers",
+    "head_column": "syncstream.registry.datasets",
+    "setup_batch_export_system": "syncstream.export.context",
+    "setup_cache_write_system": "syncstream.write.context",
+    "view_column": "syncstream.registry.datasets",
     "write_replay": "syncstream.frames",
 }
 

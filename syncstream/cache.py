@@ -21,6 +21,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
 from syncstream.errors import CacheLockedError
+from syncstream.registry.handlers import HandlerConfig, record_path
+from syncstream.registry.records import CachedRecord, decode_record, encode_record
 
 __all__ = [
     "LOCK_NAME",
@@ -32,13 +34,13 @@ __all__ = [
     "create_tree",
     "make_directories",
     "read_bytes",
-    "read_flat",
-    "read_nested",
+    "read_records",
     "remove_files",
     "reset_tree",
     "stray_entries",
     "sync_filesystem",
     "write_atomic",
+    "write_record",
 ]
 
 LOCK_NAME = ".writer.lock"
@@ -157,33 +159,6 @@ def write_atomic(path: str, payload: bytes, *, make_directory: Callable[[str], N
 
 
 _ATTEMPTS = 8
-
-
-def _visible_files(directory: str) -> Iterator[str]:
-    try:
-        with os.scandir(directory) as entries:
-            for e in entries:
-                if e.name.endswith(".json") and e.name[:1] != "." and e.is_file(follow_symlinks=False):
-                    yield e.path
-    except FileNotFoundError:
-        return
-
-
-def read_flat(directory: str) -> Iterator[str]:
-    """Paths of the record files directly in ``directory``."""
-    return _visible_files(directory)
-
-
-def read_nested(directory: str) -> Iterator[str]:
-    """Paths of the record files one level down, in ``directory/{nested_key}/``."""
-    try:
-        with os.scandir(directory) as entries:
-            # Nested names are rkeys or DIDs, and an rkey may start with a dot (".0" is valid):
-            # only file names are filtered for the dot of a temporary.
-            subdirs = [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-    except FileNotFoundError:
-        return iter(())
-    return (path for subdir in sorted(subdirs) for path in _visible_files(subdir))
 
 
 def stray_entries(root: str, directories: Mapping[str, bool]) -> list[str]:
@@ -390,3 +365,16 @@ def _empty(root: str, directory: str, kept: list[str]) -> None:
                     os.rmdir(path)
     with contextlib.suppress(OSError):
         os.rmdir(directory)
+
+
+def write_record(root: str, config: HandlerConfig, record: CachedRecord) -> str:
+    """Write ``record`` where its handler puts it (``record_path``); return the path."""
+    path = record_path(root, config, record)
+    write_atomic(path, encode_record(record))
+    return path
+
+
+def read_records(root: str, config: HandlerConfig) -> Iterator[tuple[str, CachedRecord]]:
+    """Every record file of a handler, found by its read strategy, with its record."""
+    for path in config.read_strategy(os.path.join(root, config.directory)):
+        yield path, decode_record(read_bytes(path))

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from syncstream.handlers import Registry
+    from syncstream.registry.handlers import Registry
 
 __all__ = [
     "HANDLERS_ENV",
@@ -67,7 +67,7 @@ def add_handlers_option(parser: argparse.ArgumentParser) -> None:
         default=os.environ.get(HANDLERS_ENV) or None,
         help="the registry of handlers: NAME in MODULE, imported by name (so that a helper process "
         f"imports the same functions); default: ${HANDLERS_ENV}, else the built-in "
-        "syncstream.handlers:HANDLERS",
+        "syncstream.registry.builtin:HANDLERS",
     )
 
 
@@ -75,7 +75,8 @@ def load_registry(spec: str | None) -> Registry:
     """The registry ``MODULE:NAME`` names (the built-in one for None), checked; ``ConfigError``
     naming what is wrong with the spec, the module, the attribute or the registry."""
     from syncstream.errors import ConfigError  # noqa: PLC0415
-    from syncstream.handlers import HANDLERS, HandlerConfig, check_registry  # noqa: PLC0415
+    from syncstream.registry.builtin import HANDLERS  # noqa: PLC0415
+    from syncstream.registry.handlers import HandlerConfig, check_registry  # noqa: PLC0415
 
     if spec is None:
         return HANDLERS
@@ -112,7 +113,7 @@ def load_registry(spec: str | None) -> Registry:
 
 def did_argument(text: str) -> str:
     """An argparse ``type`` for a DID: a bad one is a usage error naming it."""
-    from syncstream.syntax import is_did  # noqa: PLC0415
+    from syncstream.registry.syntax import is_did  # noqa: PLC0415
 
     if not is_did(text):
         raise argparse.ArgumentTypeError(f"not a valid DID: {text!r}")

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from syncstream.cli import add_log_options, setup_logging
-from syncstream.datasets import Dataset
+from syncstream.registry.datasets import Dataset
 
 __all__ = ["CompactSummary", "compact_tables", "main"]
 
@@ -137,7 +137,8 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
     if args.older_than_days < 0 or args.target_mib <= 0 or args.retention_hours < 0:
         parser.error("--older-than-days and --retention-hours must not be negative, --target-mib positive")
     if datasets is None:
-        from syncstream.handlers import HANDLERS, datasets_of  # noqa: PLC0415
+        from syncstream.registry.builtin import HANDLERS  # noqa: PLC0415
+        from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
         datasets = datasets_of(HANDLERS)
     try:

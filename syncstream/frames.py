@@ -15,8 +15,8 @@ from typing import Any
 
 import libipld
 
-from syncstream.write.encode import OpSpec, encode_commit_frame
-from syncstream.write.sources import write_frame
+from syncstream.firehose.encode import OpSpec, encode_commit_frame
+from syncstream.firehose.replay import write_frame
 
 __all__ = ["OpSpec", "commit_frame", "write_replay"]
 

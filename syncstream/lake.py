@@ -26,9 +26,9 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.schema import ArrayType, PrimitiveType
 from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.datasets import ArrowType, Dataset
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
+from syncstream.registry.datasets import ArrowType, Dataset
 from syncstream.staging import AddedFile, RunCommit, Step
 
 __all__ = [

@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
-from syncstream.handlers import HandlerConfig
+from syncstream.registry.handlers import HandlerConfig
 
 __all__ = ["Entry", "chunks", "list_tree", "new_id", "read_lines", "write_text_atomic"]
 

@@ -21,8 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from syncstream.cli import add_log_options, setup_logging
-from syncstream.datasets import Dataset
 from syncstream.errors import SyncstreamError
+from syncstream.registry.datasets import Dataset
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -170,7 +170,8 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
     except ValueError:
         parser.error(f"--as-of: {args.as_of!r} is neither a version nor an ISO 8601 time")
     if datasets is None:
-        from syncstream.handlers import HANDLERS, datasets_of  # noqa: PLC0415
+        from syncstream.registry.builtin import HANDLERS  # noqa: PLC0415
+        from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
         datasets = datasets_of(HANDLERS)
     try:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import NamedTuple
 
 from syncstream.errors import ConfigError
+from syncstream.registry.population import Population
 from syncstream.state_layout import SCHEMA, VERSION, migrate
 
 __all__ = [
     "CURSOR",
     "VERSION",
     "ExportKey",
-    "Population",
     "PurgeRecord",
     "StateStore",
     "export_key",
@@ -57,12 +57,6 @@ def relay_cursor(url: str) -> str:
 
 PINNED = float("inf")  # the export time of a key whose file was kept in the cache
 _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
-
-
-class Population(NamedTuple):
-    study: frozenset[str]
-    in_network: frozenset[str]
-    withdrawn: frozenset[str] = frozenset()  # purged: nothing they author is collected
 
 
 class PurgeRecord(NamedTuple):

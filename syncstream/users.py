@@ -6,7 +6,7 @@ from pathlib import Path
 
 from returns.result import Failure, Result, Success
 
-from syncstream.syntax import is_did
+from syncstream.registry.syntax import is_did
 
 __all__ = ["read_user_file", "read_user_lines"]
 

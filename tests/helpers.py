@@ -13,8 +13,8 @@ from typing import Any
 
 import libipld
 
-from syncstream.write.encode import OpSpec, cid_for, encode_commit_frame
-from syncstream.write.sources import iter_replay, write_frame
+from syncstream.firehose.encode import OpSpec, cid_for, encode_commit_frame
+from syncstream.firehose.replay import iter_replay, write_frame
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("SYNCSTREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))

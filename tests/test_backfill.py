@@ -16,12 +16,12 @@ from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.repo import RepoError, read_repo
 from syncstream.export.__main__ import main as export_main
-from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car
-from syncstream.pds import LoopbackPds, PdsFault, parse_pds_fault
+from syncstream.firehose.encode import OpSpec, event_frame
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
+from syncstream.servers.pds import LoopbackPds, PdsFault, parse_pds_fault
 from syncstream.state import StateStore
 from syncstream.verify import DidDocuments
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import CORPUS, TIME, commit, from_json_model, tree, write_replay, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
@@ -194,8 +194,8 @@ def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
 def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) -> None:
     """While a study user's repository is fetched, its live commits wait and the cursor stays
     before the first of them; once the backfill is written they are applied, in order."""
-    from syncstream.backfill.background import BackgroundBackfill
-    from syncstream.context import setup_cache_write_system
+    from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.context import setup_cache_write_system
     from syncstream.write.writer import CacheWriter
 
     live_post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
@@ -258,7 +258,7 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
     replay = write_replay(tmp_path / "r.bin", corpus_frames())
     with (
         LoopbackPds({DID: CAR}, key=KEY) as pds,
-        subprocess.Popen([sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "25"],
+        subprocess.Popen([sys.executable, "-m", "syncstream.servers.relay", "--replay", str(replay), "--rate", "25"],
                          stdout=subprocess.PIPE, text=True) as relay,
     ):  # fmt: skip
         try:

@@ -16,11 +16,11 @@ from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.fetch import Fetcher, FetchError, FetchLimits, endpoint_problem
 from syncstream.backfill.polite import HostGate, reset_delay
 from syncstream.backfill.repo import RepoError, RepoFile
-from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car, sign_commit
-from syncstream.pds import LoopbackPds, PdsFault
+from syncstream.firehose.encode import cid_for, encode_car
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car, sign_commit
+from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.state import StateStore
 from syncstream.verify import DidDocuments, verify_commit
-from syncstream.write.encode import cid_for, encode_car
 from tests.helpers import CORPUS, tree, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
@@ -301,9 +301,9 @@ def test_only_fetching_dids_are_held_and_a_hold_overflow_fails_the_backfill(tmp_
     """Three study users, one repository at a time: only the one being fetched is held. Past its
     bound its held commits are written as live, in order, the backfill fails (retried later),
     and the cursor moves past them."""
-    from syncstream.backfill.background import BackgroundBackfill
-    from syncstream.context import setup_cache_write_system
-    from syncstream.write.encode import OpSpec
+    from syncstream.firehose.encode import OpSpec
+    from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.context import setup_cache_write_system
     from syncstream.write.writer import CacheWriter, HoldLimits
     from tests.helpers import commit, post
 
@@ -341,9 +341,9 @@ def test_a_large_repository_is_written_in_slices_while_the_stream_flows(tmp_path
     """A poll writes one slice of a 5,000-record repository, not all of it; live frames of
     others are written and their cursor committed between slices; at the end every record is
     there and the held commit applied after them."""
-    from syncstream.backfill.background import BackgroundBackfill
-    from syncstream.context import setup_cache_write_system
-    from syncstream.write.encode import OpSpec
+    from syncstream.firehose.encode import OpSpec
+    from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.context import setup_cache_write_system
     from syncstream.write.writer import CacheWriter
     from tests.helpers import commit, post
 

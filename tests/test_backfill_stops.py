@@ -10,10 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car
-from syncstream.pds import LoopbackPds, PdsFault
+from syncstream.firehose.encode import OpSpec
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
+from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.state import StateStore
-from syncstream.write.encode import OpSpec
 from tests.helpers import CORPUS, commit, post, tree, write_replay, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
@@ -79,7 +79,15 @@ def test_sigterm_during_a_fetch_ends_the_writer_cleanly_and_loses_no_live_commit
     ]
     replay = write_replay(tmp_path / "r.bin", frames)
     study = write_users(tmp_path / "study.txt", [DID, other])
-    relay_command = [sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "50"]
+    relay_command = [
+        sys.executable,
+        "-m",
+        "syncstream.servers.relay",
+        "--replay",
+        str(replay),
+        "--rate",
+        "50",
+    ]
     with (
         LoopbackPds({DID: CAR}, {DID: PdsFault("trickle", 0.05)}, key=KEY) as pds,
         subprocess.Popen(relay_command, stdout=subprocess.PIPE, text=True) as relay,

@@ -13,12 +13,12 @@ import pytest
 
 from syncstream.cache import reset_tree
 from syncstream.export.__main__ import main as export_main
-from syncstream.handlers import HANDLERS
+from syncstream.firehose.encode import OpSpec
+from syncstream.registry.builtin import HANDLERS
 from syncstream.state import StateStore
 from syncstream.storage import storage_for
 from syncstream.storage_options import StorageOptions
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
 from tests.helpers import all_files, commit, like, post, tree
 from tests.test_limits import STUDY, export_args, exported, write_args
 

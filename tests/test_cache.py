@@ -12,6 +12,7 @@ import pytest
 
 from syncstream import cache
 from syncstream.errors import CacheLockedError
+from syncstream.registry import reading
 
 
 def test_atomic_write_creates_directories_and_leaves_no_temporary(tmp_path: Path) -> None:
@@ -68,10 +69,10 @@ def test_read_nested_finds_files_one_level_down(tmp_path: Path) -> None:
     (tmp_path / "k1").mkdir()
     (tmp_path / "k1" / "a.json").write_bytes(b"{}")
     (tmp_path / "top.json").write_bytes(b"{}")
-    assert list(cache.read_nested(str(tmp_path))) == [str(tmp_path / "k1" / "a.json")]
-    assert list(cache.read_flat(str(tmp_path))) == [str(tmp_path / "top.json")]
-    assert list(cache.read_flat(str(tmp_path / "missing"))) == []
-    assert list(cache.read_nested(str(tmp_path / "missing"))) == []
+    assert list(reading.read_nested(str(tmp_path))) == [str(tmp_path / "k1" / "a.json")]
+    assert list(reading.read_flat(str(tmp_path))) == [str(tmp_path / "top.json")]
+    assert list(reading.read_flat(str(tmp_path / "missing"))) == []
+    assert list(reading.read_nested(str(tmp_path / "missing"))) == []
 
 
 def test_remove_files_removes_exactly_those_given(tmp_path: Path) -> None:
@@ -122,4 +123,4 @@ def test_nested_directories_may_start_with_a_dot(tmp_path: Path) -> None:
     """A nested rkey like '.0' is valid AT Protocol syntax, so its directory is read."""
     (tmp_path / ".0").mkdir()
     (tmp_path / ".0" / "a.json").write_bytes(b"{}")
-    assert list(cache.read_nested(str(tmp_path))) == [str(tmp_path / ".0" / "a.json")]
+    assert list(reading.read_nested(str(tmp_path))) == [str(tmp_path / ".0" / "a.json")]

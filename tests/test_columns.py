@@ -9,11 +9,12 @@ from typing import Any
 import msgspec
 import pytest
 
-from syncstream.datasets import COMMON_COLUMNS, Dataset
 from syncstream.export.tables import build_table, schema_of
-from syncstream.handlers import HANDLERS, datasets_of
-from syncstream.records import CachedRecord, encode_record
-from syncstream.types import HandlerKey as K
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.datasets import COMMON_COLUMNS, Dataset
+from syncstream.registry.handlers import datasets_of
+from syncstream.registry.records import CachedRecord, encode_record
+from syncstream.registry.types import HandlerKey as K
 
 CID = "bafyreiftot7eltsc3f6g4qktykmbv6jcmdmhcx5osscan6jpdxkpqcmcza"
 QUOTED = "at://did:plc:quoted/app.bsky.feed.post/3quoted"

@@ -29,11 +29,11 @@ from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.errors import ConfigError
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.batch import export_batch
-from syncstream.pds import LoopbackPds
+from syncstream.firehose.replay import iter_replay
 from syncstream.purge.__main__ import main as purge_main
+from syncstream.servers.pds import LoopbackPds
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.sources import iter_replay
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, ROOT, tree
 
@@ -336,7 +336,7 @@ def test_the_backfill_routes_through_the_registry_given(
     (user_dir / "repo_user.txt").write_text(did + "\n")
     store = ["--cache-dir", str(user_dir / "c"), "--state", str(user_dir / "b.sqlite"), "-q"]
     StateStore(user_dir / "b.sqlite").close()  # the writer's part: a backfill creates no store
-    from syncstream.keys import REHEARSAL_SEED, SigningKey, resign_car
+    from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 
     key = SigningKey(REHEARSAL_SEED)  # the real records under a key the loopback PLC publishes
     with LoopbackPds({did: resign_car((CORPUS / "repo.car").read_bytes(), key)}, key=key) as pds:

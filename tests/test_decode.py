@@ -10,8 +10,8 @@ from pathlib import Path
 import libipld
 import pytest
 
-from syncstream.write.decode import AccountEvent, car_blocks, decode_frame, json_model
-from syncstream.write.encode import (
+from syncstream.firehose.decode import AccountEvent, car_blocks, decode_frame, json_model
+from syncstream.firehose.encode import (
     OpSpec,
     encode_commit_frame,
     encode_frame,

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from syncstream.firehose.encode import OpSpec
 from syncstream.state import StateStore
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"

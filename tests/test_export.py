@@ -12,14 +12,15 @@ import pyarrow.parquet as pq
 import pytest
 
 from syncstream.cache import WriterLock
-from syncstream.context import setup_batch_export_system
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.batch import export_batch
+from syncstream.export.context import setup_batch_export_system
 from syncstream.export.tables import schema_of
-from syncstream.handlers import HANDLERS, datasets_of
+from syncstream.firehose.encode import OpSpec, event_frame
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import datasets_of
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import (
     TIME,
     all_files,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.handlers import HANDLERS
 from syncstream.listing import chunks, list_tree, new_id, read_lines, write_text_atomic
-from syncstream.types import HandlerKey
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.types import HandlerKey
 
 
 def make_tree(root: Path) -> set[tuple[str, HandlerKey]]:

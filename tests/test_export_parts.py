@@ -12,7 +12,8 @@ import pytest
 
 from syncstream.export.__main__ import main as export_main
 from syncstream.export.parts import HelperParts
-from syncstream.handlers import HANDLERS, datasets_of
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import datasets_of
 from tests.helpers import ROOT, tree
 from tests.test_export import export_args, write_cache
 
@@ -122,9 +123,9 @@ def test_shared_removal_removes_the_files_then_the_bookkeeping(tmp_path: Path, b
 def test_a_helper_that_dies_fails_the_export_cleanly(tmp_path: Path) -> None:
     """With its helper gone, an export fails, puts its claim back and exports nothing; the
     next export writes every row once."""
-    from syncstream.context import setup_batch_export_system
     from syncstream.errors import HelperError
     from syncstream.export.batch import export_batch
+    from syncstream.export.context import setup_batch_export_system
 
     write_cache(tmp_path)
     before = tree(tmp_path / "cache")

@@ -15,8 +15,8 @@ import pytest
 
 from syncstream.errors import ConfigError
 from syncstream.failpoints import POINTS, _parse
+from syncstream.firehose.encode import OpSpec
 from syncstream.staging import Step
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 from tests.tables import connect, stray_files, table_dirs
 
@@ -287,8 +287,8 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
     """Crash or fail a backfill at one step (mid-repository, or its files durable but the DID not
     recorded done); rerun it, export: every record of the repository is a row once."""
     from benchmarks.repos import build_repo
-    from syncstream.keys import REHEARSAL_SEED, SigningKey
-    from syncstream.pds import LoopbackPds
+    from syncstream.servers.keys import REHEARSAL_SEED, SigningKey
+    from syncstream.servers.pds import LoopbackPds
     from syncstream.state import StateStore
 
     study = write_users(tmp_path / "study.txt", [STUDY])

@@ -7,19 +7,14 @@ from pathlib import Path
 import msgspec
 import pytest
 
-from syncstream import cache, selectors
-from syncstream.datasets import Dataset
+from syncstream.cache import read_records, write_record
 from syncstream.errors import ConfigError
-from syncstream.handlers import (
-    HANDLERS,
-    HandlerConfig,
-    check_registry,
-    read_records,
-    record_path,
-    write_record,
-)
-from syncstream.records import CachedRecord, decode_record, encode_record
-from syncstream.types import FollowStatus, HandlerKey, Operation
+from syncstream.registry import reading, selectors
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.datasets import Dataset
+from syncstream.registry.handlers import HandlerConfig, check_registry, record_path
+from syncstream.registry.records import CachedRecord, decode_record, encode_record
+from syncstream.registry.types import FollowStatus, HandlerKey, Operation
 
 K = HandlerKey
 
@@ -203,4 +198,4 @@ def test_read_strategies_ignore_temporary_files(tmp_path: Path) -> None:
     (directory / ".author_did=x_post_uri_suffix=y.json.tmp").write_bytes(b"{")
     (directory / ".hidden.json").write_bytes(b"{")
     assert list(read_records(str(tmp_path), config)) == []
-    assert list(cache.read_flat(str(directory))) == []
+    assert list(reading.read_flat(str(directory))) == []

@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 
 from benchmarks.state_growth import measure
+from syncstream.firehose.encode import OpSpec
+from syncstream.registry.types import HandlerKey as K
 from syncstream.state import StateStore
-from syncstream.types import HandlerKey as K
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 
 STUDY, FRIEND, STRANGER = "did:plc:study", "did:plc:friend", "did:plc:stranger"

@@ -11,10 +11,10 @@ import libipld
 import pytest
 
 from syncstream.export.__main__ import main as export_main
-from syncstream.paths import MAX_NAME_BYTES, bounded_name
+from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_frame
+from syncstream.registry.paths import MAX_NAME_BYTES, bounded_name
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec, cid_for, encode_car, encode_frame
 from tests.helpers import TIME, commit, like, post, tree, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"
@@ -190,8 +190,8 @@ def test_a_cache_file_that_cannot_be_a_row_is_set_aside(
 def test_large_records_are_chunked_by_bytes(tmp_path: Path) -> None:
     """Chunks are bounded by --batch-bytes as well as --batch-files: 12 records of 100 KB with a
     budget of 250 KB make 4 or more chunks, and every row is exported once."""
-    from syncstream.context import setup_batch_export_system
     from syncstream.export.batch import export_batch
+    from syncstream.export.context import setup_batch_export_system
 
     frames = [
         commit(i, STUDY, OpSpec("create", f"app.bsky.feed.post/p{i}", post("x" * 100_000)))

@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.relay import Fault, LoopbackRelay, ReplayRelay, parse_fault
+from syncstream.firehose.decode import decode_frame
+from syncstream.firehose.encode import OpSpec, with_seq
+from syncstream.firehose.replay import iter_replay
+from syncstream.servers.relay import Fault, LoopbackRelay, ReplayRelay, parse_fault
 from syncstream.state import StateStore, relay_cursor
 from syncstream.write.__main__ import main
-from syncstream.write.decode import decode_frame
-from syncstream.write.encode import OpSpec, with_seq
 from syncstream.write.live import relay_base_uri
-from syncstream.write.sources import iter_replay
 from tests.helpers import (
     ROOT,
     commit,
@@ -224,7 +224,9 @@ def test_sigterm_flushes_and_persists_the_cursor(tmp_path: Path) -> None:
     replay = write_replay(tmp_path / "r.bin", corpus_frames())
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, "-m", "syncstream.relay", "--replay", str(replay)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-m", "syncstream.servers.relay", "--replay", str(replay)],
+        stdout=subprocess.PIPE,
+        text=True,
     ) as relay:
         try:
             assert relay.stdout is not None
@@ -259,7 +261,7 @@ def test_sighup_rereads_the_user_files(tmp_path: Path) -> None:
     study = write_users(tmp_path / "study.txt", [other])
     replay = write_replay(tmp_path / "r.bin", frames)
     with subprocess.Popen(
-        [sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--fault", "stall:10"],
+        [sys.executable, "-m", "syncstream.servers.relay", "--replay", str(replay), "--fault", "stall:10"],
         stdout=subprocess.PIPE, text=True,
     ) as relay:  # fmt: skip
         try:
@@ -320,14 +322,14 @@ def test_relay_urls_are_normalised() -> None:
 def test_relay_command_rejects_bad_faults_and_paths(tmp_path: Path) -> None:
     """The relay command explains a bad --fault and a missing replay."""
     result = subprocess.run(
-        [sys.executable, "-m", "syncstream.relay", "--replay", "x", "--fault", "boom:1"],
+        [sys.executable, "-m", "syncstream.servers.relay", "--replay", "x", "--fault", "boom:1"],
         capture_output=True,
         text=True,
         check=False,
     )
     assert result.returncode == 2 and "bad fault 'boom:1'" in result.stderr
     result = subprocess.run(
-        [sys.executable, "-m", "syncstream.relay", "--replay", str(tmp_path / "none")],
+        [sys.executable, "-m", "syncstream.servers.relay", "--replay", str(tmp_path / "none")],
         capture_output=True,
         text=True,
         check=False,

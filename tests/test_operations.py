@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.context import setup_cache_write_system
 from syncstream.export.metrics import parse_duration
-from syncstream.relay import LoopbackRelay, ReplayRelay, parse_fault
+from syncstream.servers.relay import LoopbackRelay, ReplayRelay, parse_fault
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.metrics import MetricsServer
 from syncstream.write.writer import CacheWriter
 from tests.helpers import ROOT, corpus_frames, write_replay
@@ -65,7 +65,7 @@ def test_writer_metrics_and_health_from_a_live_relay(tmp_path: Path) -> None:
     replay = write_replay(tmp_path / "r.bin", corpus_frames())
     port = free_port()
     with subprocess.Popen(
-        [sys.executable, "-m", "syncstream.relay", "--replay", str(replay), "--rate", "100"],
+        [sys.executable, "-m", "syncstream.servers.relay", "--replay", str(replay), "--rate", "100"],
         stdout=subprocess.PIPE, text=True,
     ) as relay:  # fmt: skip
         try:

@@ -37,9 +37,11 @@ def test_issue_names_are_importable() -> None:
 
 def test_public_names_come_from_their_modules() -> None:
     """Each public name is the object its module defines (resolved on first use)."""
-    from syncstream import context, errors, handlers, records, types
+    from syncstream import errors
+    from syncstream.registry import builtin, records, types
+    from syncstream.write import context
 
-    assert syncstream.HANDLERS is handlers.HANDLERS
+    assert syncstream.HANDLERS is builtin.HANDLERS
     assert syncstream.setup_cache_write_system is context.setup_cache_write_system
     assert syncstream.ConfigError is errors.ConfigError
     assert syncstream.CachedRecord is records.CachedRecord
@@ -62,9 +64,9 @@ def test_entries_and_frames_are_built_through_the_face(tmp_path: Path) -> None:
         view_column,
         write_replay,
     )
-    from syncstream.selectors import author_in_study
-    from syncstream.views import block_view
-    from syncstream.write.sources import iter_replay
+    from syncstream.firehose.replay import iter_replay
+    from syncstream.registry.selectors import author_in_study
+    from syncstream.registry.views import block_view
 
     dataset = Dataset(
         name="mine/block",

@@ -13,10 +13,10 @@ import pytest
 
 from syncstream.cache import WriterLock
 from syncstream.export.__main__ import main as export_main
+from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import (
     TIME,
     commit,

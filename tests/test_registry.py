@@ -20,23 +20,21 @@ from syncstream import (
     HandlerConfig,
     HandlerKey,
     Operation,
-    cache,
     check_registry,
     commit_frame,
     create_handler,
     delete_handler,
     head_column,
-    paths,
-    selectors,
     setup_batch_export_system,
     view_column,
 )
 from syncstream import setup_cache_write_system as setup_write
+from syncstream.cache import read_records, write_record
 from syncstream.export.batch import export_batch
-from syncstream.handlers import read_records, write_record
-from syncstream.records import CachedRecord
+from syncstream.registry import paths, reading, selectors
+from syncstream.registry.records import CachedRecord
+from syncstream.registry.views import block_view, post_view
 from syncstream.state import StateStore
-from syncstream.views import block_view, post_view
 from syncstream.write.writer import CacheWriter
 from tests.helpers import TIME, like, post, tree, write_users
 from tests.test_export import EXPECTED, FRIEND, P1, STUDY, scenario
@@ -240,8 +238,8 @@ def test_replacing_only_the_nesting_keeps_every_file_readable(tmp_path: Path) ->
     """The read strategy follows the nesting: a config whose nested_path alone is replaced finds
     every file it writes (before, it kept the flat reader and its files were never exported)."""
     config = msgspec.structs.replace(HANDLERS[K.POST], nested_path=paths.author_directory)
-    assert config.read_strategy is cache.read_nested
-    assert HANDLERS[K.POST].read_strategy is cache.read_flat
+    assert config.read_strategy is reading.read_nested
+    assert HANDLERS[K.POST].read_strategy is reading.read_flat
     record = CachedRecord(
         uri=P1, cid=None, author_did=STUDY, rkey="3p1", collection="app.bsky.feed.post", operation=Operation.CREATE,
         record_type="post", seq=1, rev="3mptbypluud2a", event_time=TIME, synctimestamp=TIME, nested_key=STUDY,

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 
-from syncstream.handlers import HANDLERS
-from syncstream.state import Population
-from syncstream.types import HandlerKey as K
+from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.firehose.encode import OpSpec
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.population import Population
+from syncstream.registry.types import HandlerKey as K
 from syncstream.write.__main__ import main
-from syncstream.write.decode import Commit, RepoOp
-from syncstream.write.encode import OpSpec
 from syncstream.write.route import CacheWrite, Rejection, route_commit, route_op, routing_table
 from tests.helpers import TIME, commit, follow, like, post, quote, repost, tree, write_replay, write_users
 

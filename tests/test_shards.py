@@ -11,10 +11,10 @@ from pathlib import Path
 import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
+from syncstream.firehose.encode import OpSpec
 from syncstream.lake import location
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, like, post, write_replay, write_users
 from tests.test_export_s3 import s3_endpoint
 

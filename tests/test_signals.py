@@ -18,9 +18,9 @@ import pytest
 from syncstream.cache import WriterLock
 from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
-from syncstream.pds import LoopbackPds, PdsFault
+from syncstream.firehose.encode import OpSpec, event_frame
+from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.state import StateStore
-from syncstream.write.encode import OpSpec, event_frame
 from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, write_replay, write_users
 
 SAMPLE = ROOT / "syncstream" / "data"
@@ -126,7 +126,7 @@ def test_lag_reads_as_days_hours_minutes(seconds: float, text: str) -> None:
     assert human_seconds(seconds) == text
 
 
-@pytest.mark.parametrize("module", ["syncstream.write.files", "syncstream.export.parts"])
+@pytest.mark.parametrize("module", ["syncstream.write.writes", "syncstream.export.parts"])
 def test_helper_modules_explain_themselves(module: str) -> None:
     """A helper run by hand (--help, or no arguments) says what it is, without a traceback."""
     helped = command(module, "--help")

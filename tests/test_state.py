@@ -8,8 +8,9 @@ from pathlib import Path
 
 from returns.result import Failure, Success
 
-from syncstream.state import Population, StateStore
-from syncstream.types import HandlerKey
+from syncstream.registry.population import Population
+from syncstream.registry.types import HandlerKey
+from syncstream.state import StateStore
 from syncstream.users import read_user_file
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from syncstream.errors import ConfigError
+from syncstream.firehose.encode import OpSpec
+from syncstream.registry.types import HandlerKey as K
 from syncstream.state import VERSION, StateStore, export_key
-from syncstream.types import HandlerKey as K
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, tree, write_replay, write_users
 
 STUDY, STRANGER = "did:plc:study", "did:plc:stranger"

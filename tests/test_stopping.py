@@ -12,10 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from syncstream.failpoints import ENV
-from syncstream.relay import LoopbackRelay, ReplayRelay
+from syncstream.firehose.decode import decode_frame
+from syncstream.servers.relay import LoopbackRelay, ReplayRelay
 from syncstream.state import StateStore, relay_cursor
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.decode import decode_frame
 from tests.helpers import ROOT, corpus_frames, tree, write_replay
 
 SAMPLE = ROOT / "syncstream" / "data"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import pytest
-from returns.result import Failure, Success
 
-from syncstream import syntax
+from syncstream.registry import syntax
 from tests.helpers import syntax_lines
 
 CHECKS: dict[str, Callable[[str], bool]] = {
@@ -41,18 +40,6 @@ def test_fixture_reader_keeps_the_extra_rkey_and_whitespace() -> None:
     assert "#extra" in syntax_lines("recordkey", "invalid")
     assert " at://did:plc:asdf123" in syntax_lines("aturi", "invalid")
     assert "at://did:plc:asdf123 " in syntax_lines("aturi", "invalid")
-
-
-def test_results_at_the_boundary() -> None:
-    """The Result forms carry the value on success and a message naming it on failure."""
-    assert syntax.did("did:plc:abc") == Success("did:plc:abc")
-    assert syntax.record_key("..") == Failure("invalid record key: '..'")
-    assert syntax.nsid("app.bsky.feed.post") == Success("app.bsky.feed.post")
-    assert syntax.tid("3mptbyplj5d2a") == Success("3mptbyplj5d2a")
-    assert syntax.at_uri("at://did:plc:abc/app.bsky.feed.post/3k") == Success(
-        syntax.AtUri("did:plc:abc", "app.bsky.feed.post", "3k")
-    )
-    assert isinstance(syntax.at_uri("at://did:plc:abc/app.bsky.feed.post/.."), Failure)
 
 
 @pytest.mark.parametrize("value", [".", "..", "a/b", "", "x" * 513])

@@ -21,11 +21,12 @@ from deltalake.schema import PrimitiveType
 from syncstream.compact import compact_tables
 from syncstream.compact import main as compact_main
 from syncstream.export.__main__ import main as export_main
-from syncstream.handlers import HANDLERS, datasets_of
+from syncstream.firehose.encode import OpSpec
 from syncstream.lake import delta_schema
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import datasets_of
 from syncstream.snapshot import main as snapshot_main
 from syncstream.state import StateStore
-from syncstream.write.encode import OpSpec
 from tests.helpers import commit, post
 from tests.tables import all_rows, connect, stray_files, table_rows
 from tests.test_export import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache

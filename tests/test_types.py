@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from syncstream.types import FollowStatus, HandlerKey, Operation, RecordType
+from syncstream.registry.types import FollowStatus, HandlerKey, Operation, RecordType
 
 
 def test_enum_values() -> None:

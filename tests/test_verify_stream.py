@@ -13,15 +13,15 @@ from typing import Any
 import libipld
 import zstandard
 
-from syncstream.context import setup_cache_write_system
 from syncstream.export.__main__ import main as export_main
-from syncstream.keys import REHEARSAL_SEED, SigningKey, sign_commit
-from syncstream.pds import LoopbackPds
+from syncstream.firehose.decode import car_blocks
+from syncstream.firehose.encode import OpSpec, encode_commit_frame, event_frame
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
+from syncstream.servers.pds import LoopbackPds
 from syncstream.verify import DidDocuments
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.authentic import StreamVerifier
-from syncstream.write.decode import car_blocks
-from syncstream.write.encode import OpSpec, encode_commit_frame, event_frame
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, TIME, corpus_frames, post, tree, write_replay, write_users
 from tests.tables import dataset_names, table_rows
@@ -168,8 +168,8 @@ def test_the_check_agrees_with_the_sdks_verify_signature() -> None:
     from atproto_crypto.consts import SECP256K1_CURVE_ORDER
     from atproto_crypto.verify import verify_signature
 
+    from syncstream.firehose.decode import decode_frame, signed_commit
     from syncstream.verify import _signed_by
-    from syncstream.write.decode import decode_frame, signed_commit
 
     docs = documents()
     checked = 0

@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.context import setup_cache_write_system
 from syncstream.export.__main__ import main as export_main
+from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.purge.__main__ import main as purge_main
-from syncstream.records import BACKFILL
+from syncstream.registry.records import BACKFILL
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main as write_main
-from syncstream.write.decode import Commit, RepoOp
-from syncstream.write.encode import OpSpec, event_frame
+from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 from tests.helpers import (
     TIME,

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from syncstream.cache import WriterLock
-from syncstream.records import decode_record
+from syncstream.firehose.encode import OpSpec, error_frame, info_frame
+from syncstream.registry.records import decode_record
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main
-from syncstream.write.encode import OpSpec, error_frame, info_frame
 from tests.helpers import (
     CORPUS,
     ROOT,

@@ -14,10 +14,10 @@ import pytest
 
 from syncstream.cache import WriterLock
 from syncstream.errors import CacheLockedError
+from syncstream.firehose.encode import OpSpec
 from syncstream.state import StateStore
 from syncstream.write.__main__ import main
-from syncstream.write.encode import OpSpec
-from syncstream.write.files import HelperWrites, InlineWrites
+from syncstream.write.writes import HelperWrites, InlineWrites
 from tests.helpers import CORPUS, ROOT, commit, post, store_args, tree, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"
@@ -74,7 +74,7 @@ def test_the_helper_holds_the_writer_lock_until_it_exits(tmp_path: Path) -> None
 
 CHILD = """
 import sys, time
-from syncstream.write.files import HelperWrites
+from syncstream.write.writes import HelperWrites
 files = HelperWrites("/tmp")
 print(files._helper._process.pid, flush=True)
 time.sleep(60)
@@ -134,5 +134,5 @@ def test_a_failing_file_writer_exits_1_and_keeps_the_cursor(
     args = [*store_args(tmp_path), "--replay", str(replay), "--study-users", str(study)]
     monkeypatch.setenv("SYNCSTREAM_FAILPOINTS", "write-helper/write.file_written:2:raise")
     assert main(args) == 1
-    assert "the helper process syncstream.write.files stopped" in capsys.readouterr().err
+    assert "the helper process syncstream.write.writes stopped" in capsys.readouterr().err
     assert StateStore(tmp_path / "s.sqlite").cursor() is None

@@ -22,7 +22,7 @@ from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
 
 if TYPE_CHECKING:
-    from syncstream.backfill.run import BackfillResult
+    from syncstream.write.backfill import BackfillResult
 
 __all__ = ["main"]
 
@@ -77,8 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--concurrency must be at least 1")
     check_fetch_options(parser, args)
     from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
-    from syncstream.backfill.run import backfill_dids  # noqa: PLC0415
-    from syncstream.context import setup_cache_write_system  # noqa: PLC0415
+    from syncstream.write.backfill import backfill_dids  # noqa: PLC0415
+    from syncstream.write.context import setup_cache_write_system  # noqa: PLC0415
     from syncstream.write.writer import CacheWriter  # noqa: PLC0415
 
     try:

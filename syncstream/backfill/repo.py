@@ -23,7 +23,7 @@ from typing import Any, BinaryIO, NamedTuple
 
 import libipld
 
-from syncstream.write.decode import car_blocks, json_model, uvarint
+from syncstream.firehose.decode import car_blocks, json_model, uvarint
 
 __all__ = ["Repo", "RepoError", "RepoFile", "RepoRecord", "read_repo", "repo_did"]
 

@@ -305,7 +305,7 @@ def _export_and_report(args: argparse.Namespace, *, compact: bool = False) -> in
 
 def _compact(out: str, handlers: str | None) -> CompactSummary | None:
     from syncstream.compact import compact_tables, format_summary  # noqa: PLC0415
-    from syncstream.handlers import datasets_of  # noqa: PLC0415
+    from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
     try:
         summary = compact_tables(out, datasets_of(load_registry(handlers)).values())
@@ -324,8 +324,8 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
         handlers = load_registry(args.handlers)  # before the helper: a bad one starts nothing
         parts = None if args.inline_parquet else _start_helper(args.out, storage_options)
         from syncstream.cache import WriterLock, reset_tree  # noqa: PLC0415
-        from syncstream.context import setup_batch_export_system  # noqa: PLC0415
         from syncstream.export.batch import export_batch  # noqa: PLC0415
+        from syncstream.export.context import setup_batch_export_system  # noqa: PLC0415
 
         context = setup_batch_export_system(
             args.cache_dir,
@@ -379,7 +379,7 @@ def _export(args: argparse.Namespace) -> tuple[int, ExportSummary | None]:
 
 def _datasets(spec: str | None) -> list[str]:
     """Every dataset of the registry: each has its series in the metrics file, rows or none."""
-    from syncstream.handlers import datasets_of  # noqa: PLC0415
+    from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
     try:
         return list(datasets_of(load_registry(spec)))

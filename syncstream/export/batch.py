@@ -49,15 +49,15 @@ from syncstream.cache import (
     check_no_links,
     remove_files,
 )
-from syncstream.context import BatchExportContext
+from syncstream.export.context import BatchExportContext
 from syncstream.export.parts import Part
 from syncstream.export.plan import Chunk
 from syncstream.export.purges import purge_first
 from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
-from syncstream.handlers import datasets_of
 from syncstream.listing import Entry, list_tree, new_id
 from syncstream.purge.protocol import PurgeSummary
+from syncstream.registry.handlers import datasets_of
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
 from syncstream.state import ExportKey
 

@@ -32,7 +32,7 @@ from syncstream.helper import Helper, helper_arguments, serve
 if TYPE_CHECKING:
     from importlib.machinery import ModuleSpec
 
-    from syncstream.datasets import Dataset
+    from syncstream.registry.datasets import Dataset
     from syncstream.storage import StorageRepository
 
 __all__ = [

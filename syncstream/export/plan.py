@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import NamedTuple
 
-from syncstream.datasets import Dataset
 from syncstream.listing import Entry
+from syncstream.registry.datasets import Dataset
+from syncstream.registry.views import FileHead
 from syncstream.state import ExportKey
 from syncstream.timestamps import is_seq, micros
-from syncstream.views import FileHead
 
 __all__ = ["Chunk", "Planned", "unexportable"]
 

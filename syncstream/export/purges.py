@@ -3,7 +3,7 @@ saw deleted or taken down."""
 
 from __future__ import annotations
 
-from syncstream.context import BatchExportContext
+from syncstream.export.context import BatchExportContext
 from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
 
 __all__ = ["purge_first"]

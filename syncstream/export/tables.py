@@ -1,6 +1,6 @@
 """A Table straight from decoded cache files, column by named column, with an explicit schema.
 
-Each cache file is decoded once into its head (``syncstream.views``) and, once, into its
+Each cache file is decoded once into its head (``syncstream.registry.views``) and, once, into its
 dataset's view of the record; each column then takes its values by its own function, a record
 batch of ``BATCH_ROWS`` rows at a time. Columns are plain lists turned into Arrow arrays with
 the schema's types: no pandas, no per-row dicts.
@@ -13,9 +13,9 @@ from typing import Any
 
 import pyarrow as pa
 
-from syncstream.datasets import ArrowType, Column, Dataset
+from syncstream.registry.datasets import ArrowType, Column, Dataset
+from syncstream.registry.views import decode_head
 from syncstream.timestamps import micros
-from syncstream.views import decode_head
 
 __all__ = ["ARROW_TYPES", "BATCH_ROWS", "build_table", "schema_of"]
 

@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from syncstream.cache import SET_ASIDE, SymlinkInCacheError, check_no_links, make_directories, read_bytes
-from syncstream.context import BatchExportContext
-from syncstream.datasets import Dataset, partition_date
+from syncstream.export.context import BatchExportContext
 from syncstream.export.plan import Chunk, Planned, unexportable
-from syncstream.handlers import HandlerConfig
 from syncstream.listing import Entry, list_tree
-from syncstream.paths import bounded_name
+from syncstream.registry.datasets import Dataset, partition_date
+from syncstream.registry.handlers import HandlerConfig
+from syncstream.registry.paths import bounded_name
+from syncstream.registry.views import decode_head
 from syncstream.state import ExportKey, export_key
-from syncstream.views import decode_head
 
 if TYPE_CHECKING:
     from syncstream.export.batch import ExportSummary

@@ -26,7 +26,7 @@ from syncstream.state import StateStore
 from syncstream.users import read_user_file
 
 if TYPE_CHECKING:
-    from syncstream.handlers import Registry
+    from syncstream.registry.handlers import Registry
 
 __all__ = ["main"]
 
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if handlers is None:
             _print_history(state)
             return 0
-        from syncstream.context import check_cache_tree, check_written  # noqa: PLC0415
+        from syncstream.preflight import check_cache_tree, check_written  # noqa: PLC0415
 
         try:  # a registry without what wrote to the store would leave its rows behind
             check_written(state, handlers)

@@ -38,11 +38,11 @@ import msgspec
 from syncstream.cache import SET_ASIDE, WriterLock, read_bytes, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.failpoints import failpoint
-from syncstream.handlers import HandlerConfig, Registry, datasets_of
 from syncstream.listing import list_tree, new_id
-from syncstream.purge import files
+from syncstream.purge import parquet
 from syncstream.purge.rows import Involvement
-from syncstream.records import CachedRecord, decode_record
+from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
+from syncstream.registry.records import CachedRecord, decode_record
 from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.state import PurgeRecord, StateStore
 
@@ -164,7 +164,7 @@ class _Purge:
             )
         for relative_path, name in parts:
             assert self.output.storage is not None
-            rows = files.candidate_rows(
+            rows = parquet.candidate_rows(
                 self.output.storage, relative_path, self.authors[name], self.involvement.dids
             )
             self._note_rows(name, rows)
@@ -185,7 +185,7 @@ class _Purge:
             self._purge_table(name)
         for relative_path, name in parts:
             assert self.output.storage is not None
-            removed = files.rewrite(
+            removed = parquet.rewrite(
                 self.output.storage,
                 relative_path,
                 name,
@@ -396,7 +396,7 @@ class _Purge:
         for name in sorted({name for _, name in parts}):
             assert storage is not None
             for relative_path in storage.list_parts(name):  # as rewritten
-                count = files.authored_rows(storage, relative_path, self.authors[name], dids)
+                count = parquet.authored_rows(storage, relative_path, self.authors[name], dids)
                 left[name] = left.get(name, 0) + count
         remaining = {name: count for name, count in left.items() if count}
         if remaining:

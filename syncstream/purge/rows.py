@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any, NamedTuple
 
-from syncstream.handlers import HandlerConfig, Registry
-from syncstream.state import Population
-from syncstream.types import Operation
+from syncstream.registry.handlers import HandlerConfig, Registry
+from syncstream.registry.population import Population
+from syncstream.registry.types import Operation
 
 __all__ = ["Involvement", "creates_by_kind"]
 

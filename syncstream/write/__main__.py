@@ -14,18 +14,19 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from syncstream.cli import environment_problem, escape, fail, load_registry, run, setup_logging
-from syncstream.context import CacheWriteContext, load_users, setup_cache_write_system
 from syncstream.errors import CacheWriteError, HelperError, RelayError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
+from syncstream.firehose.replay import ReplayError, iter_replay
+from syncstream.preflight import load_users
 from syncstream.state import CURSOR, relay_cursor
-from syncstream.write.files import HelperWrites
+from syncstream.write.context import CacheWriteContext, setup_cache_write_system
 from syncstream.write.options import check, parser
 from syncstream.write.progress import Progress
-from syncstream.write.sources import ReplayError, iter_replay
 from syncstream.write.writer import CacheWriter, HoldLimits, WriteSummary
+from syncstream.write.writes import HelperWrites
 
 if TYPE_CHECKING:
-    from syncstream.backfill.background import BackgroundBackfill
+    from syncstream.write.backfill import BackgroundBackfill
     from syncstream.write.metrics import MetricsServer
 
 __all__ = ["main"]
@@ -185,8 +186,8 @@ def _verify(writer: CacheWriter, args: argparse.Namespace) -> None:
 def _background(
     writer: CacheWriter, args: argparse.Namespace, metrics: MetricsServer | None
 ) -> BackgroundBackfill:
-    from syncstream.backfill.background import BackgroundBackfill  # noqa: PLC0415
     from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
+    from syncstream.write.backfill import BackgroundBackfill  # noqa: PLC0415
 
     if args.relay is not None:  # the SDK's firehose, imported before any backfill thread starts
         import syncstream.write.live  # noqa: F401, PLC0415

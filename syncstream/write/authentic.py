@@ -22,9 +22,9 @@ import logging
 
 import msgspec
 
-from syncstream.state import Population
+from syncstream.firehose.decode import Decoded, signed_commit
+from syncstream.registry.population import Population
 from syncstream.verify import DidDocuments, verify_commit
-from syncstream.write.decode import Decoded, signed_commit
 
 __all__ = ["SCOPES", "Checked", "StreamVerifier"]
 

@@ -22,9 +22,9 @@ import msgspec
 from atproto_firehose import FirehoseSubscribeReposClient
 
 from syncstream.errors import CacheWriteError, HelperError, RelayError
-from syncstream.write.decode import Decoded
+from syncstream.firehose.decode import Decoded
+from syncstream.firehose.replay import write_frame
 from syncstream.write.progress import Progress
-from syncstream.write.sources import write_frame
 from syncstream.write.writer import CacheWriter
 
 __all__ = ["Backoff", "FirehoseSource", "LiveOptions", "LiveRunner", "relay_base_uri"]

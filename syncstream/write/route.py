@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import NamedTuple
 
-from syncstream.handlers import HandlerConfig, Registry
-from syncstream.records import CachedRecord
-from syncstream.selectors import Selector
-from syncstream.state import Population
-from syncstream.syntax import is_cid, is_did, is_record_key
-from syncstream.types import Operation
-from syncstream.write.decode import Commit, RepoOp
+from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.registry.handlers import HandlerConfig, Registry
+from syncstream.registry.population import Population
+from syncstream.registry.records import CachedRecord
+from syncstream.registry.selectors import Selector
+from syncstream.registry.syntax import is_cid, is_did, is_record_key
+from syncstream.registry.types import Operation
 
 __all__ = ["CacheWrite", "Rejection", "RoutingTable", "route_commit", "route_op", "routing_table"]
 

@@ -19,17 +19,18 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from syncstream.cache import sync_filesystem
-from syncstream.context import CacheWriteContext
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
-from syncstream.handlers import record_path
-from syncstream.records import encode_record
-from syncstream.state import CURSOR, Population
+from syncstream.firehose.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
+from syncstream.registry.handlers import record_path
+from syncstream.registry.population import Population
+from syncstream.registry.records import encode_record
+from syncstream.registry.types import FollowStatus, Operation
+from syncstream.state import CURSOR
 from syncstream.timestamps import micros
-from syncstream.types import FollowStatus, Operation
-from syncstream.write.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
-from syncstream.write.files import FileWrites, InlineWrites
+from syncstream.write.context import CacheWriteContext
 from syncstream.write.route import CacheWrite, route_commit, routing_table
+from syncstream.write.writes import FileWrites, InlineWrites
 
 if TYPE_CHECKING:
     from syncstream.write.authentic import StreamVerifier

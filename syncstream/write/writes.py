@@ -5,7 +5,7 @@ routes on one core while the helper's atomic writes (four syscalls each) run on 
 Writes reach the helper in batches, in order; ``drain`` returns once every write sent so far
 is on disk, and the writer calls it before it makes a batch durable, so the cursor never runs
 ahead of the files. The helper holds the writer lock too: no other writer can start until it
-has gone, and it dies with the writer (``python -m syncstream.write.files`` is the helper).
+has gone, and it dies with the writer (``python -m syncstream.write.writes`` is the helper).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ class InlineWrites:
 
 
 class HelperWrites:
-    """Writes batched to a helper process (``python -m syncstream.write.files PARENT ROOT``). A
+    """Writes batched to a helper process (``python -m syncstream.write.writes PARENT ROOT``). A
     request is a flat list ``[path, payload, ...]``, unanswered; ``None`` asks for an answer:
     ``[failure, skipped]``, the first fatal failure (``""`` if none; after one, the helper
     writes nothing more) and the writes passed over since the last answer."""
@@ -149,5 +149,5 @@ class _Server:
 
 if __name__ == "__main__":
     set_process("write-helper")
-    _root = helper_arguments("syncstream.write.files", "syncstream.write", "ROOT", 1)[0]
+    _root = helper_arguments("syncstream.write.writes", "syncstream.write", "ROOT", 1)[0]
     raise SystemExit(serve(_Server(_root)))

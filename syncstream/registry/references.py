@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from syncstream.syntax import is_record_key
-from syncstream.types import POST
+from syncstream.registry.syntax import is_record_key
+from syncstream.registry.types import POST
 
 __all__ = [
     "EMBED_RECORD",

@@ -14,8 +14,8 @@ from collections.abc import Callable
 from operator import attrgetter
 from typing import Any, Literal
 
-from syncstream.config import Config
-from syncstream.views import (
+from syncstream.registry.config import Config
+from syncstream.registry.views import (
     FileHead,
     block_view,
     event_view,

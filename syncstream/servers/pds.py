@@ -1,12 +1,12 @@
 """A loopback PDS and PLC directory, to rehearse a backfill: ``getRepo`` for each CAR, and a DID
 document for each repository's DID that names this server as its PDS.
 
-``python -m syncstream.pds --repo FILE.car [--repo ...] [--port N] [--fault DID:KIND[:ARG]]...
+``python -m syncstream.servers.pds --repo FILE.car [--repo ...] [--port N] [--fault DID:KIND[:ARG]]...
 [--key-seed N] [--documents FILE]``
 
 Use its URL as both the PLC directory (``--plc-url``) and the PDS. Each generated DID document
 publishes the signing key the repositories were signed with (``--key-seed``, as
-``syncstream.keys.SigningKey(N)``); ``--documents`` serves given DID documents as they are
+``syncstream.servers.keys.SigningKey(N)``); ``--documents`` serves given DID documents as they are
 (a JSON object DID -> document, zstd-compressed or not: the corpus's ``did_docs.json.zst``).
 Faults, per DID:
 
@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from syncstream.backfill.repo import repo_did
 from syncstream.httpd import QuietHandler
-from syncstream.keys import SigningKey
+from syncstream.servers.keys import SigningKey
 
 __all__ = ["LoopbackPds", "PdsFault", "main", "parse_pds_fault", "read_documents"]
 
@@ -222,7 +222,7 @@ def read_documents(path: Path) -> dict[str, dict[str, object]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.pds",
+        prog="python -m syncstream.servers.pds",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Faults: " + ", ".join(_KINDS) + " (see the module's documentation).",
     )

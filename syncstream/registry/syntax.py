@@ -1,7 +1,7 @@
 """AT Protocol identifier syntax: DID, handle, NSID, record key, TID, AT-URI.
 
-The ``is_*`` predicates are the hot path (plain bools, no allocation); the same checks
-wrapped as ``returns`` Results serve the boundaries (user files, library callers).
+Plain predicates (bools, no allocation: they run on the hot path) and ``parse_at_uri``; the
+boundaries that report a bad value (user files: ``syncstream.users``) wrap them in Results.
 The rules follow the atproto specification and are pinned by the interop fixtures.
 """
 
@@ -10,22 +10,15 @@ from __future__ import annotations
 import re
 from typing import NamedTuple
 
-from returns.result import Failure, Result, Success
-
 __all__ = [
     "AtUri",
-    "at_uri",
-    "did",
     "is_cid",
     "is_did",
     "is_handle",
     "is_nsid",
     "is_record_key",
     "is_tid",
-    "nsid",
     "parse_at_uri",
-    "record_key",
-    "tid",
 ]
 
 _DID = re.compile(r"did:[a-z]+:[a-zA-Z0-9._:%-]*[a-zA-Z0-9._-]")
@@ -99,28 +92,3 @@ def parse_at_uri(value: str) -> AtUri | None:
     if rkey is not None and not is_record_key(rkey):
         return None
     return AtUri(authority, collection, rkey)
-
-
-def _checked(kind: str, ok: bool, value: str) -> Result[str, str]:
-    return Success(value) if ok else Failure(f"invalid {kind}: {value!r}")
-
-
-def did(value: str) -> Result[str, str]:
-    return _checked("DID", is_did(value), value)
-
-
-def nsid(value: str) -> Result[str, str]:
-    return _checked("NSID", is_nsid(value), value)
-
-
-def record_key(value: str) -> Result[str, str]:
-    return _checked("record key", is_record_key(value), value)
-
-
-def tid(value: str) -> Result[str, str]:
-    return _checked("TID", is_tid(value), value)
-
-
-def at_uri(value: str) -> Result[AtUri, str]:
-    parsed = parse_at_uri(value)
-    return Success(parsed) if parsed is not None else Failure(f"invalid AT-URI: {value!r}")

@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from syncstream import references as refs
-from syncstream.state import Population
+from syncstream.registry import references as refs
+from syncstream.registry.population import Population
 
 __all__ = [
     "Selector",

@@ -14,7 +14,7 @@ from typing import Any
 import libipld
 import msgspec
 
-from syncstream.syntax import is_handle, is_tid
+from syncstream.registry.syntax import is_handle, is_tid
 from syncstream.timestamps import is_seq
 
 __all__ = [

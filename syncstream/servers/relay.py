@@ -1,6 +1,6 @@
 """A loopback relay: serves a replay file at ``/xrpc/com.atproto.sync.subscribeRepos``.
 
-``python -m syncstream.relay --replay FILE [--host 127.0.0.1] [--port N] [--fault KIND:N[:NAME]]...``
+``python -m syncstream.servers.relay --replay FILE [--host 127.0.0.1] [--port N] [--fault KIND:N[:NAME]]...``
 
 It keeps the relay's cursor semantics: a connection with ``?cursor=S`` gets every frame after
 ``S`` (``--inclusive`` also resends the frame at ``S``, as some relays do), a cursor older than
@@ -34,8 +34,8 @@ import zstandard
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
-from syncstream.write.encode import error_frame, info_frame
-from syncstream.write.sources import iter_replay
+from syncstream.firehose.encode import error_frame, info_frame
+from syncstream.firehose.replay import iter_replay
 
 __all__ = ["PATH", "Fault", "LoopbackRelay", "ReplayRelay", "main", "parse_fault"]
 
@@ -196,7 +196,7 @@ class LoopbackRelay:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.relay",
+        prog="python -m syncstream.servers.relay",
         description="Serve a replay file as a relay's com.atproto.sync.subscribeRepos, with cursor "
         "semantics and injectable faults, to rehearse a pipeline against.",
         epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,

@@ -72,7 +72,7 @@ def encode_commit_frame(
     sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> bytes:
     """A ``#commit`` frame whose CAR slice holds a commit block (signed by ``sign``, e.g.
-    ``partial(syncstream.keys.sign_commit, key=...)``) and each op's record block."""
+    ``partial(syncstream.servers.keys.sign_commit, key=...)``) and each op's record block."""
     blocks: list[tuple[bytes, bytes]] = []
     wire_ops: list[dict[str, Any]] = []
     for op in ops:

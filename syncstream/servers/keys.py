@@ -53,8 +53,8 @@ def sign_commit(commit: dict[str, Any], key: SigningKey) -> dict[str, Any]:
 def resign_car(car: bytes, key: SigningKey, **changes: Any) -> bytes:
     """The repository CAR with its root commit signed by ``key`` (after ``changes`` to its
     fields; ``sig=None`` leaves it unsigned): a real repository's records under a rehearsal key."""
-    from syncstream.write.decode import car_blocks, uvarint  # noqa: PLC0415
-    from syncstream.write.encode import cid_for, encode_car  # noqa: PLC0415
+    from syncstream.firehose.decode import car_blocks, uvarint  # noqa: PLC0415
+    from syncstream.firehose.encode import cid_for, encode_car  # noqa: PLC0415
 
     length, pos = uvarint(car, 0)
     root = libipld.decode_dag_cbor(car[pos : pos + length])["roots"][0]

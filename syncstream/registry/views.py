@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from syncstream import references as refs
+from syncstream.registry import references as refs
 
 __all__ = [
     "NULL",

@@ -10,10 +10,10 @@ import hashlib
 from collections.abc import Callable
 from typing import Any
 
-from syncstream import references as refs
-from syncstream.records import BACKFILL, CachedRecord
-from syncstream.syntax import is_did
-from syncstream.types import POST
+from syncstream.registry import references as refs
+from syncstream.registry.records import BACKFILL, CachedRecord
+from syncstream.registry.syntax import is_did
+from syncstream.registry.types import POST
 
 __all__ = [
     "MAX_NAME_BYTES",

@@ -11,7 +11,7 @@ from typing import Any
 
 import msgspec
 
-from syncstream.types import FollowStatus, Operation
+from syncstream.registry.types import FollowStatus, Operation
 
 __all__ = ["BACKFILL", "CachedRecord", "decode_record", "encode_record"]
 

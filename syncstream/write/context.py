@@ -1,0 +1,86 @@
+"""The write phase's context, built once at set-up with every choice already resolved."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import msgspec
+
+from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
+from syncstream.errors import ConfigError
+from syncstream.preflight import check_written, load_users
+from syncstream.registry.builtin import HANDLERS
+from syncstream.registry.handlers import Registry, check_registry
+from syncstream.registry.population import Population
+from syncstream.state import StateStore
+
+__all__ = ["CacheWriteContext", "setup_cache_write_system"]
+
+
+class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
+    """Everything the write phase needs; the writer lock is held while the context lives."""
+
+    cache_root: str
+    state: StateStore
+    population: Population
+    handlers: Registry
+    lock: WriterLock
+
+    def close(self) -> None:
+        self.state.close()
+        self.lock.release()
+
+
+def setup_cache_write_system(
+    cache_dir: str | Path,
+    state_path: str | Path,
+    *,
+    study_users: str | Path | None = None,
+    in_network_users: str | Path | None = None,
+    handlers: Registry = HANDLERS,
+    reenrol: Iterable[str] = (),
+    create_state: bool = True,
+) -> CacheWriteContext:
+    """Open the state, load the user files (when given), lay the tree and take the writer lock.
+
+    ``handlers`` is the registry this system routes and writes by (``HANDLERS`` by default).
+    A purged DID in a user file is skipped unless it is in ``reenrol``. Without
+    ``create_state`` (a backfill), a missing store is an error and nothing is created.
+    Raises ``ConfigError`` for a bad user file, store or registry (one that lacks a handler or
+    a dataset that wrote to the store: ``check_written``) and ``CacheLockedError`` when another
+    writer holds the cache.
+    """
+    check_registry(handlers)
+    if not create_state:
+        StateStore(state_path, create=False).close()  # before the cache directory is made
+    # Links above the root are the user's to choose; below it none is ever followed, and
+    # every path the writer builds starts with the root's real path.
+    os.makedirs(cache_dir, exist_ok=True)
+    root = os.path.realpath(cache_dir)
+    lock = WriterLock(root).acquire()
+    try:
+        state = StateStore(state_path, create=create_state)
+        try:
+            check_written(state, handlers)
+            state.reenrol(reenrol)
+            load_users(state, "study", study_users)
+            load_users(state, "in_network", in_network_users)
+            try:
+                create_tree(root, (config.directory for config in handlers.values()))
+            except SymlinkInCacheError as error:
+                raise ConfigError(
+                    f"{error.filename} is a symbolic link inside the cache; syncstream never follows "
+                    "one: replace it with a directory"
+                ) from None
+            population = state.population()
+        except BaseException:
+            state.close()
+            raise
+    except BaseException:
+        lock.release()
+        raise
+    return CacheWriteContext(
+        cache_root=root, state=state, population=population, handlers=handlers, lock=lock
+    )
