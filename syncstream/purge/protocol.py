@@ -16,7 +16,7 @@ it leaves the cache, the state and the output. Exactly once, whatever is killed 
 4. **Cache.** The involved cache and set-aside files are removed.
 5. **Output.** In each Delta table the rows are deleted in one commit and the files it replaced
    vacuumed (``purge.tables``); in a plain-Parquet output each file is rewritten without them
-   (``purge.files``).
+   (``purge.parquet``).
 6. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts.
 
 A purge killed at any step is finished by the next purge or export (same id, same accounts).
@@ -28,21 +28,19 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import msgspec
 
-from syncstream.cache import SET_ASIDE, WriterLock, read_bytes, remove_files
+from syncstream.cache import WriterLock, remove_files
 from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.failpoints import failpoint
-from syncstream.listing import list_tree, new_id
-from syncstream.purge import parquet
+from syncstream.listing import new_id
+from syncstream.purge import in_cache, parquet
 from syncstream.purge.rows import Involvement
 from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
-from syncstream.registry.records import CachedRecord, decode_record
 from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.state import PurgeRecord, StateStore
 
@@ -150,7 +148,7 @@ class _Purge:
         failpoint(Step.PURGE_BEGUN)
         self._wait_for_writer(self.state.population_version())
         self._settle_export()
-        cache_files = list(self._cache_files())
+        cache_files = list(in_cache.cache_files(self.root, self.handlers, self.staging.claim_directories()))
         tables, parts = self._outputs()
         for _, config, cached in cache_files:
             row = _Row(cached.operation, cached.author_did, cached.uri, cached.record, config.follow_status)
@@ -178,7 +176,7 @@ class _Purge:
             if cached.author_did in self.involvement.dids
             or (config.dataset.name, cached.uri, config.follow_status or "") in self.involved
         ]
-        doomed += self._set_aside_files()
+        doomed += in_cache.set_aside_files(self.root, self.handlers, self.involvement, self.involved)
         self.summary.cache_files = remove_files(doomed)
         failpoint(Step.PURGE_CACHE_REMOVED)
         for name in tables:
@@ -298,60 +296,6 @@ class _Purge:
         return location(self.output.out, name)
 
     # step 3: what is involved -------------------------------------------------------------
-
-    def _cache_files(self) -> Iterator[tuple[str, HandlerConfig, CachedRecord]]:
-        configs = list(self.handlers.values())
-        by_key = {config.key: config for config in configs}
-        for root in [self.root, *self.staging.claim_directories()]:
-            for entry in list_tree(root, configs):
-                path = os.path.join(root, entry.relpath)
-                try:
-                    with open(path, "rb") as handle:
-                        cached = decode_record(handle.read())
-                except (OSError, msgspec.DecodeError):
-                    continue  # gone meanwhile, or not a cache record (the export sets those aside)
-                yield path, by_key[entry.key], cached
-
-    def _set_aside_files(self) -> list[str]:
-        """The files in ``{cache}/.set-aside/`` that involve the accounts. They could not become
-        rows, so they are read as bytes: one that decodes as a cache record goes by the rules of
-        its kind, one that does not goes when it names an account at all (its text may be theirs)."""
-        by_directory = {config.directory: config for config in self.handlers.values()}
-        found = []
-        directory = os.path.join(self.root, SET_ASIDE)
-        with contextlib.suppress(FileNotFoundError), os.scandir(directory) as entries:
-            for entry in entries:
-                if not entry.is_file(follow_symlinks=False):
-                    continue
-                try:
-                    data = read_bytes(entry.path)
-                except OSError:
-                    continue
-                if self._set_aside_involved(entry.name, data, by_directory):
-                    found.append(entry.path)
-        return found
-
-    def _set_aside_involved(self, name: str, data: bytes, by_directory: Mapping[str, HandlerConfig]) -> bool:
-        if any(did.encode() in data or did in name for did in self.involvement.dids):
-            try:
-                cached = decode_record(data)
-            except msgspec.DecodeError:
-                return True
-            # set aside as its cache path with "/" as "~": the directory names its handler
-            config = by_directory.get(os.path.dirname(name.replace("~", "/")))
-            row = _Row(cached.operation, cached.author_did, cached.uri, cached.record, cached.follow_status)
-            if config is None or cached.author_did in self.involvement.dids:
-                return True
-            return (
-                self.involvement.selected(config, row.operation, row.author, row.record)
-                or (
-                    config.dataset.name,
-                    cached.uri,
-                    config.follow_status or "",
-                )
-                in self.involved
-            )
-        return False
 
     def _note(self, dataset: str, config: HandlerConfig | None, row: _Row) -> None:
         if row.uri is not None and self.involvement.selected(config, row.operation, row.author, row.record):
