@@ -1,4 +1,4 @@
-"""A user's own registry, from a module outside the package: the README's example run as written,
+"""A user's own registry, from a module outside the package: docs/library.md's example run as written,
 through every command (``--handlers``, ``SYNCSTREAM_HANDLERS``) and through the library; and what
 a registry that does not cover the store meets instead of losing or leaking it."""
 
@@ -37,7 +37,8 @@ from syncstream.write.__main__ import main as write_main
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, ROOT, tree
 
-SECTION = (ROOT / "README.md").read_text().split("### Adding a record type", 1)[1].split("\n## ", 1)[0]
+LIBRARY = (ROOT / "docs" / "library.md").read_text()
+SECTION = LIBRARY.split("## Adding a record type", 1)[1].split("\n## ", 1)[0]
 MODULE, BUILD = re.findall(r"```python\n(.*?)```", SECTION, re.S)
 [SHELL] = re.findall(r"```sh\n(.*?)```", SECTION, re.S)
 STARS = "study_user_activity/star"
@@ -46,19 +47,19 @@ STAR_DIRS = {"study_user_activity/create/star", "study_user_activity/delete/star
 
 @pytest.fixture
 def user_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A directory outside the package with the README's module, study file and replay."""
+    """A directory outside the package with the documented module, study file and replay."""
     home = tmp_path / "elsewhere"
     home.mkdir()
     (home / "stars.py").write_text(MODULE)
     monkeypatch.chdir(home)
-    exec(compile(BUILD, "README.md", "exec"), {})
+    exec(compile(BUILD, "docs/library.md", "exec"), {})
     monkeypatch.chdir(tmp_path)
     return home
 
 
 @pytest.fixture
 def stars(user_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
-    """The README's module imported by name, as --handlers does (the helper finds it on PYTHONPATH)."""
+    """The documented module imported by name, as --handlers does (the helper finds it on PYTHONPATH)."""
     monkeypatch.syspath_prepend(str(user_dir))
     monkeypatch.setenv("PYTHONPATH", str(user_dir))
     yield importlib.import_module("stars")
@@ -87,7 +88,7 @@ def run(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 
 def test_the_readme_example_runs_through_the_commands(user_dir: Path) -> None:
-    """The README's module, shell lines and replay, as written: the writer and the export (with
+    """The documented module, shell lines and replay, as written: the writer and the export (with
     its Parquet helper) import the module by name and write the star and its delete as rows;
     the purge, given the same registry, takes them out again."""
     done = run(SHELL, user_dir)
@@ -367,7 +368,7 @@ def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path
 
 
 def test_a_purge_erases_an_accounts_rows_from_datasets_its_registry_does_not_know(user_dir: Path) -> None:
-    """Two stores share one output: the README's store writes stars, another (the built-in
+    """Two stores share one output: the documented store writes stars, another (the built-in
     registry) the same account's posts. Purged from the second store, the account leaves the
     stars table too, by author: no dataset under the output keeps a row of it, and no byte of
     its DID is left in any file under the output (data or log)."""

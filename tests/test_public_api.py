@@ -90,17 +90,17 @@ def test_entries_and_frames_are_built_through_the_face(tmp_path: Path) -> None:
     assert list(iter_replay(write_replay(tmp_path / "r.bin", frames))) == frames
 
 
-def test_the_readme_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The README's library example, as written (a local directory for its S3 URI), writes the
+def test_the_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docs/library.md's example, as written (a local directory for its S3 URI), writes the
     sample frames and exports them."""
-    readme = (ROOT / "README.md").read_text()
-    section = readme.split("## The library", 1)[1]
+    library = (ROOT / "docs" / "library.md").read_text()
+    section = library.split("## Writing and exporting from Python", 1)[1]
     code = section.split("```python\n", 1)[1].split("```", 1)[0]
     assert "handlers=HANDLERS" in code and "process_frames(frames)" in code
     monkeypatch.chdir(tmp_path)
     (tmp_path / "study.txt").write_text((ROOT / "syncstream/data/sample_study_users.txt").read_text())
     namespace = {"frames": corpus_frames()}
-    exec(compile(code.replace("s3://bucket/prefix", "out"), "README.md", "exec"), namespace)
+    exec(compile(code.replace("s3://bucket/prefix", "out"), "docs/library.md", "exec"), namespace)
     summary, written = namespace["summary"], sum(namespace["writer"].files.values())  # type: ignore[attr-defined]
     assert summary.rows == summary.cache_files == written == 12  # type: ignore[attr-defined]
     assert len(list((tmp_path / "out").rglob("*.parquet"))) == len(summary.datasets)  # type: ignore[attr-defined]
