@@ -22,8 +22,8 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
     "backfill": ("syncstream.backfill.__main__", "study users' history, from their PDS and verified"),
     "compact": ("syncstream.compact", "rewrite closed partitions into few files, checkpoint, vacuum"),
     "snapshot": ("syncstream.snapshot", "a citable plain-Parquet copy of every table, with a manifest"),
-    "relay": ("syncstream.relay", "rehearsal: serve a replay file as a relay's firehose"),
-    "pds": ("syncstream.pds", "rehearsal: serve repositories as a PDS and DID documents as a PLC"),
+    "relay": ("syncstream.servers.relay", "rehearsal: serve a replay file as a relay's firehose"),
+    "pds": ("syncstream.servers.pds", "rehearsal: serve repositories as a PDS and DID documents as a PLC"),
 }
 
 USAGE = "usage: syncstream COMMAND [OPTIONS]   (syncstream COMMAND --help for a command's options)"
