@@ -20,7 +20,7 @@ from benchmarks.__main__ import run
 from benchmarks.repos import build_repo, write_repo
 from syncstream.backfill.fetch import Fetcher
 from syncstream.servers.keys import REHEARSAL_SEED
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.verify import DidDocuments
 from syncstream.write.backfill import backfill_dids
 from syncstream.write.context import setup_cache_write_system

@@ -13,7 +13,7 @@ from returns.result import Failure
 from syncstream.cache import stray_entries
 from syncstream.errors import ConfigError
 from syncstream.registry.handlers import Registry, datasets_of
-from syncstream.state import StateStore
+from syncstream.store import StateStore, UserKind
 from syncstream.users import read_user_lines
 
 __all__ = ["WAY_ON", "check_cache_tree", "check_written", "load_users"]
@@ -26,17 +26,17 @@ WAY_ON = (
 )
 
 
-def load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
+def load_users(state: StateStore, kind: UserKind, path: str | Path | None) -> None:
     """Replace the ``kind`` users with a user file's DIDs (``ConfigError`` for a bad file). A
     purged DID stays out: a stale copy of the study's list does not bring back a withdrawal;
-    its line is skipped with a warning (``StateStore.reenrol`` lets it in again)."""
+    its line is skipped with a warning (``StateStore.purges.reenrol`` lets it in again)."""
     if path is None:
         return
     match read_user_lines(path):
         case Failure(message):
             raise ConfigError(message)
         case result:
-            purged = state.purged_dids()
+            purged = state.population.purged()
             kept = []
             for line, did in result.unwrap():
                 if did in purged:
@@ -44,14 +44,14 @@ def load_users(state: StateStore, kind: str, path: str | Path | None) -> None:
                                 "--reenrol %s enrols it again", path, line, did, did)  # fmt: skip
                 else:
                     kept.append(did)
-            state.replace_users(kind, kept)
+            state.population.replace(kind, kept)
 
 
 def check_written(state: StateStore, handlers: Registry) -> None:
     """``ConfigError`` naming every handler that wrote to the cache, and every dataset the export
     wrote, that ``handlers`` lacks (the state remembers them): without them, what they hold would
     be lost (deletes no longer routed, files never exported) or leaked (rows a purge misses)."""
-    wrote, exported = state.written_by()
+    wrote, exported = state.written_by.names()
     handlers_missing = sorted(wrote - set(handlers))
     datasets_missing = sorted(exported - set(datasets_of(handlers)))
     if handlers_missing or datasets_missing:

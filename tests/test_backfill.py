@@ -19,7 +19,7 @@ from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.servers.pds import LoopbackPds, PdsFault, parse_pds_fault
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.verify import DidDocuments
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import CORPUS, TIME, commit, from_json_model, tree, write_replay, write_users
@@ -127,7 +127,7 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
         assert backfill(tmp_path, pds, "--did", DID, "--did", other, "--did", unknown, study=everyone) == 1
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        recorded = state.backfills()
+        recorded = state.backfills.recorded()
     finally:
         state.close()
     assert recorded[DID][0] == "failed" and recorded[DID][2]
@@ -137,7 +137,9 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
         assert backfill(tmp_path, pds, "--did", DID) == 0
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        assert state.backfills()[DID][:2] == ("done", REV) and state.backfills()[DID][3] == 2
+        assert (
+            state.backfills.recorded()[DID][:2] == ("done", REV) and state.backfills.recorded()[DID][3] == 2
+        )
     finally:
         state.close()
 
@@ -155,7 +157,7 @@ def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
         assert pds.requests == [DID]
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        assert state.backfills()[DID][0] == "done"
+        assert state.backfills.recorded()[DID][0] == "done"
     finally:
         state.close()
 
@@ -182,7 +184,7 @@ def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
         )
         state = StateStore(tmp_path / "s.sqlite")
         try:
-            assert state.backfills()[DID][0] == "pending"
+            assert state.backfills.recorded()[DID][0] == "pending"
         finally:
             state.close()
         assert backfill(tmp_path, pds) == 0
@@ -212,17 +214,17 @@ def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) 
             writer.process_frame(live_post)
             writer.process_frame(other)
             writer.flush()
-            assert context.state.cursor() == 99  # not past the held commit
+            assert context.state.cursors.get() == 99  # not past the held commit
             assert tree(tmp_path / "cache") == set()
             backfill.drain()
             writer.flush()
-            assert context.state.cursor() == 101
+            assert context.state.cursors.get() == 101
             files = tree(tmp_path / "cache")
             assert (
                 "study_user_activity/create/post/author_did=did:plc:53iucmf5ldftgqyf2ac7hmhd_post_uri_suffix=3live.json"
                 in files
             )
-            assert len(files) > 10 and context.state.backfills()[DID][:2] == ("done", REV)
+            assert len(files) > 10 and context.state.backfills.recorded()[DID][:2] == ("done", REV)
             backfill.close()
         finally:
             context.close()
@@ -278,8 +280,8 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
                         time.sleep(0.1)
                         state = StateStore(tmp_path / "s.sqlite")
                         try:
-                            if state.backfills().get(DID, ("",))[0] == "done":
-                                done_at = state.cursor(f"cursor:{url.split('://')[1].split('/')[0]}")
+                            if state.backfills.recorded().get(DID, ("",))[0] == "done":
+                                done_at = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
                         finally:
                             state.close()
                     assert done_at is not None, "the newcomer was not backfilled"
@@ -288,7 +290,7 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
                         time.sleep(0.1)
                         state = StateStore(tmp_path / "s.sqlite")
                         try:
-                            if (state.cursor(cursor) or 0) > done_at:
+                            if (state.cursors.get(cursor) or 0) > done_at:
                                 break
                         finally:
                             state.close()
@@ -301,7 +303,7 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
             relay.wait(timeout=10)
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        later = state.cursor(f"cursor:{url.split('://')[1].split('/')[0]}")
+        later = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
     finally:
         state.close()
     assert later is not None and done_at is not None and later > done_at

@@ -19,7 +19,7 @@ from syncstream.backfill.repo import RepoError, RepoFile
 from syncstream.firehose.encode import cid_for, encode_car
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car, sign_commit
 from syncstream.servers.pds import LoopbackPds, PdsFault
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.verify import DidDocuments, verify_commit
 from tests.helpers import CORPUS, tree, write_users
 
@@ -41,7 +41,7 @@ def run_backfill(root: Path, pds: LoopbackPds, *extra: str, study: tuple[str, ..
 def recorded(root: Path) -> dict[str, tuple[str, str | None, str | None, int]]:
     state = StateStore(root / "s.sqlite")
     try:
-        return state.backfills()
+        return state.backfills.recorded()
     finally:
         state.close()
 
@@ -326,10 +326,10 @@ def test_only_fetching_dids_are_held_and_a_hold_overflow_fails_the_backfill(tmp_
                 )
             assert DID not in writer.held and writer.hold_overflows
             writer.flush()
-            assert context.state.cursor() == 103
+            assert context.state.cursors.get() == 103
             assert len(tree(tmp_path / "cache")) == 4
             backfill.poll()
-            status, _, reason, _ = context.state.backfills()[DID]
+            status, _, reason, _ = context.state.backfills.recorded()[DID]
             assert status == "failed" and "passed the bound of 3 commits" in (reason or "")
             assert list(writer.held) == [others[0]]
             backfill.close()
@@ -375,12 +375,12 @@ def test_a_large_repository_is_written_in_slices_while_the_stream_flows(tmp_path
                 )
                 writer.flush()
                 if big in backfill.running:
-                    assert context.state.cursor() == 199  # the held commit is not passed
+                    assert context.state.cursors.get() == 199  # the held commit is not passed
                 seq += 1
             assert seq > 305  # many slices, with frames between them
             writer.flush()
-            assert context.state.cursor() == seq - 1
-            assert context.state.backfills()[big][0] == "done"
+            assert context.state.cursors.get() == seq - 1
+            assert context.state.backfills.recorded()[big][0] == "done"
             files = tree(tmp_path / "cache")
             # 2,500 posts, 2,500 likes (each also a like on the user's post), the live post
             assert sum(f"author_did={big}" in name for name in files) == 7501

@@ -13,7 +13,7 @@ from pathlib import Path
 from syncstream.firehose.encode import OpSpec
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.servers.pds import LoopbackPds, PdsFault
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from tests.helpers import CORPUS, commit, post, tree, write_replay, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
@@ -53,7 +53,7 @@ def test_sigterm_during_a_fetch_ends_the_backfill_command_cleanly(tmp_path: Path
     assert "Traceback" not in err
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        assert DID not in state.backfills()
+        assert DID not in state.backfills.recorded()
     finally:
         state.close()
     with LoopbackPds({DID: CAR}, key=KEY) as pds:
@@ -61,7 +61,7 @@ def test_sigterm_during_a_fetch_ends_the_backfill_command_cleanly(tmp_path: Path
         assert subprocess.run(command, capture_output=True, check=False).returncode == 0
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        assert state.backfills()[DID][0] == "done"
+        assert state.backfills.recorded()[DID][0] == "done"
     finally:
         state.close()
 
@@ -114,8 +114,8 @@ def test_sigterm_during_a_fetch_ends_the_writer_cleanly_and_loses_no_live_commit
     assert "Traceback" not in err and "error:" not in err
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        cursor = state.cursor(f"cursor:{url.split('://')[1].split('/')[0]}")
-        assert DID not in state.backfills()
+        cursor = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
+        assert DID not in state.backfills.recorded()
     finally:
         state.close()
     assert cursor is not None and cursor >= FIRST + 9
@@ -140,9 +140,9 @@ def test_a_replay_with_a_backfill_ends_while_a_pds_trickles(tmp_path: Path) -> N
         assert write_main(args) == 0
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        status, _, reason, _ = state.backfills()[DID]
+        status, _, reason, _ = state.backfills.recorded()[DID]
         assert status == "failed" and "deadline of 1s passed" in (reason or "")
-        assert state.cursor() == FIRST + 4
+        assert state.cursors.get() == FIRST + 4
     finally:
         state.close()
     assert len([name for name in tree(tmp_path / "cache") if "3live" in name]) == 5

@@ -15,9 +15,9 @@ from syncstream.cache import reset_tree
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
 from syncstream.registry.builtin import HANDLERS
-from syncstream.state import StateStore
 from syncstream.storage import storage_for
 from syncstream.storage_options import StorageOptions
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import all_files, commit, like, post, tree
 from tests.test_limits import STUDY, export_args, exported, write_args
@@ -113,9 +113,9 @@ def test_an_empty_population_is_an_error(tmp_path: Path, capsys: pytest.CaptureF
     args = write_args(tmp_path, posts(1, 2), [])
     assert write_main(args) == 2
     assert capsys.readouterr().err.startswith("error: the study and in-network sets are both empty")
-    assert StateStore(tmp_path / "s.sqlite").cursor() is None
+    assert StateStore(tmp_path / "s.sqlite").cursors.get() is None
     assert write_main([*args, "--allow-empty-population"]) == 0
-    assert StateStore(tmp_path / "s.sqlite").cursor() == 2
+    assert StateStore(tmp_path / "s.sqlite").cursors.get() == 2
 
 
 @pytest.mark.parametrize("content", [os.urandom(4096), b"\x10\x00\x00\x00" + b"\xff" * 16])

@@ -32,7 +32,7 @@ from syncstream.export.batch import export_batch
 from syncstream.firehose.replay import iter_replay
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.servers.pds import LoopbackPds
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, ROOT, tree
@@ -211,10 +211,10 @@ def test_a_purge_refuses_a_registry_without_a_dataset_it_exported(
     out = ["--out", str(user_dir / "out")]
     assert export_main([*store, *out, "--handlers", "stars:REGISTRY"]) == 0
     capsys.readouterr()
-    assert StateStore(user_dir / "s.sqlite").written_by()[1] >= {STARS}
+    assert StateStore(user_dir / "s.sqlite").written_by.names()[1] >= {STARS}
     assert purge_main([*store, *out, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"]) == 2
     assert f"datasets {STARS}, which wrote" in capsys.readouterr().err
-    assert StateStore(user_dir / "s.sqlite").purged_dids() == frozenset()
+    assert StateStore(user_dir / "s.sqlite").population.purged() == frozenset()
 
 
 BAD_SPECS = {
@@ -345,7 +345,7 @@ def test_the_backfill_routes_through_the_registry_given(
         assert backfill_main([*args, "--handlers", "posts_only:POSTS"]) == 0
     written = tree(user_dir / "c")
     assert len(written) == 6 and {p.rsplit("/", 1)[0] for p in written} == {"study_user_activity/create/post"}
-    assert StateStore(user_dir / "b.sqlite").written_by()[0] == {"post"}
+    assert StateStore(user_dir / "b.sqlite").written_by.names()[0] == {"post"}
 
 
 def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.firehose.encode import OpSpec
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"
@@ -62,7 +62,7 @@ def stored_cursor(root: Path) -> int | None:
         return None
     state = StateStore(root / "state.sqlite")
     try:
-        return state.cursor()
+        return state.cursors.get()
     finally:
         state.close()
 

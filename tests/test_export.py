@@ -19,7 +19,7 @@ from syncstream.export.tables import schema_of
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import (
     TIME,
@@ -315,7 +315,7 @@ def test_second_export_and_replayed_events_add_no_rows(
     assert export_main(export_args(tmp_path)) == 0
     assert export_main(export_args(tmp_path)) == 0
     state = StateStore(tmp_path / "state.sqlite")
-    state.set_cursor(0)  # the writer restarts behind what it already wrote: the relay replays
+    state.cursors.set(0)  # the writer restarts behind what it already wrote: the relay replays
     state.close()
     assert write_main(args) == 0
     assert len(tree(tmp_path / "cache")) == ROWS

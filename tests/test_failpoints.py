@@ -289,7 +289,7 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
     from benchmarks.repos import build_repo
     from syncstream.servers.keys import REHEARSAL_SEED, SigningKey
     from syncstream.servers.pds import LoopbackPds
-    from syncstream.state import StateStore
+    from syncstream.store import StateStore
 
     study = write_users(tmp_path / "study.txt", [STUDY])
     StateStore(tmp_path / "state.sqlite").close()  # the writer's part: a backfill creates no store

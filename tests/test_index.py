@@ -8,7 +8,7 @@ from pathlib import Path
 from benchmarks.state_growth import measure
 from syncstream.firehose.encode import OpSpec
 from syncstream.registry.types import HandlerKey as K
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 
@@ -47,7 +47,7 @@ def test_own_and_in_network_deletes_route_without_the_index(tmp_path: Path) -> N
     args += ["--in-network-users", str(write_users(tmp_path / "net.txt", [FRIEND]))]
     assert write_main([*args, "--replay", str(write_replay(tmp_path / "a.bin", frames))]) == 0
     state = StateStore(tmp_path / "s.sqlite")
-    assert state.index_rows() == 1
+    assert state.index.count() == 1
     state.close()
     assert write_main([*args, "--replay", str(write_replay(tmp_path / "b.bin", deletes))]) == 0
     deleted = {path.split("/")[2] for path in tree(tmp_path / "cache") if "/delete/" in path}
@@ -62,7 +62,7 @@ def test_the_index_is_pruned_after_its_retention(tmp_path: Path) -> None:
         state.commit(1, [("at://did:plc:x/app.bsky.feed.like/1", K.LIKE_ON_USER_POST)])
         cutoff = time.time() + 1
         state.commit(2, [("at://did:plc:x/app.bsky.feed.like/2", K.LIKE_ON_USER_POST)])
-        assert state.prune_index(cutoff - 3600) == 0
-        assert state.prune_index(cutoff) == 2 and state.index_rows() == 0
+        assert state.index.prune(cutoff - 3600) == 0
+        assert state.index.prune(cutoff) == 2 and state.index.count() == 0
     finally:
         state.close()

@@ -13,7 +13,7 @@ import pytest
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_frame
 from syncstream.registry.paths import MAX_NAME_BYTES, bounded_name
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import TIME, commit, like, post, tree, write_replay, write_users
 
@@ -151,7 +151,7 @@ def test_poison_frames_are_counted_and_passed_over(
         assert line in out
     assert "malformed_commit: 1" in out  # the seq beyond int64
     assert {path.rsplit("=", 1)[1] for path in tree(tmp_path / "cache")} == {"ok1.json", "ok2.json"}
-    assert StateStore(tmp_path / "s.sqlite").cursor() == 6
+    assert StateStore(tmp_path / "s.sqlite").cursors.get() == 6
     assert export_main(export_args(tmp_path)) == 0
     assert len(exported(tmp_path)) == 2
 

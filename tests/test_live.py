@@ -14,7 +14,7 @@ from syncstream.firehose.decode import decode_frame
 from syncstream.firehose.encode import OpSpec, with_seq
 from syncstream.firehose.replay import iter_replay
 from syncstream.servers.relay import Fault, LoopbackRelay, ReplayRelay, parse_fault
-from syncstream.state import StateStore, relay_cursor
+from syncstream.store import StateStore, relay_cursor
 from syncstream.write.__main__ import main
 from syncstream.write.live import relay_base_uri
 from tests.helpers import (
@@ -85,7 +85,7 @@ def stored_cursor(tmp_path: Path, url: str) -> int | None:
     """The cursor the writer stored for this relay (cursors are kept per relay host)."""
     state = StateStore(tmp_path / "s.sqlite")
     try:
-        return state.cursor(relay_cursor(url))
+        return state.cursors.get(relay_cursor(url))
     finally:
         state.close()
 
@@ -184,7 +184,7 @@ def test_repeated_future_cursor_stops_the_writer(tmp_path: Path, capsys: pytest.
     writer stops with exit 1, naming the cursor and the way on, without writing or moving it."""
     relay = ReplayRelay(corpus_frames())
     with LoopbackRelay(relay) as loopback:
-        StateStore(tmp_path / "s.sqlite").set_cursor(LAST + 1000, relay_cursor(loopback.url))
+        StateStore(tmp_path / "s.sqlite").cursors.set(LAST + 1000, relay_cursor(loopback.url))
         assert live(tmp_path, loopback.url, "--idle-exit", "60") == 1
     assert relay.connections == [LAST + 1000] * 3
     assert tree(tmp_path / "cache") == set()

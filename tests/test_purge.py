@@ -15,7 +15,7 @@ from syncstream.cache import WriterLock
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.purge.__main__ import main as purge_main
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import (
     TIME,
@@ -190,9 +190,9 @@ def test_purge_removes_the_account_and_what_was_collected_because_of_it(
     assert all(len(set(listed)) == len(listed) for listed in after.values())
     state = StateStore(reference / "state.sqlite")
     try:
-        assert did in state.purged_dids()
-        assert did not in state.population().study | state.population().in_network
-        [record] = state.purges()
+        assert did in state.population.purged()
+        assert did not in state.population.current().study | state.population.current().in_network
+        [record] = state.purges.records()
         assert record.dids == (did,) and record.finished_at is not None
         assert (record.rows or 0) + (record.cache_files or 0) > 0
     finally:
@@ -242,8 +242,8 @@ def test_a_deleted_account_is_purged_at_the_next_export(reference: Path, tmp_pat
     assert rows(reference) == without(everything, A)
     state = StateStore(reference / "state.sqlite")
     try:
-        assert state.pending_purges() == {} and A in state.purged_dids()
-        assert [(r.dids, r.reason) for r in state.purges()] == [((A,), "deleted account")]
+        assert state.purges.pending() == {} and A in state.population.purged()
+        assert [(r.dids, r.reason) for r in state.purges.records()] == [((A,), "deleted account")]
     finally:
         state.close()
 
@@ -257,7 +257,7 @@ def test_other_statuses_are_recorded_not_purged(reference: Path) -> None:
     assert any(json.loads(r)["status"] == "deactivated" for r in events)
     state = StateStore(reference / "state.sqlite")
     try:
-        assert state.purged_dids() == frozenset() and B in state.population().study
+        assert state.population.purged() == frozenset() and B in state.population.current().study
     finally:
         state.close()
 

@@ -34,7 +34,7 @@ from syncstream.export.batch import export_batch
 from syncstream.registry import paths, reading, selectors
 from syncstream.registry.records import CachedRecord
 from syncstream.registry.views import block_view, post_view
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.writer import CacheWriter
 from tests.helpers import TIME, like, post, tree, write_users
 from tests.test_export import EXPECTED, FRIEND, P1, STUDY, scenario

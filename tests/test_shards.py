@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 
 from syncstream.firehose.encode import OpSpec
 from syncstream.lake import location
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, like, post, write_replay, write_users
 from tests.test_export_s3 import s3_endpoint
@@ -75,7 +75,7 @@ def check(roots: list[Path], out: str, counts: list[int]) -> None:
     for root in roots:
         state = StateStore(root / "state.sqlite")
         try:
-            assert table.transaction_version(state.store_id()) == 1
+            assert table.transaction_version(state.exports.store_id()) == 1
         finally:
             state.close()
     del table

@@ -20,7 +20,7 @@ from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.servers.pds import LoopbackPds, PdsFault
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, write_replay, write_users
 
 SAMPLE = ROOT / "syncstream" / "data"

@@ -10,7 +10,7 @@ from returns.result import Failure, Success
 
 from syncstream.registry.population import Population
 from syncstream.registry.types import HandlerKey
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.users import read_user_file
 
 
@@ -38,12 +38,12 @@ def test_unreadable_user_file_is_a_failure(tmp_path: Path) -> None:
 def test_population_replaced_per_kind(tmp_path: Path) -> None:
     """Loading a kind replaces that kind only, and survives reopening the store."""
     state = StateStore(tmp_path / "s.sqlite")
-    state.replace_users("study", ["did:plc:a", "did:plc:b"])
-    state.replace_users("in_network", ["did:plc:c"])
-    state.replace_users("study", ["did:plc:b"])
+    state.population.replace("study", ["did:plc:a", "did:plc:b"])
+    state.population.replace("in_network", ["did:plc:c"])
+    state.population.replace("study", ["did:plc:b"])
     state.close()
     again = StateStore(tmp_path / "s.sqlite")
-    assert again.population() == Population(frozenset({"did:plc:b"}), frozenset({"did:plc:c"}))
+    assert again.population.current() == Population(frozenset({"did:plc:b"}), frozenset({"did:plc:c"}))
     again.close()
 
 
@@ -51,13 +51,13 @@ def test_cursor_is_64_bit_and_uses_wal(tmp_path: Path) -> None:
     """Sequence numbers above 2**34 (and 2**62) survive; the journal is WAL."""
     path = tmp_path / "s.sqlite"
     state = StateStore(path)
-    assert state.cursor() is None
-    state.set_cursor(31_527_015_471)
-    assert state.cursor() == 31_527_015_471
-    state.set_cursor(2**62 + 7)
+    assert state.cursors.get() is None
+    state.cursors.set(31_527_015_471)
+    assert state.cursors.get() == 31_527_015_471
+    state.cursors.set(2**62 + 7)
     state.close()
     reopened = StateStore(path)
-    assert reopened.cursor() == 2**62 + 7
+    assert reopened.cursors.get() == 2**62 + 7
     reopened.close()
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
@@ -71,8 +71,8 @@ def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
     state.commit(42, [(uri, HandlerKey.POST), (uri, HandlerKey.REPLY_TO_USER_POST), (uri, HandlerKey.POST)])
     state.close()
     state = StateStore(path)
-    assert state.cursor() == 42
-    assert state.cached_keys([uri, "at://x"]) == {
+    assert state.cursors.get() == 42
+    assert state.index.handlers_of([uri, "at://x"]) == {
         uri: frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
     }
     state.close()
@@ -83,15 +83,15 @@ def test_exported_keys_are_remembered_for_the_window_and_then_forgotten(tmp_path
     state = StateStore(tmp_path / "state.sqlite")
     old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "", "bafyreia")
     new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "", "bafyreib")
-    state.commit_export("c1", [old], now=1000.0)
-    state.commit_export("c2", [new], now=5000.0)
-    assert state.exported_among([old, new]) == {old, new}
-    assert state.prune_exported(900.0, slack=50.0) == 0  # nothing is past due
-    assert state.prune_exported(1040.0, slack=50.0) == 0  # past the window, within the slack
-    assert state.exported_among([old]) == {old}
-    assert state.prune_exported(2000.0, slack=50.0) == 1
-    assert state.exported_among([old, new]) == {new}
-    assert state.prune_exported(2000.0, slack=50.0) == 0  # the oldest left is new's time
-    assert state.prune_exported(6000.0) == 1
-    assert state.exported_among([old, new]) == set()
+    state.exports.commit("c1", [old], now=1000.0)
+    state.exports.commit("c2", [new], now=5000.0)
+    assert state.exports.exported_among([old, new]) == {old, new}
+    assert state.exports.prune(900.0, slack=50.0) == 0  # nothing is past due
+    assert state.exports.prune(1040.0, slack=50.0) == 0  # past the window, within the slack
+    assert state.exports.exported_among([old]) == {old}
+    assert state.exports.prune(2000.0, slack=50.0) == 1
+    assert state.exports.exported_among([old, new]) == {new}
+    assert state.exports.prune(2000.0, slack=50.0) == 0  # the oldest left is new's time
+    assert state.exports.prune(6000.0) == 1
+    assert state.exports.exported_among([old, new]) == set()
     state.close()

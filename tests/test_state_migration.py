@@ -12,7 +12,7 @@ import pytest
 from syncstream.errors import ConfigError
 from syncstream.firehose.encode import OpSpec
 from syncstream.registry.types import HandlerKey as K
-from syncstream.state import VERSION, StateStore, export_key
+from syncstream.store import VERSION, StateStore, export_key
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, tree, write_replay, write_users
 
@@ -62,14 +62,14 @@ def test_directories_become_handler_names(tmp_path: Path) -> None:
     )
     state = StateStore(path)
     try:
-        assert state.cursor() == 41
-        assert state.cached_keys([LIKE_URI, FOLLOW_URI, f"at://{STUDY}/app.bsky.feed.post/3p"]) == {
+        assert state.cursors.get() == 41
+        assert state.index.handlers_of([LIKE_URI, FOLLOW_URI, f"at://{STUDY}/app.bsky.feed.post/3p"]) == {
             LIKE_URI: frozenset({K.LIKE_ON_USER_POST}),
             FOLLOW_URI: frozenset({K.FOLLOW_FOLLOWEE}),
             f"at://{STUDY}/app.bsky.feed.post/3p": frozenset({K.POST, K.IN_NETWORK_POST}),
         }
         # what the index shows of the handlers that wrote is remembered (state version 4)
-        handlers, datasets = state.written_by()
+        handlers, datasets = state.written_by.names()
         assert handlers == {"like_on_user_post", "follow_followee", "post", "in_network_post"}
         assert datasets == frozenset()
     finally:
@@ -109,7 +109,7 @@ def test_index_rows_come_back_by_name(tmp_path: Path) -> None:
         state.commit(1, [(LIKE_URI, K.LIKE_ON_USER_POST)])
         with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
             db.execute("INSERT INTO cached_uris (uri, handler_key) VALUES (?, 'gone')", (LIKE_URI,))
-        assert state.cached_keys([LIKE_URI]) == {LIKE_URI: frozenset({"like_on_user_post", "gone"})}
+        assert state.index.handlers_of([LIKE_URI]) == {LIKE_URI: frozenset({"like_on_user_post", "gone"})}
     finally:
         state.close()
 
@@ -141,9 +141,9 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
         other = export_key(
             "study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3q", "create", "", "bafyreiany"
         )
-        assert state.exported_among([old, other]) == {old}
-        state.commit_export("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
-        assert state.prune_exported(2000.0) == 1 and state.exported_among([old]) == set()
+        assert state.exports.exported_among([old, other]) == {old}
+        state.exports.commit("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
+        assert state.exports.prune(2000.0) == 1 and state.exports.exported_among([old]) == set()
     finally:
         state.close()
 

@@ -14,7 +14,7 @@ import pyarrow.parquet as pq
 from syncstream.failpoints import ENV
 from syncstream.firehose.decode import decode_frame
 from syncstream.servers.relay import LoopbackRelay, ReplayRelay
-from syncstream.state import StateStore, relay_cursor
+from syncstream.store import StateStore, relay_cursor
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import ROOT, corpus_frames, tree, write_replay
 
@@ -47,7 +47,7 @@ def test_sigterm_to_the_writers_group_is_a_clean_stop(tmp_path: Path) -> None:
     assert stopped.stdout.startswith("frames: ") and "error" not in stopped.stderr
     cursor = int(stopped.stdout.split("\ncursor: ")[1].split()[0])
     state = StateStore(tmp_path / "s.sqlite")
-    assert cursor == state.cursor(relay_cursor(relay.url))
+    assert cursor == state.cursors.get(relay_cursor(relay.url))
     state.close()
     upto = [frame for frame in corpus_frames() if (decode_frame(frame).seq or 0) <= cursor]
     replay = write_replay(tmp_path / "upto.bin", upto)

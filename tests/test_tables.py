@@ -26,7 +26,7 @@ from syncstream.lake import delta_schema
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of
 from syncstream.snapshot import main as snapshot_main
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from tests.helpers import commit, post
 from tests.tables import all_rows, connect, stray_files, table_rows
 from tests.test_export import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache
@@ -70,7 +70,7 @@ def test_one_commit_per_table_per_run_with_the_stores_transaction(tmp_path: Path
     assert export_main(export_args(tmp_path, "--batch-files", "2")) == 0
     state = StateStore(tmp_path / "state.sqlite")
     try:
-        app_id = state.store_id()
+        app_id = state.exports.store_id()
     finally:
         state.close()
     table = DeltaTable(str(tmp_path / "out" / POSTS))

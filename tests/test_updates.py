@@ -12,7 +12,7 @@ from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.decode import Commit, RepoOp
 from syncstream.firehose.encode import OpSpec
 from syncstream.registry.records import BACKFILL
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
@@ -76,7 +76,7 @@ def test_versions_across_exports_and_replays(tmp_path: Path) -> None:
         if i != 2:
             export(tmp_path)
     state = StateStore(tmp_path / "state.sqlite")
-    state.set_cursor(0)  # the relay replays everything
+    state.cursors.set(0)  # the relay replays everything
     state.close()
     write(tmp_path, frames, "replay")
     export(tmp_path)

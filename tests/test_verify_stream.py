@@ -145,7 +145,7 @@ def test_stale_revs_are_dropped_and_a_skipped_rev_asks_for_a_backfill(tmp_path: 
         assert verifier.documents.lookups == 2  # once, and again after the #identity
         names = {name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "/post/" in name}
         assert names == {"a.json", "b.json", "c.json"}
-        assert context.state.backfills()[DID][0] == "pending"
+        assert context.state.backfills.recorded()[DID][0] == "pending"
     finally:
         context.close()
 

@@ -14,7 +14,7 @@ from syncstream.firehose.decode import Commit, RepoOp
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.registry.records import BACKFILL
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
@@ -138,9 +138,9 @@ def test_reenrolment_starts_clean(withdrawn: Path) -> None:
     write(withdrawn, reactions(200), "--reenrol", A)
     state = StateStore(withdrawn / "state.sqlite")
     try:
-        assert A not in state.purged_dids()
-        assert A not in state.backfills()
-        assert state.backfills_due([A], 0.0) == [A]
+        assert A not in state.population.purged()
+        assert A not in state.backfills.recorded()
+        assert state.backfills.due([A], 0.0) == [A]
     finally:
         state.close()
     export(withdrawn)
@@ -165,14 +165,14 @@ def test_reenrol_of_an_account_never_purged_keeps_its_history(tmp_path: Path) ->
     write(tmp_path, reactions(1))
     export(tmp_path)
     state = StateStore(tmp_path / "state.sqlite")
-    state.record_backfill(A, rev="3mptbypluud2a", records=6)
-    state.set_cursor(0)
+    state.backfills.record(A, rev="3mptbypluud2a", records=6)
+    state.cursors.set(0)
     state.close()
     write(tmp_path, reactions(1), "--reenrol", A)  # the relay replays the same events
     export(tmp_path)
     state = StateStore(tmp_path / "state.sqlite")
     try:
-        assert state.backfills()[A][0] == "done"
+        assert state.backfills.recorded()[A][0] == "done"
     finally:
         state.close()
     assert authored_by(tmp_path, A) == EVERY_REACTION
@@ -188,7 +188,7 @@ def account(seq: int, did: str, *, active: bool, status: str | None = None) -> b
 def purged(root: Path) -> list[tuple[tuple[str, ...], str]]:
     state = StateStore(root / "state.sqlite")
     try:
-        return [(record.dids, record.reason) for record in state.purges()]
+        return [(record.dids, record.reason) for record in state.purges.records()]
     finally:
         state.close()
 
@@ -258,6 +258,6 @@ def test_each_status_decision_is_counted(tmp_path: Path) -> None:
         ]
         summary = writer.process_frames(frames)
         assert summary.accounts == {"marked_for_purge": 2, "reactivated": 1, "kept_inactive": 1}
-        assert context.state.pending_purges() == {B: (4, "takendown account")}
+        assert context.state.purges.pending() == {B: (4, "takendown account")}
     finally:
         context.close()

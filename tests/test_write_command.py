@@ -11,7 +11,7 @@ import pytest
 from syncstream.cache import WriterLock
 from syncstream.firehose.encode import OpSpec, error_frame, info_frame
 from syncstream.registry.records import decode_record
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main
 from tests.helpers import (
     CORPUS,
@@ -232,5 +232,5 @@ def test_default_run_uses_the_bundled_sample(tmp_path: Path) -> None:
     assert "frames: 150" in result.stdout
     assert len(tree(tmp_path / "syncstream-cache")) == 15
     state = StateStore(tmp_path / "syncstream-state.sqlite")
-    assert state.cursor() == 31527015471
+    assert state.cursors.get() == 31527015471
     state.close()

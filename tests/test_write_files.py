@@ -15,7 +15,7 @@ import pytest
 from syncstream.cache import WriterLock
 from syncstream.errors import CacheLockedError
 from syncstream.firehose.encode import OpSpec
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 from syncstream.write.__main__ import main
 from syncstream.write.writes import HelperWrites, InlineWrites
 from tests.helpers import CORPUS, ROOT, commit, post, store_args, tree, write_replay, write_users
@@ -117,7 +117,7 @@ def test_helper_and_inline_writes_give_the_same_tree(tmp_path: Path) -> None:
         assert main([*args, *extra]) == 0
     assert tree(tmp_path / "helper" / "cache") == tree(tmp_path / "inline" / "cache")
     assert len(tree(tmp_path / "helper" / "cache")) > 10
-    cursors = [StateStore(tmp_path / m / "s.sqlite").cursor() for m in ("helper", "inline")]
+    cursors = [StateStore(tmp_path / m / "s.sqlite").cursors.get() for m in ("helper", "inline")]
     assert cursors[0] == cursors[1] == 31527015471
 
 
@@ -135,4 +135,4 @@ def test_a_failing_file_writer_exits_1_and_keeps_the_cursor(
     monkeypatch.setenv("SYNCSTREAM_FAILPOINTS", "write-helper/write.file_written:2:raise")
     assert main(args) == 1
     assert "the helper process syncstream.write.writes stopped" in capsys.readouterr().err
-    assert StateStore(tmp_path / "s.sqlite").cursor() is None
+    assert StateStore(tmp_path / "s.sqlite").cursors.get() is None

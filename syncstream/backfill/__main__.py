@@ -20,6 +20,7 @@ from syncstream.cli import (
 )
 from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
 from syncstream.failpoints import FailpointError, set_process
+from syncstream.store import BackfillStatus
 
 if TYPE_CHECKING:
     from syncstream.write.backfill import BackfillResult
@@ -112,9 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         wanted = args.did or sorted(context.population.study)
         # named DIDs are tried now; the others when due (a failed one after its backoff)
-        todo = context.state.backfills_due(wanted, time.time(), force=args.force or bool(args.did))
+        todo = context.state.backfills.due(wanted, time.time(), force=args.force or bool(args.did))
         if args.did and not args.force:
-            todo = [did for did in todo if context.state.backfills().get(did, ("",))[0] != "done"]
+            todo = [
+                did
+                for did in todo
+                if context.state.backfills.recorded().get(did, ("",))[0] != BackfillStatus.DONE
+            ]
         skipped = len(wanted) - len(todo)
         writer = CacheWriter(context)
         results = backfill_dids(

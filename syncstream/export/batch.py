@@ -59,7 +59,7 @@ from syncstream.listing import Entry, list_tree, new_id
 from syncstream.purge.protocol import PurgeSummary
 from syncstream.registry.handlers import datasets_of
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
-from syncstream.state import ExportKey
+from syncstream.store import ExportKey
 
 __all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
 
@@ -144,7 +144,7 @@ class _Exporter(CacheSide):
     def run(self) -> ExportSummary:
         self._recover_claims()
         window = self.context.dedup_window_hours * 3600
-        self.context.state.prune_exported(time.time() - window, slack=window / 10)
+        self.context.state.exports.prune(time.time() - window, slack=window / 10)
         claim_id = new_id()
         if self._claim(claim_id):
             self._export_claim(claim_id)
@@ -247,8 +247,8 @@ class _Exporter(CacheSide):
                 )
         return RunCommit(
             claim=claim_id,
-            app_id=state.store_id(),
-            version=state.next_export_version(),
+            app_id=state.exports.store_id(),
+            version=state.exports.next_version(),
             format=self.context.format,
             chunks=[chunk.id for chunk in chunks],
             tables=tables,
@@ -264,8 +264,8 @@ class _Exporter(CacheSide):
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
         state = self.context.state
-        if not state.claim_committed(run.claim):
-            state.commit_export(
+        if not state.exports.claim_committed(run.claim):
+            state.exports.commit(
                 [run.claim, *run.chunks], run.keys, time.time(), pinned=run.pinned, released=run.released
             )
         failpoint(Step.COMMITTED)
@@ -322,7 +322,7 @@ class _Exporter(CacheSide):
     def _settle(self) -> None:
         """Wait for the handed-on removals; then the committed chunks are done with."""
         self.parts.sync()
-        self.context.state.forget_claims(self._finishing)
+        self.context.state.exports.forget_claims(self._finishing)
         self._finishing.clear()
 
     def _done_batch(self) -> None:
@@ -361,7 +361,7 @@ class _Exporter(CacheSide):
             return
         claim_dir = self.staging.path(claim)
         self.summary.recovered_claims += 1
-        if self.context.state.claim_committed(chunk_id):
+        if self.context.state.exports.claim_committed(chunk_id):
             log.info("finishing export chunk %s (committed before a crash)", chunk_id)
             chunk = [Entry(relpath, self._key_of(relpath)) for relpath in relpaths]
             self._finish_chunk(chunk_id, claim_dir, chunk)

@@ -13,7 +13,7 @@ from syncstream.export.parts import HelperParts, InlineParts, PartWrites, check_
 from syncstream.preflight import check_cache_tree, check_written
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import Registry, check_registry
-from syncstream.state import StateStore
+from syncstream.store import StateStore
 
 if TYPE_CHECKING:
     from syncstream.storage import StorageRepository

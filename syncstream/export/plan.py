@@ -8,7 +8,7 @@ from typing import NamedTuple
 from syncstream.listing import Entry
 from syncstream.registry.datasets import Dataset
 from syncstream.registry.views import FileHead
-from syncstream.state import ExportKey
+from syncstream.store import ExportKey
 from syncstream.timestamps import is_seq, micros
 
 __all__ = ["Chunk", "Planned", "unexportable"]

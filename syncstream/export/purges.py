@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from syncstream.export.context import BatchExportContext
 from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
+from syncstream.store import PurgeReason
 
 __all__ = ["purge_first"]
 
@@ -16,14 +17,14 @@ def purge_first(
     now (a writer that does not answer) raises ``PurgeError``: nothing is exported until it has,
     since the cache may hold rows of its accounts (the next export tries again)."""
     state = context.state
-    pending = state.pending_purges() if purge_deleted else {}
-    if not pending and not state.purges(unfinished=True):
+    pending = state.purges.pending() if purge_deleted else {}
+    if not pending and not state.purges.records(unfinished=True):
         return []
     from syncstream.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
 
     output = context.output
     storage = storage_for(output, context.storage_options) if isinstance(output, str) else output
-    by_reason: dict[str, list[str]] = {}
+    by_reason: dict[PurgeReason, list[str]] = {}
     for did, (_, reason) in sorted(pending.items()):
         by_reason.setdefault(reason, []).append(did)
     target = storage if isinstance(storage, ParquetStorage) else None

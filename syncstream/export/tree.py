@@ -19,7 +19,7 @@ from syncstream.registry.datasets import Dataset, partition_date
 from syncstream.registry.handlers import HandlerConfig
 from syncstream.registry.paths import bounded_name
 from syncstream.registry.views import decode_head
-from syncstream.state import ExportKey, export_key
+from syncstream.store import ExportKey, export_key
 
 if TYPE_CHECKING:
     from syncstream.export.batch import ExportSummary
@@ -109,7 +109,7 @@ class CacheSide:
                     continue
             rows[key] = (seq, (dataset, partition_date(head.synctimestamp)), data)
         self.summary.cache_files += len(chunk.entries)
-        exported = set() if self.dry_run else self.context.state.exported_among(rows)
+        exported = set() if self.dry_run else self.context.state.exports.exported_among(rows)
         chunk.released = list(exported)
         exported.update(key for key in rows if key in self._uncommitted)  # (the chunk, not the run)
         self.summary.duplicates += len(exported)

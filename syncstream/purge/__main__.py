@@ -22,7 +22,7 @@ from syncstream.cli import (
 )
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
-from syncstream.state import StateStore
+from syncstream.store import PurgeReason, StateStore
 from syncstream.users import read_user_file
 
 if TYPE_CHECKING:
@@ -133,7 +133,7 @@ def _purge(
             storage,
             handlers,
             dids,
-            reason="withdrawal",
+            reason=PurgeReason.WITHDRAWAL,
             writer_timeout=args.writer_timeout,
             out=args.out,
         )
@@ -154,7 +154,7 @@ def _purge(
 
 
 def _print_history(state: StateStore) -> None:
-    records = state.purges()
+    records = state.purges.records()
     if not records:
         print("no purges recorded")
     for record in records:

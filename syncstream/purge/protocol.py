@@ -42,7 +42,7 @@ from syncstream.purge import in_cache, parquet
 from syncstream.purge.rows import Involvement
 from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
 from syncstream.staging import ExportLock, PurgePlan, Staging, Step
-from syncstream.state import PurgeRecord, StateStore
+from syncstream.store import PurgeReason, PurgeRecord, StateStore
 
 if TYPE_CHECKING:
     from syncstream.storage import ParquetStorage
@@ -59,7 +59,7 @@ class PurgeError(SyncstreamError, RuntimeError):
 class PurgeSummary(msgspec.Struct, kw_only=True):
     purge_id: str
     dids: tuple[str, ...]
-    reason: str
+    reason: PurgeReason
     cache_files: int = 0  # cache and set-aside files removed
     rows: int = 0  # output rows removed ...
     parts: int = 0  # ... from this many Parquet files (plain output) or tables (Delta)
@@ -75,7 +75,7 @@ def purge_accounts(
     handlers: Registry,
     dids: Iterable[str] = (),
     *,
-    reason: str = "withdrawal",
+    reason: PurgeReason = PurgeReason.WITHDRAWAL,
     locked: bool = False,
     writer_timeout: float = 60.0,
     out: str | None = None,
@@ -93,7 +93,7 @@ def purge_accounts(
         output = _Output(out, storage)
         done = [
             _Purge(cache_root, state, output, handlers, record, writer_timeout).run(recovered=True)
-            for record in state.purges(unfinished=True)
+            for record in state.purges.records(unfinished=True)
         ]
         if wanted:
             record = PurgeRecord(new_id(), tuple(wanted), reason, time.time(), None, None, None)
@@ -144,9 +144,9 @@ class _Purge:
         if recovered:
             log.info("finishing purge %s of %s (interrupted)", record.purge_id, ", ".join(record.dids))
         self.summary.recovered = recovered
-        self.state.begin_purge(record.purge_id, record.dids, record.reason, record.started_at)
+        self.state.purges.begin(record.purge_id, record.dids, record.reason, record.started_at)
         failpoint(Step.PURGE_BEGUN)
-        self._wait_for_writer(self.state.population_version())
+        self._wait_for_writer(self.state.population.version())
         self._settle_export()
         cache_files = list(in_cache.cache_files(self.root, self.handlers, self.staging.claim_directories()))
         tables, parts = self._outputs()
@@ -195,7 +195,7 @@ class _Purge:
             self._count(name, removed)
         self._check_erased(tables, parts)
         self.staging.drop_purge(record.purge_id)
-        self.state.finish_purge(
+        self.state.purges.finish(
             record.purge_id,
             uris={uri for _, uri, _ in self.involved},
             cache_files=self.summary.cache_files,
@@ -216,7 +216,7 @@ class _Purge:
         except CacheLockedError:
             pass
         deadline = time.monotonic() + self.writer_timeout
-        while self.state.seen_population() < version:
+        while self.state.population.seen_version() < version:
             if time.monotonic() > deadline:
                 holder = WriterLock(self.root).holder() or "a writer"
                 waited = (
@@ -245,7 +245,9 @@ class _Purge:
 
                     commit_run(self.output.out, run, self.datasets)
         if self.output.storage is not None:
-            self.output.storage.remove(sorted(self.staging.pending_outputs(self.state.claim_committed)))
+            self.output.storage.remove(
+                sorted(self.staging.pending_outputs(self.state.exports.claim_committed))
+            )
 
     def _outputs(self) -> tuple[list[str], list[tuple[str, str]]]:
         """The datasets that are Delta tables, and (relative path, dataset) of every file of

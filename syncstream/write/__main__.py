@@ -18,7 +18,7 @@ from syncstream.errors import CacheWriteError, HelperError, RelayError, Syncstre
 from syncstream.failpoints import FailpointError, set_process
 from syncstream.firehose.replay import ReplayError, iter_replay
 from syncstream.preflight import load_users
-from syncstream.state import CURSOR, relay_cursor
+from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system
 from syncstream.write.options import check, parser
 from syncstream.write.progress import Progress
@@ -253,8 +253,8 @@ def _relay(
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
 
     def reload_users() -> None:
-        load_users(writer.context.state, "study", study)
-        load_users(writer.context.state, "in_network", in_network)
+        load_users(writer.context.state, UserKind.STUDY, study)
+        load_users(writer.context.state, UserKind.IN_NETWORK, in_network)
 
     recv_timeout = args.recv_timeout if args.recv_timeout is not None else 30.0
     if args.recv_timeout is None and args.idle_exit is not None and recv_timeout >= args.idle_exit:

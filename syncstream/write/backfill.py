@@ -147,11 +147,11 @@ def _finish(writer: CacheWriter, did: str, outcome: Outcome, files: int) -> Back
     if outcome.reason is not None:
         writer.flush()  # what was written is durable; the DID is not done
         log_failure(did, outcome.reason)
-        state.record_backfill(did, reason=outcome.reason)
+        state.backfills.record(did, reason=outcome.reason)
         return BackfillResult(did, outcome.rev, outcome.records, files, outcome.reason)
     writer.flush()  # the files are durable before the DID is recorded done
     failpoint("backfill.files_durable")
-    state.record_backfill(did, rev=outcome.rev, records=outcome.records)
+    state.backfills.record(did, rev=outcome.rev, records=outcome.records)
     log_done(did, outcome, files)
     return BackfillResult(did, outcome.rev, outcome.records, files)
 
@@ -189,7 +189,7 @@ class BackgroundBackfill:
     def wanted(self) -> list[str]:
         """Study users whose repository is due: never backfilled, pending after a #sync, or
         failed and past its backoff."""
-        return self.writer.context.state.backfills_due(sorted(self.writer.population.study), time.time())
+        return self.writer.context.state.backfills.due(sorted(self.writer.population.study), time.time())
 
     def enqueue(self, dids: Iterable[str]) -> None:
         queued = set(self.waiting)
@@ -247,7 +247,7 @@ class BackgroundBackfill:
         self._files.pop(did, None)
         log_failure(did, reason)
         self.writer.flush()  # what was written of it is durable; it is not done
-        self.writer.context.state.record_backfill(did, reason=reason)
+        self.writer.context.state.backfills.record(did, reason=reason)
         self.failed += 1
         self.writer.release(did)
 
@@ -259,7 +259,7 @@ class BackgroundBackfill:
         del self.running[did]
         files = self._files.pop(did, 0)
         writer.flush()  # the repository's files are durable before the DID is recorded done
-        writer.context.state.record_backfill(did, rev=outcome.rev, records=outcome.records)
+        writer.context.state.backfills.record(did, rev=outcome.rev, records=outcome.records)
         released = writer.release(did)
         self.done += 1
         log_done(did, outcome, files, held=released)

@@ -14,7 +14,7 @@ from syncstream.preflight import check_written, load_users
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import Registry, check_registry
 from syncstream.registry.population import Population
-from syncstream.state import StateStore
+from syncstream.store import StateStore, UserKind
 
 __all__ = ["CacheWriteContext", "setup_cache_write_system"]
 
@@ -64,9 +64,9 @@ def setup_cache_write_system(
         state = StateStore(state_path, create=create_state)
         try:
             check_written(state, handlers)
-            state.reenrol(reenrol)
-            load_users(state, "study", study_users)
-            load_users(state, "in_network", in_network_users)
+            state.purges.reenrol(reenrol)
+            load_users(state, UserKind.STUDY, study_users)
+            load_users(state, UserKind.IN_NETWORK, in_network_users)
             try:
                 create_tree(root, (config.directory for config in handlers.values()))
             except SymlinkInCacheError as error:
@@ -74,7 +74,7 @@ def setup_cache_write_system(
                     f"{error.filename} is a symbolic link inside the cache; syncstream never follows "
                     "one: replace it with a directory"
                 ) from None
-            population = state.population()
+            population = state.population.current()
         except BaseException:
             state.close()
             raise

@@ -26,7 +26,7 @@ from syncstream.registry.handlers import record_path
 from syncstream.registry.population import Population
 from syncstream.registry.records import encode_record
 from syncstream.registry.types import FollowStatus, Operation
-from syncstream.state import CURSOR
+from syncstream.store import CURSOR, PurgeReason
 from syncstream.timestamps import micros
 from syncstream.write.context import CacheWriteContext
 from syncstream.write.route import CacheWrite, route_commit, routing_table
@@ -119,11 +119,11 @@ class CacheWriter:
         self.durable = durable
         self.track_follows = track_follows
         self.on_flush = on_flush  # called before each durable commit (e.g. to flush a recording)
-        self.population: Population = context.state.population(tracked_follows=track_follows)
-        self._follows = context.state.tracked_follows() if track_follows else {}
-        self._file_in_network = context.state.population().in_network
+        self.population: Population = context.state.population.current(tracked_follows=track_follows)
+        self._follows = context.state.population.tracked_follows() if track_follows else {}
+        self._file_in_network = context.state.population.current().in_network
         self.cursor_source = cursor_source  # whose seqs: a replay's, or a relay host's
-        self.cursor = context.state.cursor(cursor_source)  # the last seq committed as durable
+        self.cursor = context.state.cursors.get(cursor_source)  # the last seq committed as durable
         self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
         self.last_event_time: str | None = None
         self.last_frame_wall: float | None = None  # time.time() when the last frame arrived
@@ -139,7 +139,7 @@ class CacheWriter:
         self._pending_follows: dict[str, tuple[str, str] | None] = {}
         # accounts whose status asks for a purge at the next export (DID -> (seq, reason)), or
         # whose reactivation cancels one (reason None); the last event of a batch decides
-        self._account_purges: dict[str, tuple[int, str | None]] = {}
+        self._account_purges: dict[str, tuple[int, PurgeReason | None]] = {}
         self.purge_account_statuses = purge_account_statuses
         self.accounts: dict[str, int] = {}
         self._resync: set[str] = set()  # study users whose #sync asks for a fresh backfill
@@ -153,7 +153,7 @@ class CacheWriter:
         self.hold_overflows: dict[str, str] = {}  # DIDs released because their hold overflowed: why
         self.verifier: StreamVerifier | None = None  # with --verify
         self._population_version = -1  # the first flush records the version this writer applies
-        self._recorded = set(context.state.written_by()[0])  # handlers the state knows wrote
+        self._recorded = set(context.state.written_by.names()[0])  # handlers the state knows wrote
         self._last_flush = time.monotonic()
         self._logged_reasons: set[str] = set()
 
@@ -287,8 +287,8 @@ class CacheWriter:
         if it has not run yet; any other status keeps it. Each decision is logged and counted."""
         if event.active:
             decision, reason = "reactivated", None
-        elif event.status in self.purge_account_statuses:
-            decision, reason = "marked_for_purge", f"{event.status} account"
+        elif event.status is not None and event.status in self.purge_account_statuses:
+            decision, reason = "marked_for_purge", PurgeReason.for_account(event.status)
         else:
             decision, reason = "kept_inactive", None
         self.accounts[decision] = self.accounts.get(decision, 0) + 1
@@ -351,7 +351,7 @@ class CacheWriter:
 
     def reload_population(self) -> Population:
         """Re-read the population from the state store (after its user sets were replaced)."""
-        stored = self.context.state.population()
+        stored = self.context.state.population.current()
         self._file_in_network = stored.in_network
         followed = {s for _, s in self._follows.values()}
         self.population = stored._replace(in_network=frozenset(self._file_in_network | followed))
@@ -369,10 +369,10 @@ class CacheWriter:
         population is reloaded, and purged accounts' follows forgotten), else None. Called
         after the batch's writes are drained: once this version is committed, nothing written
         since collects a purged account."""
-        version = self.context.state.population_version()
+        version = self.context.state.population.version()
         if version == self._population_version:
             return None
-        purged = self.context.state.purged_dids()
+        purged = self.context.state.population.purged()
         for follows in (self._follows, self._pending_follows):
             for uri, follow in list(follows.items()):
                 if follow is not None and (follow[0] in purged or follow[1] in purged):
@@ -382,7 +382,7 @@ class CacheWriter:
         return version
 
     def _cached_keys(self, uris: list[str]) -> dict[str, frozenset[str]]:
-        found = dict(self.context.state.cached_keys(uris))
+        found = dict(self.context.state.index.handlers_of(uris))
         for uri in uris:
             pending = self._pending_index.get(uri)
             if pending:
@@ -442,7 +442,7 @@ class CacheWriter:
         failpoint("write.cursor_stored")
         if time.monotonic() >= self._next_prune:
             self._next_prune = time.monotonic() + 3600
-            self.context.state.prune_index(time.time() - self.index_retention)
+            self.context.state.index.prune(time.time() - self.index_retention)
         self._pending_index.clear()
         self._pending_follows.clear()
         if cursor is not None:

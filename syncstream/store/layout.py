@@ -121,7 +121,7 @@ _VERSION_3 = (
         exported_at REAL NOT NULL,
         PRIMARY KEY (dataset, uri, operation, follow_status, cid)
     ) WITHOUT ROWID""",
-    "INSERT INTO exported_keys "
+    "INSERT INTO exported_keys (dataset, uri, operation, follow_status, cid, exported_at) "
     "SELECT dataset, uri, operation, follow_status, '*', exported_at FROM exported_keys_2",
     "DROP TABLE exported_keys_2",
 )  # one by one, in the migration's transaction (executescript would commit it)
@@ -130,7 +130,8 @@ _VERSION_3 = (
 # Version 4: a create's and an update's keys of one cid become one 'version' key, the latest
 # export time kept (a key pinned by --keep-cache stays pinned).
 _VERSION_4 = (
-    "INSERT INTO exported_keys SELECT dataset, uri, 'version', follow_status, cid, max(exported_at) "
+    "INSERT INTO exported_keys (dataset, uri, operation, follow_status, cid, exported_at) "
+    "SELECT dataset, uri, 'version', follow_status, cid, max(exported_at) "
     "FROM exported_keys WHERE operation IN ('create', 'update') GROUP BY dataset, uri, follow_status, cid "
     "ON CONFLICT DO UPDATE SET exported_at = max(exported_at, excluded.exported_at)",
     "DELETE FROM exported_keys WHERE operation IN ('create', 'update')",
@@ -167,6 +168,12 @@ def migrate(db: sqlite3.Connection, path: str) -> int:
         for statement in _VERSION_4:
             db.execute(statement)
     if version < 5:  # what an earlier store shows of who wrote: its index, its exported keys
-        db.execute("INSERT OR IGNORE INTO written_by SELECT DISTINCT 'handler', handler_key FROM cached_uris")
-        db.execute("INSERT OR IGNORE INTO written_by SELECT DISTINCT 'dataset', dataset FROM exported_keys")
+        db.execute(
+            "INSERT OR IGNORE INTO written_by (kind, name) "
+            "SELECT DISTINCT 'handler', handler_key FROM cached_uris"
+        )
+        db.execute(
+            "INSERT OR IGNORE INTO written_by (kind, name) "
+            "SELECT DISTINCT 'dataset', dataset FROM exported_keys"
+        )
     return version
