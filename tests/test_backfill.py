@@ -125,23 +125,17 @@ def test_a_fault_fails_that_did_while_the_others_complete(tmp_path: Path, fault:
     with LoopbackPds({DID: CAR, other: build_repo(other, 40)}, {DID: parsed}, key=KEY) as pds:
         everyone = (DID, other, unknown)
         assert backfill(tmp_path, pds, "--did", DID, "--did", other, "--did", unknown, study=everyone) == 1
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         recorded = state.backfills.recorded()
-    finally:
-        state.close()
     assert recorded[DID][0] == "failed" and recorded[DID][2]
     assert recorded[unknown][0] == "failed"
     assert recorded[other][0] == "done"
     with LoopbackPds({DID: CAR}, key=KEY) as pds:
         assert backfill(tmp_path, pds, "--did", DID) == 0
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         assert (
             state.backfills.recorded()[DID][:2] == ("done", REV) and state.backfills.recorded()[DID][3] == 2
         )
-    finally:
-        state.close()
 
 
 def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
@@ -155,11 +149,8 @@ def test_a_failed_did_is_retried_after_its_backoff(tmp_path: Path) -> None:
             db.execute("UPDATE backfills SET updated_at = updated_at - 61")
         assert backfill(tmp_path, pds) == 0
         assert pds.requests == [DID]
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         assert state.backfills.recorded()[DID][0] == "done"
-    finally:
-        state.close()
 
 
 def test_a_slow_pds_is_waited_for(tmp_path: Path) -> None:
@@ -182,11 +173,8 @@ def test_a_sync_frame_asks_for_a_fresh_backfill(tmp_path: Path) -> None:
             )
             == 0
         )
-        state = StateStore(tmp_path / "s.sqlite")
-        try:
+        with StateStore(tmp_path / "s.sqlite") as state:
             assert state.backfills.recorded()[DID][0] == "pending"
-        finally:
-            state.close()
         assert backfill(tmp_path, pds) == 0
         assert pds.requests == [DID, DID]
         assert export_main([*store(tmp_path), "--out", str(tmp_path / "out")]) == 0
@@ -278,22 +266,16 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
                     done_at = None
                     while done_at is None and time.monotonic() < deadline:
                         time.sleep(0.1)
-                        state = StateStore(tmp_path / "s.sqlite")
-                        try:
+                        with StateStore(tmp_path / "s.sqlite") as state:
                             if state.backfills.recorded().get(DID, ("",))[0] == "done":
                                 done_at = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
-                        finally:
-                            state.close()
                     assert done_at is not None, "the newcomer was not backfilled"
                     cursor = f"cursor:{url.split('://')[1].split('/')[0]}"
                     while time.monotonic() < deadline:  # frames keep flowing after it
                         time.sleep(0.1)
-                        state = StateStore(tmp_path / "s.sqlite")
-                        try:
+                        with StateStore(tmp_path / "s.sqlite") as state:
                             if (state.cursors.get(cursor) or 0) > done_at:
                                 break
-                        finally:
-                            state.close()
                 finally:
                     writer.send_signal(signal.SIGTERM)
                     writer.communicate(timeout=30)
@@ -301,11 +283,8 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
         finally:
             relay.send_signal(signal.SIGTERM)
             relay.wait(timeout=10)
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         later = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
-    finally:
-        state.close()
     assert later is not None and done_at is not None and later > done_at
     backfilled = [p for p in tree(tmp_path / "cache") if f"author_did={DID}" in p]
     assert len(backfilled) >= 10

@@ -19,7 +19,7 @@ from syncstream.backfill.repo import RepoError, RepoFile
 from syncstream.firehose.encode import cid_for, encode_car
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car, sign_commit
 from syncstream.servers.pds import LoopbackPds, PdsFault
-from syncstream.store import StateStore
+from syncstream.store import Backfill, StateStore
 from syncstream.verify import DidDocuments, verify_commit
 from tests.helpers import CORPUS, tree, write_users
 
@@ -38,12 +38,9 @@ def run_backfill(root: Path, pds: LoopbackPds, *extra: str, study: tuple[str, ..
     return backfill_main([*store(root), "--study-users", str(users), "--plc-url", pds.url, *extra])
 
 
-def recorded(root: Path) -> dict[str, tuple[str, str | None, str | None, int]]:
-    state = StateStore(root / "s.sqlite")
-    try:
+def recorded(root: Path) -> dict[str, Backfill]:
+    with StateStore(root / "s.sqlite") as state:
         return state.backfills.recorded()
-    finally:
-        state.close()
 
 
 def signed_car(did: str, nodes: list[tuple[bytes, bytes]], root: bytes, key: SigningKey = KEY) -> bytes:

@@ -51,19 +51,13 @@ def test_sigterm_during_a_fetch_ends_the_backfill_command_cleanly(tmp_path: Path
     assert "stopped: 1 abandoned, backfilled by the next run" in out
     assert f"{DID}: abandoned while fetching" in out
     assert "Traceback" not in err
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         assert DID not in state.backfills.recorded()
-    finally:
-        state.close()
     with LoopbackPds({DID: CAR}, key=KEY) as pds:
         command[command.index("--plc-url") + 1] = pds.url
         assert subprocess.run(command, capture_output=True, check=False).returncode == 0
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         assert state.backfills.recorded()[DID][0] == "done"
-    finally:
-        state.close()
 
 
 def test_sigterm_during_a_fetch_ends_the_writer_cleanly_and_loses_no_live_commit(tmp_path: Path) -> None:
@@ -112,12 +106,9 @@ def test_sigterm_during_a_fetch_ends_the_writer_cleanly_and_loses_no_live_commit
     assert writer.returncode == 0, err
     assert "frames:" in out and "cursor:" in out
     assert "Traceback" not in err and "error:" not in err
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         cursor = state.cursors.get(f"cursor:{url.split('://')[1].split('/')[0]}")
         assert DID not in state.backfills.recorded()
-    finally:
-        state.close()
     assert cursor is not None and cursor >= FIRST + 9
     written = sorted(name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "3live" in name)
     assert written[: cursor - FIRST + 1] == [f"3live{i:03d}.json" for i in range(cursor - FIRST + 1)]
@@ -138,11 +129,8 @@ def test_a_replay_with_a_backfill_ends_while_a_pds_trickles(tmp_path: Path) -> N
         args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
                 "--backfill", "--plc-url", pds.url, "--backfill-deadline", "1"]  # fmt: skip
         assert write_main(args) == 0
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         status, _, reason, _ = state.backfills.recorded()[DID]
         assert status == "failed" and "deadline of 1s passed" in (reason or "")
         assert state.cursors.get() == FIRST + 4
-    finally:
-        state.close()
     assert len([name for name in tree(tmp_path / "cache") if "3live" in name]) == 5

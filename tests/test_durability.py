@@ -60,11 +60,8 @@ def command(root: Path, replay: Path, study: Path) -> list[str]:
 def stored_cursor(root: Path) -> int | None:
     if not (root / "state.sqlite").exists():  # killed before it opened its state
         return None
-    state = StateStore(root / "state.sqlite")
-    try:
+    with StateStore(root / "state.sqlite") as state:
         return state.cursors.get()
-    finally:
-        state.close()
 
 
 @pytest.mark.parametrize(

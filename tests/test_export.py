@@ -314,9 +314,8 @@ def test_second_export_and_replayed_events_add_no_rows(
     args = write_cache(tmp_path)
     assert export_main(export_args(tmp_path)) == 0
     assert export_main(export_args(tmp_path)) == 0
-    state = StateStore(tmp_path / "state.sqlite")
-    state.cursors.set(0)  # the writer restarts behind what it already wrote: the relay replays
-    state.close()
+    with StateStore(tmp_path / "state.sqlite") as state:
+        state.cursors.set(0)  # the writer restarts behind what it already wrote: the relay replays
     assert write_main(args) == 0
     assert len(tree(tmp_path / "cache")) == ROWS
     capsys.readouterr()

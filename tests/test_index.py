@@ -46,9 +46,8 @@ def test_own_and_in_network_deletes_route_without_the_index(tmp_path: Path) -> N
     args += ["--study-users", str(write_users(tmp_path / "study.txt", [STUDY]))]
     args += ["--in-network-users", str(write_users(tmp_path / "net.txt", [FRIEND]))]
     assert write_main([*args, "--replay", str(write_replay(tmp_path / "a.bin", frames))]) == 0
-    state = StateStore(tmp_path / "s.sqlite")
-    assert state.index.count() == 1
-    state.close()
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.index.count() == 1
     assert write_main([*args, "--replay", str(write_replay(tmp_path / "b.bin", deletes))]) == 0
     deleted = {path.split("/")[2] for path in tree(tmp_path / "cache") if "/delete/" in path}
     assert deleted == {"post", "like_on_user_post"}
@@ -57,12 +56,9 @@ def test_own_and_in_network_deletes_route_without_the_index(tmp_path: Path) -> N
 
 def test_the_index_is_pruned_after_its_retention(tmp_path: Path) -> None:
     """Rows older than the retention are forgotten; younger ones stay."""
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         state.commit(1, [("at://did:plc:x/app.bsky.feed.like/1", K.LIKE_ON_USER_POST)])
         cutoff = time.time() + 1
         state.commit(2, [("at://did:plc:x/app.bsky.feed.like/2", K.LIKE_ON_USER_POST)])
         assert state.index.prune(cutoff - 3600) == 0
         assert state.index.prune(cutoff) == 2 and state.index.count() == 0
-    finally:
-        state.close()

@@ -83,11 +83,8 @@ def live(tmp_path: Path, url: str, *extra: str) -> int:
 
 def stored_cursor(tmp_path: Path, url: str) -> int | None:
     """The cursor the writer stored for this relay (cursors are kept per relay host)."""
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         return state.cursors.get(relay_cursor(url))
-    finally:
-        state.close()
 
 
 @pytest.mark.parametrize(

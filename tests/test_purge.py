@@ -188,15 +188,12 @@ def test_purge_removes_the_account_and_what_was_collected_because_of_it(
     after = rows(reference)
     assert after == without(everything, did)
     assert all(len(set(listed)) == len(listed) for listed in after.values())
-    state = StateStore(reference / "state.sqlite")
-    try:
+    with StateStore(reference / "state.sqlite") as state:
         assert did in state.population.purged()
         assert did not in state.population.current().study | state.population.current().in_network
         [record] = state.purges.records()
         assert record.dids == (did,) and record.finished_at is not None
         assert (record.rows or 0) + (record.cache_files or 0) > 0
-    finally:
-        state.close()
 
 
 def test_a_purged_account_is_no_longer_collected(reference: Path, caplog: pytest.LogCaptureFixture) -> None:
@@ -240,12 +237,9 @@ def test_a_deleted_account_is_purged_at_the_next_export(reference: Path, tmp_pat
     export(reference)
     assert rows(reference) == without(kept, A)
     assert rows(reference) == without(everything, A)
-    state = StateStore(reference / "state.sqlite")
-    try:
+    with StateStore(reference / "state.sqlite") as state:
         assert state.purges.pending() == {} and A in state.population.purged()
         assert [(r.dids, r.reason) for r in state.purges.records()] == [((A,), "deleted account")]
-    finally:
-        state.close()
 
 
 def test_other_statuses_are_recorded_not_purged(reference: Path) -> None:
@@ -255,11 +249,8 @@ def test_other_statuses_are_recorded_not_purged(reference: Path) -> None:
     export(reference)
     events = rows(reference)["population/account_event"]
     assert any(json.loads(r)["status"] == "deactivated" for r in events)
-    state = StateStore(reference / "state.sqlite")
-    try:
+    with StateStore(reference / "state.sqlite") as state:
         assert state.population.purged() == frozenset() and B in state.population.current().study
-    finally:
-        state.close()
 
 
 def test_bad_purge_arguments(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -73,11 +73,8 @@ def check(roots: list[Path], out: str, counts: list[int]) -> None:
     ]
     assert len(uris) == len(set(uris)) == sum(counts)
     for root in roots:
-        state = StateStore(root / "state.sqlite")
-        try:
+        with StateStore(root / "state.sqlite") as state:
             assert table.transaction_version(state.exports.store_id()) == 1
-        finally:
-            state.close()
     del table
 
 

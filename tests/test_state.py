@@ -10,7 +10,7 @@ from returns.result import Failure, Success
 
 from syncstream.registry.population import Population
 from syncstream.registry.types import HandlerKey
-from syncstream.store import StateStore
+from syncstream.store import StateStore, UserKind
 from syncstream.users import read_user_file
 
 
@@ -37,28 +37,24 @@ def test_unreadable_user_file_is_a_failure(tmp_path: Path) -> None:
 
 def test_population_replaced_per_kind(tmp_path: Path) -> None:
     """Loading a kind replaces that kind only, and survives reopening the store."""
-    state = StateStore(tmp_path / "s.sqlite")
-    state.population.replace("study", ["did:plc:a", "did:plc:b"])
-    state.population.replace("in_network", ["did:plc:c"])
-    state.population.replace("study", ["did:plc:b"])
-    state.close()
-    again = StateStore(tmp_path / "s.sqlite")
-    assert again.population.current() == Population(frozenset({"did:plc:b"}), frozenset({"did:plc:c"}))
-    again.close()
+    with StateStore(tmp_path / "s.sqlite") as state:
+        state.population.replace(UserKind.STUDY, ["did:plc:a", "did:plc:b"])
+        state.population.replace(UserKind.IN_NETWORK, ["did:plc:c"])
+        state.population.replace(UserKind.STUDY, ["did:plc:b"])
+    with StateStore(tmp_path / "s.sqlite") as again:
+        assert again.population.current() == Population(frozenset({"did:plc:b"}), frozenset({"did:plc:c"}))
 
 
 def test_cursor_is_64_bit_and_uses_wal(tmp_path: Path) -> None:
     """Sequence numbers above 2**34 (and 2**62) survive; the journal is WAL."""
     path = tmp_path / "s.sqlite"
-    state = StateStore(path)
-    assert state.cursors.get() is None
-    state.cursors.set(31_527_015_471)
-    assert state.cursors.get() == 31_527_015_471
-    state.cursors.set(2**62 + 7)
-    state.close()
-    reopened = StateStore(path)
-    assert reopened.cursors.get() == 2**62 + 7
-    reopened.close()
+    with StateStore(path) as state:
+        assert state.cursors.get() is None
+        state.cursors.set(31_527_015_471)
+        assert state.cursors.get() == 31_527_015_471
+        state.cursors.set(2**62 + 7)
+    with StateStore(path) as reopened:
+        assert reopened.cursors.get() == 2**62 + 7
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
@@ -66,32 +62,31 @@ def test_cursor_is_64_bit_and_uses_wal(tmp_path: Path) -> None:
 def test_index_rows_and_cursor_commit_together(tmp_path: Path) -> None:
     """A batch's index rows and its cursor land in one commit, and survive reopening."""
     path = tmp_path / "s.sqlite"
-    state = StateStore(path)
-    uri = "at://did:plc:a/app.bsky.feed.post/1"
-    state.commit(42, [(uri, HandlerKey.POST), (uri, HandlerKey.REPLY_TO_USER_POST), (uri, HandlerKey.POST)])
-    state.close()
-    state = StateStore(path)
-    assert state.cursors.get() == 42
-    assert state.index.handlers_of([uri, "at://x"]) == {
-        uri: frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
-    }
-    state.close()
+    with StateStore(path) as state:
+        uri = "at://did:plc:a/app.bsky.feed.post/1"
+        state.commit(
+            42, [(uri, HandlerKey.POST), (uri, HandlerKey.REPLY_TO_USER_POST), (uri, HandlerKey.POST)]
+        )
+    with StateStore(path) as state:
+        assert state.cursors.get() == 42
+        assert state.index.handlers_of([uri, "at://x"]) == {
+            uri: frozenset({HandlerKey.POST, HandlerKey.REPLY_TO_USER_POST})
+        }
 
 
 def test_exported_keys_are_remembered_for_the_window_and_then_forgotten(tmp_path: Path) -> None:
     """A key stays exported for at least the window, and a prune past window + slack forgets it."""
-    state = StateStore(tmp_path / "state.sqlite")
-    old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "", "bafyreia")
-    new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "", "bafyreib")
-    state.exports.commit("c1", [old], now=1000.0)
-    state.exports.commit("c2", [new], now=5000.0)
-    assert state.exports.exported_among([old, new]) == {old, new}
-    assert state.exports.prune(900.0, slack=50.0) == 0  # nothing is past due
-    assert state.exports.prune(1040.0, slack=50.0) == 0  # past the window, within the slack
-    assert state.exports.exported_among([old]) == {old}
-    assert state.exports.prune(2000.0, slack=50.0) == 1
-    assert state.exports.exported_among([old, new]) == {new}
-    assert state.exports.prune(2000.0, slack=50.0) == 0  # the oldest left is new's time
-    assert state.exports.prune(6000.0) == 1
-    assert state.exports.exported_among([old, new]) == set()
-    state.close()
+    with StateStore(tmp_path / "state.sqlite") as state:
+        old = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/1", "create", "", "bafyreia")
+        new = ("study_user_activity/post", "at://did:plc:a/app.bsky.feed.post/2", "create", "", "bafyreib")
+        state.exports.commit("c1", [old], now=1000.0)
+        state.exports.commit("c2", [new], now=5000.0)
+        assert state.exports.exported_among([old, new]) == {old, new}
+        assert state.exports.prune(900.0, slack=50.0) == 0  # nothing is past due
+        assert state.exports.prune(1040.0, slack=50.0) == 0  # past the window, within the slack
+        assert state.exports.exported_among([old]) == {old}
+        assert state.exports.prune(2000.0, slack=50.0) == 1
+        assert state.exports.exported_among([old, new]) == {new}
+        assert state.exports.prune(2000.0, slack=50.0) == 0  # the oldest left is new's time
+        assert state.exports.prune(6000.0) == 1
+        assert state.exports.exported_among([old, new]) == set()

@@ -60,8 +60,7 @@ def test_directories_become_handler_names(tmp_path: Path) -> None:
             (f"at://{STUDY}/app.bsky.feed.post/3p", "in_network_user_activity/create/post"),
         ],
     )
-    state = StateStore(path)
-    try:
+    with StateStore(path) as state:
         assert state.cursors.get() == 41
         assert state.index.handlers_of([LIKE_URI, FOLLOW_URI, f"at://{STUDY}/app.bsky.feed.post/3p"]) == {
             LIKE_URI: frozenset({K.LIKE_ON_USER_POST}),
@@ -72,8 +71,6 @@ def test_directories_become_handler_names(tmp_path: Path) -> None:
         handlers, datasets = state.written_by.names()
         assert handlers == {"like_on_user_post", "follow_followee", "post", "in_network_post"}
         assert datasets == frozenset()
-    finally:
-        state.close()
     assert stored(path) == {
         (LIKE_URI, "like_on_user_post"),
         (FOLLOW_URI, "follow_followee"),
@@ -104,14 +101,11 @@ def test_a_migrated_index_still_routes_deletes(tmp_path: Path) -> None:
 def test_index_rows_come_back_by_name(tmp_path: Path) -> None:
     """The index keeps handler names, any string, and gives them back as it holds them: the
     registry maps them to its handlers (a name it lacks is passed over by routing)."""
-    state = StateStore(tmp_path / "s.sqlite")
-    try:
+    with StateStore(tmp_path / "s.sqlite") as state:
         state.commit(1, [(LIKE_URI, K.LIKE_ON_USER_POST)])
         with closing(sqlite3.connect(tmp_path / "s.sqlite")) as db, db:
             db.execute("INSERT INTO cached_uris (uri, handler_key) VALUES (?, 'gone')", (LIKE_URI,))
         assert state.index.handlers_of([LIKE_URI]) == {LIKE_URI: frozenset({"like_on_user_post", "gone"})}
-    finally:
-        state.close()
 
 
 def test_a_store_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -133,8 +127,7 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
             "INSERT INTO exported_keys VALUES ('study_user_activity/post', ?, 'create', '', ?)",
             (f"at://{STUDY}/app.bsky.feed.post/3p", float("inf")),
         )
-    state = StateStore(path)
-    try:
+    with StateStore(path) as state:
         old = export_key(
             "study_user_activity/post", f"at://{STUDY}/app.bsky.feed.post/3p", "create", "", "bafyreiany"
         )
@@ -144,8 +137,6 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
         assert state.exports.exported_among([old, other]) == {old}
         state.exports.commit("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
         assert state.exports.prune(2000.0) == 1 and state.exports.exported_among([old]) == set()
-    finally:
-        state.close()
 
 
 def test_version_3_keys_of_one_cid_become_one_version(tmp_path: Path) -> None:

@@ -46,9 +46,8 @@ def test_sigterm_to_the_writers_group_is_a_clean_stop(tmp_path: Path) -> None:
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith("frames: ") and "error" not in stopped.stderr
     cursor = int(stopped.stdout.split("\ncursor: ")[1].split()[0])
-    state = StateStore(tmp_path / "s.sqlite")
-    assert cursor == state.cursors.get(relay_cursor(relay.url))
-    state.close()
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert cursor == state.cursors.get(relay_cursor(relay.url))
     upto = [frame for frame in corpus_frames() if (decode_frame(frame).seq or 0) <= cursor]
     replay = write_replay(tmp_path / "upto.bin", upto)
     assert write_main([*store(tmp_path / "upto"), "-q", *USERS, "--replay", str(replay)]) == 0

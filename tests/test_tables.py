@@ -68,11 +68,8 @@ def test_one_commit_per_table_per_run_with_the_stores_transaction(tmp_path: Path
     assert export_main(export_args(tmp_path, "--batch-files", "7")) == 0
     write_cache(tmp_path, more_posts(200, 5))
     assert export_main(export_args(tmp_path, "--batch-files", "2")) == 0
-    state = StateStore(tmp_path / "state.sqlite")
-    try:
+    with StateStore(tmp_path / "state.sqlite") as state:
         app_id = state.exports.store_id()
-    finally:
-        state.close()
     table = DeltaTable(str(tmp_path / "out" / POSTS))
     writes = [c for c in table.history() if c["operation"] != "CREATE TABLE"]
     assert len(writes) == 2  # 35 files in 6 + 3 chunks: one commit per run

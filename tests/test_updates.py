@@ -75,9 +75,8 @@ def test_versions_across_exports_and_replays(tmp_path: Path) -> None:
         write(tmp_path, [frame], f"v{i}")
         if i != 2:
             export(tmp_path)
-    state = StateStore(tmp_path / "state.sqlite")
-    state.cursors.set(0)  # the relay replays everything
-    state.close()
+    with StateStore(tmp_path / "state.sqlite") as state:
+        state.cursors.set(0)  # the relay replays everything
     write(tmp_path, frames, "replay")
     export(tmp_path)
     assert rows(tmp_path) == EXPECTED

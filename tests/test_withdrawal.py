@@ -136,13 +136,10 @@ def test_reenrolment_starts_clean(withdrawn: Path) -> None:
     """Re-enrolled, A's history comes back: its backfill is due again and records exported
     before the purge (now gone from the output) are exported again when seen again."""
     write(withdrawn, reactions(200), "--reenrol", A)
-    state = StateStore(withdrawn / "state.sqlite")
-    try:
+    with StateStore(withdrawn / "state.sqlite") as state:
         assert A not in state.population.purged()
         assert A not in state.backfills.recorded()
         assert state.backfills.due([A], 0.0) == [A]
-    finally:
-        state.close()
     export(withdrawn)
     assert authored_by(withdrawn, A) == EVERY_REACTION
 
@@ -164,17 +161,13 @@ def test_reenrol_of_an_account_never_purged_keeps_its_history(tmp_path: Path) ->
     purged: its backfill stays done and its exported rows are not exported again."""
     write(tmp_path, reactions(1))
     export(tmp_path)
-    state = StateStore(tmp_path / "state.sqlite")
-    state.backfills.record(A, rev="3mptbypluud2a", records=6)
-    state.cursors.set(0)
-    state.close()
+    with StateStore(tmp_path / "state.sqlite") as state:
+        state.backfills.record(A, rev="3mptbypluud2a", records=6)
+        state.cursors.set(0)
     write(tmp_path, reactions(1), "--reenrol", A)  # the relay replays the same events
     export(tmp_path)
-    state = StateStore(tmp_path / "state.sqlite")
-    try:
+    with StateStore(tmp_path / "state.sqlite") as state:
         assert state.backfills.recorded()[A][0] == "done"
-    finally:
-        state.close()
     assert authored_by(tmp_path, A) == EVERY_REACTION
 
 
@@ -186,11 +179,8 @@ def account(seq: int, did: str, *, active: bool, status: str | None = None) -> b
 
 
 def purged(root: Path) -> list[tuple[tuple[str, ...], str]]:
-    state = StateStore(root / "state.sqlite")
-    try:
+    with StateStore(root / "state.sqlite") as state:
         return [(record.dids, record.reason) for record in state.purges.records()]
-    finally:
-        state.close()
 
 
 def test_reactivation_cancels_a_pending_deletion_purge(tmp_path: Path) -> None:

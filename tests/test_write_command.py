@@ -231,6 +231,5 @@ def test_default_run_uses_the_bundled_sample(tmp_path: Path) -> None:
     )
     assert "frames: 150" in result.stdout
     assert len(tree(tmp_path / "syncstream-cache")) == 15
-    state = StateStore(tmp_path / "syncstream-state.sqlite")
-    assert state.cursors.get() == 31527015471
-    state.close()
+    with StateStore(tmp_path / "syncstream-state.sqlite") as state:
+        assert state.cursors.get() == 31527015471
