@@ -54,6 +54,16 @@ def test_the_registry_imports_only_itself_and_the_errors() -> None:
         assert not outside, f"{path.name} imports {sorted(outside)}"
 
 
+def test_the_store_builds_on_the_registry_only() -> None:
+    """The state store is a shared layer under the phases: it knows the registry's population
+    and the errors, nothing of the commands that use it."""
+    for path in sorted((PACKAGE / "store").glob("*.py")):
+        outside = {m for m in imports_of(path) if not m.startswith("syncstream.store")}
+        assert outside <= {"syncstream.errors", "syncstream.registry.population"}, (
+            f"{path.name}: {sorted(outside)}"
+        )
+
+
 def test_the_registry_loads_no_sqlite_arrow_or_returns() -> None:
     """Every registry module imported in a fresh interpreter: a helper process or a library
     caller that only routes pays for none of the I/O layers."""

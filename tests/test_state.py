@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
+import pytest
 from returns.result import Failure, Success
 
 from syncstream.registry.population import Population
 from syncstream.registry.types import HandlerKey
-from syncstream.store import StateStore, UserKind
+from syncstream.store import BackfillStatus, PurgeReason, StateStore, UserKind
 from syncstream.users import read_user_file
 
 
@@ -90,3 +92,47 @@ def test_exported_keys_are_remembered_for_the_window_and_then_forgotten(tmp_path
         assert state.exports.prune(2000.0, slack=50.0) == 0  # the oldest left is new's time
         assert state.exports.prune(6000.0) == 1
         assert state.exports.exported_among([old, new]) == set()
+
+
+def test_a_batch_that_fails_part_way_leaves_nothing(tmp_path: Path) -> None:
+    """The writer's commit spans the concerns in one transaction: a failure in its last steps
+    rolls back the index rows and follows its first steps wrote, and the cursor stays."""
+    uri = "at://did:plc:a/app.bsky.feed.post/1"
+
+    def written() -> Iterator[str]:
+        yield "post"
+        raise OSError("the disk went away")
+
+    with StateStore(tmp_path / "s.sqlite") as state:
+        follows = {"at://did:plc:a/app.bsky.graph.follow/1": ("did:plc:a", "did:plc:b")}
+        with pytest.raises(OSError, match="the disk went away"):
+            state.commit(7, [(uri, HandlerKey.POST)], follows, resync=["did:plc:a"], written=written())
+        assert state.cursors.get() is None and state.index.count() == 0
+        assert state.population.tracked_follows() == {} and state.backfills.recorded() == {}
+        state.commit(7, [(uri, HandlerKey.POST)])  # the connection is usable again
+        assert state.cursors.get() == 7 and state.index.count() == 1
+
+
+def test_statuses_are_stored_as_the_strings_earlier_stores_hold(tmp_path: Path) -> None:
+    """The columns' enums are stored as their plain values, which read back as the enums: a
+    store written before them opens unchanged."""
+    path = tmp_path / "s.sqlite"
+    with StateStore(path) as state:
+        state.backfills.record("did:plc:a", rev="3mptbypluud2a", records=1)
+        state.backfills.record("did:plc:b", reason="no repository")
+        takendown = PurgeReason.for_account("takendown")
+        state.commit(1, account_purges={"did:plc:c": (1, takendown)}, resync=["did:plc:d"])
+        state.purges.begin("p1", ["did:plc:e"], PurgeReason.WITHDRAWAL, 10.0)
+    with closing(sqlite3.connect(path)) as db:
+        assert sorted(db.execute("SELECT did, status FROM backfills")) == [
+            ("did:plc:a", "done"),
+            ("did:plc:b", "failed"),
+            ("did:plc:d", "pending"),
+        ]
+        assert db.execute("SELECT reason FROM pending_purges").fetchall() == [("takendown account",)]
+        assert db.execute("SELECT reason FROM purges").fetchall() == [("withdrawal",)]
+        assert db.execute("SELECT reason FROM purged_dids").fetchall() == [("withdrawal",)]
+    with StateStore(path) as state:
+        assert state.backfills.recorded()["did:plc:d"].status is BackfillStatus.PENDING
+        assert state.purges.pending() == {"did:plc:c": (1, PurgeReason.TAKENDOWN_ACCOUNT)}
+        assert [record.reason for record in state.purges.records()] == [PurgeReason.WITHDRAWAL]
