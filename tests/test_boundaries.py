@@ -113,9 +113,11 @@ def test_an_empty_population_is_an_error(tmp_path: Path, capsys: pytest.CaptureF
     args = write_args(tmp_path, posts(1, 2), [])
     assert write_main(args) == 2
     assert capsys.readouterr().err.startswith("error: the study and in-network sets are both empty")
-    assert StateStore(tmp_path / "s.sqlite").cursors.get() is None
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.cursors.get() is None
     assert write_main([*args, "--allow-empty-population"]) == 0
-    assert StateStore(tmp_path / "s.sqlite").cursors.get() == 2
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.cursors.get() == 2
 
 
 @pytest.mark.parametrize("content", [os.urandom(4096), b"\x10\x00\x00\x00" + b"\xff" * 16])

@@ -211,10 +211,12 @@ def test_a_purge_refuses_a_registry_without_a_dataset_it_exported(
     out = ["--out", str(user_dir / "out")]
     assert export_main([*store, *out, "--handlers", "stars:REGISTRY"]) == 0
     capsys.readouterr()
-    assert StateStore(user_dir / "s.sqlite").written_by.names()[1] >= {STARS}
+    with StateStore(user_dir / "s.sqlite") as state:
+        assert state.written_by.names()[1] >= {STARS}
     assert purge_main([*store, *out, "--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"]) == 2
     assert f"datasets {STARS}, which wrote" in capsys.readouterr().err
-    assert StateStore(user_dir / "s.sqlite").population.purged() == frozenset()
+    with StateStore(user_dir / "s.sqlite") as state:
+        assert state.population.purged() == frozenset()
 
 
 BAD_SPECS = {
@@ -345,7 +347,8 @@ def test_the_backfill_routes_through_the_registry_given(
         assert backfill_main([*args, "--handlers", "posts_only:POSTS"]) == 0
     written = tree(user_dir / "c")
     assert len(written) == 6 and {p.rsplit("/", 1)[0] for p in written} == {"study_user_activity/create/post"}
-    assert StateStore(user_dir / "b.sqlite").written_by.names()[0] == {"post"}
+    with StateStore(user_dir / "b.sqlite") as state:
+        assert state.written_by.names()[0] == {"post"}
 
 
 def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path) -> None:

@@ -151,7 +151,8 @@ def test_poison_frames_are_counted_and_passed_over(
         assert line in out
     assert "malformed_commit: 1" in out  # the seq beyond int64
     assert {path.rsplit("=", 1)[1] for path in tree(tmp_path / "cache")} == {"ok1.json", "ok2.json"}
-    assert StateStore(tmp_path / "s.sqlite").cursors.get() == 6
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.cursors.get() == 6
     assert export_main(export_args(tmp_path)) == 0
     assert len(exported(tmp_path)) == 2
 

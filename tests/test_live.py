@@ -181,7 +181,8 @@ def test_repeated_future_cursor_stops_the_writer(tmp_path: Path, capsys: pytest.
     writer stops with exit 1, naming the cursor and the way on, without writing or moving it."""
     relay = ReplayRelay(corpus_frames())
     with LoopbackRelay(relay) as loopback:
-        StateStore(tmp_path / "s.sqlite").cursors.set(LAST + 1000, relay_cursor(loopback.url))
+        with StateStore(tmp_path / "s.sqlite") as state:
+            state.cursors.set(LAST + 1000, relay_cursor(loopback.url))
         assert live(tmp_path, loopback.url, "--idle-exit", "60") == 1
     assert relay.connections == [LAST + 1000] * 3
     assert tree(tmp_path / "cache") == set()

@@ -124,7 +124,8 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
     path = version_1_store(tmp_path / "s.sqlite", [])
     with closing(sqlite3.connect(path)) as db, db:
         db.execute(
-            "INSERT INTO exported_keys VALUES ('study_user_activity/post', ?, 'create', '', ?)",
+            "INSERT INTO exported_keys (dataset, uri, operation, follow_status, exported_at) "
+            "VALUES ('study_user_activity/post', ?, 'create', '', ?)",
             (f"at://{STUDY}/app.bsky.feed.post/3p", float("inf")),
         )
     with StateStore(path) as state:
@@ -148,7 +149,8 @@ def test_version_3_keys_of_one_cid_become_one_version(tmp_path: Path) -> None:
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE meta SET value = 3 WHERE key = 'version'")
         db.executemany(
-            "INSERT INTO exported_keys VALUES ('study_user_activity/post', ?, ?, '', ?, ?)",
+            "INSERT INTO exported_keys (dataset, uri, operation, follow_status, cid, exported_at) "
+            "VALUES ('study_user_activity/post', ?, ?, '', ?, ?)",
             [
                 (uri, "create", "bafyc0", 100.0),
                 (uri, "update", "bafyc0", float("inf")),

@@ -117,7 +117,10 @@ def test_helper_and_inline_writes_give_the_same_tree(tmp_path: Path) -> None:
         assert main([*args, *extra]) == 0
     assert tree(tmp_path / "helper" / "cache") == tree(tmp_path / "inline" / "cache")
     assert len(tree(tmp_path / "helper" / "cache")) > 10
-    cursors = [StateStore(tmp_path / m / "s.sqlite").cursors.get() for m in ("helper", "inline")]
+    cursors = []
+    for mode in ("helper", "inline"):
+        with StateStore(tmp_path / mode / "s.sqlite") as state:
+            cursors.append(state.cursors.get())
     assert cursors[0] == cursors[1] == 31527015471
 
 
@@ -135,4 +138,5 @@ def test_a_failing_file_writer_exits_1_and_keeps_the_cursor(
     monkeypatch.setenv("SYNCSTREAM_FAILPOINTS", "write-helper/write.file_written:2:raise")
     assert main(args) == 1
     assert "the helper process syncstream.write.writes stopped" in capsys.readouterr().err
-    assert StateStore(tmp_path / "s.sqlite").cursors.get() is None
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.cursors.get() is None
