@@ -20,14 +20,13 @@ import stat
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
 
-from syncstream.errors import CacheLockedError
+from syncstream.errors import CacheLockedError, SymlinkInCacheError
 from syncstream.registry.handlers import HandlerConfig, record_path
 from syncstream.registry.records import CachedRecord, decode_record, encode_record
 
 __all__ = [
     "LOCK_NAME",
     "SET_ASIDE",
-    "SymlinkInCacheError",
     "TreeWriter",
     "WriterLock",
     "check_no_links",
@@ -46,13 +45,6 @@ __all__ = [
 LOCK_NAME = ".writer.lock"
 SET_ASIDE = ".set-aside"  # files the export could not turn into rows; a reset keeps them
 _FLAGS = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
-class SymlinkInCacheError(OSError):
-    """A path inside the cache goes through a symbolic link: syncstream never follows one."""
-
-    def __init__(self, path: str) -> None:
-        super().__init__(errno.ELOOP, "a symbolic link inside the cache is never followed", path)
 
 
 def check_no_links(root: str, directory: str) -> bool:

@@ -22,7 +22,7 @@ import os
 import signal
 from collections.abc import Mapping
 
-from syncstream.errors import ConfigError, SyncstreamError
+from syncstream.errors import ConfigError, FailpointError
 
 __all__ = [
     "ACTIONS",
@@ -31,7 +31,6 @@ __all__ = [
     "POINTS",
     "PROBLEM",
     "PROCESSES",
-    "FailpointError",
     "failpoint",
     "set_process",
 ]
@@ -89,11 +88,6 @@ PROCESSES = (
     "purge",
     "backfill",
 )
-
-
-class FailpointError(SyncstreamError, RuntimeError):
-    """Raised by a failpoint armed with ``raise``."""
-
 
 _process = "main"
 

@@ -26,7 +26,7 @@ from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundErr
 from deltalake.schema import ArrayType, PrimitiveType
 from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.errors import SyncstreamError
+from syncstream.errors import SchemaMismatchError, SyncstreamError
 from syncstream.failpoints import failpoint
 from syncstream.registry.datasets import ArrowType, Dataset
 from syncstream.staging import AddedFile, RunCommit, Step
@@ -35,7 +35,6 @@ __all__ = [
     "PARTITION",
     "STATS_COLUMNS",
     "Location",
-    "SchemaMismatchError",
     "check_datasets",
     "commit_files",
     "commit_run",
@@ -49,10 +48,6 @@ __all__ = [
 
 PARTITION = "partition_date"
 COMMIT_ATTEMPTS = 20  # another store committing to the same table at once: reload and retry
-
-
-class SchemaMismatchError(SyncstreamError, ValueError):
-    """A column's type in the table is not the dataset's: refused, never cast."""
 
 
 class Location(NamedTuple):

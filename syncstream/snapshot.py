@@ -21,17 +21,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from syncstream.cli import add_log_options, setup_logging
-from syncstream.errors import SyncstreamError
+from syncstream.errors import SnapshotError
 from syncstream.registry.datasets import Dataset
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["SnapshotError", "main", "snapshot"]
-
-
-class SnapshotError(SyncstreamError, RuntimeError):
-    """A snapshot could not be written (a version whose files are gone)."""
+__all__ = ["main", "snapshot"]
 
 
 def _as_of(text: str | None) -> int | datetime.datetime:

@@ -28,13 +28,11 @@ from cryptography.hazmat.primitives.hashes import SHA256
 if TYPE_CHECKING:
     from atproto_core.did_doc import DidDocument
 
-__all__ = ["DidDocuments", "KeyUnavailable", "Verdict", "check_commit", "verify_commit"]
+from syncstream.errors import KeyUnavailable
+
+__all__ = ["DidDocuments", "Verdict", "check_commit", "verify_commit"]
 
 COMMIT_VERSION = 3
-
-
-class KeyUnavailable(Exception):
-    """The DID's key cannot be had now (the directory down, no document, no key in it)."""
 
 
 class DidDocuments:

@@ -14,7 +14,8 @@ import pytest
 from benchmarks.backfill import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.fetch import Fetcher
-from syncstream.backfill.repo import RepoError, read_repo
+from syncstream.backfill.repo import read_repo
+from syncstream.errors import RepoError
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car

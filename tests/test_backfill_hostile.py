@@ -13,9 +13,10 @@ import pytest
 
 from benchmarks.repos import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
-from syncstream.backfill.fetch import Fetcher, FetchError, FetchLimits, endpoint_problem
+from syncstream.backfill.fetch import Fetcher, FetchLimits, endpoint_problem
 from syncstream.backfill.polite import HostGate, reset_delay
-from syncstream.backfill.repo import RepoError, RepoFile
+from syncstream.backfill.repo import RepoFile
+from syncstream.errors import FetchError, RepoError
 from syncstream.firehose.encode import cid_for, encode_car
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car, sign_commit
 from syncstream.servers.pds import LoopbackPds, PdsFault

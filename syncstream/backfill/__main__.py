@@ -18,8 +18,8 @@ from syncstream.cli import (
     run,
     setup_logging,
 )
-from syncstream.errors import CacheWriteError, HelperError, SyncstreamError
-from syncstream.failpoints import FailpointError, set_process
+from syncstream.errors import CacheWriteError, FailpointError, HelperError, SyncstreamError
+from syncstream.failpoints import set_process
 from syncstream.store import BackfillStatus
 
 if TYPE_CHECKING:

@@ -24,15 +24,12 @@ from urllib.parse import urlsplit
 import httpx
 
 from syncstream.backfill.polite import HostGate, Waited
-from syncstream.verify import DidDocuments, KeyUnavailable
+from syncstream.errors import FetchError, KeyUnavailable
+from syncstream.verify import DidDocuments
 
-__all__ = ["FetchError", "FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
+__all__ = ["FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
 
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
-
-
-class FetchError(Exception):
-    """The repository could not be fetched (the reason says what, where, after how long)."""
 
 
 class FetchLimits(NamedTuple):

@@ -21,8 +21,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from syncstream.backfill.fetch import Fetcher, FetchError
-from syncstream.backfill.repo import RepoError, RepoFile, RepoRecord
+from syncstream.backfill.fetch import Fetcher
+from syncstream.backfill.repo import RepoFile, RepoRecord
+from syncstream.errors import FetchError, RepoError, SyncstreamError
 from syncstream.verify import verify_commit
 
 __all__ = ["BATCH_RECORDS", "Job", "Outcome"]
@@ -39,8 +40,8 @@ class Outcome(NamedTuple):
     problems: dict[str, int]
 
 
-class _Abandoned(Exception):
-    pass
+class _Abandoned(SyncstreamError):
+    """The job was abandoned (a stop): what it did is done again by the next run."""
 
 
 class Job:

@@ -10,12 +10,14 @@ import threading
 import time
 from collections.abc import Mapping
 
+from syncstream.errors import SyncstreamError
+
 __all__ = ["HostGate", "Waited", "reset_delay"]
 
 _EPOCH_THRESHOLD = 1_000_000_000  # a RateLimit-Reset this large is a Unix time, else seconds
 
 
-class Waited(Exception):
+class Waited(SyncstreamError):
     """The wait for a host would pass the caller's deadline (or a stop was asked for)."""
 
 

@@ -23,16 +23,13 @@ from typing import Any, BinaryIO, NamedTuple
 
 import libipld
 
+from syncstream.errors import RepoError
 from syncstream.firehose.decode import car_blocks, json_model, uvarint
 
-__all__ = ["Repo", "RepoError", "RepoFile", "RepoRecord", "read_repo", "repo_did"]
+__all__ = ["Repo", "RepoFile", "RepoRecord", "read_repo", "repo_did"]
 
 _INSERT_BATCH = 10_000
 _MAX_KEY = 1024  # bytes: a repository key is a collection NSID and an rkey
-
-
-class RepoError(ValueError):
-    """The CAR is not a repository this walk can trust."""
 
 
 class RepoRecord(NamedTuple):

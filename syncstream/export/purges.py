@@ -3,8 +3,9 @@ saw deleted or taken down."""
 
 from __future__ import annotations
 
+from syncstream.errors import PurgeError
 from syncstream.export.context import BatchExportContext
-from syncstream.purge.protocol import PurgeError, PurgeSummary, purge_accounts
+from syncstream.purge.protocol import PurgeSummary, purge_accounts
 from syncstream.store import PurgeReason
 
 __all__ = ["purge_first"]

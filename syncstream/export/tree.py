@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 
 import msgspec
 
-from syncstream.cache import SET_ASIDE, SymlinkInCacheError, check_no_links, make_directories, read_bytes
+from syncstream.cache import SET_ASIDE, check_no_links, make_directories, read_bytes
+from syncstream.errors import SymlinkInCacheError
 from syncstream.export.context import BatchExportContext
 from syncstream.export.plan import Chunk, Planned, unexportable
 from syncstream.listing import Entry, list_tree

@@ -12,14 +12,12 @@ from typing import BinaryIO
 
 import zstandard
 
-__all__ = ["ZSTD_MAGIC", "ReplayError", "iter_replay", "read_frames", "write_frame"]
+from syncstream.errors import ReplayError
+
+__all__ = ["ZSTD_MAGIC", "iter_replay", "read_frames", "write_frame"]
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _LENGTH = struct.Struct("<I")
-
-
-class ReplayError(ValueError):
-    """The replay file ends inside a frame."""
 
 
 def read_frames(stream: BinaryIO, chunk_size: int = 1 << 22) -> Iterator[bytes]:

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import msgspec
 
 from syncstream.cache import WriterLock, remove_files
-from syncstream.errors import CacheLockedError, SyncstreamError
+from syncstream.errors import CacheLockedError, PurgeError
 from syncstream.failpoints import failpoint
 from syncstream.listing import new_id
 from syncstream.purge import in_cache, parquet
@@ -47,13 +47,9 @@ from syncstream.store import PurgeReason, PurgeRecord, StateStore
 if TYPE_CHECKING:
     from syncstream.storage import ParquetStorage
 
-__all__ = ["PurgeError", "PurgeSummary", "purge_accounts"]
+__all__ = ["PurgeSummary", "purge_accounts"]
 
 log = logging.getLogger("syncstream.purge")
-
-
-class PurgeError(SyncstreamError, RuntimeError):
-    """A purge could not go on (it is recorded: the next purge or export finishes it)."""
 
 
 class PurgeSummary(msgspec.Struct, kw_only=True):

@@ -14,9 +14,16 @@ from typing import TYPE_CHECKING
 import zstandard
 
 from syncstream.cli import environment_problem, escape, fail, load_registry, run, setup_logging
-from syncstream.errors import CacheWriteError, HelperError, RelayError, SyncstreamError
-from syncstream.failpoints import FailpointError, set_process
-from syncstream.firehose.replay import ReplayError, iter_replay
+from syncstream.errors import (
+    CacheWriteError,
+    FailpointError,
+    HelperError,
+    RelayError,
+    ReplayError,
+    SyncstreamError,
+)
+from syncstream.failpoints import set_process
+from syncstream.firehose.replay import iter_replay
 from syncstream.preflight import load_users
 from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import msgspec
 
-from syncstream.cache import SymlinkInCacheError, WriterLock, create_tree
-from syncstream.errors import ConfigError
+from syncstream.cache import WriterLock, create_tree
+from syncstream.errors import ConfigError, SymlinkInCacheError
 from syncstream.preflight import check_written, load_users
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import Registry, check_registry
