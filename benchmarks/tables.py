@@ -34,7 +34,7 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from benchmarks.inputs import build_cache, corpus_dids
-from syncstream.compact import compact_tables
+from syncstream.compact import CompactOptions, compact_tables
 from syncstream.lake import Location, delta_schema
 from syncstream.purge.tables import candidate_rows, remove_rows, vacuum
 from syncstream.registry.builtin import HANDLERS
@@ -106,7 +106,9 @@ def bench_compaction(work: Path, exports: int, records: int, rounds: int) -> dic
     }
     started = time.perf_counter()
     summary = compact_tables(
-        str(out), datasets_of(HANDLERS).values(), retention_hours=0, now=time.time() + 3 * 86400
+        CompactOptions(out=str(out), retention_hours=0),
+        datasets_of(HANDLERS).values(),
+        now=time.time() + 3 * 86400,
     )
     compaction_s = time.perf_counter() - started
     after = {

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
     from syncstream.export.context import BatchExportContext, setup_batch_export_system
+    from syncstream.export.options import ExportOptions
     from syncstream.frames import OpSpec, commit_frame, write_replay
     from syncstream.registry.builtin import HANDLERS
     from syncstream.registry.datasets import Column, Dataset, head_column, view_column
@@ -39,6 +40,7 @@ _HOME = {
     "Column": "syncstream.registry.datasets",
     "ConfigError": "syncstream.errors",
     "Dataset": "syncstream.registry.datasets",
+    "ExportOptions": "syncstream.export.options",
     "FileHead": "syncstream.registry.views",
     "FollowStatus": "syncstream.registry.types",
     "HandlerConfig": "syncstream.registry.handlers",
@@ -92,6 +94,7 @@ __all__ = [
     "Column",
     "ConfigError",
     "Dataset",
+    "ExportOptions",
     "FileHead",
     "FollowStatus",
     "HandlerConfig",

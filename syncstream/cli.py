@@ -1,9 +1,9 @@
-"""What the commands share: the cache, state and registry options, logging to stderr as text or
-JSON, the one ``error:`` line, and an output that may be closed early (``| head``)."""
+"""What the commands share: the registry a ``--handlers`` names, logging to stderr as text or
+JSON, the one ``error:`` line, and an output that may be closed early (``| head``); their options
+are in ``syncstream.options``."""
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import json
 import logging
@@ -18,13 +18,8 @@ if TYPE_CHECKING:
     from syncstream.registry.handlers import Registry
 
 __all__ = [
-    "HANDLERS_ENV",
     "JsonFormatter",
     "TextFormatter",
-    "add_handlers_option",
-    "add_log_options",
-    "add_store_options",
-    "did_argument",
     "environment_problem",
     "escape",
     "fail",
@@ -33,42 +28,6 @@ __all__ = [
     "run",
     "setup_logging",
 ]
-
-HANDLERS_ENV = "SYNCSTREAM_HANDLERS"
-
-
-def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> None:
-    parser.add_argument(
-        "--cache-dir", default="syncstream-cache", help="root of the cache tree (default: %(default)s)"
-    )
-    parser.add_argument(
-        "--state", default="syncstream-state.sqlite", help=f"{state_help} (default: %(default)s)"
-    )
-    add_handlers_option(parser)
-    add_log_options(parser)
-
-
-def add_log_options(parser: argparse.ArgumentParser) -> None:
-    """``-q`` and ``--log-format``, the same on every command."""
-    parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
-    parser.add_argument(
-        "--log-format",
-        choices=("text", "json"),
-        default="text",
-        help="log lines on stderr: text, or JSON lines with time, level, event and fields "
-        "(default: %(default)s)",
-    )
-
-
-def add_handlers_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--handlers",
-        metavar="MODULE:NAME",
-        default=os.environ.get(HANDLERS_ENV) or None,
-        help="the registry of handlers: NAME in MODULE, imported by name (so that a helper process "
-        f"imports the same functions); default: ${HANDLERS_ENV}, else the built-in "
-        "syncstream.registry.builtin:HANDLERS",
-    )
 
 
 def load_registry(spec: str | None) -> Registry:
@@ -109,15 +68,6 @@ def load_registry(spec: str | None) -> Registry:
     except ConfigError as error:
         raise ConfigError(f"--handlers {spec}: {error}") from None
     return value
-
-
-def did_argument(text: str) -> str:
-    """An argparse ``type`` for a DID: a bad one is a usage error naming it."""
-    from syncstream.registry.syntax import is_did  # noqa: PLC0415
-
-    if not is_did(text):
-        raise argparse.ArgumentTypeError(f"not a valid DID: {text!r}")
-    return text
 
 
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")

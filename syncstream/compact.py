@@ -23,10 +23,19 @@ from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from syncstream.cli import add_log_options, setup_logging
+from syncstream.cli import setup_logging
+from syncstream.options import (
+    OUT,
+    LogOptions,
+    add_log_options,
+    add_out_option,
+    non_negative_float,
+    options_from,
+    positive_float,
+)
 from syncstream.registry.datasets import Dataset
 
-__all__ = ["CompactSummary", "compact_tables", "main"]
+__all__ = ["CompactOptions", "CompactSummary", "compact_tables", "main"]
 
 log = logging.getLogger("syncstream.compact")
 
@@ -41,27 +50,35 @@ class CompactSummary(msgspec.Struct, kw_only=True):
     seconds: float = 0.0
 
 
+class CompactOptions(LogOptions, frozen=True, kw_only=True):
+    """Every option of the compaction, with its default."""
+
+    POSITIVE = ("target_mib",)
+    NON_NEGATIVE = ("older_than_days", "retention_hours")
+
+    out: str = OUT
+    older_than_days: float = 1.0  # partitions older than this are closed, and compacted
+    target_mib: float = 128.0  # target file size
+    retention_hours: float = 168.0  # files removed longer ago than this are vacuumed
+
+
 def compact_tables(
-    out: str,
-    datasets: Iterable[Dataset],
-    *,
-    older_than_days: float = 1.0,
-    target_bytes: int = 128 << 20,
-    retention_hours: float = 168.0,
-    now: float | None = None,
+    options: CompactOptions, datasets: Iterable[Dataset], *, now: float | None = None
 ) -> CompactSummary:
-    """Compact, checkpoint and vacuum each dataset's table under ``out`` (those that exist)."""
+    """Compact, checkpoint and vacuum each dataset's table under ``options.out`` (those that
+    exist)."""
     import pyarrow as pa  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
     from syncstream.lake import PARTITION, is_table, location  # noqa: PLC0415
 
+    target_bytes = int(options.target_mib * (1 << 20))
     started = time.perf_counter()
     summary = CompactSummary()
     today = datetime.datetime.fromtimestamp(now if now is not None else time.time(), datetime.UTC)
-    cutoff = (today - datetime.timedelta(days=older_than_days)).date().isoformat()
+    cutoff = (today - datetime.timedelta(days=options.older_than_days)).date().isoformat()
     for dataset in datasets:
-        where = location(out, dataset.name)
+        where = location(options.out, dataset.name)
         if not is_table(where):
             continue
         summary.tables += 1
@@ -89,7 +106,7 @@ def compact_tables(
         table.create_checkpoint()
         summary.vacuumed += len(
             table.vacuum(
-                retention_hours=int(retention_hours), enforce_retention_duration=False, dry_run=False
+                retention_hours=int(options.retention_hours), enforce_retention_duration=False, dry_run=False
             )
         )
         del table
@@ -98,6 +115,7 @@ def compact_tables(
 
 
 def _parser() -> argparse.ArgumentParser:
+    defaults = CompactOptions()
     parser = argparse.ArgumentParser(
         prog="python -m syncstream.compact",
         description=(
@@ -107,22 +125,23 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit status: 0 when done; 1 when a table could not be compacted; 2 for bad options.",
     )
-    parser.add_argument(
-        "--out", default="syncstream-parquet", help="the export's output (default: %(default)s)"
-    )
+    add_out_option(parser, what="the export's output")
     parser.add_argument(
         "--older-than-days",
-        type=float,
-        default=1.0,
+        type=non_negative_float,
+        default=defaults.older_than_days,
         help="compact partitions older than this many days (default: %(default)s)",
     )
     parser.add_argument(
-        "--target-mib", type=float, default=128.0, help="target file size in MiB (default: %(default)s)"
+        "--target-mib",
+        type=positive_float,
+        default=defaults.target_mib,
+        help="target file size in MiB (default: %(default)s)",
     )
     parser.add_argument(
         "--retention-hours",
-        type=float,
-        default=168.0,
+        type=non_negative_float,
+        default=defaults.retention_hours,
         help="vacuum files removed longer ago than this; time travel reaches back as far "
         "(default: %(default)s)",
     )
@@ -132,23 +151,15 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = options_from(CompactOptions, parser, parser.parse_args(argv))
     setup_logging(args.quiet, args.log_format)
-    if args.older_than_days < 0 or args.target_mib <= 0 or args.retention_hours < 0:
-        parser.error("--older-than-days and --retention-hours must not be negative, --target-mib positive")
     if datasets is None:
         from syncstream.registry.builtin import HANDLERS  # noqa: PLC0415
         from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
         datasets = datasets_of(HANDLERS)
     try:
-        summary = compact_tables(
-            args.out,
-            datasets.values(),
-            older_than_days=args.older_than_days,
-            target_bytes=int(args.target_mib * (1 << 20)),
-            retention_hours=args.retention_hours,
-        )
+        summary = compact_tables(args, datasets.values())
     except Exception as error:
         log.debug("compaction failed", exc_info=True)
         print(f"error: compaction failed: {error}", file=sys.stderr)

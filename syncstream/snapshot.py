@@ -20,14 +20,23 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from syncstream.cli import add_log_options, setup_logging
+from syncstream.cli import setup_logging
 from syncstream.errors import SnapshotError
+from syncstream.options import OUT, LogOptions, add_log_options, add_out_option, options_from
 from syncstream.registry.datasets import Dataset
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["main", "snapshot"]
+__all__ = ["SnapshotOptions", "main", "snapshot"]
+
+
+class SnapshotOptions(LogOptions, frozen=True, kw_only=True):
+    """Every option of the snapshot, with its default (``to`` has none)."""
+
+    out: str = OUT
+    to: str  # where the copy and its manifest go
+    as_of: str | None = None  # a table version or an ISO 8601 time; None: now
 
 
 def _as_of(text: str | None) -> int | datetime.datetime:
@@ -143,9 +152,7 @@ def _parser() -> argparse.ArgumentParser:
         ),
         epilog="Exit status: 0 when written; 1 when it could not be; 2 for bad options.",
     )
-    parser.add_argument(
-        "--out", default="syncstream-parquet", help="the export's output (default: %(default)s)"
-    )
+    add_out_option(parser, what="the export's output")
     parser.add_argument("--to", required=True, metavar="DIR", help="where the copy and its manifest go")
     parser.add_argument(
         "--as-of",
@@ -159,7 +166,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] | None = None) -> int:
     parser = _parser()
-    args = parser.parse_args(argv)
+    args = options_from(SnapshotOptions, parser, parser.parse_args(argv))
     setup_logging(args.quiet, args.log_format)
     try:
         as_of = _as_of(args.as_of)

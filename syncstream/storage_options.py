@@ -8,14 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import msgspec
+from syncstream.options import Options
 
 __all__ = ["StorageOptions"]
 
 
-class StorageOptions(msgspec.Struct, frozen=True, kw_only=True):
+class StorageOptions(Options, frozen=True, kw_only=True):
     """How long object storage may take: seconds to connect, and per request. Without them a
     frozen S3 endpoint held an export for 401 s before the SDK gave up."""
+
+    POSITIVE = ("connect_timeout", "request_timeout")
 
     connect_timeout: float = 10.0
     request_timeout: float = 60.0

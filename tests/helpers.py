@@ -13,6 +13,7 @@ from typing import Any
 
 import libipld
 
+from syncstream.export.options import ExportOptions
 from syncstream.firehose.encode import OpSpec, cid_for, encode_commit_frame
 from syncstream.firehose.replay import iter_replay, write_frame
 
@@ -141,6 +142,13 @@ def from_json_model(value: Any) -> Any:
     if isinstance(value, list):
         return [from_json_model(item) for item in value]
     return value
+
+
+def export_options(root: Path, *, state: str = "s.sqlite", **overrides: Any) -> ExportOptions:
+    """The export's options for the cache, state and output under ``root``."""
+    return ExportOptions(
+        cache_dir=str(root / "cache"), state=str(root / state), out=str(root / "out"), **overrides
+    )
 
 
 def store_args(root: Path) -> list[str]:

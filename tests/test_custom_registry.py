@@ -35,7 +35,7 @@ from syncstream.servers.pds import LoopbackPds
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.writer import CacheWriter
-from tests.helpers import CORPUS, ROOT, tree
+from tests.helpers import CORPUS, ROOT, export_options, tree
 
 LIBRARY = (ROOT / "docs" / "library.md").read_text()
 SECTION = LIBRARY.split("## Adding a record type", 1)[1].split("\n## ", 1)[0]
@@ -125,13 +125,7 @@ def test_the_readme_example_runs_through_the_library(stars: ModuleType, user_dir
         context.close()
     assert summary.files == {"star": 1, "delete_star": 1}
     assert {p.rsplit("/", 1)[0] for p in tree(user_dir / "cache")} == STAR_DIRS
-    export = setup_batch_export_system(
-        user_dir / "cache",
-        user_dir / "s.sqlite",
-        str(user_dir / "out"),
-        helper_process=True,
-        handlers=stars.REGISTRY,
-    )
+    export = setup_batch_export_system(export_options(user_dir), helper_process=True, handlers=stars.REGISTRY)
     try:
         assert export_batch(export).datasets[STARS].rows == 2
     finally:
@@ -281,7 +275,7 @@ from operator import attrgetter
 
 import msgspec
 
-from syncstream import HANDLERS, Column, ConfigError, Dataset, setup_batch_export_system
+from syncstream import HANDLERS, Column, ConfigError, Dataset, ExportOptions, setup_batch_export_system
 
 
 def my_view(head):
@@ -292,7 +286,8 @@ MINE = Dataset(name="mine/post", view=my_view, columns=(Column(name="u", type="s
 REGISTRY = {**HANDLERS, "post": msgspec.structs.replace(HANDLERS["post"], dataset=MINE),
             "delete_post": msgspec.structs.replace(HANDLERS["delete_post"], dataset=MINE)}
 try:
-    setup_batch_export_system(sys.argv[1], sys.argv[2], sys.argv[3], handlers=REGISTRY, helper_process=True)
+    options = ExportOptions(cache_dir=sys.argv[1], state=sys.argv[2], out=sys.argv[3])
+    setup_batch_export_system(options, handlers=REGISTRY, helper_process=True)
 except ConfigError as error:
     print(error)
     sys.exit(2)
@@ -366,7 +361,7 @@ def test_an_interrupted_claim_of_folders_no_handler_reads_is_kept(tmp_path: Path
     )
     StateStore(tmp_path / "s.sqlite").close()  # the writer's part: an export creates no store
     with pytest.raises(ConfigError, match=message):
-        setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"))
+        setup_batch_export_system(export_options(tmp_path))
     assert star.read_text() == "{}"
 
 

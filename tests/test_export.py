@@ -25,6 +25,7 @@ from tests.helpers import (
     TIME,
     all_files,
     commit,
+    export_options,
     follow,
     from_json_model,
     golden_record,
@@ -393,9 +394,7 @@ def test_unreadable_cache_file_is_set_aside(tmp_path: Path, capsys: pytest.Captu
 def test_library_call_returns_the_summary(tmp_path: Path) -> None:
     """export_batch returns per-dataset rows, files and bytes as a value, in small batches too."""
     write_cache(tmp_path)
-    context = setup_batch_export_system(
-        tmp_path / "cache", tmp_path / "state.sqlite", str(tmp_path / "out"), batch_files=3
-    )
+    context = setup_batch_export_system(export_options(tmp_path, state="state.sqlite", batch_files=3))
     try:
         summary = export_batch(context)
     finally:

@@ -14,7 +14,7 @@ from syncstream.export.__main__ import main as export_main
 from syncstream.export.parts import HelperParts
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of
-from tests.helpers import ROOT, tree
+from tests.helpers import ROOT, export_options, tree
 from tests.test_export import export_args, write_cache
 
 
@@ -129,9 +129,7 @@ def test_a_helper_that_dies_fails_the_export_cleanly(tmp_path: Path) -> None:
 
     write_cache(tmp_path)
     before = tree(tmp_path / "cache")
-    context = setup_batch_export_system(
-        tmp_path / "cache", tmp_path / "state.sqlite", str(tmp_path / "out"), helper_process=True
-    )
+    context = setup_batch_export_system(export_options(tmp_path, state="state.sqlite"), helper_process=True)
     assert isinstance(context.parts, HelperParts)
     context.parts.kill()
     with pytest.raises(HelperError):

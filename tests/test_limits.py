@@ -15,7 +15,7 @@ from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_frame
 from syncstream.registry.paths import MAX_NAME_BYTES, bounded_name
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
-from tests.helpers import TIME, commit, like, post, tree, write_replay, write_users
+from tests.helpers import TIME, commit, export_options, like, post, tree, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"
 LONG_RKEY = "r" * 512  # the longest record key the spec allows
@@ -199,9 +199,7 @@ def test_large_records_are_chunked_by_bytes(tmp_path: Path) -> None:
         for i in range(1, 13)
     ]
     assert write_main(write_args(tmp_path, frames, [STUDY])) == 0
-    context = setup_batch_export_system(
-        tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"), batch_bytes=250_000
-    )
+    context = setup_batch_export_system(export_options(tmp_path, batch_bytes=250_000))
     try:
         summary = export_batch(context)
     finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from syncstream.export.metrics import parse_duration
+from syncstream.options import parse_duration
 from syncstream.servers.relay import LoopbackRelay, ReplayRelay, parse_fault
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.metrics import MetricsServer

@@ -36,7 +36,7 @@ from syncstream.registry.records import CachedRecord
 from syncstream.registry.views import block_view, post_view
 from syncstream.store import StateStore
 from syncstream.write.writer import CacheWriter
-from tests.helpers import TIME, like, post, tree, write_users
+from tests.helpers import TIME, export_options, like, post, tree, write_users
 from tests.test_export import EXPECTED, FRIEND, P1, STUDY, scenario
 
 K = HandlerKey
@@ -110,9 +110,7 @@ def test_two_registries_side_by_side(tmp_path: Path) -> None:
 
     for name, registry in (("plain", WITHOUT_IN_NETWORK), ("custom", CUSTOM)):
         root = tmp_path / name
-        export = setup_batch_export_system(
-            root / "cache", root / "s.sqlite", str(root / "out"), handlers=registry, helper_process=True
-        )
+        export = setup_batch_export_system(export_options(root), handlers=registry, helper_process=True)
         try:
             export_batch(export)
         finally:
@@ -146,11 +144,8 @@ def test_a_dataset_the_helper_cannot_import_is_refused(tmp_path: Path) -> None:
     (tmp_path / "cache").mkdir()
     StateStore(tmp_path / "s.sqlite").close()  # the writer's part: an export creates no store
     with pytest.raises(ConfigError, match="custom/odd cannot be sent to the Parquet helper"):
-        setup_batch_export_system(tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"),
-                                  handlers=registry, helper_process=True)  # fmt: skip
-    setup_batch_export_system(
-        tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"), handlers=registry
-    ).close()
+        setup_batch_export_system(export_options(tmp_path), handlers=registry, helper_process=True)
+    setup_batch_export_system(export_options(tmp_path), handlers=registry).close()
 
 
 def test_a_registry_that_cannot_work_is_refused_at_set_up(tmp_path: Path) -> None:
@@ -161,9 +156,7 @@ def test_a_registry_that_cannot_work_is_refused_at_set_up(tmp_path: Path) -> Non
     assert not (tmp_path / "cache" / "study_user_activity").exists()
     (tmp_path / "cache").mkdir(exist_ok=True)
     with pytest.raises(ConfigError, match="names delete_like as its delete"):
-        setup_batch_export_system(
-            tmp_path / "cache", tmp_path / "s.sqlite", str(tmp_path / "out"), handlers=broken
-        )
+        setup_batch_export_system(export_options(tmp_path), handlers=broken)
 
 
 # Keys are names, and what a registry cannot do is refused at set-up -------------------------

@@ -18,7 +18,7 @@ import pytest
 from deltalake import DeltaTable, Field, Schema
 from deltalake.schema import PrimitiveType
 
-from syncstream.compact import compact_tables
+from syncstream.compact import CompactOptions, compact_tables
 from syncstream.compact import main as compact_main
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
@@ -87,7 +87,9 @@ def test_compaction_leaves_one_file_per_closed_partition(tmp_path: Path) -> None
     before = sorted(r["uri"] for r in table_rows(out, POSTS))
     assert len(DeltaTable(str(out / POSTS)).file_uris()) == 5
     summary = compact_tables(
-        str(out), datasets_of(HANDLERS).values(), retention_hours=0, now=time.time() + 3 * 86400
+        CompactOptions(out=str(out), retention_hours=0),
+        datasets_of(HANDLERS).values(),
+        now=time.time() + 3 * 86400,
     )
     assert summary.partitions >= 1 and summary.files_removed >= 5
     assert len(DeltaTable(str(out / POSTS)).file_uris()) == 1
@@ -232,7 +234,7 @@ def test_no_file_under_the_output_names_a_purged_account(tmp_path: Path) -> None
     write_cache(tmp_path, more_posts(400, 3))
     assert export_main(export_args(tmp_path)) == 0
     out = tmp_path / "out"
-    compact_tables(str(out), datasets_of(HANDLERS).values(), retention_hours=168, now=time.time() + 3 * 86400)
+    compact_tables(CompactOptions(out=str(out)), datasets_of(HANDLERS).values(), now=time.time() + 3 * 86400)
     assert any(STUDY.encode() in p.read_bytes() for p in out.rglob("*") if p.is_file())
     from syncstream.purge.__main__ import main as purge_main
 

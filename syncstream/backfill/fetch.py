@@ -25,6 +25,7 @@ import httpx
 
 from syncstream.backfill.polite import HostGate, Waited
 from syncstream.errors import FetchError, KeyUnavailable
+from syncstream.options import FETCH_GRACE, FetchOptions
 from syncstream.verify import DidDocuments
 
 __all__ = ["FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
@@ -32,11 +33,14 @@ __all__ = ["FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback
 _PRIVATE_SUFFIXES = (".localhost", ".local", ".internal", ".lan", ".home.arpa", ".localdomain")
 
 
+_DEFAULTS = FetchOptions()
+
+
 class FetchLimits(NamedTuple):
-    deadline: float = 300.0  # seconds for a whole getRepo, waits for the host included
-    min_rate: float = 16_384.0  # bytes/s, the transfer's mean, checked after ``grace``
-    grace: float = 10.0
-    timeout: float = 30.0  # connecting, and silence between two chunks
+    deadline: float = _DEFAULTS.fetch_deadline  # seconds for a whole getRepo, host waits included
+    min_rate: float = _DEFAULTS.fetch_min_rate  # bytes/s, the transfer's mean, checked after ``grace``
+    grace: float = FETCH_GRACE
+    timeout: float = _DEFAULTS.fetch_timeout  # connecting, and silence between two chunks
     max_bytes: int = 8 << 30
 
 

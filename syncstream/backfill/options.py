@@ -1,85 +1,101 @@
-"""The options the backfill command and the writer's ``--backfill`` share, and the fetcher
-they build: the PLC directory, the bounds of a fetch, politeness towards PDSes, endpoints."""
+"""The options of ``python -m syncstream.backfill`` (``BackfillOptions`` and their parser), and
+the fetcher a backfill uses, built from its ``FetchOptions`` and the PLC directory: the backfill
+command's and the writer's with ``--backfill``."""
 
 from __future__ import annotations
 
 import argparse
 import threading
+from collections.abc import Sequence
+
+import msgspec
 
 from syncstream.backfill.fetch import Fetcher, FetchLimits, is_loopback_url
 from syncstream.backfill.polite import HostGate
+from syncstream.options import (
+    PLC_URL,
+    FetchOptions,
+    StoreOptions,
+    add_did_option,
+    add_fetch_options,
+    add_plc_option,
+    add_store_options,
+    add_users_options,
+    options_from,
+    positive_int,
+)
 from syncstream.verify import DidDocuments
 
-__all__ = ["add_fetch_options", "check_fetch_options", "make_fetcher"]
+__all__ = ["BackfillOptions", "make_fetcher", "parse", "parser"]
 
 
-def _rate(text: str) -> tuple[int, float]:
-    calls, _, seconds = text.partition("/")
-    try:
-        parsed = int(calls), float(seconds)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not CALLS/SECONDS: {text!r}") from None
-    if parsed[0] < 1 or parsed[1] <= 0:
-        raise argparse.ArgumentTypeError(f"not CALLS/SECONDS with both positive: {text!r}")
-    return parsed
+class BackfillOptions(StoreOptions, frozen=True, kw_only=True):
+    """Every option of the backfill command, with its default."""
+
+    POSITIVE = ("concurrency",)
+
+    study_users: str | None = None  # a file that replaces the study users
+    in_network_users: str | None = None
+    did: tuple[str, ...] = ()  # these study users; none: every one not yet done
+    plc_url: str = PLC_URL
+    concurrency: int = 4  # repositories fetched at once
+    fetch: FetchOptions = msgspec.field(default_factory=FetchOptions)
+    force: bool = False  # backfill DIDs already done again
 
 
-def add_fetch_options(parser: argparse.ArgumentParser, prefix: str = "") -> None:
-    """``prefix``: "backfill-" for the writer, whose other options are the stream's."""
-    limits = FetchLimits()
+def parse(argv: Sequence[str] | None) -> BackfillOptions:
+    """The command line's options; a usage error (exit 2) for a bad one."""
+    options = parser()
+    return options_from(BackfillOptions, options, options.parse_args(argv))
+
+
+def parser() -> argparse.ArgumentParser:
+    defaults = BackfillOptions()
+    parser = argparse.ArgumentParser(
+        prog="python -m syncstream.backfill",
+        description=(
+            "Backfill study users' history: resolve each DID (did:plc through the PLC directory, "
+            "did:web over HTTPS), fetch its repository from its PDS (com.atproto.sync.getRepo, "
+            "streamed to disk, with a deadline and a minimum rate), verify its signed commit "
+            "against the DID document's key, walk its MST from the commit, checking every block "
+            "against its CID, and route every record as a create through the same registry as "
+            "live records, into the cache (source = backfill, verified; then `python -m "
+            "syncstream.export`). Without --did, every study user not yet backfilled. DIDs "
+            "already done are skipped; failed ones are retried after a backoff."
+        ),
+        epilog=(
+            "Exit status: 0 when every DID was backfilled (or skipped as done), or when SIGTERM or "
+            "SIGINT stopped the run (what was under way is abandoned and done again by the next "
+            "run); 1 when one failed (each is listed with its reason, recorded, and retried by the "
+            "next run); 2 for bad options or input (a --did that is not a study user), or a cache "
+            "held by a running writer."
+        ),
+    )
+    add_store_options(parser, state_help="the writer's SQLite state store")
+    add_users_options(parser, default="the stored set")
+    add_did_option(parser, what="backfill this study user")
+    add_plc_option(parser, what="the PLC directory")
     parser.add_argument(
-        f"--{prefix}timeout", dest="fetch_timeout", type=float, default=limits.timeout, metavar="SECONDS",
-        help="connecting, and silence within a transfer, before a fetch is cut (default: %(default)s)",
+        "--concurrency", type=positive_int, default=defaults.concurrency,
+        help="repositories fetched at once (default: %(default)s)",
     )  # fmt: skip
-    parser.add_argument(
-        f"--{prefix}deadline", dest="fetch_deadline", type=float, default=limits.deadline, metavar="SECONDS",
-        help="a whole getRepo, waits for the host included (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        f"--{prefix}min-rate", dest="fetch_min_rate", type=float, default=limits.min_rate, metavar="BYTES",
-        help=f"bytes/s a transfer must average after its first {limits.grace:g}s, or it is cut "
-        "(a PDS that trickles) (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pds-concurrency", type=int, default=4, metavar="N",
-        help="getRepo calls at once to one PDS host (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pds-rate", type=_rate, default=(3000, 300.0), metavar="CALLS/SECONDS",
-        help="getRepo calls per period to one PDS host, a token bucket; 429 answers and "
-        "RateLimit-* headers pause the host besides (default: 3000/300)",
-    )  # fmt: skip
-    parser.add_argument(
-        "--pds-endpoints", choices=("auto", "public", "any"), default="auto",
-        help="PDS endpoints a DID document may name: public (https on a public host, port 443), "
-        "any, or auto: public, unless --plc-url is on loopback (a rehearsal) (default: %(default)s)",
-    )  # fmt: skip
-    parser.add_argument(
-        f"--{prefix}scratch-dir" if prefix else "--scratch-dir", dest="scratch_dir", metavar="DIR",
-        help="where repositories are streamed to disk and indexed while they are walked "
-        "(default: the system's temporary directory)",
-    )  # fmt: skip
+    add_fetch_options(parser)
+    parser.add_argument("--force", action="store_true", help="backfill DIDs already done again")
+    return parser
 
 
-def check_fetch_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.fetch_timeout <= 0 or args.fetch_deadline <= 0 or args.fetch_min_rate < 0:
-        parser.error("the fetch timeout and deadline must be positive, the minimum rate not negative")
-    if args.pds_concurrency < 1:
-        parser.error("--pds-concurrency must be at least 1")
-
-
-def make_fetcher(args: argparse.Namespace, plc_url: str) -> Fetcher:
+def make_fetcher(options: FetchOptions, plc_url: str) -> Fetcher:
     """Built in the main thread, before any thread starts: it imports the SDK's resolver."""
-    endpoints = args.pds_endpoints
+    endpoints = options.pds_endpoints
     if endpoints == "auto":
         endpoints = "any" if is_loopback_url(plc_url) else "public"
-    calls, period = args.pds_rate
+    calls, period = options.pds_rate
     return Fetcher(
-        DidDocuments(plc_url, timeout=min(args.fetch_timeout, 10.0)),
+        DidDocuments(plc_url, timeout=min(options.fetch_timeout, 10.0)),
         limits=FetchLimits(
-            deadline=args.fetch_deadline, min_rate=args.fetch_min_rate, timeout=args.fetch_timeout
+            deadline=options.fetch_deadline, min_rate=options.fetch_min_rate, timeout=options.fetch_timeout
         ),
-        gate=HostGate(concurrency=args.pds_concurrency, calls=calls, period=period),
+        gate=HostGate(concurrency=options.pds_concurrency, calls=calls, period=period),
         endpoints=endpoints,
         stop=threading.Event(),
     )

@@ -56,6 +56,7 @@ from syncstream.export.purges import purge_first
 from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
 from syncstream.listing import Entry, list_tree, new_id
+from syncstream.options import WRITER_TIMEOUT
 from syncstream.purge.protocol import PurgeSummary
 from syncstream.registry.handlers import datasets_of
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
@@ -382,7 +383,7 @@ def export_batch(
     dry_run: bool = False,
     progress: Callable[[ExportSummary], None] | None = None,
     purge_deleted: bool = True,
-    writer_timeout: float = 60.0,
+    writer_timeout: float = WRITER_TIMEOUT,
 ) -> ExportSummary:
     """Export everything in the cache now; return what was written per dataset.
 

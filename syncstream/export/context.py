@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import msgspec
 
 from syncstream.errors import ConfigError
+from syncstream.export.options import ExportOptions
 from syncstream.export.parts import HelperParts, InlineParts, PartWrites, check_sendable
 from syncstream.preflight import check_cache_tree, check_written
 from syncstream.registry.builtin import HANDLERS
@@ -31,11 +31,11 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     handlers: Registry
     parts: PartWrites
     output: str | StorageRepository  # where the parts go: a purge rewrites them there
-    storage_options: StorageOptions | None = None
-    batch_files: int = 1_000  # cache files per chunk: bounds the export's memory ...
-    batch_bytes: int = 16 << 20  # ... and their bytes, for caches of large records
-    dedup_window_hours: float = 72.0  # how long exported keys are remembered (relay replay window)
-    format: str = "delta"  # "delta": each dataset a Delta table; "parquet": plain Hive-partitioned files
+    storage_options: StorageOptions
+    batch_files: int  # each of these as in ExportOptions
+    batch_bytes: int
+    dedup_window_hours: float
+    format: str
 
     def close(self) -> None:
         self.parts.close()
@@ -43,20 +43,17 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def setup_batch_export_system(
-    cache_dir: str | Path,
-    state_path: str | Path,
-    out: str | StorageRepository,
+    options: ExportOptions,
     *,
-    batch_files: int = 1_000,
-    batch_bytes: int = 16 << 20,
-    dedup_window_hours: float = 72.0,
+    storage: StorageRepository | None = None,
     helper_process: bool = False,
     parts: PartWrites | None = None,
-    storage_options: StorageOptions | None = None,
     handlers: Registry = HANDLERS,
-    format: str = "delta",
 ) -> BatchExportContext:
-    """Open the state and the output storage (a directory, a ``pyarrow.fs`` URI or an adapter).
+    """Open the state at ``options.state`` and the output storage at ``options.out`` (a
+    directory or a ``pyarrow.fs`` URI), or ``storage``, an adapter, instead. ``options`` are
+    the export command's (``ExportOptions``: what is left out has the command's default); the
+    set-up reads the cache, state, output, batch, storage, deduplication and format options.
 
     With ``helper_process`` (and ``out`` a directory or URI), a helper process builds, writes
     and commits the Parquet parts while this one reads, deduplicates and removes; only the
@@ -68,12 +65,13 @@ def setup_batch_export_system(
     dataset (``HANDLERS`` by default); a helper is sent the datasets it writes by reference,
     so their views and column functions must then be importable (module-level) functions.
 
-    Raises ``ConfigError`` when there is no cache at ``cache_dir`` or no state store at
-    ``state_path`` (neither is created), the output cannot be opened, an option is out of
-    range, the registry is not one or lacks what wrote to the store (``check_written``), or the
-    cache holds folders or files none of its handlers reads (``check_cache_tree``): nothing is
-    exported then, so nothing is lost.
+    Raises ``ConfigError`` when there is no cache at ``options.cache_dir`` or no state store at
+    ``options.state`` (neither is created), the output cannot be opened, the registry is not
+    one or lacks what wrote to the store (``check_written``), or the cache holds folders or
+    files none of its handlers reads (``check_cache_tree``): nothing is exported then, so
+    nothing is lost. (An option out of range never gets here: ``ExportOptions`` refuses it.)
     """
+    cache_dir, out = options.cache_dir, storage if storage is not None else options.out
     state: StateStore | None = None
     try:
         check_registry(handlers)
@@ -82,25 +80,17 @@ def setup_batch_export_system(
         root = os.path.realpath(cache_dir)
         if not os.path.isdir(root):
             raise ConfigError(f"no cache at {os.path.abspath(cache_dir)}")
-        if batch_files < 1:
-            raise ConfigError("batch_files must be at least 1")
-        if batch_bytes < 1:
-            raise ConfigError("batch_bytes must be at least 1")
-        if dedup_window_hours < 0:
-            raise ConfigError("dedup_window_hours must not be negative")
-        if format not in ("delta", "parquet"):
-            raise ConfigError(f"format must be delta or parquet, not {format!r}")
-        if format == "delta" and not isinstance(out, str):
+        if options.format == "delta" and not isinstance(out, str):
             raise ConfigError("a Delta export takes its output as a directory or URI")
-        state = StateStore(state_path, create=False)  # only the writer creates a store
+        state = StateStore(options.state, create=False)  # only the writer creates a store
         check_written(state, handlers)
         check_cache_tree(root, handlers)
         if parts is None and helper_process and isinstance(out, str):
-            parts = HelperParts(out, options=(storage_options or _default_storage()).to_args())
+            parts = HelperParts(out, options=options.storage.to_args())
         elif parts is None:
             from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
-            parts = InlineParts(storage_for(out, storage_options) if isinstance(out, str) else out)
+            parts = InlineParts(storage_for(out, options.storage) if isinstance(out, str) else out)
     except BaseException:
         if parts is not None:
             parts.close()
@@ -113,15 +103,9 @@ def setup_batch_export_system(
         handlers=handlers,
         parts=parts,
         output=out,
-        storage_options=storage_options,
-        batch_files=batch_files,
-        batch_bytes=batch_bytes,
-        dedup_window_hours=dedup_window_hours,
-        format=format,
+        storage_options=options.storage,
+        batch_files=options.batch_files,
+        batch_bytes=options.batch_bytes,
+        dedup_window_hours=options.dedup_window_hours,
+        format=options.format,
     )
-
-
-def _default_storage() -> StorageOptions:
-    from syncstream.storage_options import StorageOptions  # noqa: PLC0415
-
-    return StorageOptions()

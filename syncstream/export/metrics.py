@@ -20,22 +20,10 @@ from prometheus_client import CollectorRegistry, write_to_textfile
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-__all__ = ["parse_duration", "write_export_metrics"]
+__all__ = ["write_export_metrics"]
 
 if TYPE_CHECKING:
     from syncstream.compact import CompactSummary
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
-_UNIT = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def parse_duration(text: str) -> float:
-    """``90``, ``90s``, ``15m``, ``1h``, ``1d`` -> seconds; ``ValueError`` otherwise."""
-    found = _DURATION.fullmatch(text.strip())
-    if found is None or float(found.group(1)) <= 0:
-        raise ValueError(f"expected a positive duration such as 90s, 15m, 1h or 1d, got {text!r}")
-    return float(found.group(1)) * _UNIT[found.group(2)]
-
 
 _SAMPLE = re.compile(r'^(?P<name>[a-z_]+)(?:\{dataset="(?P<dataset>[^"]*)"\})? (?P<value>\S+)$')
 

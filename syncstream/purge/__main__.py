@@ -3,7 +3,6 @@ the state and every dataset, exactly once."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 from collections.abc import Sequence
@@ -12,8 +11,6 @@ from typing import TYPE_CHECKING
 from returns.result import Failure
 
 from syncstream.cli import (
-    add_store_options,
-    did_argument,
     environment_problem,
     fail,
     load_registry,
@@ -22,6 +19,7 @@ from syncstream.cli import (
 )
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
+from syncstream.purge.options import PurgeOptions, parse
 from syncstream.store import PurgeReason, StateStore
 from syncstream.users import read_user_file
 
@@ -31,55 +29,12 @@ if TYPE_CHECKING:
 __all__ = ["main"]
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m syncstream.purge",
-        description=(
-            "Remove accounts from the study: from the population (for good: a user file that still "
-            "lists one is skipped with a warning until `python -m syncstream.write --reenrol DID`), "
-            "and, from the cache, the state and every dataset under --out, every row they authored "
-            "and every row collected because of them (likes on, replies to, reposts and quotes of "
-            "their posts, follows of them, their account events). Parquet files are rewritten without "
-            "those rows. Exactly once and crash-safe: an interrupted purge is finished by the next "
-            "purge or export. Safe beside the writer (it waits until the writer applies the new "
-            "population) and the export (they take turns)."
-        ),
-        epilog=(
-            "Exit status: 0 when the purge is done; 1 when it could not finish (it is recorded, and "
-            "the next purge or export finishes it); 2 for bad options or input."
-        ),
-    )
-    add_store_options(parser, state_help="the writer's SQLite state store")
-    parser.add_argument(
-        "--out",
-        default="syncstream-parquet",
-        help="the export's output directory or pyarrow.fs URI, purged too (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--did", action="append", default=[], type=did_argument, help="an account to purge (repeatable)"
-    )
-    parser.add_argument("--dids-file", metavar="FILE", help="accounts to purge, one DID per line, # comments")
-    parser.add_argument(
-        "--writer-timeout",
-        type=float,
-        default=60.0,
-        help="seconds to wait for a running writer to apply the new population (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--list", action="store_true", help="print the purges recorded in the state, and exit"
-    )
-    return parser
-
-
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
-    args = parser.parse_args(argv)
+    args = parse(argv)
     setup_logging(args.quiet, args.log_format)
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2
-    if args.writer_timeout <= 0:
-        parser.error("--writer-timeout must be positive")
     dids = list(args.did)
     if args.dids_file is not None:
         match read_user_file(args.dids_file):
@@ -88,8 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 return 2
             case result:
                 dids += result.unwrap()
-    if not dids and not args.list:
-        parser.error("give the accounts to purge: --did DID or --dids-file FILE (or --list)")
+    if not dids and not args.list:  # a DIDs file with none in it
+        fail(f"{args.dids_file} names no account to purge", event="bad_dids_file")
+        return 2
     root = os.path.realpath(args.cache_dir)
     if not args.list and not os.path.isdir(root):
         fail(f"no cache at {os.path.abspath(args.cache_dir)}", event="no_cache")
@@ -118,9 +74,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         state.close()
 
 
-def _purge(
-    args: argparse.Namespace, root: str, state: StateStore, dids: list[str], handlers: Registry
-) -> int:
+def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], handlers: Registry) -> int:
     from syncstream.purge.protocol import purge_accounts  # noqa: PLC0415
     from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
 

@@ -38,6 +38,7 @@ from syncstream.cache import WriterLock, remove_files
 from syncstream.errors import CacheLockedError, PurgeError
 from syncstream.failpoints import failpoint
 from syncstream.listing import new_id
+from syncstream.options import WRITER_TIMEOUT
 from syncstream.purge import in_cache, parquet
 from syncstream.purge.rows import Involvement
 from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
@@ -73,7 +74,7 @@ def purge_accounts(
     *,
     reason: PurgeReason = PurgeReason.WITHDRAWAL,
     locked: bool = False,
-    writer_timeout: float = 60.0,
+    writer_timeout: float = WRITER_TIMEOUT,
     out: str | None = None,
 ) -> list[PurgeSummary]:
     """Finish any interrupted purge, then purge ``dids`` (if any); a summary per purge run.

@@ -38,6 +38,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from syncstream.backfill.repo import repo_did
 from syncstream.httpd import QuietHandler
+from syncstream.options import non_negative_int
 from syncstream.servers.keys import SigningKey
 
 __all__ = ["LoopbackPds", "PdsFault", "main", "parse_pds_fault", "read_documents"]
@@ -228,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--repo", action="append", default=[], help="a getRepo CAR file (repeatable)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
+    parser.add_argument(
+        "--port", type=non_negative_int, default=0, help="port (default: a free one, printed at start)"
+    )
     parser.add_argument(
         "--fault", action="append", default=[], metavar="DID:KIND[:ARG]", help="inject a fault"
     )

@@ -36,6 +36,7 @@ from websockets.http11 import Request, Response
 
 from syncstream.firehose.encode import error_frame, info_frame
 from syncstream.firehose.replay import iter_replay
+from syncstream.options import non_negative_int, positive_float
 
 __all__ = ["PATH", "Fault", "LoopbackRelay", "ReplayRelay", "main", "parse_fault"]
 
@@ -206,7 +207,9 @@ def _parser() -> argparse.ArgumentParser:
         "--replay", required=True, help="replay file ([u32 LE length][frame]..., zstd or not)"
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s)")
-    parser.add_argument("--port", type=int, default=0, help="port (default: a free one, printed at start)")
+    parser.add_argument(
+        "--port", type=non_negative_int, default=0, help="port (default: a free one, printed at start)"
+    )
     parser.add_argument(
         "--fault",
         action="append",
@@ -217,7 +220,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--inclusive", action="store_true", help="also resend the frame at the cursor")
     parser.add_argument(
         "--rate",
-        type=float,
+        type=positive_float,
         metavar="FRAMES_PER_SECOND",
         help="pace the stream like a live relay (default: flat out)",
     )
@@ -244,8 +247,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         faults = [parse_fault(text) for text in args.fault]
     except ValueError as error:
         parser.error(str(error))
-    if args.rate is not None and args.rate <= 0:
-        parser.error("--rate must be positive")
     if not Path(args.replay).is_file():
         print(f"error: replay file not found: {args.replay}", file=sys.stderr)
         return 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -27,7 +26,7 @@ from syncstream.firehose.replay import iter_replay
 from syncstream.preflight import load_users
 from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system
-from syncstream.write.options import check, parser
+from syncstream.write.options import WriteOptions, parse
 from syncstream.write.progress import Progress
 from syncstream.write.writer import CacheWriter, HoldLimits, WriteSummary
 from syncstream.write.writes import HelperWrites
@@ -62,10 +61,8 @@ def _print_summary(summary: WriteSummary, seconds: float, reconnects: dict[str, 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    options = parser()
-    args = options.parse_args(argv)
+    args = parse(argv)
     setup_logging(args.quiet, args.log_format)
-    check(options, args)
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2
@@ -84,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return _run(args, context, replay, study, in_network)
 
 
-def _open(args: argparse.Namespace, study: str | None, in_network: str | None) -> CacheWriteContext | int:
+def _open(args: WriteOptions, study: str | None, in_network: str | None) -> CacheWriteContext | int:
     """The write system, or the exit status of why there is none."""
     try:
         context = setup_cache_write_system(
@@ -111,7 +108,7 @@ def _open(args: argparse.Namespace, study: str | None, in_network: str | None) -
 
 
 def _run(
-    args: argparse.Namespace,
+    args: WriteOptions,
     context: CacheWriteContext,
     replay: str | None,
     study: str | None,
@@ -180,7 +177,7 @@ def _run(
     return status
 
 
-def _verify(writer: CacheWriter, args: argparse.Namespace) -> None:
+def _verify(writer: CacheWriter, args: WriteOptions) -> None:
     scope = args.verify or ("study" if args.relay is not None else "none")
     if scope == "none":
         return
@@ -190,9 +187,7 @@ def _verify(writer: CacheWriter, args: argparse.Namespace) -> None:
     writer.verifier = StreamVerifier(DidDocuments(args.plc_url.rstrip("/"), timeout=3.0), scope)
 
 
-def _background(
-    writer: CacheWriter, args: argparse.Namespace, metrics: MetricsServer | None
-) -> BackgroundBackfill:
+def _background(writer: CacheWriter, args: WriteOptions, metrics: MetricsServer | None) -> BackgroundBackfill:
     from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
     from syncstream.write.backfill import BackgroundBackfill  # noqa: PLC0415
 
@@ -201,9 +196,9 @@ def _background(
     writer.hold_limits = HoldLimits(
         commits=args.backfill_hold_commits, bytes=args.backfill_hold_bytes, seconds=args.backfill_hold_seconds
     )
-    fetcher = make_fetcher(args, args.plc_url.rstrip("/"))
+    fetcher = make_fetcher(args.fetch, args.plc_url.rstrip("/"))
     backfill = BackgroundBackfill(
-        writer, fetcher, concurrency=args.backfill_concurrency, scratch=args.scratch_dir
+        writer, fetcher, concurrency=args.backfill_concurrency, scratch=args.fetch.scratch_dir
     )
     backfill.enqueue(backfill.wanted())
     if metrics is not None:
@@ -248,7 +243,7 @@ def _replay(
 
 def _relay(
     writer: CacheWriter,
-    args: argparse.Namespace,
+    args: WriteOptions,
     study: str | None,
     in_network: str | None,
     *,
@@ -263,6 +258,7 @@ def _relay(
         load_users(writer.context.state, UserKind.STUDY, study)
         load_users(writer.context.state, UserKind.IN_NETWORK, in_network)
 
+    assert args.relay is not None  # called when there is no replay: there is a relay
     recv_timeout = args.recv_timeout if args.recv_timeout is not None else 30.0
     if args.recv_timeout is None and args.idle_exit is not None and recv_timeout >= args.idle_exit:
         # A stalled socket must get its reconnect before the writer calls the stream idle.

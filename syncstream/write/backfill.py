@@ -46,7 +46,6 @@ __all__ = ["BackfillResult", "BackgroundBackfill", "backfill_dids", "write_recor
 
 log = logging.getLogger("syncstream.backfill")
 
-PUBLIC_PLC = "https://plc.directory"
 FLUSH_RECORDS = 10_000  # a batch's index rows are committed this often: memory stays bounded
 
 

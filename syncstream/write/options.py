@@ -1,16 +1,110 @@
-"""The options of ``python -m syncstream.write``, and their checks."""
+"""The options of ``python -m syncstream.write``: ``WriteOptions``, their checks, and the parser
+that builds them."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 
-from syncstream.cli import add_store_options
+import msgspec
+
+from syncstream.errors import ConfigError
+from syncstream.options import (
+    PLC_URL,
+    FetchOptions,
+    StoreOptions,
+    add_fetch_options,
+    add_plc_option,
+    add_store_options,
+    add_users_options,
+    non_negative_int,
+    options_from,
+    positive_float,
+    positive_int,
+)
 from syncstream.write.writer import PURGE_ACCOUNT_STATUSES, HoldLimits
 
-__all__ = ["check", "parser"]
+__all__ = ["WriteOptions", "parse", "parser"]
+
+_HOLD = HoldLimits()
+
+
+class WriteOptions(StoreOptions, frozen=True, kw_only=True):
+    """Every option of the writer, with its default; ``ConfigError`` at construction for a
+    value out of range or options that cannot go together."""
+
+    POSITIVE = (
+        "idle_exit", "recv_timeout", "reconnect_delay", "progress_seconds", "backfill_concurrency",
+        "backfill_hold_commits", "backfill_hold_bytes", "backfill_hold_seconds", "health_max_age",
+        "index_retention_days", "flush_frames", "flush_seconds",
+    )  # fmt: skip
+    NON_NEGATIVE = ("cursor",)
+
+    study_users: str | None = None  # None: the bundled sample without --replay, else the stored set
+    in_network_users: str | None = None
+    replay: str | None = None  # None without a relay: the bundled sample
+    relay: str | None = None  # a relay's URL
+    cursor: int | None = None  # start after this seq instead of the stored cursor
+    live: bool = False  # relay: start from now
+    idle_exit: float | None = None  # relay: exit 0 after this many seconds without a frame
+    recv_timeout: float | None = None  # None: 30, or half of idle_exit when that is shorter
+    reconnect_delay: float = 1.0
+    progress_seconds: float = 10.0
+    record: str | None = None  # relay: append every received frame to this replay file
+    track_follows: bool = False
+    backfill: bool = False
+    plc_url: str = PLC_URL
+    backfill_concurrency: int = 4
+    fetch: FetchOptions = msgspec.field(default_factory=FetchOptions)
+    backfill_hold_commits: int = _HOLD.commits
+    backfill_hold_bytes: int = _HOLD.bytes
+    backfill_hold_seconds: float = _HOLD.seconds
+    verify: str | None = None  # none, study or population; None: study with a relay, else none
+    metrics: str | None = None  # HOST:PORT
+    health_max_age: float = 60.0
+    index_retention_days: float = 30.0
+    reenrol: tuple[str, ...] = ()
+    purge_account_statuses: frozenset[str] = PURGE_ACCOUNT_STATUSES
+    flush_frames: int = 5000
+    flush_seconds: float = 2.0
+    inline_writes: bool = False
+    no_sync: bool = False
+    allow_empty_population: bool = False
+
+    def check(self) -> None:
+        super().check()
+        if self.relay is not None and self.replay is not None:
+            raise ConfigError("--relay and --replay are two sources: give one")
+        if self.relay is None:
+            for option in ("live", "idle_exit", "record"):
+                if getattr(self, option):
+                    raise ConfigError(f"--{option.replace('_', '-')} applies to --relay only")
+        if self.cursor is not None and self.live:
+            raise ConfigError("--cursor and --live are two starts: give one")
+        if self.verify not in (None, "none", "study", "population"):
+            raise ConfigError(f"--verify must be none, study or population, not {self.verify!r}")
+        unknown = sorted(self.purge_account_statuses - ACCOUNT_STATUSES)
+        if unknown:
+            raise ConfigError(
+                f"unknown account status {', '.join(unknown)} (known: {', '.join(sorted(ACCOUNT_STATUSES))})"
+            )
+        if self.metrics is not None:
+            from syncstream.write.metrics import parse_address  # noqa: PLC0415 (prometheus: on demand)
+
+            try:
+                parse_address(self.metrics)
+            except ValueError as error:
+                raise ConfigError(f"--metrics: {error}") from None
+
+
+def parse(argv: Sequence[str] | None) -> WriteOptions:
+    """The command line's options; a usage error (exit 2) for a bad one."""
+    options = parser()
+    return options_from(WriteOptions, options, options.parse_args(argv))
 
 
 def parser() -> argparse.ArgumentParser:
+    defaults = WriteOptions()
     parser = argparse.ArgumentParser(
         prog="python -m syncstream.write",
         description=(
@@ -32,16 +126,7 @@ def parser() -> argparse.ArgumentParser:
         ),
     )
     add_store_options(parser, state_help="SQLite state store: users, cursor, cached-URI index")
-    parser.add_argument(
-        "--study-users",
-        help="file of study-user DIDs, one per line, '#' comments; replaces the stored set "
-        "(default: the bundled sample when --replay is not given, else the stored set)",
-    )
-    parser.add_argument(
-        "--in-network-users",
-        help="file of in-network DIDs (the accounts study users follow), same format; replaces "
-        "the stored set (default: the bundled sample when --replay is not given, else the stored set)",
-    )
+    add_users_options(parser, default="the bundled sample when --replay is not given, else the stored set")
     parser.add_argument(
         "--replay",
         help="replay file of [u32 LE length][frame] records, optionally zstd-compressed as a "
@@ -57,35 +142,37 @@ def parser() -> argparse.ArgumentParser:
     )
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
-        "--cursor", type=int, help="start after this seq instead of the stored cursor (replay and relay)"
+        "--cursor",
+        type=non_negative_int,
+        help="start after this seq instead of the stored cursor (replay and relay)",
     )
     where.add_argument(
         "--live", action="store_true", help="relay: start from now, ignoring the stored cursor"
     )
     parser.add_argument(
         "--idle-exit",
-        type=float,
+        type=positive_float,
         metavar="SECONDS",
         help="relay: exit 0 once no frame has arrived for this long (default: run until signalled)",
     )
     parser.add_argument(
         "--recv-timeout",
-        type=float,
+        type=positive_float,
         metavar="SECONDS",
         help="relay: a socket silent this long is stalled and is reconnected (default: 30, or half "
         "of --idle-exit when that is shorter)",
     )
     parser.add_argument(
         "--reconnect-delay",
-        type=float,
-        default=1.0,
+        type=positive_float,
+        default=defaults.reconnect_delay,
         metavar="SECONDS",
         help="relay: base of the exponential reconnect backoff, with jitter (default: %(default)s)",
     )
     parser.add_argument(
         "--progress-seconds",
-        type=float,
-        default=10.0,
+        type=positive_float,
+        default=defaults.progress_seconds,
         help="seconds between progress lines on stderr, for a replay or a relay (default: %(default)s)",
     )
     parser.add_argument(
@@ -104,18 +191,26 @@ def parser() -> argparse.ArgumentParser:
         "at start, those added on SIGHUP, those whose #sync asks for it), holding each one's live "
         "commits until its backfill is done; see python -m syncstream.backfill",
     )
-    parser.add_argument(
-        "--plc-url",
-        default="https://plc.directory",
-        help="--backfill: the PLC directory (default: %(default)s)",
-    )
+    add_plc_option(parser, what="--backfill and --verify: the PLC directory")
     parser.add_argument(
         "--backfill-concurrency",
-        type=int,
-        default=4,
+        type=positive_int,
+        default=defaults.backfill_concurrency,
         help="--backfill: repositories fetched at once (default: %(default)s)",
     )
-    _backfill_options(parser)
+    add_fetch_options(parser, prefix="backfill-")
+    for name, kind, what in (
+        ("commits", positive_int, "live commits"),
+        ("bytes", positive_int, "bytes of live frames"),
+        ("seconds", positive_float, "seconds"),
+    ):
+        parser.add_argument(
+            f"--backfill-hold-{name}", type=kind, default=getattr(defaults, f"backfill_hold_{name}"),
+            metavar=name.upper(),
+            help=f"--backfill: at most this many {what} of a DID held while its repository is "
+            "backfilled; past it the backfill fails (retried later) and they are written as live "
+            "(default: %(default)s)",
+        )  # fmt: skip
     parser.add_argument(
         "--verify",
         choices=("none", "study", "population"),
@@ -132,14 +227,14 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--health-max-age",
-        type=float,
-        default=60.0,
+        type=positive_float,
+        default=defaults.health_max_age,
         help="seconds without a frame before /healthz answers 503 (default: %(default)s)",
     )
     parser.add_argument(
         "--index-retention-days",
-        type=float,
-        default=30.0,
+        type=positive_float,
+        default=defaults.index_retention_days,
         help="how long the index of others' records cached because of the population (likes on, "
         "replies to, reposts and quotes of study users' posts; follows of them) is kept, so that "
         "their deletes are routed (default: %(default)s)",
@@ -155,23 +250,23 @@ def parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--purge-account-statuses",
         type=_statuses,
-        default=PURGE_ACCOUNT_STATUSES,
+        default=defaults.purge_account_statuses,
         metavar="STATUS,...",
         help="the #account statuses of a population account that purge it at the next export, "
-        f"unless it is reactivated first (default: {','.join(sorted(PURGE_ACCOUNT_STATUSES))}; "
+        f"unless it is reactivated first (default: {','.join(sorted(defaults.purge_account_statuses))}; "
         "`deactivated`, also the state of a PDS migration, and `suspended` are temporary: the "
         "account comes back with its data)",
     )
     parser.add_argument(
         "--flush-frames",
-        type=int,
-        default=5000,
+        type=positive_int,
+        default=defaults.flush_frames,
         help="persist the cursor after at most this many frames (default: %(default)s)",
     )
     parser.add_argument(
         "--flush-seconds",
-        type=float,
-        default=2.0,
+        type=positive_float,
+        default=defaults.flush_seconds,
         help="... or after this many seconds, whichever comes first (default: %(default)s)",
     )
     parser.add_argument(
@@ -195,7 +290,7 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-_ACCOUNT_STATUSES = frozenset(  # the Account spec's
+ACCOUNT_STATUSES = frozenset(  # the Account spec's
     {"takendown", "suspended", "deleted", "deactivated", "desynchronized", "throttled"}
 )
 
@@ -203,63 +298,9 @@ _ACCOUNT_STATUSES = frozenset(  # the Account spec's
 def _statuses(text: str) -> frozenset[str]:
     """A comma-separated list of account statuses (the Account spec's), for argparse."""
     found = frozenset(part.strip() for part in text.split(",") if part.strip())
-    unknown = sorted(found - _ACCOUNT_STATUSES)
+    unknown = sorted(found - ACCOUNT_STATUSES)
     if unknown:
         raise argparse.ArgumentTypeError(
-            f"unknown account status {', '.join(unknown)} (known: {', '.join(sorted(_ACCOUNT_STATUSES))})"
+            f"unknown account status {', '.join(unknown)} (known: {', '.join(sorted(ACCOUNT_STATUSES))})"
         )
     return found
-
-
-def _backfill_options(parser: argparse.ArgumentParser) -> None:
-    from syncstream.backfill.options import add_fetch_options  # noqa: PLC0415
-
-    add_fetch_options(parser, prefix="backfill-")
-    limits = HoldLimits()
-    for name, kind, default, what in (
-        ("commits", int, limits.commits, "live commits"),
-        ("bytes", int, limits.bytes, "bytes of live frames"),
-        ("seconds", float, limits.seconds, "seconds"),
-    ):
-        parser.add_argument(
-            f"--backfill-hold-{name}", type=kind, default=default, metavar=name.upper(),
-            help=f"--backfill: at most this many {what} of a DID held while its repository is "
-            "backfilled; past it the backfill fails (retried later) and they are written as live "
-            "(default: %(default)s)",
-        )  # fmt: skip
-
-
-def check(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
-    if args.flush_frames < 1:
-        parser.error("--flush-frames must be at least 1")
-    for name in ("flush_seconds", "recv_timeout", "reconnect_delay", "progress_seconds"):
-        if getattr(args, name) is not None and getattr(args, name) <= 0:
-            parser.error(f"--{name.replace('_', '-')} must be positive")
-    if args.idle_exit is not None and args.idle_exit <= 0:
-        parser.error("--idle-exit must be positive")
-    if args.relay is not None and args.replay is not None:
-        parser.error("--relay and --replay are two sources: give one")
-    if args.relay is None:
-        for option in ("live", "idle_exit", "record"):
-            if getattr(args, option):
-                parser.error(f"--{option.replace('_', '-')} applies to --relay only")
-    if args.cursor is not None and args.cursor < 0:
-        parser.error("--cursor must not be negative")
-    if args.index_retention_days <= 0:
-        parser.error("--index-retention-days must be positive")
-    if args.backfill_concurrency < 1:
-        parser.error("--backfill-concurrency must be at least 1")
-    if min(args.backfill_hold_commits, args.backfill_hold_bytes, args.backfill_hold_seconds) <= 0:
-        parser.error("the --backfill-hold-* bounds must be positive")
-    from syncstream.backfill.options import check_fetch_options  # noqa: PLC0415
-
-    check_fetch_options(parser, args)
-    if args.health_max_age <= 0:
-        parser.error("--health-max-age must be positive")
-    if args.metrics is not None:
-        from syncstream.write.metrics import parse_address  # noqa: PLC0415 (prometheus: on demand)
-
-        try:
-            parse_address(args.metrics)
-        except ValueError as error:
-            parser.error(f"--metrics: {error}")

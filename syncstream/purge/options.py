@@ -1,0 +1,77 @@
+"""The options of ``python -m syncstream.purge``: ``PurgeOptions`` and the parser that builds them."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from syncstream.errors import ConfigError
+from syncstream.options import (
+    OUT,
+    WRITER_TIMEOUT,
+    StoreOptions,
+    add_did_option,
+    add_out_option,
+    add_store_options,
+    options_from,
+    positive_float,
+)
+
+__all__ = ["PurgeOptions", "parse", "parser"]
+
+
+class PurgeOptions(StoreOptions, frozen=True, kw_only=True):
+    """Every option of the purge, with its default; ``ConfigError`` when there is nothing to do."""
+
+    POSITIVE = ("writer_timeout",)
+
+    out: str = OUT
+    did: tuple[str, ...] = ()
+    dids_file: str | None = None
+    writer_timeout: float = WRITER_TIMEOUT
+    list: bool = False  # print the purges recorded, and exit
+
+    def check(self) -> None:
+        super().check()
+        if not self.did and self.dids_file is None and not self.list:
+            raise ConfigError("give the accounts to purge: --did DID or --dids-file FILE (or --list)")
+
+
+def parse(argv: Sequence[str] | None) -> PurgeOptions:
+    """The command line's options; a usage error (exit 2) for a bad one."""
+    options = parser()
+    return options_from(PurgeOptions, options, options.parse_args(argv))
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m syncstream.purge",
+        description=(
+            "Remove accounts from the study: from the population (for good: a user file that still "
+            "lists one is skipped with a warning until `python -m syncstream.write --reenrol DID`), "
+            "and, from the cache, the state and every dataset under --out, every row they authored "
+            "and every row collected because of them (likes on, replies to, reposts and quotes of "
+            "their posts, follows of them, their account events). Parquet files are rewritten without "
+            "those rows. Exactly once and crash-safe: an interrupted purge is finished by the next "
+            "purge or export. Safe beside the writer (it waits until the writer applies the new "
+            "population) and the export (they take turns)."
+        ),
+        epilog=(
+            "Exit status: 0 when the purge is done; 1 when it could not finish (it is recorded, and "
+            "the next purge or export finishes it); 2 for bad options or input."
+        ),
+    )
+    add_store_options(parser, state_help="the writer's SQLite state store")
+    add_out_option(parser, what="the export's output, purged too")
+    add_did_option(parser, what="an account to purge")
+    parser.add_argument("--dids-file", metavar="FILE", help="accounts to purge, one DID per line, # comments")
+    parser.add_argument(
+        "--writer-timeout",
+        type=positive_float,
+        default=WRITER_TIMEOUT,
+        help="seconds to wait for a running writer to apply the new population (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the purges recorded in the state, and exit"
+    )
+    return parser
