@@ -13,8 +13,8 @@ import sys
 import time
 
 
-def children(pid):
-    found = []
+def children(pid: int) -> list[int]:
+    found: list[int] = []
     try:
         with open(f"/proc/{pid}/task/{pid}/children") as handle:
             found = [int(c) for c in handle.read().split()]
@@ -25,7 +25,7 @@ def children(pid):
     return found
 
 
-def high_water_kib(pid):
+def high_water_kib(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as handle:
             for line in handle:

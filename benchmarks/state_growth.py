@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sqlite3
 import tempfile
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -42,7 +43,7 @@ def measure(records: int) -> dict[str, tuple[float, float]]:
         found: dict[str, tuple[float, float]] = {}
         post = {"$type": "app.bsky.feed.post", "text": "hello", "createdAt": TIME}
         like_of = f"at://{STUDY}/app.bsky.feed.post/3kstudypost22"
-        kinds = {
+        kinds: dict[str, Callable[[int], tuple[str, OpSpec]]] = {
             "in-network post": lambda i: (FRIEND, OpSpec("create", f"app.bsky.feed.post/3k{i:011d}", post)),
             "like on a study post": lambda i: (
                 f"did:plc:liker{i:019d}",

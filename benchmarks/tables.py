@@ -130,7 +130,7 @@ def bench_compaction(work: Path, exports: int, records: int, rounds: int) -> dic
 def _posts_table(path: Path, rows: int) -> None:
     """``rows`` posts by 1,000 authors in 10 partitions, written as 100 appends."""
 
-    schema = pa.schema(delta_schema(datasets_of(HANDLERS)[POSTS]).to_arrow())  # type: ignore[attr-defined]
+    schema = pa.schema(delta_schema(datasets_of(HANDLERS)[POSTS]).to_arrow())
     DeltaTable.create(str(path), schema, partition_by=["partition_date"])
     per_append = rows // 100
     for n in range(100):

@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.records import CachedRecord
-from syncstream.registry.types import BLOCK, FOLLOW, LIKE, POST, PROFILE, REPOST, HandlerKey, Operation
+from syncstream.registry.types import BLOCK, FOLLOW, LIKE, POST, PROFILE, REPOST, Operation
 
 _B32 = "234567abcdefghijklmnopqrstuvwxyz"
 
@@ -78,7 +78,7 @@ isotimes = st.datetimes().map(lambda d: f"{d.year:04d}" + d.strftime("-%m-%dT%H:
 
 
 @st.composite
-def cached_records(draw: st.DrawFn, key: HandlerKey) -> CachedRecord:
+def cached_records(draw: st.DrawFn, key: str) -> CachedRecord:
     """A record as routing would build it for ``key``, with arbitrary valid components."""
     config = HANDLERS[key]
     author = draw(valid_dids)

@@ -11,7 +11,7 @@ from typing import Any
 import pyarrow.dataset as pads
 import pytest
 
-from benchmarks.backfill import build_repo
+from benchmarks.repos import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.repo import read_repo

@@ -6,6 +6,7 @@ reason, and writes nothing of it."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import libipld
@@ -129,7 +130,7 @@ def test_a_looping_repository_fails_its_did_and_writes_nothing(tmp_path: Path) -
     assert tree(tmp_path / "cache") == set()
 
 
-FORGERIES = {
+FORGERIES: dict[str, tuple[Callable[[], bytes], str]] = {
     "signed by another key": (lambda: resign_car(CAR, SigningKey(99)), "does not verify"),
     "unsigned": (lambda: resign_car(CAR, KEY, sig=None), "not signed"),
     "version 99": (lambda: resign_car(CAR, KEY, version=99), "version 99"),

@@ -91,7 +91,8 @@ def common(record: CachedRecord) -> dict[str, object]:
 def row(dataset: Dataset, record: CachedRecord) -> dict[str, object]:
     table = build_table(dataset, [encode_record(record)])
     assert table.schema == schema_of(dataset)
-    [found] = table.to_pylist()
+    rows: list[dict[str, object]] = table.to_pylist()
+    [found] = rows
     return found
 
 

@@ -104,7 +104,7 @@ def test_killed_writer_resumes_to_the_uninterrupted_tree(tmp_path: Path, failpoi
     assert tree(crashed / "cache") == expected
 
     def content(root: Path, name: str) -> dict[str, object]:
-        record = json.loads((root / "cache" / name).read_bytes())
+        record: dict[str, object] = json.loads((root / "cache" / name).read_bytes())
         del record["synctimestamp"]
         return record
 

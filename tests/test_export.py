@@ -200,7 +200,8 @@ def export_args(tmp_path: Path, *extra: str) -> list[str]:
 
 def read_dataset(out: Path, name: str) -> list[dict[str, Any]]:
     dataset = ds.dataset(out / name, format="parquet", partitioning="hive")
-    return dataset.to_table().to_pylist()
+    rows: list[dict[str, Any]] = dataset.to_table().to_pylist()
+    return rows
 
 
 def keys(rows: list[dict[str, Any]]) -> set[tuple[str, str, str | None]]:

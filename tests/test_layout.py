@@ -94,5 +94,5 @@ def test_phase_packages_compose_only_in_their_commands() -> None:
     between_phases = sorted((a, b) for a, b in edges if a in PHASES and b in PHASES)
     assert between_phases == [("export", "purge"), ("write", "backfill")]
     for path in sorted(PACKAGE.glob("[!_]*.py")):
-        phases = {package_of(m) for m in imports_of(path)} & PHASES
+        phases = PHASES & {package_of(m) for m in imports_of(path)}
         assert not phases, f"{path.name} imports the {sorted(phases)} package"

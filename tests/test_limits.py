@@ -4,6 +4,7 @@ files that cannot be are counted, set aside and passed over; the stream and the 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -23,7 +24,9 @@ LONG_DID = "did:web:" + ".".join(["a" * 63] * 3) + "." + "b" * 61  # a did:web h
 LONGEST_DID = "did:example:" + "x" * (2048 - len("did:example:"))  # the longest DID
 
 
-def write_args(root: Path, frames: list[bytes], study: list[str], in_network: list[str] = ()) -> list[str]:
+def write_args(
+    root: Path, frames: list[bytes], study: list[str], in_network: Sequence[str] = ()
+) -> list[str]:
     args = ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]
     args += ["--replay", str(write_replay(root / "replay.bin", frames))]
     args += ["--study-users", str(write_users(root / "study.txt", study))]

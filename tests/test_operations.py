@@ -318,7 +318,7 @@ def test_idle_half_requests_do_not_pin_a_thread_each(tmp_path: Path) -> None:
     clients: list[socket.socket] = []
     try:
         for _ in range(200):
-            client = socket.create_connection(server.address[:2], timeout=30)
+            client = socket.create_connection(("127.0.0.1", server.address[1]), timeout=30)
             client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             clients.append(client)
         closed: set[int] = set()

@@ -85,7 +85,7 @@ def test_entries_and_frames_are_built_through_the_face(tmp_path: Path) -> None:
         "delete", dataset, None, "app.bsky.graph.block"
     )  # fmt: skip
     with pytest.raises(TypeError):
-        create_handler("mine", "mine/create")  # type: ignore[misc]
+        create_handler("mine", "mine/create")  # type: ignore[call-arg]  # the misuse under test
     frames = [commit_frame(seq=7, repo="did:plc:a", ops=[OpSpec("delete", "app.bsky.graph.block/3b")])]
     assert list(iter_replay(write_replay(tmp_path / "r.bin", frames))) == frames
 

@@ -98,14 +98,14 @@ def purge(root: Path, *dids: str) -> None:
     assert purge_main([*store(root), "--out", str(root / "out"), *(f"--did={d}" for d in dids)]) == 0
 
 
-def rows(root: Path) -> dict[str, list[dict[str, Any]]]:
-    """Every dataset's rows, but for the time the writer received them."""
-    found: dict[str, list[dict[str, Any]]] = {}
+def rows(root: Path) -> dict[str, list[str]]:
+    """Every dataset's rows as sorted JSON texts, but for the time the writer received them."""
+    found: dict[str, list[str]] = {}
     for name, listed in all_rows(root / "out").items():
         if listed:
             found[name] = sorted(
                 json.dumps({k: v for k, v in r.items() if k != "synctimestamp"}, default=str) for r in listed
-            )  # type: ignore[assignment]
+            )
     assert stray_files(root / "out") == []  # every file a table names; none left by a purge
     return found
 

@@ -3,7 +3,6 @@ process, fed the same frames, write and export differently, and neither touches 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -17,9 +16,9 @@ from syncstream import (
     Column,
     ConfigError,
     Dataset,
-    HandlerConfig,
     HandlerKey,
     Operation,
+    Registry,
     check_registry,
     commit_frame,
     create_handler,
@@ -54,7 +53,7 @@ SHORT_POSTS = Dataset(
     columns=(Column(name="text", type="string", value=attrgetter("text")),),
 )
 WITHOUT_IN_NETWORK = {key: config for key, config in HANDLERS.items() if config.dataset.name != IN_NETWORK}
-CUSTOM: Mapping[HandlerKey, HandlerConfig] = {
+CUSTOM: Registry = {
     **HANDLERS,
     K.POST: msgspec.structs.replace(
         HANDLERS[K.POST],

@@ -41,7 +41,7 @@ def route(
     )
 
 
-def keys(routed: list[CacheWrite] | Rejection) -> list[tuple[K, str | None]]:
+def keys(routed: list[CacheWrite] | Rejection) -> list[tuple[str, str | None]]:
     assert not isinstance(routed, Rejection), routed
     return [(w.key, w.record.nested_key) for w in routed]
 

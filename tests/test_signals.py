@@ -10,7 +10,7 @@ import re
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import pytest
@@ -27,15 +27,18 @@ SAMPLE = ROOT / "syncstream" / "data"
 STUDY = "did:plc:studystudystudystudystu"
 
 
-def command(module: str, *args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def command(
+    module: str, *args: str, env: Mapping[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         capture_output=True,
         text=True,
         check=False,
         timeout=120,
-        **kwargs,
-    )  # type: ignore[call-overload]
+        env=env,
+        cwd=cwd,
+    )
 
 
 def store(root: Path) -> list[str]:
@@ -190,7 +193,7 @@ def test_only_the_writer_creates_a_state_store(tmp_path: Path) -> None:
     readme, empty = tmp_path / "README.md", tmp_path / "empty"
     readme.write_bytes((ROOT / "README.md").read_bytes())
     empty.touch()
-    before = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (readme, empty)}
+    contents = {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (readme, empty)}
     for state in (readme, empty):
         for module, extra in {**commands, "syncstream.write": []}.items():
             if module == "syncstream.write" and state == empty:
@@ -198,7 +201,7 @@ def test_only_the_writer_creates_a_state_store(tmp_path: Path) -> None:
             run = command(module, "--cache-dir", str(tmp_path / "cache"), "--state", str(state), *extra)
             assert run.returncode == 2, (module, run.stderr)
             assert "is not a syncstream state store" in run.stderr, run.stderr
-    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (readme, empty)} == before
+    assert {path: (path.read_bytes(), path.stat().st_mtime_ns) for path in (readme, empty)} == contents
     assert not [path for path in tmp_path.iterdir() if path.name.startswith(("README.md-", "empty-"))]
 
 
