@@ -1,4 +1,5 @@
-"""Shared test helpers: where the fixtures are, the corpus frames, small scenario builders."""
+"""Shared test helpers: where the fixtures are, the corpus frames, small scenario builders, and
+waiting on a server or a process (a free port, an HTTP GET, a condition polled until it holds)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,11 @@ import base64
 import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+import socket
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterable, Iterator
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -166,3 +171,29 @@ def dataset_rows(out: Path, name: str) -> list[dict[str, Any]]:
         return []
     table = pads.dataset(directory, format="parquet", partitioning="hive").to_table(use_threads=False)
     return list(table.to_pylist())
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now (for a command that must be told its port)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get(url: str) -> tuple[int, str]:
+    """An HTTP GET's status and text, an error status included (OSError when nothing answers)."""
+    try:
+        with urllib.request.urlopen(url, timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def wait_for(check: Callable[[], object], what: str = "the condition", timeout: float = 60.0) -> None:
+    """Until ``check()`` holds, polled every 20 ms: the test waits on the event itself, and the
+    timeout only guards against a hang (it is not a timed assertion)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.02)

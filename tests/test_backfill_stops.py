@@ -7,14 +7,13 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from syncstream.firehose.encode import OpSpec
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.store import StateStore
-from tests.helpers import CORPUS, commit, post, tree, write_replay, write_users
+from tests.helpers import CORPUS, commit, post, tree, wait_for, write_replay, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
 DID = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
@@ -25,14 +24,6 @@ LIVE = 40
 
 def store(root: Path) -> list[str]:
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q"]
-
-
-def wait_for(condition: object, what: str) -> None:
-    """Until ``condition()`` holds (a guard of 60s against a hang, not a timed assertion)."""
-    deadline = time.monotonic() + 60
-    while not condition():  # type: ignore[operator]
-        assert time.monotonic() < deadline, f"never: {what}"
-        time.sleep(0.02)
 
 
 def test_sigterm_during_a_fetch_ends_the_backfill_command_cleanly(tmp_path: Path) -> None:

@@ -3,47 +3,14 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
-import pytest
 
 from syncstream.export.__main__ import main as export_main
 from syncstream.purge.__main__ import main as purge_main
 from tests.test_export import EXPECTED, FRIEND, keys, write_cache
-
-
-@pytest.fixture
-def s3_endpoint(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """moto's S3 server on loopback, in a process of its own: delta-rs holds the GIL through
-    some of its requests, which would starve a server thread in this process."""
-    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
-    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        for _ in range(200):
-            with socket.socket() as client:
-                if client.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)  # start-up: polled, not a timed assertion
-        yield f"endpoint_override=http://127.0.0.1:{port}&scheme=http&region=us-east-1"
-    finally:
-        server.terminate()
-        server.wait()
 
 
 def test_export_to_an_s3_uri(tmp_path: Path, s3_endpoint: str) -> None:

@@ -22,13 +22,15 @@ from tests.helpers import (
     commit,
     corpus_frames,
     follow,
+    free_port,
+    get,
     post,
     store_args,
     tree,
+    wait_for,
     write_replay,
     write_users,
 )
-from tests.test_operations import free_port, get, wait_for
 
 SAMPLE = ROOT / "syncstream" / "data"
 FIRST, LAST = 31527015322, 31527015471

@@ -13,8 +13,6 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -24,7 +22,7 @@ from syncstream.servers.relay import LoopbackRelay, ReplayRelay, parse_fault
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.metrics import MetricsServer
 from syncstream.write.writer import CacheWriter
-from tests.helpers import ROOT, corpus_frames, write_replay
+from tests.helpers import ROOT, corpus_frames, free_port, get, wait_for, write_replay
 
 SAMPLE = ROOT / "syncstream" / "data"
 USERS = ["--study-users", str(SAMPLE / "sample_study_users.txt"),
@@ -33,30 +31,6 @@ USERS = ["--study-users", str(SAMPLE / "sample_study_users.txt"),
 
 def store(root: Path) -> list[str]:
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
-def get(url: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(url, timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read().decode()
-
-
-def wait_for(check: object, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():  # type: ignore[operator]
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 def test_writer_metrics_and_health_from_a_live_relay(tmp_path: Path) -> None:

@@ -16,9 +16,6 @@ from syncstream.lake import location
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, like, post, write_replay, write_users
-from tests.test_export_s3 import s3_endpoint
-
-__all__ = ["s3_endpoint"]  # the fixture, used here
 
 POSTS = "study_user_activity/post"
 

@@ -9,8 +9,7 @@ import os
 import re
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from syncstream.failpoints import ENV
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.store import StateStore
-from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, write_replay, write_users
+from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, wait_for, write_replay, write_users
 
 SAMPLE = ROOT / "syncstream" / "data"
 STUDY = "did:plc:studystudystudystudystu"
@@ -242,7 +241,7 @@ def test_a_purge_that_times_out_names_the_command_holding_the_cache(tmp_path: Pa
         with subprocess.Popen(backfill, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) as holder:
             try:
                 lock = WriterLock(str(tmp_path / "cache"))
-                wait_until(lambda: lock.holder() == f"python -m syncstream.backfill (pid {holder.pid})")
+                wait_for(lambda: lock.holder() == f"python -m syncstream.backfill (pid {holder.pid})")
                 purge = command("syncstream.purge", *store(tmp_path)[:-1], "--out", str(tmp_path / "out"),
                                 "--did", did, "--writer-timeout", "0.2")  # fmt: skip
             finally:
@@ -250,13 +249,6 @@ def test_a_purge_that_times_out_names_the_command_holding_the_cache(tmp_path: Pa
     assert purge.returncode == 1
     assert f"python -m syncstream.backfill (pid {holder.pid}) holds the cache" in purge.stderr, purge.stderr
     assert "a backfill never does" in purge.stderr
-
-
-def wait_until(check: Callable[[], bool], timeout: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
 
 
 def test_export_progress_has_totals_and_rates(tmp_path: Path) -> None:

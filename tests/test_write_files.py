@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from syncstream.firehose.encode import OpSpec
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main
 from syncstream.write.writes import HelperWrites, InlineWrites
-from tests.helpers import CORPUS, ROOT, commit, post, store_args, tree, write_replay, write_users
+from tests.helpers import CORPUS, ROOT, commit, post, store_args, tree, wait_for, write_replay, write_users
 
 STUDY = "did:plc:studystudystudystudystu"
 
@@ -76,7 +75,7 @@ CHILD = """
 import sys, time
 from syncstream.write.writes import HelperWrites
 files = HelperWrites("/tmp")
-print(files._helper._process.pid, flush=True)
+print("started", flush=True)
 time.sleep(60)
 """
 
@@ -86,17 +85,19 @@ def test_the_helper_dies_with_its_parent(tmp_path: Path) -> None:
     parent = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE, cwd=ROOT, text=True)
     try:
         assert parent.stdout is not None
-        helper_pid = int(parent.stdout.readline())
-        os.kill(helper_pid, 0)  # alive
+        assert parent.stdout.readline() == "started\n"
+        [helper_pid] = _children(parent.pid)
+        assert _alive(helper_pid)
     finally:
         parent.send_signal(signal.SIGKILL)
         parent.wait()
         if parent.stdout is not None:
             parent.stdout.close()
-    deadline = time.monotonic() + 10
-    while _alive(helper_pid) and time.monotonic() < deadline:
-        time.sleep(0.01)
-    assert not _alive(helper_pid)
+    wait_for(lambda: not _alive(helper_pid), "the helper gone", timeout=10)
+
+
+def _children(pid: int) -> list[int]:
+    return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
 def _alive(pid: int) -> bool:
