@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -197,3 +198,25 @@ def wait_for(check: Callable[[], object], what: str = "the condition", timeout: 
     while not check():
         assert time.monotonic() < deadline, f"never: {what}"
         time.sleep(0.02)
+
+
+class ManualClock:
+    """A ``syncstream.clock.Clock`` that only moves when waited on: a wait that no event ends
+    passes its whole time at once, and ``waited`` keeps each wait's seconds."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+        self.waited: list[float] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return self.now
+
+    def wait(self, event: threading.Event, seconds: float) -> bool:
+        if event.is_set():
+            return True
+        self.waited.append(seconds)
+        self.now += seconds
+        return False

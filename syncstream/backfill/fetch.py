@@ -16,7 +16,6 @@ from __future__ import annotations
 import ipaddress
 import socket
 import threading
-import time
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from syncstream.backfill.polite import HostGate, Waited
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import FetchError, KeyUnavailable
 from syncstream.options import FETCH_GRACE, FetchOptions
 from syncstream.verify import DidDocuments
@@ -115,10 +115,12 @@ class Fetcher:
         gate: HostGate | None = None,
         endpoints: str = "public",  # or "any"
         stop: threading.Event | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.documents = documents
         self.limits = limits
-        self.gate = gate if gate is not None else HostGate()
+        self.clock = clock
+        self.gate = gate if gate is not None else HostGate(clock=clock)
         self.endpoints = endpoints
         self.stop = stop if stop is not None else threading.Event()
         self._http = httpx.Client(
@@ -132,12 +134,12 @@ class Fetcher:
 
     def resolve(self, did: str, *, refresh: bool = False) -> tuple[str, str]:
         """``did``'s PDS endpoint and signing key, from its DID document (a handle is not needed)."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         try:
             document = self.documents.document(did, refresh=refresh)
             key = self.documents.key(did)
         except KeyUnavailable as error:
-            raise FetchError(f"{error} (after {time.monotonic() - started:.1f}s)") from None
+            raise FetchError(f"{error} (after {self.clock.monotonic() - started:.1f}s)") from None
         pds = document.get_pds_endpoint()
         if not pds:
             raise FetchError(f"the DID document of {did} names no PDS (#atproto_pds)")
@@ -149,7 +151,7 @@ class Fetcher:
 
     def fetch(self, did: str, destination: Path) -> Fetched:
         """Fetch ``did``'s repository into ``destination``."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         deadline = started + self.limits.deadline
         pds, key = self.resolve(did)
         host = urlsplit(pds).netloc
@@ -163,7 +165,7 @@ class Fetcher:
             finally:
                 self.gate.release(host)
             if done is not None:
-                return Fetched(pds, key, done, time.monotonic() - started)
+                return Fetched(pds, key, done, self.clock.monotonic() - started)
 
     def _transfer(
         self, did: str, pds: str, host: str, destination: Path, *, started: float, deadline: float
@@ -180,7 +182,7 @@ class Fetcher:
             ):
                 pause = self.gate.answered(host, response.status_code, response.headers)
                 if response.status_code == 429:
-                    if time.monotonic() + pause >= deadline:
+                    if self.clock.monotonic() + pause >= deadline:
                         raise FetchError(
                             f"{where}: rate limited (429), retry in {pause:.0f}s, past the deadline"
                         )
@@ -196,14 +198,14 @@ class Fetcher:
                 for chunk in response.iter_bytes():  # as it arrives: a trickle is seen byte by byte
                     out.write(chunk)
                     received += len(chunk)
-                    elapsed = time.monotonic() - started
+                    elapsed = self.clock.monotonic() - started
                     if self.stop.is_set():
                         raise FetchError(
                             f"{where}: abandoned (stopping) after {received:,} bytes in {elapsed:.1f}s"
                         )
                     if received > limits.max_bytes:
                         raise FetchError(f"{where}: more than {limits.max_bytes:,} bytes")
-                    if time.monotonic() > deadline:
+                    if self.clock.monotonic() > deadline:
                         raise FetchError(
                             f"{where}: deadline of {limits.deadline:g}s passed with {received:,} bytes"
                         )
@@ -213,7 +215,7 @@ class Fetcher:
                             f"({received / elapsed:,.0f} bytes/s, under the minimum {limits.min_rate:,.0f})"
                         )
         except httpx.TimeoutException as error:
-            elapsed = time.monotonic() - started
+            elapsed = self.clock.monotonic() - started
             what = {
                 httpx.ConnectTimeout: "connecting",
                 httpx.ReadTimeout: f"no byte for {limits.timeout:g}s",
@@ -224,7 +226,7 @@ class Fetcher:
                 f"{where}: timed out ({what}) after {received:,} bytes in {elapsed:.1f}s"
             ) from None
         except httpx.HTTPError as error:
-            elapsed = time.monotonic() - started
+            elapsed = self.clock.monotonic() - started
             raise FetchError(
                 f"{where}: {type(error).__name__}: {error} after {received:,} bytes in {elapsed:.1f}s"
             ) from None

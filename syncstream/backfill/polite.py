@@ -7,9 +7,9 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import SyncstreamError
 
 __all__ = ["HostGate", "Waited", "reset_delay"]
@@ -37,19 +37,23 @@ def reset_delay(headers: Mapping[str, str], now: float) -> float | None:
 
 
 class _Host:
-    def __init__(self, concurrency: int, calls: int) -> None:
+    def __init__(self, concurrency: int, calls: int, now: float) -> None:
         self.slots = threading.BoundedSemaphore(concurrency)
         self.tokens = float(calls)
-        self.filled = time.monotonic()
+        self.filled = now
         self.paused_until = 0.0  # monotonic
         self.backoff = 0  # 429s in a row without a reset time
 
 
 class HostGate:
-    """Admits ``getRepo`` calls per host: ``concurrency`` at once, ``calls`` per ``period``."""
+    """Admits ``getRepo`` calls per host: ``concurrency`` at once, ``calls`` per ``period``
+    (seconds of ``clock``)."""
 
-    def __init__(self, *, concurrency: int = 4, calls: int = 3000, period: float = 300.0) -> None:
+    def __init__(
+        self, *, concurrency: int = 4, calls: int = 3000, period: float = 300.0, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
         self.concurrency, self.calls, self.period = concurrency, calls, period
+        self.clock = clock
         self._hosts: dict[str, _Host] = {}
         self._lock = threading.Lock()
         self.waits = 0  # calls that had to wait
@@ -60,21 +64,22 @@ class HostGate:
         with self._lock:
             state = self._hosts.get(host)
             if state is None:
-                state = self._hosts[host] = _Host(self.concurrency, self.calls)
+                state = self._hosts[host] = _Host(self.concurrency, self.calls, self.clock.monotonic())
             return state
 
     def acquire(self, host: str, deadline: float, stop: threading.Event) -> None:
         """Wait for a slot and a token of ``host``; ``Waited`` when that passes ``deadline``
-        (monotonic) or a stop is asked for. Pair with ``release``."""
+        (on the clock's monotonic time) or a stop is asked for. Pair with ``release``."""
         state = self._host(host)
-        started = time.monotonic()
+        clock = self.clock
+        started = clock.monotonic()
         try:
             while True:
                 if stop.is_set():
                     raise Waited("stopping")
-                if time.monotonic() >= deadline:
+                if clock.monotonic() >= deadline:
                     raise Waited(
-                        f"waited {time.monotonic() - started:.1f}s for a turn at {host} ({self.concurrency} "
+                        f"waited {clock.monotonic() - started:.1f}s for a turn at {host} ({self.concurrency} "
                         f"at once, {self.calls} calls per {self.period:g}s, 429 pauses)"
                     )
                 if state.slots.acquire(timeout=0.05):
@@ -82,9 +87,9 @@ class HostGate:
                     if delay <= 0:
                         return
                     state.slots.release()
-                    stop.wait(min(delay, 0.25, max(deadline - time.monotonic(), 0.0)))
+                    clock.wait(stop, min(delay, 0.25, max(deadline - clock.monotonic(), 0.0)))
         finally:
-            waited = time.monotonic() - started
+            waited = clock.monotonic() - started
             if waited > 0.01:
                 with self._lock:
                     self.waits += 1
@@ -93,7 +98,7 @@ class HostGate:
     def _take(self, state: _Host) -> float:
         """0 when a token was taken, else how long until one may be."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock.monotonic()
             if now < state.paused_until:
                 return state.paused_until - now
             rate = self.calls / self.period
@@ -110,8 +115,7 @@ class HostGate:
     def answered(self, host: str, status: int, headers: Mapping[str, str]) -> float:
         """Learn from an answer's status and headers; the pause now in force at ``host``."""
         state = self._host(host)
-        now = time.time()
-        delay = reset_delay(headers, now)
+        delay = reset_delay(headers, self.clock.time())
         with self._lock:
             if status == 429:
                 self.rate_limited += 1
@@ -123,7 +127,7 @@ class HostGate:
                 return 0.0
             if delay is None:
                 return 0.0
-            state.paused_until = max(state.paused_until, time.monotonic() + delay)
+            state.paused_until = max(state.paused_until, self.clock.monotonic() + delay)
             return delay
 
     def stats(self) -> dict[str, float]:
