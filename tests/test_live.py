@@ -258,8 +258,14 @@ def test_sighup_rereads_the_user_files(tmp_path: Path) -> None:
         commit(100 + i, newcomer if i % 2 else other, OpSpec("create", f"app.bsky.feed.post/p{i}", post()))
         for i in range(20)
     ]
+    expected = {f"p{i}.json" for i in range(20) if i % 2 == 0 or i >= 10}
     study = write_users(tmp_path / "study.txt", [other])
     replay = write_replay(tmp_path / "r.bin", frames)
+    log = tmp_path / "writer.log"
+
+    def posts() -> set[str]:
+        return {name.rsplit("suffix=", 1)[1] for name in tree(tmp_path / "cache") if name.endswith(".json")}
+
     with subprocess.Popen(
         [sys.executable, "-m", "syncstream.servers.relay", "--replay", str(replay), "--fault", "stall:10"],
         stdout=subprocess.PIPE, text=True,
@@ -267,24 +273,28 @@ def test_sighup_rereads_the_user_files(tmp_path: Path) -> None:
         try:
             assert relay.stdout is not None
             url = relay.stdout.readline().split(" at ")[1].strip()
-            with subprocess.Popen(
-                [sys.executable, "-m", "syncstream.write", "-q", "--cache-dir", str(tmp_path / "cache"),
+            # The relay stalls after the first 10 frames; the writer redials after --recv-timeout,
+            # by when the SIGHUP below has been handled (it is, within 0.1 s of its arrival).
+            with log.open("w") as stderr, subprocess.Popen(
+                [sys.executable, "-m", "syncstream.write", "--cache-dir", str(tmp_path / "cache"),
                  "--state", str(tmp_path / "s.sqlite"), "--study-users", str(study), "--relay", url,
-                 "--verify", "none", "--recv-timeout", "3", "--reconnect-delay", "0.05", "--idle-exit", "6"],
-                stdout=subprocess.PIPE, text=True,
+                 "--verify", "none", "--recv-timeout", "3", "--reconnect-delay", "0.05"],
+                stdout=subprocess.PIPE, stderr=stderr, text=True,
             ) as writer:  # fmt: skip
-                deadline = time.monotonic() + 30
-                while len(tree(tmp_path / "cache")) < 5 and time.monotonic() < deadline:
-                    time.sleep(0.05)
-                write_users(study, [other, newcomer])
-                writer.send_signal(signal.SIGHUP)
-                writer.communicate(timeout=60)
-                assert writer.returncode == 0
+                try:
+                    wait_for(lambda: len(posts()) >= 5, "the first five study posts written")
+                    write_users(study, [other, newcomer])
+                    writer.send_signal(signal.SIGHUP)
+                    wait_for(lambda: "SIGHUP: 2 study users" in log.read_text(), "the user files re-read")
+                    wait_for(lambda: posts() == expected, "the newcomer's posts written")
+                finally:
+                    writer.send_signal(signal.SIGTERM)
+                    writer.communicate(timeout=60)
+                assert writer.returncode == 0, log.read_text()
         finally:
             relay.send_signal(signal.SIGTERM)
             relay.wait(timeout=10)
-    posts = {name.rsplit("suffix=", 1)[1] for name in tree(tmp_path / "cache")}
-    assert posts == {f"p{i}.json" for i in range(20) if i % 2 == 0 or i >= 10}
+    assert posts() == expected
 
 
 def test_track_follows_keeps_the_in_network_set_current(tmp_path: Path) -> None:
