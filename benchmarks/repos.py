@@ -9,7 +9,7 @@ from pathlib import Path
 
 import libipld
 
-from syncstream.firehose.encode import _uvarint, cid_for
+from syncstream.firehose.encode import cid_for, uvarint
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
 
 __all__ = ["build_repo", "write_repo"]
@@ -99,10 +99,10 @@ def write_repo(path: Path, did: str, records: int, key: SigningKey | None = None
     header = libipld.encode_dag_cbor({"roots": [first[0]], "version": 1})
     size = 0
     with open(path, "wb") as out:
-        for part in (_uvarint(len(header)), header):
+        for part in (uvarint(len(header)), header):
             size += out.write(part)
         for cid, block in (first, *blocks):
-            size += out.write(_uvarint(len(cid) + len(block)) + cid + block)
+            size += out.write(uvarint(len(cid) + len(block)) + cid + block)
     return size
 
 
@@ -111,7 +111,7 @@ def build_repo(did: str, records: int, key: SigningKey | None = None) -> bytes:
     rehearsal key, ``SigningKey(REHEARSAL_SEED)``, which the loopback PDS publishes)."""
     blocks = list(_blocks(did, records, key if key is not None else SigningKey(REHEARSAL_SEED)))
     header = libipld.encode_dag_cbor({"roots": [blocks[0][0]], "version": 1})
-    parts = [_uvarint(len(header)), header]
+    parts = [uvarint(len(header)), header]
     for cid, block in blocks:
-        parts.append(_uvarint(len(cid) + len(block)) + cid + block)
+        parts.append(uvarint(len(cid) + len(block)) + cid + block)
     return b"".join(parts)

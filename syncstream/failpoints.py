@@ -32,6 +32,7 @@ __all__ = [
     "PROBLEM",
     "PROCESSES",
     "failpoint",
+    "parse_spec",
     "set_process",
 ]
 
@@ -98,7 +99,9 @@ def set_process(name: str) -> None:
     _process = name
 
 
-def _parse(text: str) -> dict[str, list[tuple[str | None, int, str]]]:
+def parse_spec(text: str) -> dict[str, list[tuple[str | None, int, str]]]:
+    """A ``SYNCSTREAM_FAILPOINTS`` value, point -> [(process or None, hit, action)]; a
+    ``ConfigError`` names an item that is not ``[process/]point:hit:action``."""
     armed: dict[str, list[tuple[str | None, int, str]]] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         try:
@@ -118,7 +121,7 @@ def _parse(text: str) -> dict[str, list[tuple[str | None, int, str]]]:
 
 
 try:
-    _ARMED = _parse(os.environ.get(ENV, ""))
+    _ARMED = parse_spec(os.environ.get(ENV, ""))
     PROBLEM: str | None = None
 except ConfigError as _error:  # a command says so in one error line (cli.environment_problem)
     _ARMED, PROBLEM = {}, str(_error)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from syncstream.errors import ConfigError
-from syncstream.failpoints import POINTS, _parse
+from syncstream.failpoints import POINTS, parse_spec
 from syncstream.firehose.encode import OpSpec
 from syncstream.staging import Step
 from tests.helpers import commit, like, post, tree, write_replay, write_users
@@ -334,4 +334,4 @@ def test_the_protocol_steps_are_the_failpoints() -> None:
 def test_a_bad_failpoint_spec_is_a_config_error(text: str) -> None:
     """A spec naming no failpoint, process or action, or no hit, is refused, never ignored."""
     with pytest.raises(ConfigError):
-        _parse(text)
+        parse_spec(text)

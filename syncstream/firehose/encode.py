@@ -22,6 +22,7 @@ __all__ = [
     "error_frame",
     "event_frame",
     "info_frame",
+    "uvarint",
     "with_seq",
 ]
 
@@ -39,7 +40,8 @@ def cid_for(block: bytes) -> bytes:
     return _DAG_CBOR_SHA256 + hashlib.sha256(block).digest()
 
 
-def _uvarint(value: int) -> bytes:
+def uvarint(value: int) -> bytes:
+    """An unsigned LEB128 varint, as CAR files frame their sections."""
     out = bytearray()
     while value >= 0x80:
         out.append((value & 0x7F) | 0x80)
@@ -50,9 +52,9 @@ def _uvarint(value: int) -> bytes:
 
 def encode_car(roots: Iterable[bytes], blocks: Iterable[tuple[bytes, bytes]]) -> bytes:
     header = libipld.encode_dag_cbor({"roots": list(roots), "version": 1})
-    parts = [_uvarint(len(header)), header]
+    parts = [uvarint(len(header)), header]
     for cid, data in blocks:
-        parts += [_uvarint(len(cid) + len(data)), cid, data]
+        parts += [uvarint(len(cid) + len(data)), cid, data]
     return b"".join(parts)
 
 
