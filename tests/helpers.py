@@ -12,7 +12,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -172,6 +172,35 @@ def dataset_rows(out: Path, name: str) -> list[dict[str, Any]]:
         return []
     table = pads.dataset(directory, format="parquet", partitioning="hive").to_table(use_threads=False)
     return list(table.to_pylist())
+
+
+def write_args(
+    root: Path, frames: list[bytes], study: list[str], in_network: Sequence[str] = ()
+) -> list[str]:
+    """The write command's arguments to replay ``frames`` for a population, under ``root``."""
+    args = ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]
+    args += ["--replay", str(write_replay(root / "replay.bin", frames))]
+    args += ["--study-users", str(write_users(root / "study.txt", study))]
+    return [*args, "--in-network-users", str(write_users(root / "in_network.txt", in_network))]
+
+
+def export_args(root: Path, *extra: str) -> list[str]:
+    """The export command's arguments for the store ``write_args`` made, out to ``root/out``."""
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q",
+            "--out", str(root / "out"), *extra]  # fmt: skip
+
+
+def exported(root: Path) -> list[tuple[str, ...]]:
+    """Every exported row's (record_type, uri, operation, author_did, rkey), read by DuckDB."""
+    import duckdb  # (only the tests that read output need it)
+
+    with duckdb.connect() as db:
+        return sorted(
+            db.execute(
+                f"SELECT record_type, uri, operation, author_did, rkey FROM read_parquet("
+                f"'{root / 'out'}/*/*/*/*.parquet', hive_partitioning = true, union_by_name = true)"
+            ).fetchall()
+        )
 
 
 def free_port() -> int:

@@ -19,9 +19,9 @@ from syncstream.storage import storage_for
 from syncstream.storage_options import StorageOptions
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
-from tests.helpers import all_files, commit, like, post, tree
-from tests.test_limits import STUDY, export_args, exported, write_args
+from tests.helpers import all_files, commit, export_args, exported, like, post, tree, write_args
 
+STUDY = "did:plc:studystudystudystudystu"
 POSTS = "study_user_activity/create/post"
 
 

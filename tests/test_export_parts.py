@@ -15,7 +15,7 @@ from syncstream.export.parts import HelperParts
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of
 from tests.helpers import ROOT, export_options, tree
-from tests.test_export import export_args, write_cache
+from tests.scenario import export_args, write_cache
 
 
 def rows(out: Path) -> dict[str, list[dict[str, object]]]:

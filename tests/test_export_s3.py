@@ -10,7 +10,7 @@ import pyarrow.fs as pafs
 
 from syncstream.export.__main__ import main as export_main
 from syncstream.purge.__main__ import main as purge_main
-from tests.test_export import EXPECTED, FRIEND, keys, write_cache
+from tests.scenario import EXPECTED, FRIEND, keys, write_cache
 
 
 def test_export_to_an_s3_uri(tmp_path: Path, s3_endpoint: str) -> None:

@@ -4,10 +4,8 @@ files that cannot be are counted, set aside and passed over; the stream and the 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 
-import duckdb
 import libipld
 import pytest
 
@@ -16,36 +14,22 @@ from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_frame
 from syncstream.registry.paths import MAX_NAME_BYTES, bounded_name
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
-from tests.helpers import TIME, commit, export_options, like, post, tree, write_replay, write_users
+from tests.helpers import (
+    TIME,
+    commit,
+    export_args,
+    export_options,
+    exported,
+    like,
+    post,
+    tree,
+    write_args,
+)
 
 STUDY = "did:plc:studystudystudystudystu"
 LONG_RKEY = "r" * 512  # the longest record key the spec allows
 LONG_DID = "did:web:" + ".".join(["a" * 63] * 3) + "." + "b" * 61  # a did:web host of 253 characters
 LONGEST_DID = "did:example:" + "x" * (2048 - len("did:example:"))  # the longest DID
-
-
-def write_args(
-    root: Path, frames: list[bytes], study: list[str], in_network: Sequence[str] = ()
-) -> list[str]:
-    args = ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]
-    args += ["--replay", str(write_replay(root / "replay.bin", frames))]
-    args += ["--study-users", str(write_users(root / "study.txt", study))]
-    return [*args, "--in-network-users", str(write_users(root / "in_network.txt", in_network))]
-
-
-def export_args(root: Path, *extra: str) -> list[str]:
-    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q",
-            "--out", str(root / "out"), *extra]  # fmt: skip
-
-
-def exported(root: Path) -> list[tuple[str, ...]]:
-    with duckdb.connect() as db:
-        return sorted(
-            db.execute(
-                f"SELECT record_type, uri, operation, author_did, rkey FROM read_parquet("
-                f"'{root / 'out'}/*/*/*/*.parquet', hive_partitioning = true, union_by_name = true)"
-            ).fetchall()
-        )
 
 
 def test_bounded_names_are_stable_and_fit() -> None:

@@ -36,7 +36,7 @@ from syncstream.registry.views import block_view, post_view
 from syncstream.store import StateStore
 from syncstream.write.writer import CacheWriter
 from tests.helpers import TIME, export_options, like, post, tree, write_users
-from tests.test_export import EXPECTED, FRIEND, P1, STUDY, scenario
+from tests.scenario import EXPECTED, FRIEND, P1, STUDY, scenario
 
 K = HandlerKey
 IN_NETWORK = "in_network_user_activity/post"

@@ -28,8 +28,8 @@ from syncstream.registry.handlers import datasets_of
 from syncstream.snapshot import main as snapshot_main
 from syncstream.store import StateStore
 from tests.helpers import commit, post
+from tests.scenario import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache
 from tests.tables import all_rows, connect, stray_files, table_rows
-from tests.test_export import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache
 
 POSTS = "study_user_activity/post"
 
