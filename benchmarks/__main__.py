@@ -45,6 +45,7 @@ from syncstream.cache import write_atomic
 from syncstream.firehose.decode import decode_frame
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.population import Population
+from syncstream.store import StateStore
 from syncstream.write.route import route_commit, routing_table
 
 HERE = Path(__file__).resolve().parent
@@ -225,6 +226,7 @@ def bench_cache_writes(work: Path, template: Path, report: Report, rounds: int) 
 def export_once(work: Path, template: Path, tag: str) -> Measure:
     cache, out = work / f"{tag}-cache", work / f"{tag}-out"
     copy_tree(template, cache)
+    StateStore(work / f"{tag}.sqlite").close()  # the writer's part: an export creates no store
     measure = run([PY, "-m", "syncstream.export", "-q", "--cache-dir", str(cache), "--state",
                    str(work / f"{tag}.sqlite"), "--out", str(out)])  # fmt: skip
     leftover = sum(len([f for f in files if f.endswith(".json")]) for _, _, files in os.walk(cache))
