@@ -43,8 +43,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 
-import msgspec
-
 from syncstream.cache import (
     check_no_links,
     remove_files,
@@ -53,41 +51,18 @@ from syncstream.export.context import BatchExportContext
 from syncstream.export.parts import Part
 from syncstream.export.plan import Chunk
 from syncstream.export.purges import purge_first
+from syncstream.export.summary import DatasetSummary, ExportSummary
 from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
 from syncstream.listing import Entry, list_tree, new_id
 from syncstream.options import WRITER_TIMEOUT
-from syncstream.purge.protocol import PurgeSummary
 from syncstream.registry.handlers import datasets_of
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
 from syncstream.store import ExportKey
 
-__all__ = ["DatasetSummary", "ExportSummary", "export_batch"]
+__all__ = ["export_batch"]
 
 log = logging.getLogger("syncstream.export")
-
-
-class DatasetSummary(msgspec.Struct, kw_only=True):
-    rows: int = 0
-    files: int = 0
-    bytes: int = 0
-
-
-class ExportSummary(msgspec.Struct, kw_only=True):
-    datasets: dict[str, DatasetSummary]
-    cache_files: int = 0  # cache files read (and, unless kept, removed)
-    duplicates: int = 0  # rows dropped as already exported or repeated within a batch
-    unreadable: int = 0  # cache files that could not become a row (moved to .set-aside/)
-    links_skipped: int = 0  # symbolic links inside the cache, left alone
-    recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
-    batches: int = 0
-    commits: int = 0  # table commits (at most one per table per run)
-    dry_run: bool = False
-    purges: list[PurgeSummary] = msgspec.field(default_factory=list)  # run first: deleted accounts
-
-    @property
-    def rows(self) -> int:
-        return sum(d.rows for d in self.datasets.values())
 
 
 class _Exporter(CacheSide):

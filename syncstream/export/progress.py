@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from syncstream.cli import human_seconds
 
 if TYPE_CHECKING:
-    from syncstream.export.batch import ExportSummary
+    from syncstream.export.summary import ExportSummary
 
 __all__ = ["ExportProgress"]
 

@@ -23,7 +23,7 @@ from syncstream.registry.views import decode_head
 from syncstream.store import ExportKey, export_key
 
 if TYPE_CHECKING:
-    from syncstream.export.batch import ExportSummary
+    from syncstream.export.summary import ExportSummary
 
 __all__ = ["CacheSide"]
 

@@ -1,0 +1,32 @@
+"""What an export reports: rows, files and bytes per dataset, and what it set aside or finished."""
+
+from __future__ import annotations
+
+import msgspec
+
+from syncstream.purge.protocol import PurgeSummary
+
+__all__ = ["DatasetSummary", "ExportSummary"]
+
+
+class DatasetSummary(msgspec.Struct, kw_only=True):
+    rows: int = 0
+    files: int = 0
+    bytes: int = 0
+
+
+class ExportSummary(msgspec.Struct, kw_only=True):
+    datasets: dict[str, DatasetSummary]
+    cache_files: int = 0  # cache files read (and, unless kept, removed)
+    duplicates: int = 0  # rows dropped as already exported or repeated within a batch
+    unreadable: int = 0  # cache files that could not become a row (moved to .set-aside/)
+    links_skipped: int = 0  # symbolic links inside the cache, left alone
+    recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
+    batches: int = 0
+    commits: int = 0  # table commits (at most one per table per run)
+    dry_run: bool = False
+    purges: list[PurgeSummary] = msgspec.field(default_factory=list)  # run first: deleted accounts
+
+    @property
+    def rows(self) -> int:
+        return sum(d.rows for d in self.datasets.values())
