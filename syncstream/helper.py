@@ -1,74 +1,106 @@
-"""Helper processes: a child ``python -m module`` that takes framed msgpack requests on its
-stdin, answers some of them on its stdout, and dies with its parent.
+"""Helper processes: a child ``python -m module`` that takes typed requests on its stdin,
+answers them in order on its stdout, and dies with its parent.
 
 Both phases are a CPU-bound half (decoding, building tables) and a syscall-bound half (creating,
 reading, removing thousands of small files). Threads cannot overlap the two: every syscall
 gives up the GIL and then waits for the busy thread's switch interval to get it back. A
 second process can, and a pipe carries the work between them in batches.
 
-A frame is a little-endian ``u32`` length and a msgpack body. A helper started by a thread that
-exits is killed with it (``PR_SET_PDEATHSIG`` is per thread): start helpers from a thread that
-outlives them, such as the main thread.
+A frame is a little-endian ``u32`` length and a msgpack body: one tagged ``msgspec`` struct.
+A helper declares the ``Request`` subclasses it takes and the ``Answer`` subclasses it gives,
+one union each; the lifecycle adds its own answers:
+
+- ``Ready``, the helper's first frame, once it is set up (the start handshake);
+- ``Done``, the answer of a request that has nothing else to report;
+- ``Failed``, the answer of a request that raised: the parent raises it as ``HelperError``.
+
+A request that is not ``answered`` (a batch of work, sent without waiting) has no answer to
+carry an error: one ends the helper, and the parent finds it gone (``HelperError``) at its next
+send or receive. A helper started by a thread that exits is killed with it
+(``PR_SET_PDEATHSIG`` is per thread): start helpers from a thread that outlives them, such as
+the main thread.
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import fcntl
-import functools
 import os
 import select
 import signal
 import struct
 import subprocess
 import sys
+from collections import deque
 from collections.abc import Callable, Sequence
-from typing import IO, Any
+from types import TracebackType
+from typing import IO, Any, ClassVar, NoReturn, Self, TypeVar
+
+import msgspec
 
 from syncstream.errors import HelperError
 
-__all__ = ["Helper", "helper_arguments", "serve"]
+__all__ = [
+    "Answer",
+    "Done",
+    "Failed",
+    "Helper",
+    "Ready",
+    "Request",
+    "Stopping",
+    "helper_arguments",
+    "serve",
+]
 
 _LENGTH = struct.Struct("<I")
 _STOPS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
-
-
-@functools.cache
-def _codec() -> tuple[Callable[[object], bytes], Callable[[bytes | memoryview], Any]]:
-    """msgpack, imported on first use: a command starts its helper before it imports msgspec."""
-    import msgspec  # noqa: PLC0415
-
-    return msgspec.msgpack.Encoder().encode, msgspec.msgpack.Decoder().decode
-
-
-def _encode(message: object) -> bytes:
-    return _codec()[0](message)
-
-
-def _decode(data: bytes | memoryview) -> Any:
-    return _codec()[1](data)
-
-
 _PIPE_BYTES = 1 << 20  # room for a few batches in flight, so neither side waits on the other
 
 
-def _write_frame(stream: IO[bytes], message: object) -> None:
-    body = _encode(message)
+class Request(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """A message to a helper, tagged by its class name. The helper answers it, in order, unless
+    ``answered`` is False."""
+
+    answered: ClassVar[bool] = True
+
+
+class Answer(msgspec.Struct, tag=True, array_like=True, gc=False):
+    """A message from a helper, tagged by its class name."""
+
+
+class Ready(Answer):
+    """The helper's first frame: it is set up and reads requests."""
+
+
+class Done(Answer):
+    """The answer of a request that has nothing else to report."""
+
+
+class Failed(Answer):
+    """The answer of a request that raised: ``Type: message``."""
+
+    error: str
+
+
+_LIFECYCLE = Ready | Done | Failed
+A = TypeVar("A", bound=Answer)
+
+
+def _write_frame(stream: IO[bytes], body: bytes) -> None:
     stream.write(_LENGTH.pack(len(body)))
     stream.write(body)
     stream.flush()
 
 
-def _read_frame(stream: IO[bytes]) -> tuple[bool, Any]:
-    """(True, message), or (False, None) at the end of the stream."""
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next frame's body, or None at the end of the stream."""
     head = stream.read(_LENGTH.size)
     if len(head) < _LENGTH.size:
-        return False, None
+        return None
     (length,) = _LENGTH.unpack(head)
     body = stream.read(length)
-    if len(body) < length:
-        return False, None
-    return True, _decode(body)
+    return body if len(body) == length else None
 
 
 def _widen(fd: int) -> None:
@@ -76,15 +108,44 @@ def _widen(fd: int) -> None:
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
 
 
-class Helper:
-    """The parent's end: ``send`` a request, ``receive`` an answer, ``close`` when done.
+class Stopping(abc.ABC):
+    """A context manager that stops a phase's helper (or the same work done inline): ``close``
+    when the block ends (what was sent is finished), ``kill`` when it ends with an error (what
+    was not confirmed is dropped)."""
 
-    ``pass_fds`` hands descriptors to the helper, such as the writer lock's, so that the lock
-    is held until every process that writes the cache is gone.
+    @abc.abstractmethod
+    def close(self) -> object: ...
+
+    @abc.abstractmethod
+    def kill(self) -> None: ...
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.kill()
+
+
+class Helper(Stopping):
+    """The parent's end of a helper: ``send`` requests, ``receive`` their answers in order,
+    ``close`` when done (or ``kill``). ``answers`` is the union of the helper's own answers;
+    ``name`` says what it is in an error.
+
+    Once the helper has died, every call raises its ``HelperError`` at once. ``pass_fds`` hands
+    descriptors to the helper, such as the writer lock's, so that the lock is held until every
+    process that writes the cache is gone.
     """
 
-    def __init__(self, module: str, *args: str, pass_fds: Sequence[int] = ()) -> None:
+    def __init__(
+        self, module: str, *args: str, answers: Any, name: str, pass_fds: Sequence[int] = ()
+    ) -> None:
         self.module = module
+        self.name = name
         # The helper starts with the stop signals blocked (a mask is inherited through fork and
         # exec), so that one sent to the group while it starts up waits until ``serve`` ignores it.
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, _STOPS)
@@ -100,64 +161,109 @@ class Helper:
         assert self._process.stdin is not None and self._process.stdout is not None
         self._stdin: IO[bytes] = self._process.stdin
         self._stdout: IO[bytes] = self._process.stdout
-        self._answers = bytearray()  # read from the helper's stdout, not yet taken as frames
+        self._encode = msgspec.msgpack.Encoder().encode
+        self._decode = msgspec.msgpack.Decoder(answers | _LIFECYCLE).decode
+        self._unread = bytearray()  # read from the helper's stdout, not yet a whole frame
+        self._inbox: deque[Answer] = deque()  # answers read, not yet received
+        self._expected: deque[str] = deque()  # the answered requests sent, not yet answered
+        self._started = False  # whether its Ready was read
+        self._dead: HelperError | None = None
         _widen(self._stdin.fileno())
 
-    def send(self, message: object) -> None:
+    @property
+    def alive(self) -> bool:
+        """False once the helper was found dead: every call raises then."""
+        return self._dead is None
+
+    @property
+    def returncode(self) -> int | None:
+        """Its exit status once it has exited and been waited for (negative: the signal)."""
+        return self._process.returncode
+
+    @property
+    def pending(self) -> int:
+        """Requests sent and not yet answered."""
+        return len(self._expected)
+
+    def send(self, request: Request) -> None:
+        if self._dead is not None:
+            raise self._dead
         try:
-            _write_frame(self._stdin, message)
+            _write_frame(self._stdin, self._encode(request))
         except (BrokenPipeError, ValueError):
             raise self._died() from None
+        if request.answered:
+            self._expected.append(type(request).__name__)
 
-    def receive(self) -> Any:
-        """The next answer, waiting for it."""
-        while (message := self._take()) is None:
-            if not self._fill():
-                raise self._died()
-        return message[0]
+    def receive(self, kind: type[A]) -> A:
+        """The answer of the oldest request not yet answered, waiting for it; ``HelperError``
+        if it failed, or if the helper died."""
+        if self._dead is not None:
+            raise self._dead
+        assert self._expected, "no request is waiting for an answer"
+        while not self._inbox:
+            self._fill()
+        answer = self._inbox.popleft()
+        request = self._expected.popleft()
+        if isinstance(answer, Failed):
+            raise HelperError(f"{self.name} failed ({request}): {answer.error}")
+        if not isinstance(answer, kind):
+            raise HelperError(f"{self.name} answered {type(answer).__name__} to {request}")
+        return answer
 
-    def ready(self) -> bool:
+    def answered(self) -> bool:
         """Whether an answer can be received without waiting."""
-        while not self._framed():
+        while not self._inbox and self._dead is None:
             readable, _, _ = select.select([self._stdout], [], [], 0)
-            if not readable or not self._fill():
+            if not readable:
                 return False
-        return True
+            self._fill()
+        return bool(self._inbox)
 
-    def _framed(self) -> int:
-        """The end of the first whole frame read so far, or 0 when there is none yet."""
-        if len(self._answers) < _LENGTH.size:
-            return 0
-        end: int = _LENGTH.size + _LENGTH.unpack_from(self._answers)[0]
-        return end if len(self._answers) >= end else 0
-
-    def _fill(self) -> bool:
+    def _fill(self) -> None:
+        """Read what the helper has written (waiting for something) and decode its whole
+        frames; ``HelperError`` at the end of its stdout."""
         chunk = os.read(self._stdout.fileno(), _PIPE_BYTES)
-        self._answers += chunk
-        return bool(chunk)
-
-    def _take(self) -> tuple[Any] | None:
-        end = self._framed()
-        if not end:
-            return None
-        with memoryview(self._answers) as view:
-            message = _decode(view[_LENGTH.size : end])
-        del self._answers[:end]
-        return (message,)
+        if not chunk:
+            raise self._died()
+        data = self._unread
+        data += chunk
+        start = 0
+        while len(data) - start >= _LENGTH.size:
+            end = start + _LENGTH.size + _LENGTH.unpack_from(data, start)[0]
+            if end > len(data):
+                break
+            with memoryview(data) as view:
+                answer: Answer = self._decode(view[start + _LENGTH.size : end])
+            start = end
+            if self._started:
+                self._inbox.append(answer)
+            elif isinstance(answer, Ready):
+                self._started = True
+            else:
+                raise HelperError(f"{self.name} began with {type(answer).__name__}, not Ready")
+        del data[:start]
 
     def _died(self) -> HelperError:
         code = self._process.wait()
-        return HelperError(f"the helper process {self.module} stopped (exit code {code})")
+        self._dead = HelperError(f"the helper process {self.module} stopped (exit code {code})")
+        return self._dead
 
-    def close(self) -> int:
-        """Close its stdin (it finishes what it was sent, then exits) and wait; its exit code."""
+    def close(self, timeout: float = 60.0) -> int:
+        """Close its stdin (it finishes what it was sent, then exits) and wait, at most
+        ``timeout`` seconds before it is killed; its exit code."""
         with contextlib.suppress(BrokenPipeError, ValueError):
             self._stdin.close()
-        code = self._process.wait()
+        try:
+            code = self._process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            code = self._process.wait()
         self._stdout.close()
         return code
 
     def kill(self) -> None:
+        """Stop it at once, dropping what it has not done; a no-op once it is gone."""
         self._process.kill()
         self._process.wait()
         for stream in (self._stdin, self._stdout):
@@ -192,9 +298,10 @@ def helper_arguments(module: str, parent: str, names: str, required: int) -> lis
     return argv[1:]
 
 
-def serve(handle: Callable[[Any], object]) -> int:
-    """The helper's main loop: ``handle`` each request in order; a result other than None is
-    sent back as the answer. Exits 0 at the end of stdin (the parent closed it or died)."""
+def serve(handle: Callable[[Any], Answer | None], requests: Any) -> NoReturn:
+    """The helper's main loop: ``Ready``, then ``handle`` each request (of the union
+    ``requests``) in order and send an answered one's answer (``Done`` for None, ``Failed`` if
+    it raised). Exits 0 at the end of stdin (the parent closed it or died)."""
     _die_with_parent(int(sys.argv[1]))
     # A stop is the parent's to handle: a Ctrl-C, a terminal's hangup and a service manager's
     # SIGTERM reach the whole process group, and a helper that died of them would fail the
@@ -205,13 +312,20 @@ def serve(handle: Callable[[Any], object]) -> int:
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOPS)  # what arrived meanwhile is dropped
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     _widen(stdout.fileno())
-    while True:
-        ok, request = _read_frame(stdin)
-        if not ok:
-            # Every request is answered and flushed: nothing is left to finish, and skipping
-            # the interpreter's teardown (pyarrow's is 20 ms) lets the parent's wait end now.
-            stdout.flush()
-            os._exit(0)
-        answer = handle(request)
-        if answer is not None:
-            _write_frame(stdout, answer)
+    decode = msgspec.msgpack.Decoder(requests).decode
+    encode = msgspec.msgpack.Encoder().encode
+    _write_frame(stdout, encode(Ready()))
+    while (body := _read_frame(stdin)) is not None:
+        request: Request = decode(body)
+        if not request.answered:
+            handle(request)  # an error ends this process: no answer would carry it
+            continue
+        try:
+            answer = handle(request) or Done()
+        except Exception as error:  # answered: the parent raises it
+            answer = Failed(f"{type(error).__name__}: {error}")
+        _write_frame(stdout, encode(answer))
+    # Every request is answered and flushed: nothing is left to finish, and skipping the
+    # interpreter's teardown (pyarrow's is 20 ms) lets the parent's wait end now.
+    stdout.flush()
+    os._exit(0)

@@ -91,10 +91,25 @@ def test_a_bad_output_uri_is_a_usage_error(tmp_path: Path, capsys: pytest.Captur
 
 def test_the_helper_answers_in_order_and_stops_when_closed(tmp_path: Path) -> None:
     """A part writer with nothing to write opens, describes its output and exits 0 when closed."""
-    parts = HelperParts(str(tmp_path / "out"))
-    assert parts.describe().endswith(str(tmp_path / "out"))
-    parts.sync()
-    parts.close()
+    with HelperParts(str(tmp_path / "out")) as parts:
+        assert parts.describe().endswith(str(tmp_path / "out"))
+        parts.sync()
+    assert parts.helper.returncode == 0
+
+
+def test_a_failed_request_is_raised_and_the_helper_goes_on(tmp_path: Path) -> None:
+    """A request that raises in the helper is answered Failed: raised here as HelperError,
+    with the request and the error; the helper goes on with the next."""
+    from syncstream.errors import HelperError
+    from syncstream.export.parts import AddDataset
+
+    with HelperParts(str(tmp_path / "out")) as parts:
+        parts.helper.send(AddDataset(b"not a pickle"))
+        with pytest.raises(HelperError, match=r"the Parquet helper failed \(AddDataset\): Unpickling"):
+            parts.sync()
+        assert parts.healthy()
+        parts.remove(["nothing/here.parquet"])
+    assert parts.helper.returncode == 0
 
 
 @pytest.mark.parametrize("backlog", [0, 100])

@@ -60,6 +60,28 @@ def test_a_path_that_cannot_be_written_is_passed_over(tmp_path: Path, files_clas
         files.close()
 
 
+@pytest.mark.parametrize("files_class", [HelperWrites, InlineWrites])
+def test_writes_as_a_context_manager_close_or_abort(tmp_path: Path, files_class: type) -> None:
+    """A block that ends drains and stops the writes; one that ends with an error stops them
+    at once (the helper is killed: what no drain confirmed may be lost)."""
+    with files_class(str(tmp_path)) as files:
+        files.write(str(tmp_path / "a.json"), b"1")
+    assert (tmp_path / "a.json").read_bytes() == b"1"
+    with pytest.raises(RuntimeError), files_class(str(tmp_path)) as files:
+        files.write(str(tmp_path / "b.json"), b"2")
+        raise RuntimeError("the writer failed")
+    if isinstance(files, HelperWrites):
+        assert files.helper.returncode == -signal.SIGKILL
+
+
+def test_a_helper_that_does_not_stop_is_killed_after_the_timeout(tmp_path: Path) -> None:
+    """close waits for the helper to finish what it was sent, at most its timeout."""
+    files = HelperWrites(str(tmp_path))
+    for i in range(3 * HelperWrites.BATCH):  # three batches, each sent once full
+        files.write(str(tmp_path / f"{i}.json"), b"x" * 1000)
+    assert files.helper.close(timeout=0) == -signal.SIGKILL
+
+
 def test_the_helper_holds_the_writer_lock_until_it_exits(tmp_path: Path) -> None:
     """With the writer's lock passed to it, the cache stays locked until the helper is gone."""
     lock = WriterLock(str(tmp_path)).acquire()

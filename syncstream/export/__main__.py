@@ -19,8 +19,8 @@ from syncstream.failpoints import set_process
 
 if TYPE_CHECKING:
     from syncstream.compact import CompactSummary
-    from syncstream.export.batch import ExportSummary
     from syncstream.export.parts import PartWrites
+    from syncstream.export.summary import ExportSummary
     from syncstream.storage_options import StorageOptions
 
 __all__ = ["main"]
@@ -66,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         fail(problem, event="bad_environment")
         return 2
     if args.inline_parquet:
-        from syncstream.export.parts import spare_pyarrow_the_pandas_import  # noqa: PLC0415
+        from syncstream.export.arrow import spare_pyarrow_the_pandas_import  # noqa: PLC0415
 
         spare_pyarrow_the_pandas_import()
     set_process("export-inline" if args.inline_parquet else "export")

@@ -18,20 +18,20 @@ from __future__ import annotations
 import io
 import os
 import pickle
-import sys
 from collections import deque
 from collections.abc import Iterable, Sequence
-from types import FunctionType
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from types import FunctionType, TracebackType
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol, Self
+
+import msgspec
 
 from syncstream.cache import remove_files
 from syncstream.errors import ConfigError, HelperError
+from syncstream.export.arrow import import_pyarrow_alone
 from syncstream.failpoints import failpoint, set_process
-from syncstream.helper import Helper, helper_arguments, serve
+from syncstream.helper import Answer, Helper, Request, Stopping, helper_arguments, serve
 
 if TYPE_CHECKING:
-    from importlib.machinery import ModuleSpec
-
     from syncstream.registry.datasets import Dataset
     from syncstream.storage import StorageRepository
 
@@ -44,7 +44,6 @@ __all__ = [
     "check_sendable",
     "remove_bookkeeping",
     "remove_slice",
-    "spare_pyarrow_the_pandas_import",
     "write_parts",
 ]
 
@@ -87,7 +86,21 @@ class PartWrites(Protocol):
 
     def describe(self) -> str: ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Stop, once what was submitted is done."""
+        ...
+
+    def kill(self) -> None:
+        """Stop at once (after a failure: nothing unconfirmed is committed)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        """``close``; ``kill`` after an error."""
+        ...
 
 
 def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:
@@ -137,7 +150,7 @@ def remove_bookkeeping(files: Sequence[str]) -> None:
     failpoint("export.bookkeeping_removed")
 
 
-class InlineParts:
+class InlineParts(Stopping):
     """Parts written at once, in this process."""
 
     def __init__(self, storage: StorageRepository) -> None:
@@ -170,15 +183,72 @@ class InlineParts:
     def close(self) -> None:
         return None
 
+    def kill(self) -> None:
+        return None  # every part is written already
 
-class HelperParts:
+
+class Describe(Request):
+    """Answered ``Described``: the output, once opened."""
+
+
+class Described(Answer):
+    description: str
+
+
+class AddDataset(Request):
+    """A dataset the next parts use (sent once, before its first part). Pickled: a dataset is
+    a value (a registry may build it at run time), not a name; its view and column functions
+    go by reference (module and qualified name), as ``check_sendable`` makes sure."""
+
+    pickled: bytes
+
+
+class PartFiles(msgspec.Struct, array_like=True, gc=False):
+    """A ``Part`` with its dataset by name."""
+
+    relative_path: str
+    dataset: str
+    files: list[bytes]
+
+
+class WriteParts(Request):
+    """Answered ``Written``: each part's size in bytes."""
+
+    parts: list[PartFiles]
+
+
+class Written(Answer):
+    sizes: list[int]
+
+
+class RemoveSlice(Request):
+    """A slice of a committed chunk's cache files (``remove_slice``)."""
+
+    paths: list[str]
+
+
+class RemoveBookkeeping(Request):
+    """A chunk's bookkeeping, once its slices are gone (``remove_bookkeeping``)."""
+
+    paths: list[str]
+
+
+class RemoveParts(Request):
+    """Parts, and a temporary left by a cut write, where they exist."""
+
+    relative_paths: list[str]
+
+
+PartsRequest = Describe | AddDataset | WriteParts | RemoveSlice | RemoveBookkeeping | RemoveParts
+PartsAnswer = Described | Written
+
+
+class HelperParts(Stopping):
     """Parts written by a helper process that opens ``out`` (a directory or a pyarrow.fs URI).
 
-    Requests: ``["describe"]``, ``["dataset", pickled Dataset]`` (once per dataset, before its
-    first part), ``["parts", [[relative_path, dataset name, [file bytes, ...]], ...]]``,
-    ``["finish", [path, ...]]``, ``["forget", [path, ...]]`` (a chunk's bookkeeping),
-    ``["remove", [relative_path, ...]]`` and ``["sync"]``; the helper answers each, in order,
-    ``["ok", value]`` or ``["error", message]``. Once the helper has died, every call raises
+    Every request (``PartsRequest``) is answered, in order: ``Described``, ``Written`` or
+    ``Done``, or ``Failed`` (raised as ``HelperError``). A dataset is sent once, before its
+    first part, all through ``helper``. Once the helper has died, every call raises
     ``HelperError`` at once.
 
     Removal is shared, slice by slice: a slice of a committed chunk's files goes to the helper
@@ -188,44 +258,23 @@ class HelperParts:
 
     def __init__(self, out: str, *, options: Sequence[str] = ()) -> None:
         self.out = out if "://" in out else os.path.abspath(out)
-        self._helper = Helper(__name__, self.out, *options)
-        self._expected: deque[str] = deque()  # the requests not yet answered, in order
-        self._sizes: deque[list[int]] = deque()  # answers to "parts", read ahead of sizes()
+        self.helper = Helper(__name__, self.out, *options, answers=PartsAnswer, name="the Parquet helper")
+        self._sizes: deque[list[int]] = deque()  # answers to WriteParts, read ahead of sizes()
         self._description: str | None = None
-        self._dead: HelperError | None = None
         self._sent: set[str] = set()  # the datasets the helper has been given
-        self._request(["describe"])  # answered once the helper has imported pyarrow
+        self.helper.send(Describe())  # answered once the helper has imported pyarrow
         if "://" in self.out:  # a remote store is checked now; a local directory is made as needed
             self._opened()
 
     def healthy(self) -> bool:
-        return self._dead is None
-
-    def _request(self, message: list[object]) -> None:
-        if self._dead is not None:
-            raise self._dead
-        try:
-            self._helper.send(message)
-        except HelperError as error:
-            self._dead = error
-            raise
-        self._expected.append(str(message[0]))
+        return self.helper.alive
 
     def _read_answer(self) -> None:
-        if self._dead is not None:
-            raise self._dead
-        kind = self._expected.popleft()
-        try:
-            status, value = self._helper.receive()
-        except HelperError as error:
-            self._dead = error
-            raise
-        if status != "ok":
-            raise HelperError(f"the Parquet helper failed ({kind}): {value}")
-        if kind == "parts":
-            self._sizes.append(value)
-        elif kind == "describe":
-            self._description = value
+        match self.helper.receive(Answer):
+            case Written(sizes=sizes):
+                self._sizes.append(sizes)
+            case Described(description=description):
+                self._description = description
 
     def _opened(self) -> str:
         try:
@@ -239,9 +288,11 @@ class HelperParts:
     def submit(self, parts: Sequence[Part]) -> None:
         for part in parts:
             if part.dataset.name not in self._sent:
-                self._request(["dataset", pickle.dumps(part.dataset)])
+                self.helper.send(AddDataset(pickle.dumps(part.dataset)))
                 self._sent.add(part.dataset.name)
-        self._request(["parts", [[p.relative_path, p.dataset.name, list(p.files)] for p in parts]])
+        self.helper.send(
+            WriteParts([PartFiles(p.relative_path, p.dataset.name, list(p.files)) for p in parts])
+        )
 
     def sizes(self) -> list[int]:
         self._opened()
@@ -256,48 +307,46 @@ class HelperParts:
 
     def finish(self, files: Sequence[str], then: Sequence[str]) -> None:
         helped = False
+        helper = self.helper
         for i in range(0, len(files), REMOVAL_SLICE):
             piece = files[i : i + REMOVAL_SLICE]
-            while self._expected and self._helper.ready():
+            while helper.pending and helper.answered():
                 self._read_answer()
-            if len(self._expected) >= self.BACKLOG:
+            if helper.pending >= self.BACKLOG:
                 remove_slice(piece)  # the helper has enough queued: do it here
             else:
-                self._request(["finish", list(piece)])
+                helper.send(RemoveSlice(list(piece)))
                 helped = True
         if helped:  # after the helper's slices: it takes its requests in order
-            self._request(["forget", list(then)])
+            helper.send(RemoveBookkeeping(list(then)))
         else:  # every file is gone already
             remove_bookkeeping(then)
 
     def sync(self) -> None:
         self._opened()
-        while self._expected:
+        while self.helper.pending:
             self._read_answer()
 
     def remove(self, relative_paths: Sequence[str]) -> None:
         """Remove parts (after a failure): answers still due are read and dropped first."""
         self._opened()
-        while self._expected:
+        while self.helper.pending:
             try:
                 self._read_answer()
             except HelperError:
-                if self._dead is not None:
+                if not self.helper.alive:
                     raise
-        self._request(["remove", list(relative_paths)])
+        self.helper.send(RemoveParts(list(relative_paths)))
         self._read_answer()
 
     def describe(self) -> str:
         return self._opened()
 
     def close(self) -> None:
-        if self._dead is not None:
-            self._helper.kill()
-        else:
-            self._helper.close()
+        self.helper.close()
 
     def kill(self) -> None:
-        self._helper.kill()
+        self.helper.kill()
 
 
 class _Server:
@@ -315,80 +364,33 @@ class _Server:
             self._storage = storage_for(self.out, StorageOptions.from_args(self.options))
         return self._storage
 
-    def __call__(self, request: list[object]) -> list[object]:
-        try:
-            match request:
-                case ["parts", list(parts)]:
-                    found = [Part(path, self._datasets[name], files) for path, name, files in parts]
-                    return ["ok", write_parts(self.storage(), found)]
-                case ["dataset", bytes(pickled)]:
-                    dataset = pickle.loads(pickled)  # from the process that started this one
-                    self._datasets[dataset.name] = dataset
-                    return ["ok", None]
-                case ["remove", list(paths)]:
-                    self.storage().remove(paths)
-                    return ["ok", None]
-                case ["describe"]:
-                    return ["ok", self.storage().describe()]
-                case ["finish", list(paths)]:
-                    remove_slice(paths)
-                    return ["ok", None]
-                case ["forget", list(paths)]:
-                    remove_bookkeeping(paths)
-                    return ["ok", None]
-                case ["sync"]:
-                    return ["ok", None]
-            return ["error", f"unknown request {request[:1]!r}"]
-        except Exception as error:  # answered, so the main process can put its claim back
-            return ["error", f"{type(error).__name__}: {error}"]
-
-
-class _Refuse:
-    """A meta path finder that makes importing these packages fail, so that a library's
-    optional use of them is skipped. (Not an importlib.abc subclass: that import alone costs
-    13 ms, before the command has started its helper.)"""
-
-    def __init__(self, *names: str) -> None:
-        self.names = names
-
-    def find_spec(self, name: str, path: object, target: object = None) -> ModuleSpec | None:
-        if name.partition(".")[0] in self.names:
-            raise ImportError(
-                f"{name}: the exporter builds Arrow arrays from lists and needs none of {self.names}"
-            )
+    def __call__(self, request: PartsRequest) -> PartsAnswer | None:
+        """The answer (None: ``Done``); an error is answered ``Failed``, so that the main
+        process can put its claim back."""
+        match request:
+            case WriteParts(parts=parts):
+                found = [Part(p.relative_path, self._datasets[p.dataset], p.files) for p in parts]
+                return Written(write_parts(self.storage(), found))
+            case AddDataset(pickled=pickled):
+                dataset = pickle.loads(pickled)  # from the process that started this one
+                self._datasets[dataset.name] = dataset
+            case RemoveParts(relative_paths=paths):
+                self.storage().remove(paths)
+            case Describe():
+                return Described(self.storage().describe())
+            case RemoveSlice(paths=paths):
+                remove_slice(paths)
+            case RemoveBookkeeping(paths=paths):
+                remove_bookkeeping(paths)
         return None
 
 
-def spare_pyarrow_the_pandas_import() -> None:
-    """pyarrow.array() probes for pandas on its first call and imports it when installed:
-    measured here at 0.4 s and 90 MiB per export, for nothing. In our own processes (not a
-    pipeline that imports the library) let that one probe fail; pandas stays importable."""
-    if "pandas" in sys.modules:
-        return
-    import pyarrow as pa  # noqa: PLC0415
-
-    finder = _Refuse("pandas")
-    sys.meta_path.insert(0, finder)
-    try:
-        pa.array([0])
-    finally:
-        sys.meta_path.remove(finder)
-
-
-def _main() -> int:
+def _main() -> NoReturn:
     arguments = helper_arguments("syncstream.export.parts", "syncstream.export", "OUT [OPTION ...]", 1)
-    # The helper is a process of its own: pyarrow (>= 16) takes numpy and pandas as optional,
-    # and without them it imports in a third of the time (0.05 s instead of 0.16 s) and 11 MiB
-    # less; nothing here converts to or from either.
-    sys.meta_path.insert(0, _Refuse("numpy", "pandas"))
-    import pyarrow as pa  # noqa: PLC0415
-
-    # The default (mimalloc) pool keeps what a chunk freed for the next: 22 MiB more at peak
-    # here, for no measurable speed. Chunks are a few MiB, allocated and freed whole.
-    pa.set_memory_pool(pa.system_memory_pool())
+    import_pyarrow_alone()
     set_process("export-helper")
-    return serve(_Server(arguments[0], arguments[1:]))
+    serve(_Server(arguments[0], arguments[1:]), PartsRequest)
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    _main()

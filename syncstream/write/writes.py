@@ -11,14 +11,15 @@ has gone, and it dies with the writer (``python -m syncstream.write.writes`` is 
 from __future__ import annotations
 
 import errno
-from typing import Protocol
+from types import TracebackType
+from typing import ClassVar, Protocol, Self
 
 from syncstream.cache import TreeWriter
 from syncstream.errors import CacheWriteError
 from syncstream.failpoints import ARMED, failpoint, set_process
-from syncstream.helper import Helper, helper_arguments, serve
+from syncstream.helper import Answer, Helper, Request, Stopping, helper_arguments, serve
 
-__all__ = ["FileWrites", "HelperWrites", "InlineWrites", "Skipped"]
+__all__ = ["Drain", "Drained", "FileWrites", "HelperWrites", "InlineWrites", "Skipped", "Writes"]
 
 Skipped = list[tuple[str, str]]
 """(path, reason) of writes passed over since the last drain."""
@@ -45,6 +46,26 @@ def _write(files: TreeWriter, path: str, payload: bytes, skipped: Skipped) -> No
         failpoint("write.file_written")
 
 
+class Writes(Request):
+    """Write each ``payloads[i]`` at ``paths[i]``, in order; unanswered."""
+
+    answered: ClassVar[bool] = False
+    paths: list[str]
+    payloads: list[bytes]
+
+
+class Drain(Request):
+    """Answer once every write sent before is done."""
+
+
+class Drained(Answer):
+    """``failure``: the first fatal failure (``""`` if none; after one, the helper writes
+    nothing more); ``skipped``: the writes passed over since the last drain."""
+
+    failure: str
+    skipped: Skipped
+
+
 class FileWrites(Protocol):
     def write(self, path: str, payload: bytes) -> None:
         """Write ``payload`` atomically at ``path`` (now, or by the next ``drain``)."""
@@ -55,10 +76,24 @@ class FileWrites(Protocol):
         drain; raise ``CacheWriteError`` if the cache cannot take files."""
         ...
 
-    def close(self) -> None: ...
+    def close(self) -> None:
+        """Drain, then stop."""
+        ...
+
+    def kill(self) -> None:
+        """Stop at once, dropping the writes not yet drained (an abort)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        """``close``; ``kill`` after an error."""
+        ...
 
 
-class InlineWrites:
+class InlineWrites(Stopping):
     """Each write done at once, in this process."""
 
     def __init__(self, root: str) -> None:
@@ -75,52 +110,58 @@ class InlineWrites:
     def close(self) -> None:
         return None
 
+    def kill(self) -> None:
+        return None  # every write is done already
 
-class HelperWrites:
-    """Writes batched to a helper process (``python -m syncstream.write.writes PARENT ROOT``). A
-    request is a flat list ``[path, payload, ...]``, unanswered; ``None`` asks for an answer:
-    ``[failure, skipped]``, the first fatal failure (``""`` if none; after one, the helper
-    writes nothing more) and the writes passed over since the last answer."""
+
+class HelperWrites(Stopping):
+    """Writes batched to a helper process (``python -m syncstream.write.writes PARENT ROOT``):
+    ``Writes`` of ``BATCH`` files each, then a ``Drain``, answered ``Drained``, through
+    ``helper``."""
 
     BATCH = 256  # writes per message: one pipe round per batch, a few hundred KiB at most
 
     def __init__(self, root: str, *, lock_fd: int | None = None) -> None:
-        self._helper = Helper(__name__, root, pass_fds=() if lock_fd is None else (lock_fd,))
-        self._batch: list[str | bytes] = []
-        self._limit = 2 * self.BATCH
+        self.helper = Helper(
+            __name__,
+            root,
+            answers=Drained,
+            name="the write helper",
+            pass_fds=() if lock_fd is None else (lock_fd,),
+        )
+        self._paths: list[str] = []
+        self._payloads: list[bytes] = []
 
     def write(self, path: str, payload: bytes) -> None:
-        batch = self._batch
-        batch.append(path)
-        batch.append(payload)
-        if len(batch) >= self._limit:
+        self._paths.append(path)
+        self._payloads.append(payload)
+        if len(self._paths) >= self.BATCH:
             self._send()
 
     def _send(self) -> None:
-        self._helper.send(self._batch)
-        self._batch = []
+        self.helper.send(Writes(self._paths, self._payloads))
+        self._paths, self._payloads = [], []
         if ARMED:
             failpoint("write.batch_sent")
 
     def drain(self) -> Skipped:
-        if self._batch:
+        if self._paths:
             self._send()
-        self._helper.send(None)
-        failure, skipped = self._helper.receive()
-        if failure:
-            raise CacheWriteError(failure)
-        return [(path, reason) for path, reason in skipped]
+        self.helper.send(Drain())
+        drained = self.helper.receive(Drained)
+        if drained.failure:
+            raise CacheWriteError(drained.failure)
+        return drained.skipped
 
     def close(self) -> None:
         """Drain, then stop the helper."""
         try:
             self.drain()
         finally:
-            self._helper.close()
+            self.helper.close()
 
     def kill(self) -> None:
-        """Stop the helper at once, dropping what it has not written (an abort)."""
-        self._helper.kill()
+        self.helper.kill()
 
 
 class _Server:
@@ -129,16 +170,14 @@ class _Server:
         self.failure = ""
         self.skipped: Skipped = []
 
-    def __call__(self, request: list[str | bytes] | None) -> list[object] | None:
-        if request is None:
-            answer: list[object] = [self.failure, self.skipped]
+    def __call__(self, request: Writes | Drain) -> Drained | None:
+        if isinstance(request, Drain):
+            answer = Drained(self.failure, self.skipped)
             self.skipped = []
             return answer
         if self.failure:  # nothing after a failed write may land: the writer will stop
             return None
-        for i in range(0, len(request), 2):
-            path, payload = request[i], request[i + 1]
-            assert isinstance(path, str) and isinstance(payload, bytes)
+        for path, payload in zip(request.paths, request.payloads, strict=True):
             try:
                 _write(self.files, path, payload, self.skipped)
             except CacheWriteError as error:
@@ -150,4 +189,4 @@ class _Server:
 if __name__ == "__main__":
     set_process("write-helper")
     _root = helper_arguments("syncstream.write.writes", "syncstream.write", "ROOT", 1)[0]
-    raise SystemExit(serve(_Server(_root)))
+    serve(_Server(_root), Writes | Drain)
