@@ -48,17 +48,14 @@ def measure(repos: int, records: int, latency: float, concurrency: int) -> tuple
             try:
                 assert pds.stdout is not None
                 url = pds.stdout.readline().rsplit(" at ", 1)[1].strip()
-                context = setup_cache_write_system(
+                with setup_cache_write_system(
                     root / "cache", root / "s.sqlite", study_users=root / "study.txt"
-                )
-                try:
+                ) as context:
                     started = time.perf_counter()
                     writer = CacheWriter(context, durable=False)
                     fetcher = Fetcher(DidDocuments(url), endpoints="any")
                     results = backfill_dids(writer, dids, fetcher, concurrency=concurrency)
                     seconds = time.perf_counter() - started
-                finally:
-                    context.close()
             finally:
                 pds.send_signal(signal.SIGTERM)
                 pds.wait(timeout=10)

@@ -62,13 +62,10 @@ def build_cache(directory: Path, records: int, study: list[str]) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "study.txt"
         users.write_text("\n".join(study) + "\n")
-        context = setup_cache_write_system(directory, Path(tmp) / "state.sqlite", study_users=users)
-        try:
+        with setup_cache_write_system(directory, Path(tmp) / "state.sqlite", study_users=users) as context:
             writer = CacheWriter(context, durable=False)
             for commit in _renamed_commits(records):
                 writer.apply_commit(commit)
-        finally:
-            context.close()
     os.unlink(directory / ".writer.lock")
     return sum(len(files) for _, _, files in os.walk(directory))
 
@@ -79,15 +76,12 @@ def build_large_cache(directory: Path, records: int, size: int) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         users = Path(tmp) / "study.txt"
         users.write_text(study + "\n")
-        context = setup_cache_write_system(directory, Path(tmp) / "state.sqlite", study_users=users)
-        try:
+        with setup_cache_write_system(directory, Path(tmp) / "state.sqlite", study_users=users) as context:
             writer = CacheWriter(context, durable=False)
             for i in range(records):
                 record = {"$type": "app.bsky.feed.post", "text": f"{i:08d}" * (size // 8), "createdAt": _TIME}
                 op = RepoOp("create", "app.bsky.feed.post", f"big{i}", _CID, record)
                 writer.apply_commit(Commit(i + 1, study, "3l", _TIME, (op,)))
-        finally:
-            context.close()
     os.unlink(directory / ".writer.lock")
     return records
 

@@ -192,31 +192,30 @@ def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) 
     live_post = commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", {"$type": "app.bsky.feed.post",
                                                                              "text": "live", "createdAt": TIME}))  # fmt: skip
     other = commit(101, "did:plc:someoneelse", OpSpec("create", "app.bsky.feed.post/3x", {"text": "x"}))
-    with LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 1.0)}, key=KEY) as pds:
-        context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
-                                           study_users=write_users(tmp_path / "study.txt", [DID]))  # fmt: skip
-        try:
-            writer = CacheWriter(context, durable=False)
-            backfill = BackgroundBackfill(writer, fetcher(pds.url), concurrency=2)
-            backfill.enqueue(backfill.wanted())
-            backfill.poll()  # its job starts: from now on its live commits are held
-            writer.process_frame(live_post)
-            writer.process_frame(other)
-            writer.flush()
-            assert context.state.cursors.get() == 99  # not past the held commit
-            assert tree(tmp_path / "cache") == set()
-            backfill.drain()
-            writer.flush()
-            assert context.state.cursors.get() == 101
-            files = tree(tmp_path / "cache")
-            assert (
-                "study_user_activity/create/post/author_did=did:plc:53iucmf5ldftgqyf2ac7hmhd_post_uri_suffix=3live.json"
-                in files
-            )
-            assert len(files) > 10 and context.state.backfills.recorded()[DID][:2] == ("done", REV)
-            backfill.close()
-        finally:
-            context.close()
+    with (
+        LoopbackPds({DID: CAR}, {DID: PdsFault("slow", 1.0)}, key=KEY) as pds,
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                 study_users=write_users(tmp_path / "study.txt", [DID])) as context,
+    ):  # fmt: skip
+        writer = CacheWriter(context, durable=False)
+        backfill = BackgroundBackfill(writer, fetcher(pds.url), concurrency=2)
+        backfill.enqueue(backfill.wanted())
+        backfill.poll()  # its job starts: from now on its live commits are held
+        writer.process_frame(live_post)
+        writer.process_frame(other)
+        writer.flush()
+        assert context.state.cursors.get() == 99  # not past the held commit
+        assert tree(tmp_path / "cache") == set()
+        backfill.drain()
+        writer.flush()
+        assert context.state.cursors.get() == 101
+        files = tree(tmp_path / "cache")
+        assert (
+            "study_user_activity/create/post/author_did=did:plc:53iucmf5ldftgqyf2ac7hmhd_post_uri_suffix=3live.json"
+            in files
+        )
+        assert len(files) > 10 and context.state.backfills.recorded()[DID][:2] == ("done", REV)
+        backfill.close()
 
 
 def test_the_write_command_backfills_with_backfill(tmp_path: Path) -> None:

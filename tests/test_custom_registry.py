@@ -116,33 +116,26 @@ def test_the_readme_example_runs_through_the_commands(user_dir: Path) -> None:
 def test_the_readme_example_runs_through_the_library(stars: ModuleType, user_dir: Path) -> None:
     """The same module given as handlers= to both systems: the star is written, then exported by
     a Parquet helper that imports the module's view by name."""
-    context = setup_cache_write_system(
+    with setup_cache_write_system(
         user_dir / "cache", user_dir / "s.sqlite", study_users=user_dir / "study.txt", handlers=stars.REGISTRY
-    )
-    try:
+    ) as context:
         summary = CacheWriter(context, durable=False).process_frames(iter_replay(user_dir / "stars.bin"))
-    finally:
-        context.close()
     assert summary.files == {"star": 1, "delete_star": 1}
     assert {p.rsplit("/", 1)[0] for p in tree(user_dir / "cache")} == STAR_DIRS
-    export = setup_batch_export_system(export_options(user_dir), helper_process=True, handlers=stars.REGISTRY)
-    try:
+    with setup_batch_export_system(
+        export_options(user_dir), helper_process=True, handlers=stars.REGISTRY
+    ) as export:
         assert export_batch(export).datasets[STARS].rows == 2
-    finally:
-        export.close()
     assert [r["operation"] for r in rows(user_dir / "out", STARS)] == ["create", "delete"]
 
 
 def _written_with_stars(stars: ModuleType, user_dir: Path) -> list[str]:
     """Cache files of the star handlers (and none other), written through the library; the
     store and cache options of every command."""
-    context = setup_cache_write_system(
+    with setup_cache_write_system(
         user_dir / "cache", user_dir / "s.sqlite", study_users=user_dir / "study.txt", handlers=stars.REGISTRY
-    )
-    try:
+    ) as context:
         CacheWriter(context, durable=False).process_frames(iter_replay(user_dir / "stars.bin"))
-    finally:
-        context.close()
     return ["--cache-dir", str(user_dir / "cache"), "--state", str(user_dir / "s.sqlite"), "-q"]
 
 

@@ -227,11 +227,8 @@ def test_unreadable_cache_file_is_set_aside(tmp_path: Path, capsys: pytest.Captu
 def test_library_call_returns_the_summary(tmp_path: Path) -> None:
     """export_batch returns per-dataset rows, files and bytes as a value, in small batches too."""
     write_cache(tmp_path)
-    context = setup_batch_export_system(export_options(tmp_path, state="state.sqlite", batch_files=3))
-    try:
+    with setup_batch_export_system(export_options(tmp_path, state="state.sqlite", batch_files=3)) as context:
         summary = export_batch(context)
-    finally:
-        context.close()
     assert summary.rows == summary.cache_files == ROWS and summary.batches == -(-ROWS // 3)
     assert {name: s.rows for name, s in summary.datasets.items()} == {n: len(e) for n, e in EXPECTED.items()}
     assert all(s.bytes > 0 and s.files >= 1 for s in summary.datasets.values())

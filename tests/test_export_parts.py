@@ -144,12 +144,13 @@ def test_a_helper_that_dies_fails_the_export_cleanly(tmp_path: Path) -> None:
 
     write_cache(tmp_path)
     before = tree(tmp_path / "cache")
-    context = setup_batch_export_system(export_options(tmp_path, state="state.sqlite"), helper_process=True)
-    assert isinstance(context.parts, HelperParts)
-    context.parts.kill()
-    with pytest.raises(HelperError):
-        export_batch(context)
-    context.close()
+    with setup_batch_export_system(
+        export_options(tmp_path, state="state.sqlite"), helper_process=True
+    ) as context:
+        assert isinstance(context.parts, HelperParts)
+        context.parts.kill()
+        with pytest.raises(HelperError):
+            export_batch(context)
     # the records are back; the chunk's bookkeeping waits for the next export's recovery
     assert {p for p in tree(tmp_path / "cache") if not p.startswith(".export/")} == before
     assert rows(tmp_path / "out") == {}

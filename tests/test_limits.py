@@ -186,10 +186,7 @@ def test_large_records_are_chunked_by_bytes(tmp_path: Path) -> None:
         for i in range(1, 13)
     ]
     assert write_main(write_args(tmp_path, frames, [STUDY])) == 0
-    context = setup_batch_export_system(export_options(tmp_path, batch_bytes=250_000))
-    try:
+    with setup_batch_export_system(export_options(tmp_path, batch_bytes=250_000)) as context:
         summary = export_batch(context)
-    finally:
-        context.close()
     assert summary.rows == 12 and summary.batches == 4
     assert len(exported(tmp_path)) == 12

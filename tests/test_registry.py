@@ -3,6 +3,7 @@ process, fed the same frames, write and export differently, and neither touches 
 
 from __future__ import annotations
 
+import contextlib
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
@@ -81,21 +82,18 @@ def test_two_registries_side_by_side(tmp_path: Path) -> None:
     the other names and nests study posts its own way and exports them to its own dataset."""
     study = write_users(tmp_path / "study.txt", [STUDY])
     network = write_users(tmp_path / "net.txt", [FRIEND])
-    contexts = [
-        setup_write(tmp_path / name / "cache", tmp_path / name / "s.sqlite", study_users=study,
-                    in_network_users=network, handlers=registry)
-        for name, registry in (("plain", WITHOUT_IN_NETWORK), ("custom", CUSTOM))
-    ]  # fmt: skip
-    try:
+    with contextlib.ExitStack() as stack:
+        contexts = [
+            stack.enter_context(setup_write(tmp_path / name / "cache", tmp_path / name / "s.sqlite",
+                                            study_users=study, in_network_users=network, handlers=registry))
+            for name, registry in (("plain", WITHOUT_IN_NETWORK), ("custom", CUSTOM))
+        ]  # fmt: skip
         writers = [CacheWriter(context, durable=False) for context in contexts]
         for frame in scenario():
             for writer in writers:
                 writer.process_frame(frame)
         for writer in writers:
             writer.flush()
-    finally:
-        for context in contexts:
-            context.close()
     plain, custom = tree(tmp_path / "plain" / "cache"), tree(tmp_path / "custom" / "cache")
     assert not (tmp_path / "plain" / "cache" / "in_network_user_activity").exists()
     assert plain - custom == {
@@ -109,11 +107,10 @@ def test_two_registries_side_by_side(tmp_path: Path) -> None:
 
     for name, registry in (("plain", WITHOUT_IN_NETWORK), ("custom", CUSTOM)):
         root = tmp_path / name
-        export = setup_batch_export_system(export_options(root), handlers=registry, helper_process=True)
-        try:
+        with setup_batch_export_system(
+            export_options(root), handlers=registry, helper_process=True
+        ) as export:
             export_batch(export)
-        finally:
-            export.close()
         assert tree(root / "cache") == set()
     plain_out, custom_out = tmp_path / "plain" / "out", tmp_path / "custom" / "out"
     assert datasets(plain_out) == set(EXPECTED) - {IN_NETWORK}
@@ -170,8 +167,9 @@ def test_plain_string_keys_write_every_op_of_a_commit(tmp_path: Path) -> None:
     }
     assert {type(config.key) for config in registry.values()} == {str}
     study = write_users(tmp_path / "study.txt", [STUDY])
-    context = setup_write(tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry)
-    try:
+    with setup_write(
+        tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry
+    ) as context:
         frame = commit_frame(
             seq=1,
             repo=STUDY,
@@ -181,8 +179,6 @@ def test_plain_string_keys_write_every_op_of_a_commit(tmp_path: Path) -> None:
             ],
         )
         summary = CacheWriter(context, durable=False).process_frames([frame])
-    finally:
-        context.close()
     assert (summary.files, summary.rejections) == ({"post": 1, "like": 1, "like_on_user_post": 1}, {})
 
 
@@ -208,8 +204,9 @@ def test_a_strangers_delete_routes_through_a_users_own_key(tmp_path: Path) -> No
     registry = {"blocked_by_stranger": BLOCKED_BY, "unblocked_by_stranger": UNBLOCKED_BY}
     block = {"$type": "app.bsky.graph.block", "subject": STUDY, "createdAt": "2026-05-25T14:23:27.379Z"}
     study = write_users(tmp_path / "study.txt", [STUDY])
-    context = setup_write(tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry)
-    try:
+    with setup_write(
+        tmp_path / "cache", tmp_path / "s.sqlite", study_users=study, handlers=registry
+    ) as context:
         writer = CacheWriter(context, durable=False)
         writer.process_frames(
             [commit_frame(seq=1, repo=FRIEND, ops=[("create", "app.bsky.graph.block/3b", block)])]
@@ -217,8 +214,6 @@ def test_a_strangers_delete_routes_through_a_users_own_key(tmp_path: Path) -> No
         summary = writer.process_frames(
             [commit_frame(seq=2, repo=FRIEND, ops=[("delete", "app.bsky.graph.block/3b")])]
         )
-    finally:
-        context.close()
     assert summary.files == {"blocked_by_stranger": 1, "unblocked_by_stranger": 1}
     assert tree(tmp_path / "cache") == {
         f"custom/create/blocked_by/author_did={FRIEND}_block_uri_suffix=3b.json",

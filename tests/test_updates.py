@@ -93,15 +93,12 @@ def test_an_update_with_the_same_content_is_one_row(tmp_path: Path) -> None:
 
 def backfill(root: Path, text: str) -> None:
     """The post as a backfill reads it from the repository: a create at the repository's rev."""
-    context = setup_cache_write_system(root / "cache", root / "state.sqlite")
-    try:
+    with setup_cache_write_system(root / "cache", root / "state.sqlite") as context:
         writer = CacheWriter(context, durable=False)
         record = post(text)
         op = RepoOp("create", "app.bsky.feed.post", "3p", record_cid(record), record)
         writer.apply_commit(Commit(None, STUDY, "3mptbypluud2z", TIME, (op,), source=BACKFILL))
         writer.flush()
-    finally:
-        context.close()
 
 
 @pytest.mark.parametrize("exports_between", [True, False])

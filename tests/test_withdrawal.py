@@ -120,15 +120,12 @@ def test_a_withdrawn_account_is_never_collected_again(withdrawn: Path) -> None:
 def test_a_withdrawn_account_is_not_collected_by_backfill(withdrawn: Path) -> None:
     """A backfilled repository of a withdrawn account writes nothing: the writer's routing
     passes every op of it over, whatever it points at, and counts them."""
-    context = setup_cache_write_system(withdrawn / "cache", withdrawn / "state.sqlite")
-    try:
+    with setup_cache_write_system(withdrawn / "cache", withdrawn / "state.sqlite") as context:
         writer = CacheWriter(context, durable=False)
         ops = (RepoOp("create", "app.bsky.feed.like", "3lb", "bafyreiaaaa", like(PB)),)
         assert writer.apply_commit(Commit(None, A, "3mptbypluud2b", TIME, ops, source=BACKFILL)) == []
         writer.flush()
         assert writer.summary().rejections == {"withdrawn_account": 1}
-    finally:
-        context.close()
     assert tree(withdrawn / "cache") == set()
 
 
@@ -234,10 +231,9 @@ def test_the_purging_statuses_are_configurable(tmp_path: Path) -> None:
 
 def test_each_status_decision_is_counted(tmp_path: Path) -> None:
     """The writer's summary counts each decision: marked for purge, reactivated, kept."""
-    context = setup_cache_write_system(
+    with setup_cache_write_system(
         tmp_path / "cache", tmp_path / "state.sqlite", study_users=write_users(tmp_path / "s.txt", [A, B])
-    )
-    try:
+    ) as context:
         writer = CacheWriter(context, durable=False)
         frames = [
             account(1, A, active=False, status="deleted"),
@@ -249,5 +245,3 @@ def test_each_status_decision_is_counted(tmp_path: Path) -> None:
         summary = writer.process_frames(frames)
         assert summary.accounts == {"marked_for_purge": 2, "reactivated": 1, "kept_inactive": 1}
         assert context.state.purges.pending() == {B: (4, "takendown account")}
-    finally:
-        context.close()

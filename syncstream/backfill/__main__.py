@@ -63,29 +63,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
     }
     started = time.perf_counter()
-    try:
-        wanted = args.did or sorted(context.population.study)
-        # named DIDs are tried now; the others when due (a failed one after its backoff)
-        todo = context.state.backfills.due(wanted, time.time(), force=args.force or bool(args.did))
-        if args.did and not args.force:
-            todo = [
-                did
-                for did in todo
-                if context.state.backfills.recorded().get(did, ("",))[0] != BackfillStatus.DONE
-            ]
-        skipped = len(wanted) - len(todo)
-        writer = CacheWriter(context)
-        results = backfill_dids(
-            writer, todo, fetcher, concurrency=args.concurrency, scratch=args.fetch.scratch_dir, stop=stop
-        )
-    except (CacheWriteError, HelperError, FailpointError) as error:
-        fail(f"{error}; what was under way is backfilled again by the next run", event="backfill_failed")
-        return 1
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
-        fetcher.close()
-        context.close()
+    with context:
+        try:
+            wanted = args.did or sorted(context.population.study)
+            # named DIDs are tried now; the others when due (a failed one after its backoff)
+            todo = context.state.backfills.due(wanted, time.time(), force=args.force or bool(args.did))
+            if args.did and not args.force:
+                todo = [
+                    did
+                    for did in todo
+                    if context.state.backfills.recorded().get(did, ("",))[0] != BackfillStatus.DONE
+                ]
+            skipped = len(wanted) - len(todo)
+            writer = CacheWriter(context)
+            results = backfill_dids(
+                writer, todo, fetcher, concurrency=args.concurrency, scratch=args.fetch.scratch_dir, stop=stop
+            )
+        except (CacheWriteError, HelperError, FailpointError) as error:
+            fail(f"{error}; what was under way is backfilled again by the next run", event="backfill_failed")
+            return 1
+        finally:
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            fetcher.close()
     return _report(results, len(todo), skipped, time.perf_counter() - started)
 
 

@@ -183,35 +183,35 @@ def _export(args: ExportOptions) -> tuple[int, ExportSummary | None]:
     writer_lock = WriterLock(context.cache_root)
     progress = ExportProgress(args.progress_seconds)
 
-    try:
-        if args.clear_cache:
-            writer_lock.acquire()  # held through export and reset: no writer may start between
-        summary = export_batch(
-            context,
-            remove=not args.keep_cache,
-            dry_run=args.dry_run,
-            progress=progress,
-            purge_deleted=not args.keep_deleted_accounts,
-            writer_timeout=args.writer_timeout,
-        )
-        progress.done(summary)
-        if args.clear_cache:
+    with context:
+        try:
+            if args.clear_cache:
+                writer_lock.acquire()  # held through export and reset: no writer may start between
+            summary = export_batch(
+                context,
+                remove=not args.keep_cache,
+                dry_run=args.dry_run,
+                progress=progress,
+                purge_deleted=not args.keep_deleted_accounts,
+                writer_timeout=args.writer_timeout,
+            )
+            progress.done(summary)
+            if args.clear_cache:
+                writer_lock.release()
+                kept = reset_tree(context.cache_root, (c.directory for c in context.handlers.values()))
+                if kept:  # never exported: a reset removes no file
+                    log.warning(
+                        "--clear-cache kept %d files it did not export: %s", len(kept), ", ".join(kept[:10])
+                    )
+        except CacheLockedError as error:
+            fail(f"{error}; nothing was exported" if args.clear_cache else str(error), event="cache_locked")
+            return 1, None
+        except Exception as error:
+            log.debug("export failed", exc_info=True)
+            fail(f"export failed: {error}; the cache is intact", event="export_failed")
+            return 1, None
+        finally:
             writer_lock.release()
-            kept = reset_tree(context.cache_root, (c.directory for c in context.handlers.values()))
-            if kept:  # never exported: a reset removes no file
-                log.warning(
-                    "--clear-cache kept %d files it did not export: %s", len(kept), ", ".join(kept[:10])
-                )
-    except CacheLockedError as error:
-        fail(f"{error}; nothing was exported" if args.clear_cache else str(error), event="cache_locked")
-        return 1, None
-    except Exception as error:
-        log.debug("export failed", exc_info=True)
-        fail(f"export failed: {error}; the cache is intact", event="export_failed")
-        return 1, None
-    finally:
-        writer_lock.release()
-        context.close()
     return 0, summary
 
 

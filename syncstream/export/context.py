@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
+from types import TracebackType
+from typing import TYPE_CHECKING, Self
 
 import msgspec
 
@@ -24,7 +25,8 @@ __all__ = ["BatchExportContext", "setup_batch_export_system"]
 
 class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the export phase needs, resolved once: where from, where to (``parts``
-    builds and writes the Parquet files), how much at once."""
+    builds and writes the Parquet files), how much at once. ``with setup_batch_export_system(...)
+    as context:`` closes the part writer and the store it owns."""
 
     cache_root: str
     state: StateStore
@@ -36,6 +38,14 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     batch_bytes: int
     dedup_window_hours: float
     format: str
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         self.parts.close()

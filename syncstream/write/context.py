@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import msgspec
 
@@ -20,13 +22,22 @@ __all__ = ["CacheWriteContext", "setup_cache_write_system"]
 
 
 class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
-    """Everything the write phase needs; the writer lock is held while the context lives."""
+    """Everything the write phase needs; the writer lock is held while the context lives
+    (``with setup_cache_write_system(...) as context:`` closes the store and releases it)."""
 
     cache_root: str
     state: StateStore
     population: Population
     handlers: Registry
     lock: WriterLock
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
 
     def close(self) -> None:
         self.state.close()
