@@ -44,13 +44,10 @@ def once(
         root = Path(tmp)
         (root / "s.txt").write_text("\n".join(study) + "\n")
         (root / "n.txt").write_text("\n".join(in_network) + "\n")
-        context = setup_cache_write_system(root / "cache", root / "s.sqlite", study_users=root / "s.txt",
-                                           in_network_users=root / "n.txt")  # fmt: skip
-        try:
-            writer = CacheWriter(context, durable=False)
-            verifier = None
-            if scope != "none":
-                verifier = writer.verifier = StreamVerifier(DidDocuments(plc), scope)
+        with setup_cache_write_system(root / "cache", root / "s.sqlite", study_users=root / "s.txt",
+                                      in_network_users=root / "n.txt") as context:  # fmt: skip
+            verifier = None if scope == "none" else StreamVerifier(DidDocuments(plc), scope)
+            writer = CacheWriter(context, durable=False, verifier=verifier)
             corpus = len(corpus_frames())
             started = time.perf_counter()
             for index, frame in enumerate(frames):
@@ -59,8 +56,6 @@ def once(
                 writer.process_frame(frame)
             writer.flush()
             seconds = time.perf_counter() - started
-        finally:
-            context.close()
     counts = dict(verifier.counts) if verifier is not None else {}
     return seconds, counts, len(verifier.documents) if verifier is not None else 0
 

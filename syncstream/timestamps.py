@@ -11,8 +11,10 @@ against the interop fixtures; dates are proleptic Gregorian from year 0, without
 from __future__ import annotations
 
 import re
+import time
+from datetime import UTC, datetime
 
-__all__ = ["MAX_SEQ", "is_seq", "micros"]
+__all__ = ["MAX_SEQ", "is_seq", "micros", "utc_now"]
 
 MAX_SEQ = 2**63 - 1  # a seq is an int64 column in every dataset
 
@@ -91,3 +93,16 @@ def _parse(value: str) -> int | None:
         if seconds < _YEAR_ZERO:
             return None
     return seconds * 1_000_000 + (int(fraction[:6].ljust(6, "0")) if fraction else 0)
+
+
+_second: list[object] = [None, ""]  # the last whole second formatted, and its text
+
+
+def utc_now() -> str:
+    """Now, UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the seconds part is formatted once a second."""
+    now = time.time_ns()
+    seconds, fraction = divmod(now // 1000, 1_000_000)
+    if _second[0] != seconds:
+        _second[0] = seconds
+        _second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{_second[1]}.{fraction:06d}Z"

@@ -335,40 +335,37 @@ def test_only_fetching_dids_are_held_and_a_hold_overflow_fails_the_backfill(tmp_
     from syncstream.firehose.encode import OpSpec
     from syncstream.write.backfill import BackgroundBackfill
     from syncstream.write.context import setup_cache_write_system
-    from syncstream.write.writer import CacheWriter, HoldLimits
+    from syncstream.write.holds import HoldLimits
+    from syncstream.write.writer import CacheWriter
     from tests.helpers import commit, post
 
     others = ["did:plc:aaaaaaaaaaaaaaaaaaaaaaaa", "did:plc:bbbbbbbbbbbbbbbbbbbbbbbb"]
     # every repository served, at a trickle: the next DID's fetch is still under way (held) when
     # the first one fails (a DID without a document would fail at once, and race the assertion)
     repos = {DID: CAR, **{did: build_repo(did, 4) for did in others}}
-    with LoopbackPds(repos, {did: PdsFault("trickle", 0.05) for did in [DID, *others]}, key=KEY) as pds:
-        context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
-                                           study_users=write_users(tmp_path / "study.txt", [DID, *others]))  # fmt: skip
-        try:
-            writer = CacheWriter(context, durable=False)
-            writer.hold_limits = HoldLimits(commits=3)
-            backfill = BackgroundBackfill(
-                writer, Fetcher(DidDocuments(pds.url), endpoints="any"), concurrency=1
+    with (
+        LoopbackPds(repos, {did: PdsFault("trickle", 0.05) for did in [DID, *others]}, key=KEY) as pds,
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                 study_users=write_users(tmp_path / "study.txt", [DID, *others])) as context,
+    ):  # fmt: skip
+        writer = CacheWriter(context, durable=False, hold_limits=HoldLimits(commits=3))
+        backfill = BackgroundBackfill(writer, Fetcher(DidDocuments(pds.url), endpoints="any"), concurrency=1)
+        backfill.enqueue([DID, *others])
+        backfill.poll()
+        assert writer.holds.dids() == [DID] and list(backfill.waiting) == others
+        for i in range(4):
+            writer.process_frame(
+                commit(100 + i, DID, OpSpec("create", f"app.bsky.feed.post/3live{i}", post(f"{i}")))
             )
-            backfill.enqueue([DID, *others])
-            backfill.poll()
-            assert list(writer.held) == [DID] and list(backfill.waiting) == others
-            for i in range(4):
-                writer.process_frame(
-                    commit(100 + i, DID, OpSpec("create", f"app.bsky.feed.post/3live{i}", post(f"{i}")))
-                )
-            assert DID not in writer.held and writer.hold_overflows
-            writer.flush()
-            assert context.state.cursors.get() == 103
-            assert len(tree(tmp_path / "cache")) == 4
-            backfill.poll()
-            status, _, reason, _ = context.state.backfills.recorded()[DID]
-            assert status == "failed" and "passed the bound of 3 commits" in (reason or "")
-            assert list(writer.held) == [others[0]]
-            backfill.close()
-        finally:
-            context.close()
+        assert DID not in writer.holds  # released at once: the backfill finds why at its next poll
+        writer.flush()
+        assert context.state.cursors.get() == 103
+        assert len(tree(tmp_path / "cache")) == 4
+        backfill.poll()
+        status, _, reason, _ = context.state.backfills.recorded()[DID]
+        assert status == "failed" and "passed the bound of 3 commits" in (reason or "")
+        assert writer.holds.dids() == [others[0]]
+        backfill.close()
 
 
 def test_a_large_repository_is_written_in_slices_while_the_stream_flows(tmp_path: Path) -> None:
@@ -383,40 +380,85 @@ def test_a_large_repository_is_written_in_slices_while_the_stream_flows(tmp_path
 
     big = "did:plc:bigbigbigbigbigbigbigbig"
     stranger = "did:plc:strangerstrangerstrange"
-    with LoopbackPds({big: build_repo(big, 5000)}, key=KEY) as pds:
-        context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
-                                           study_users=write_users(tmp_path / "study.txt", [big, stranger]))  # fmt: skip
-        try:
-            writer = CacheWriter(context, durable=False)
-            backfill = BackgroundBackfill(writer, Fetcher(DidDocuments(pds.url), endpoints="any"), concurrency=1,
-                                          slice_seconds=0.0)  # fmt: skip
-            backfill.enqueue([big])
+    with (
+        LoopbackPds({big: build_repo(big, 5000)}, key=KEY) as pds,
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                 study_users=write_users(tmp_path / "study.txt", [big, stranger])) as context,
+    ):  # fmt: skip
+        writer = CacheWriter(context, durable=False)
+        backfill = BackgroundBackfill(writer, Fetcher(DidDocuments(pds.url), endpoints="any"), concurrency=1,
+                                      slice_seconds=0.0)  # fmt: skip
+        backfill.enqueue([big])
+        backfill.poll()
+        job = backfill.running[big]
+        writer.process_frame(commit(200, big, OpSpec("create", "app.bsky.feed.post/3zzlive", post("live"))))
+        first = job.wait(60)  # the first batch, once fetched, verified and checked
+        assert isinstance(first, list)
+        job.queue.put(first)  # back where poll takes it from (the queue holds two)
+        seq = 300
+        while big in backfill.running and seq < 1000:
+            before = sum(writer.files.values())
             backfill.poll()
-            job = backfill.running[big]
+            assert sum(writer.files.values()) - before <= 1000  # one batch (a like is 2 files)
             writer.process_frame(
-                commit(200, big, OpSpec("create", "app.bsky.feed.post/3zzlive", post("live")))
+                commit(seq, stranger, OpSpec("create", f"app.bsky.feed.post/3s{seq}", post()))
             )
-            first = job.wait(60)  # the first batch, once fetched, verified and checked
-            assert isinstance(first, list)
-            job.queue.put(first)  # back where poll takes it from (the queue holds two)
-            seq = 300
-            while big in backfill.running and seq < 1000:
-                before = sum(writer.files.values())
-                backfill.poll()
-                assert sum(writer.files.values()) - before <= 1000  # one batch (a like is 2 files)
-                writer.process_frame(
-                    commit(seq, stranger, OpSpec("create", f"app.bsky.feed.post/3s{seq}", post()))
-                )
-                writer.flush()
-                if big in backfill.running:
-                    assert context.state.cursors.get() == 199  # the held commit is not passed
-                seq += 1
-            assert seq > 305  # many slices, with frames between them
             writer.flush()
-            assert context.state.cursors.get() == seq - 1
-            assert context.state.backfills.recorded()[big][0] == "done"
-            files = tree(tmp_path / "cache")
-            # 2,500 posts, 2,500 likes (each also a like on the user's post), the live post
-            assert sum(f"author_did={big}" in name for name in files) == 7501
-        finally:
-            context.close()
+            if big in backfill.running:
+                assert context.state.cursors.get() == 199  # the held commit is not passed
+            seq += 1
+        assert seq > 305  # many slices, with frames between them
+        writer.flush()
+        assert context.state.cursors.get() == seq - 1
+        assert context.state.backfills.recorded()[big][0] == "done"
+        files = tree(tmp_path / "cache")
+        # 2,500 posts, 2,500 likes (each also a like on the user's post), the live post
+        assert sum(f"author_did={big}" in name for name in files) == 7501
+
+
+class SteppedClock:
+    """A clock that moves only when the test moves it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def time(self) -> float:
+        return 1_780_000_000.0 + self.now
+
+
+def test_a_hold_that_outlives_its_seconds_fails_the_backfill(tmp_path: Path) -> None:
+    """Its hold's seconds are measured on the writer's clock: until they pass, the DID stays
+    held; past them its backfill fails (retried later) and its held commit is written."""
+    from syncstream.firehose.encode import OpSpec
+    from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.context import setup_cache_write_system
+    from syncstream.write.holds import HoldLimits
+    from syncstream.write.writer import CacheWriter
+    from tests.helpers import commit, post
+
+    clock = SteppedClock()
+    with (
+        LoopbackPds({DID: CAR}, {DID: PdsFault("trickle", 0.05)}, key=KEY) as pds,
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                 study_users=write_users(tmp_path / "study.txt", [DID])) as context,
+    ):  # fmt: skip
+        writer = CacheWriter(context, durable=False, hold_limits=HoldLimits(seconds=60), clock=clock)
+        backfill = BackgroundBackfill(writer, Fetcher(DidDocuments(pds.url), endpoints="any"))
+        backfill.enqueue([DID])
+        backfill.poll()
+        writer.process_frame(commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", post("live"))))
+        clock.now += 60
+        backfill.poll()
+        assert writer.holds.dids() == [DID] and DID in backfill.running
+        clock.now += 0.5
+        backfill.poll()
+        assert writer.holds.dids() == [] and DID not in backfill.running
+        status, _, reason, _ = context.state.backfills.recorded()[DID]
+        assert status == "failed" and "outlived the 60s its live commits may be held" in (reason or "")
+        writer.flush()
+        assert context.state.cursors.get() == 100
+        assert len(tree(tmp_path / "cache")) == 1
+        backfill.close()

@@ -3,6 +3,7 @@ logs, --every, and the deploy files."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import select
@@ -286,13 +287,18 @@ def _server_threads() -> int:
 def test_idle_half_requests_do_not_pin_a_thread_each(tmp_path: Path) -> None:
     """200 clients that send half a request and wait hold at most max_connections threads; the
     others are closed at once, the held ones when their socket times out; then a scrape works."""
-    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite")
-    server = MetricsServer(CacheWriter(context), ("127.0.0.1", 0), request_timeout=0.5, max_connections=16)
-    server.start()
     clients: list[socket.socket] = []
-    try:
+    with (
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite") as context,
+        MetricsServer(
+            CacheWriter(context), ("127.0.0.1", 0), request_timeout=0.5, max_connections=16
+        ) as server,
+        contextlib.ExitStack() as sockets,
+    ):
         for _ in range(200):
-            client = socket.create_connection(("127.0.0.1", server.address[1]), timeout=30)
+            client = sockets.enter_context(
+                socket.create_connection(("127.0.0.1", server.address[1]), timeout=30)
+            )
             client.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n")  # and never the blank line
             clients.append(client)
         closed: set[int] = set()
@@ -314,11 +320,6 @@ def test_idle_half_requests_do_not_pin_a_thread_each(tmp_path: Path) -> None:
         wait_for(lambda: closed_by_the_server(184))  # refused: no thread for them
         wait_for(lambda: closed_by_the_server(200))  # timed out
         assert get(f"http://127.0.0.1:{server.address[1]}/metrics")[0] == 200
-    finally:
-        for client in clients:
-            client.close()
-        server.close()
-        context.close()
 
 
 def test_cuts_and_stalls_are_counted_and_logged_as_reconnects(tmp_path: Path) -> None:

@@ -88,18 +88,15 @@ def test_the_library_counts_each_outcome(tmp_path: Path) -> None:
     frames = list(corpus_frames())
     victim = next(i for i, f in enumerate(frames) if b"#commit" in f[:20])
     frames[victim] = flipped(frames[victim])
-    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
-                                       study_users=write_users(tmp_path / "s.txt", sorted(docs)))  # fmt: skip
-    try:
+    with setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                  study_users=write_users(tmp_path / "s.txt", sorted(docs))) as context:  # fmt: skip
         with LoopbackPds({}, documents=docs) as plc:
-            writer = CacheWriter(context, durable=False)
-            verifier = writer.verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            writer = CacheWriter(context, durable=False, verifier=verifier)
             writer.process_frames(frames)
         assert verifier.counts == {"verified": 147, "bad_signature": 1}
         assert writer.rejections.get("unverified_commit") == 1
         assert verifier.documents.lookups == len(docs) + 1  # the failed one is fetched again once
-    finally:
-        context.close()
 
 
 def test_a_directory_that_is_down_leaves_commits_written_unverified(tmp_path: Path) -> None:
@@ -134,20 +131,17 @@ def test_stale_revs_are_dropped_and_a_skipped_rev_asks_for_a_backfill(tmp_path: 
         event_frame("identity", seq=5, did=DID, time=TIME, handle="new.test"),
         signed(6, "3k5", "c", since="3k4"),
     ]
-    context = setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
-                                       study_users=write_users(tmp_path / "s.txt", [DID]))  # fmt: skip
-    try:
+    with setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                  study_users=write_users(tmp_path / "s.txt", [DID])) as context:  # fmt: skip
         with LoopbackPds({DID: b""}, key=KEY) as plc:
-            writer = CacheWriter(context, durable=False)
-            verifier = writer.verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            verifier = StreamVerifier(DidDocuments(plc.url), "study")
+            writer = CacheWriter(context, durable=False, verifier=verifier)
             writer.process_frames(frames)
         assert verifier.counts == {"verified": 3, "stale_rev": 2, "since_mismatch": 1}
         assert verifier.documents.lookups == 2  # once, and again after the #identity
         names = {name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "/post/" in name}
         assert names == {"a.json", "b.json", "c.json"}
         assert context.state.backfills.recorded()[DID][0] == "pending"
-    finally:
-        context.close()
 
 
 def test_a_replay_is_not_verified_unless_asked(tmp_path: Path) -> None:

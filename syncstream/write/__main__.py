@@ -8,7 +8,7 @@ import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 import zstandard
 
@@ -26,13 +26,18 @@ from syncstream.firehose.replay import iter_replay
 from syncstream.preflight import load_users
 from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system
+from syncstream.write.holds import HoldLimits
 from syncstream.write.options import WriteOptions, parse
 from syncstream.write.progress import Progress
-from syncstream.write.writer import CacheWriter, HoldLimits, WriteSummary
+from syncstream.write.writer import CacheWriter, WriteSummary
 from syncstream.write.writes import HelperWrites
 
 if TYPE_CHECKING:
+    from prometheus_client import Histogram
+
+    from syncstream.write.authentic import StreamVerifier
     from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.live import LiveRunner
     from syncstream.write.metrics import MetricsServer
 
 __all__ = ["main"]
@@ -116,94 +121,121 @@ def _run(
 ) -> int:
     set_process("writer-inline" if args.inline_writes else "writer")
     started = time.perf_counter()
-    status = 0
-    files = None
-    metrics: MetricsServer | None = None
-    backfill: BackgroundBackfill | None = None
-    reconnects: dict[str, int] = {}
     try:
-        if not args.inline_writes:
-            files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
-        writer = CacheWriter(
-            context,
-            flush_frames=args.flush_frames,
-            flush_seconds=args.flush_seconds,
-            durable=not args.no_sync,
-            track_follows=args.track_follows,
-            files=files,
-            index_retention_days=args.index_retention_days,
-            cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
-            purge_account_statuses=args.purge_account_statuses,
-        )
-        if args.metrics is not None:
-            from syncstream.write.metrics import MetricsServer, parse_address  # noqa: PLC0415
-
-            metrics = MetricsServer(writer, parse_address(args.metrics), max_age=args.health_max_age).start()
-        if args.cursor is not None:
-            writer.last_seq = args.cursor
-        elif args.live:
-            writer.last_seq = None
-        _verify(writer, args)
-        if args.backfill:
-            backfill = _background(writer, args, metrics)
-        if replay is not None:
-            status = _replay(writer, replay, Progress(writer, args.progress_seconds), backfill)
-        else:
-            status = _relay(writer, args, study, in_network, metrics=metrics, backfill=backfill,
-                            reconnects=reconnects)  # fmt: skip
-        if backfill is not None:
-            backfill.stop()  # what was held is written as live while the writer still can
-            writer.flush()
-        summary = writer.summary()
-        if files is not None:
-            files.close()
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(context)
+            files = None
+            if not args.inline_writes:
+                files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
+                stack.callback(files.kill)  # a no-op once closed; else an abort drops only unconfirmed writes
+            record = stack.enter_context(open(args.record, "ab")) if args.record else None
+            flushes = _flush_histogram(args)
+            writer = CacheWriter(
+                context,
+                flush_frames=args.flush_frames,
+                flush_seconds=args.flush_seconds,
+                durable=not args.no_sync,
+                track_follows=args.track_follows,
+                on_flush=None if record is None else record.flush,
+                files=files,
+                index_retention_days=args.index_retention_days,
+                cursor_source=CURSOR if args.relay is None else relay_cursor(args.relay),
+                resume=args.cursor if args.cursor is not None else "live" if args.live else "cursor",
+                purge_account_statuses=args.purge_account_statuses,
+                hold_limits=HoldLimits(
+                    commits=args.backfill_hold_commits,
+                    bytes=args.backfill_hold_bytes,
+                    seconds=args.backfill_hold_seconds,
+                ),
+                verifier=_verifier(args),
+                flush_observers=() if flushes is None else (flushes.observe,),
+            )
+            backfill = None
+            if args.backfill:
+                backfill = _background(writer, args)
+                stack.callback(backfill.close)
+            runner = None
+            if args.relay is not None:
+                runner = _runner(writer, args, study, in_network, record=record, backfill=backfill)
+            if args.metrics is not None:
+                stack.enter_context(
+                    _metrics(writer, args.metrics, max_age=args.health_max_age, flushes=flushes,
+                             runner=runner, backfill=backfill)
+                )  # fmt: skip
+            if runner is not None:
+                status = _relay(runner, args)
+            else:
+                assert replay is not None  # no relay: a replay, the sample's by default
+                status = _replay(writer, replay, Progress(writer, args.progress_seconds), backfill)
+            if backfill is not None:
+                backfill.stop()  # what was held is written as live while the writer still can
+                writer.flush()
+            summary = writer.summary()
+            if files is not None:
+                files.close()
     except RelayError as error:
         fail(str(error), event="relay_refused")
         return 1
     except (CacheWriteError, HelperError, FailpointError) as error:
         fail(f"{error}; the cursor stays at the last durable batch", event="writer_stopped")
         return 1
-    finally:
-        if files is not None:
-            files.kill()  # a no-op once closed; else an abort drops only unconfirmed writes
-        if backfill is not None:
-            backfill.close()
-        if metrics is not None:
-            metrics.close()
-        context.close()
     if status != 2:
-        _print_summary(summary, time.perf_counter() - started, reconnects)
+        _print_summary(summary, time.perf_counter() - started, {} if runner is None else runner.reconnects)
         print(f"cache: {context.cache_root}\nstate: {os.path.abspath(args.state)}")
     return status
 
 
-def _verify(writer: CacheWriter, args: WriteOptions) -> None:
+def _verifier(args: WriteOptions) -> StreamVerifier | None:
     scope = args.verify or ("study" if args.relay is not None else "none")
     if scope == "none":
-        return
+        return None
     from syncstream.verify import DidDocuments  # noqa: PLC0415
     from syncstream.write.authentic import StreamVerifier  # noqa: PLC0415
 
-    writer.verifier = StreamVerifier(DidDocuments(args.plc_url.rstrip("/"), timeout=3.0), scope)
+    return StreamVerifier(DidDocuments(args.plc_url.rstrip("/"), timeout=3.0), scope)
 
 
-def _background(writer: CacheWriter, args: WriteOptions, metrics: MetricsServer | None) -> BackgroundBackfill:
+def _flush_histogram(args: WriteOptions) -> Histogram | None:
+    if args.metrics is None:
+        return None
+    from syncstream.write.metrics import flush_histogram  # noqa: PLC0415
+
+    return flush_histogram()
+
+
+def _metrics(
+    writer: CacheWriter,
+    address: str,
+    *,
+    max_age: float,
+    flushes: Histogram | None,
+    runner: LiveRunner | None,
+    backfill: BackgroundBackfill | None,
+) -> MetricsServer:
+    from syncstream.write.metrics import MetricsServer, parse_address  # noqa: PLC0415
+
+    return MetricsServer(
+        writer,
+        parse_address(address),
+        max_age=max_age,
+        flushes=flushes,
+        reconnects=dict if runner is None else runner.reconnect_counts,
+        backfills=dict if backfill is None else backfill.counts,
+        pds=dict if backfill is None else backfill.fetcher.gate.stats,
+    )
+
+
+def _background(writer: CacheWriter, args: WriteOptions) -> BackgroundBackfill:
     from syncstream.backfill.options import make_fetcher  # noqa: PLC0415
     from syncstream.write.backfill import BackgroundBackfill  # noqa: PLC0415
 
     if args.relay is not None:  # the SDK's firehose, imported before any backfill thread starts
         import syncstream.write.live  # noqa: F401, PLC0415
-    writer.hold_limits = HoldLimits(
-        commits=args.backfill_hold_commits, bytes=args.backfill_hold_bytes, seconds=args.backfill_hold_seconds
-    )
     fetcher = make_fetcher(args.fetch, args.plc_url.rstrip("/"))
     backfill = BackgroundBackfill(
         writer, fetcher, concurrency=args.backfill_concurrency, scratch=args.fetch.scratch_dir
     )
     backfill.enqueue(backfill.wanted())
-    if metrics is not None:
-        metrics.backfill_counts = backfill.counts
-        metrics.backfill_stats = backfill.fetcher.gate.stats
     return backfill
 
 
@@ -221,7 +253,7 @@ def _replay(
         writer.flush()
     except ReplayError as error:
         writer.flush()
-        writer.frames["truncated"] = writer.frames.get("truncated", 0) + 1
+        writer.count_frames("truncated")
         fail(f"{replay}: {error}; every whole frame before it was processed", event="replay_truncated")
         return 1
     except (CacheWriteError, HelperError):
@@ -241,16 +273,15 @@ def _replay(
     return 0
 
 
-def _relay(
+def _runner(
     writer: CacheWriter,
     args: WriteOptions,
     study: str | None,
     in_network: str | None,
     *,
-    metrics: MetricsServer | None,
+    record: BinaryIO | None,
     backfill: BackgroundBackfill | None,
-    reconnects: dict[str, int],
-) -> int:
+) -> LiveRunner:
     # The SDK takes a second to import; a replay does not need it.
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
 
@@ -273,27 +304,20 @@ def _relay(
         reconnect_delay=args.reconnect_delay,
         progress_seconds=args.progress_seconds,
     )
-    with contextlib.ExitStack() as stack:
-        record = stack.enter_context(open(args.record, "ab")) if args.record else None
-        if record is not None:
-            writer.on_flush = record.flush
-        runner = LiveRunner(
-            writer,
-            options,
-            record=record,
-            reload_users=reload_users,
-            tick=None if backfill is None else backfill.poll,
-        )
-        if metrics is not None:
-            metrics.reconnect_counts = runner.reconnects.copy
-        if backfill is not None:
-            runner.extra_progress = lambda: {"backfills": backfill.counts()}
-        try:
-            runner.run()
-        finally:
-            reconnects.update(runner.reconnects)
+    return LiveRunner(
+        writer,
+        options,
+        record=record,
+        reload_users=reload_users,
+        tick=None if backfill is None else backfill.poll,
+        extra_progress=None if backfill is None else lambda: {"backfills": backfill.counts()},
+    )
+
+
+def _relay(runner: LiveRunner, args: WriteOptions) -> int:
+    runner.run()
     if runner.unparsed:
-        writer.frames["unparsed"] = writer.frames.get("unparsed", 0) + runner.unparsed
+        runner.writer.count_frames("unparsed", runner.unparsed)
     if runner.idle_exited and runner.received == 0:
         fail(
             f"no frame arrived from {args.relay} in {args.idle_exit:g}s ({runner.connections} "

@@ -12,7 +12,7 @@ no seq. A record also seen live has the same URI and cid, so the export keeps it
 ``BackgroundBackfill`` runs them inside a running writer (``python -m syncstream.write
 --backfill``). Study users due a backfill wait in a queue, unheld; at most ``concurrency`` are under way, and
 only those are held: from the moment its job starts, a DID's live commits wait in the writer
-(bounded in count and bytes by ``HoldLimits``, in time here) and the writer's cursor stays
+(bounded in count, bytes and time by ``HoldLimits``) and the writer's cursor stays
 before the first of them, so that a crash replays them. Each job fetches, verifies and walks
 its repository on a thread of its own (``syncstream.backfill.job``); ``poll``, in the writer's
 thread, writes what the jobs have ready for at most ``slice_seconds`` at a time, so that the
@@ -39,8 +39,8 @@ from syncstream.backfill.job import Job, Outcome
 from syncstream.backfill.repo import RepoRecord
 from syncstream.failpoints import failpoint
 from syncstream.firehose.decode import Commit, RepoOp
-from syncstream.timestamps import micros
-from syncstream.write.writer import CacheWriter, utc_now
+from syncstream.timestamps import micros, utc_now
+from syncstream.write.writer import CacheWriter
 
 __all__ = ["BackfillResult", "BackgroundBackfill", "backfill_dids", "write_records"]
 
@@ -207,13 +207,12 @@ class BackgroundBackfill:
     def poll(self) -> None:
         """In the writer's thread: fail overflowing holds, start jobs, write for a slice."""
         writer = self.writer
-        for did, reason in list(writer.hold_overflows.items()):
-            del writer.hold_overflows[did]
+        for did, reason in writer.holds.take_overflows().items():
             if did in self.running:
                 self._fail(did, reason)
-        limit = writer.hold_limits.seconds
-        for did, since in list(writer.held_since.items()):
-            if did in self.running and time.monotonic() - since > limit:
+        limit = writer.holds.limits.seconds
+        for did in writer.holds.outlived():
+            if did in self.running:
                 job = self.running[did]
                 self._fail(
                     did, f"its backfill ({job.step}) outlived the {limit:g}s its live commits may be held"

@@ -13,7 +13,6 @@ import logging
 import random
 import signal
 import threading
-import time
 from collections.abc import Callable
 from types import FrameType
 from typing import Any, BinaryIO
@@ -21,6 +20,7 @@ from typing import Any, BinaryIO
 import msgspec
 from atproto_firehose import FirehoseSubscribeReposClient
 
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.firehose.decode import Decoded
 from syncstream.firehose.replay import write_frame
@@ -124,7 +124,12 @@ class LiveOptions(msgspec.Struct, frozen=True, kw_only=True):
 
 class LiveRunner:
     """Runs the SDK client in a worker thread; the main thread handles signals, idle exit,
-    timed flushes and progress. One lock serialises everything that touches the writer."""
+    timed flushes and progress. One lock serialises everything that touches the writer.
+
+    Each frame is appended to ``record`` (``--record``) before the writer has it;
+    ``reload_users`` re-reads the user files on SIGHUP; ``tick`` is called in the main thread,
+    with the writer's lock, every loop (the background backfill's ``poll``); ``extra_progress``
+    adds fields to the progress line. The runner owns no resource outside ``run``."""
 
     def __init__(
         self,
@@ -134,20 +139,23 @@ class LiveRunner:
         record: BinaryIO | None = None,
         reload_users: Callable[[], None] | None = None,
         tick: Callable[[], None] | None = None,
+        extra_progress: Callable[[], dict[str, object]] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.writer = writer
         self.options = options
         self.record = record
         self.reload_users = reload_users
-        self.tick = tick  # called in the main thread, with the writer's lock, every loop
-        self.extra_progress: Callable[[], dict[str, object]] | None = None  # more progress fields
+        self.tick = tick
+        self.extra_progress = extra_progress
+        self._clock = clock
         self.lock = threading.Lock()
         self.stopping = threading.Event()
         self.reload_requested = threading.Event()
         self.backoff = Backoff(options.reconnect_delay)
         self.client: FirehoseSource | None = None
         self.connections = 0
-        self.last_frame_at = time.monotonic()
+        self.last_frame_at = clock.monotonic()
         self.received = 0
         self._outdated_since: int | None = None
         self._frames_on_connection = 0
@@ -157,7 +165,7 @@ class LiveRunner:
         self.future_cursors = 0  # FutureCursor answers in a row: three end the run
         self._error_frame: str | None = None  # the error frame that ended the connection
         self.reconnects: dict[str, int] = {}  # reason -> count
-        self.last_frame_wall: float | None = None  # time.time() of the last frame (metrics, health)
+        self.last_frame_wall: float | None = None  # Unix time of the last frame (metrics, health)
 
     # the worker -----------------------------------------------------------------------------
 
@@ -191,6 +199,10 @@ class LiveRunner:
             self._error = error
             self.stopping.set()
 
+    def reconnect_counts(self) -> dict[str, int]:
+        """The reconnects so far, by reason: a copy, for another thread (the metrics)."""
+        return dict(self.reconnects)
+
     def _cursor(self) -> int | None:
         return self.writer.last_seq
 
@@ -217,8 +229,8 @@ class LiveRunner:
             if decoded is None or decoded.kind != "error":
                 # An error frame is no sign of a healthy stream: it neither resets the backoff
                 # nor keeps --idle-exit from firing (a relay answering FutureCursor forever).
-                self.last_frame_at = time.monotonic()
-                self.last_frame_wall = time.time()
+                self.last_frame_at = self._clock.monotonic()
+                self.last_frame_wall = self._clock.time()
                 self._frames_on_connection += 1
                 self.future_cursors = 0
         if decoded is not None:
@@ -269,11 +281,13 @@ class LiveRunner:
         }
         worker = threading.Thread(target=self._consume, name="firehose", daemon=True)
         worker.start()
-        progress = Progress(self.writer, self.options.progress_seconds, extra=self.extra_progress)
+        progress = Progress(
+            self.writer, self.options.progress_seconds, extra=self.extra_progress, clock=self._clock
+        )
         try:
             while worker.is_alive():
                 worker.join(timeout=0.1)
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 if self.reload_requested.is_set():
                     self.reload_requested.clear()
                     self._reload()

@@ -10,17 +10,19 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
+from typing import Self
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.httpd import BoundedHTTPServer, QuietHandler
 from syncstream.write.writer import CacheWriter
 
-__all__ = ["MetricsServer", "WriterCollector", "parse_address"]
+__all__ = ["MetricsServer", "WriterCollector", "flush_histogram", "parse_address"]
 
 log = logging.getLogger("syncstream.write")
 
@@ -31,6 +33,17 @@ def parse_address(text: str) -> tuple[str, int]:
     if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected HOST:PORT, got {text!r}")
     return host.strip("[]"), int(port)
+
+
+def flush_histogram() -> Histogram:
+    """``syncstream_flush_seconds``, not yet registered: made before the writer, which is given
+    its ``observe`` as a flush observer, and served by the ``MetricsServer`` given it."""
+    return Histogram(
+        "syncstream_flush_seconds",
+        "Seconds per durable flush (files synced, cursor committed)",
+        registry=None,
+        buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )
 
 
 class WriterCollector(Collector):
@@ -92,7 +105,12 @@ class WriterCollector(Collector):
 
 
 class MetricsServer:
-    """``/metrics`` and ``/healthz`` on a thread of their own, for one writer."""
+    """``/metrics`` and ``/healthz`` on a thread of their own, for one writer, served while
+    the server is entered (``with``); the socket is bound at construction.
+
+    ``flushes`` is the writer's flush histogram (``flush_histogram``), ``reconnects`` the live
+    runner's counts, ``backfills`` and ``pds`` the background backfill's (done, failed,
+    running; PDS waits and 429s): each read at scrape time."""
 
     def __init__(
         self,
@@ -102,28 +120,19 @@ class MetricsServer:
         max_age: float = 60.0,
         request_timeout: float = 10.0,
         max_connections: int = 16,
+        flushes: Histogram | None = None,
+        reconnects: Callable[[], dict[str, int]] = dict,
+        backfills: Callable[[], dict[str, int]] = dict,
+        pds: Callable[[], dict[str, float]] = dict,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.writer, self.max_age = writer, max_age
-        self.started = time.time()
-        self.reconnect_counts: Callable[[], dict[str, int]] = dict  # the live runner's, once it runs
-        self.backfill_counts: Callable[[], dict[str, int]] = dict  # with --backfill: done, failed, running
-        self.backfill_stats: Callable[[], dict[str, float]] = dict  # with --backfill: PDS waits, 429s
+        self._clock = clock
+        self.started = clock.time()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.registry.register(
-            WriterCollector(
-                writer,
-                lambda: dict(self.reconnect_counts()),
-                lambda: dict(self.backfill_counts()),
-                lambda: dict(self.backfill_stats()),
-            )
-        )
-        flushes = Histogram(
-            "syncstream_flush_seconds",
-            "Seconds per durable flush (files synced, cursor committed)",
-            registry=self.registry,
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
-        )
-        writer.flush_observer = flushes.observe
+        self.registry.register(WriterCollector(writer, reconnects, backfills, pds))
+        if flushes is not None:
+            self.registry.register(flushes)
         server = self
 
         class Handler(QuietHandler):
@@ -144,17 +153,22 @@ class MetricsServer:
         self.address = self.http.server_address
         self.thread = threading.Thread(target=self.http.serve_forever, name="metrics", daemon=True)
 
-    def start(self) -> MetricsServer:
+    def __enter__(self) -> Self:
         self.thread.start()
         host, port = self.address[0], self.address[1]
         log.info("metrics at http://%s:%s/metrics, health at /healthz", host, port,
                  extra={"event": "metrics_serving", "fields": {"host": host, "port": port}})  # fmt: skip
         return self
 
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self.close()
+
     def problem(self) -> str | None:
         """Why the writer is not healthy, or None."""
         last = self.writer.last_frame_wall or self.started
-        age = time.time() - last
+        age = self._clock.time() - last
         if age > self.max_age:
             return f"no frame for {age:.0f}s (more than {self.max_age:.0f}s)"
         root = self.writer.context.cache_root
@@ -165,6 +179,7 @@ class MetricsServer:
         return None
 
     def close(self) -> None:
-        self.writer.flush_observer = None
-        self.http.shutdown()
+        """Stop serving (if it was) and release the socket."""
+        if self.thread.is_alive():
+            self.http.shutdown()
         self.http.server_close()

@@ -22,7 +22,8 @@ from syncstream.options import (
     positive_float,
     positive_int,
 )
-from syncstream.write.writer import PURGE_ACCOUNT_STATUSES, HoldLimits
+from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES
+from syncstream.write.holds import HoldLimits
 
 __all__ = ["WriteOptions", "parse", "parser"]
 

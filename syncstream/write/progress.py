@@ -4,10 +4,10 @@ rate since the last line, the totals so far, the seq and the lag behind the even
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 
 from syncstream.cli import human_seconds
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.write.writer import CacheWriter
 
 __all__ = ["Progress", "counts"]
@@ -36,10 +36,12 @@ class Progress:
         seconds: float,
         *,
         extra: Callable[[], dict[str, object]] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.writer, self.seconds = writer, seconds
         self.extra = extra  # more fields (the background backfills)
-        self._since = time.monotonic()
+        self._clock = clock
+        self._since = clock.monotonic()
         self._frames_then = self._frames()
         self.lines = 0
 
@@ -47,7 +49,7 @@ class Progress:
         return sum(self.writer.frames.values()) + self.writer.skipped
 
     def tick(self) -> None:
-        now = time.monotonic()
+        now = self._clock.monotonic()
         if now - self._since >= self.seconds:
             self.emit(now)
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Literal
 
 import msgspec
 
 from syncstream.cache import sync_filesystem
+from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
 from syncstream.firehose.decode import AccountEvent, Commit, Decoded, RepoOp, decode_frame
@@ -26,36 +26,21 @@ from syncstream.registry.handlers import record_path
 from syncstream.registry.population import Population
 from syncstream.registry.records import encode_record
 from syncstream.registry.types import FollowStatus, Operation
-from syncstream.store import CURSOR, PurgeReason
-from syncstream.timestamps import micros
+from syncstream.store import CURSOR
+from syncstream.timestamps import micros, utc_now
+from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES, AccountStatuses
 from syncstream.write.context import CacheWriteContext
+from syncstream.write.follows import TrackedPopulation
+from syncstream.write.holds import HoldLimits, Holds
 from syncstream.write.route import CacheWrite, route_commit, routing_table
 from syncstream.write.writes import FileWrites, InlineWrites
 
 if TYPE_CHECKING:
     from syncstream.write.authentic import StreamVerifier
 
-__all__ = ["PURGE_ACCOUNT_STATUSES", "CacheWriter", "HoldLimits", "WriteSummary", "utc_now"]
+__all__ = ["CacheWriter", "WriteSummary"]
 
 log = logging.getLogger("syncstream.write")
-
-# An account with one of these statuses is purged at the next export unless it is reactivated
-# first (the Account spec: ``deleted`` is for good, ``takendown`` by the service; a
-# ``deactivated`` account, or one moving between PDSes, comes back with its data).
-PURGE_ACCOUNT_STATUSES = frozenset({"deleted", "takendown"})
-
-
-_second: list[object] = [None, ""]  # the last whole second formatted, and its text
-
-
-def utc_now() -> str:
-    """Now, UTC, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``; the seconds part is formatted once a second."""
-    now = time.time_ns()
-    seconds, micros = divmod(now // 1000, 1_000_000)
-    if _second[0] != seconds:
-        _second[0] = seconds
-        _second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-    return f"{_second[1]}.{micros:06d}Z"
 
 
 class WriteSummary(msgspec.Struct, kw_only=True):
@@ -69,14 +54,6 @@ class WriteSummary(msgspec.Struct, kw_only=True):
     verification: dict[str, int] = msgspec.field(default_factory=dict)  # with --verify: outcomes
 
 
-class HoldLimits(msgspec.Struct, frozen=True, kw_only=True):
-    """How much of a DID's live stream waits while its repository is backfilled."""
-
-    commits: int = 10_000
-    bytes: int = 32 << 20  # of frames
-    seconds: float = 300.0  # enforced by the backfill, which owns the clock of its fetches
-
-
 class CacheWriter:
     """Applies frames or decoded commits to the cache; ``flush`` makes a batch durable.
 
@@ -84,6 +61,12 @@ class CacheWriter:
     adds the followee, its delete removes it (unless another study user still follows them).
     ``files`` does the file writes (default: in this process, each at once; with a helper
     process, a write is on disk by the next ``flush``).
+
+    ``resume`` is where the stream is taken up: after the stored cursor, after a given seq,
+    or (``"live"``) wherever the relay is now. ``on_flush`` is called before each durable
+    commit (to flush a recording of the frames), each of ``flush_observers`` after it, with
+    the flush's seconds. ``verifier`` checks commits against their authors' keys
+    (``--verify``); ``hold_limits`` bound the holds of DIDs being backfilled (``hold``).
     """
 
     def __init__(
@@ -98,7 +81,12 @@ class CacheWriter:
         files: FileWrites | None = None,
         index_retention_days: float = 30.0,
         cursor_source: str = CURSOR,
+        resume: int | Literal["cursor", "live"] = "cursor",
         purge_account_statuses: frozenset[str] = PURGE_ACCOUNT_STATUSES,
+        hold_limits: HoldLimits | None = None,
+        verifier: StreamVerifier | None = None,
+        flush_observers: Sequence[Callable[[float], None]] = (),
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.context = context
         self.routes = routing_table(context.handlers)
@@ -112,22 +100,22 @@ class CacheWriter:
             if config.delete is not None and handlers[config.delete].select is None
         )
         self.index_retention = index_retention_days * 86_400
+        self._clock = clock
         self._next_prune = 0.0  # the index is pruned at the first flush, then hourly
         self.file_writes: FileWrites = files if files is not None else InlineWrites(context.cache_root)
         self.flush_frames = flush_frames
         self.flush_seconds = flush_seconds
         self.durable = durable
         self.track_follows = track_follows
-        self.on_flush = on_flush  # called before each durable commit (e.g. to flush a recording)
-        self.population: Population = context.state.population.current(tracked_follows=track_follows)
-        self._follows = context.state.population.tracked_follows() if track_follows else {}
-        self._file_in_network = context.state.population.current().in_network
+        self._on_flush = on_flush
+        self._flush_observers = tuple(flush_observers)
+        self._population = TrackedPopulation(context.state, track_follows=track_follows)
         self.cursor_source = cursor_source  # whose seqs: a replay's, or a relay host's
         self.cursor = context.state.cursors.get(cursor_source)  # the last seq committed as durable
-        self.last_seq = self.cursor  # the last seq processed (written, maybe not yet durable)
+        # the last seq processed (written, maybe not yet durable)
+        self.last_seq = self.cursor if resume == "cursor" else None if resume == "live" else resume
         self.last_event_time: str | None = None
-        self.last_frame_wall: float | None = None  # time.time() when the last frame arrived
-        self.flush_observer: Callable[[float], None] | None = None  # given each flush's seconds
+        self.last_frame_wall: float | None = None  # Unix time when the last frame arrived
         self.frames: dict[str, int] = {}
         self.ops: dict[str, int] = {}
         self.files: dict[str, int] = {}
@@ -136,25 +124,14 @@ class CacheWriter:
         self._pending_seq: int | None = None
         self._pending_frames = 0
         self._pending_index: dict[str, set[str]] = {}  # this batch's rows, not yet committed
-        self._pending_follows: dict[str, tuple[str, str] | None] = {}
-        # accounts whose status asks for a purge at the next export (DID -> (seq, reason)), or
-        # whose reactivation cancels one (reason None); the last event of a batch decides
-        self._account_purges: dict[str, tuple[int, PurgeReason | None]] = {}
-        self.purge_account_statuses = purge_account_statuses
-        self.accounts: dict[str, int] = {}
+        self.accounts = AccountStatuses(purge_account_statuses)
         self._resync: set[str] = set()  # study users whose #sync asks for a fresh backfill
-        # DIDs being backfilled: their live commits wait here, and the cursor stays before the
-        # first of them, so that a crash replays them (``hold``, ``release``)
-        self.held: dict[str, list[Commit]] = {}
-        self._held_from: dict[str, int] = {}
-        self._held_bytes: dict[str, int] = {}
-        self.held_since: dict[str, float] = {}  # monotonic
-        self.hold_limits = HoldLimits()
-        self.hold_overflows: dict[str, str] = {}  # DIDs released because their hold overflowed: why
-        self.verifier: StreamVerifier | None = None  # with --verify
+        # DIDs being backfilled: their live commits wait here (``hold``, ``release``)
+        self.holds = Holds(hold_limits if hold_limits is not None else HoldLimits(), clock=clock)
+        self.verifier = verifier
         self._population_version = -1  # the first flush records the version this writer applies
         self._recorded = set(context.state.written_by.names()[0])  # handlers the state knows wrote
-        self._last_flush = time.monotonic()
+        self._last_flush = clock.monotonic()
         self._logged_reasons: set[str] = set()
 
     # frames -------------------------------------------------------------------------------
@@ -167,7 +144,7 @@ class CacheWriter:
             decoded = Decoded("undecodable")
             self._reject(f"decode_error:{type(error).__name__}", f"a frame after seq {self.last_seq}")
         seq = decoded.seq
-        self.last_frame_wall = time.time()
+        self.last_frame_wall = self._clock.time()
         if seq is not None and self.last_seq is not None and seq <= self.last_seq:
             self.skipped += 1
             return None
@@ -182,11 +159,11 @@ class CacheWriter:
             decoded = checked.decoded if checked.decoded is not None else Decoded(decoded.kind, seq)
             if checked.decoded is None:
                 self._reject("unverified_commit", f"seq {seq}")
-        held = self.held.get(decoded.commit.repo) if decoded.commit is not None else None
-        if held is not None and decoded.commit is not None and seq is not None:
-            held.append(decoded.commit)  # its backfill is running: applied once it is done
-            self._held_from.setdefault(decoded.commit.repo, seq)
-            self._hold_check(decoded.commit.repo, len(frame))
+        commit = decoded.commit
+        if commit is not None and seq is not None and commit.repo in self.holds:
+            # its backfill is running: applied once it is done, or at once past the hold's bounds
+            if not self.holds.add(commit.repo, seq, commit, len(frame)):
+                self.release(commit.repo)
         elif decoded.commit is not None or decoded.event is not None:
             try:
                 if decoded.commit is not None:
@@ -207,6 +184,11 @@ class CacheWriter:
             self.flush()
         return given
 
+    def count_frames(self, kind: str, count: int = 1) -> None:
+        """Count frames that never reached ``process_frame`` (a replay's truncated tail, the
+        relay's text frames) with those that did."""
+        self.frames[kind] = self.frames.get(kind, 0) + count
+
     def process_frames(self, frames: Iterable[bytes]) -> WriteSummary:
         for frame in frames:
             self.process_frame(frame)
@@ -223,29 +205,14 @@ class CacheWriter:
         return self._write(commit)
 
     def hold(self, did: str) -> None:
-        """Hold ``did``'s live commits from now on (its backfill starts)."""
-        self.held.setdefault(did, [])
-        self.held_since.setdefault(did, time.monotonic())
-
-    def _hold_check(self, did: str, size: int) -> None:
-        """Past its hold's bounds, a DID's held commits are applied as live ones, in order, at
-        once (its backfill is failed by its owner, who finds it in ``hold_overflows``)."""
-        size = self._held_bytes[did] = self._held_bytes.get(did, 0) + size
-        count, limits = len(self.held[did]), self.hold_limits
-        if count > limits.commits or size > limits.bytes:
-            reason = (
-                f"its live commits held during the backfill passed the bound of {limits.commits:,} "
-                f"commits or {limits.bytes:,} bytes ({count:,} commits, {size:,} bytes)"
-            )
-            self.hold_overflows[did] = reason
-            self.release(did)
+        """Hold ``did``'s live commits from now on (its backfill starts): the cursor stays
+        before the first of them until they are released. Past the hold's bounds they are
+        applied at once, and its owner finds why in ``holds.take_overflows()``."""
+        self.holds.start(did)
 
     def release(self, did: str) -> int:
         """Apply ``did``'s held commits, in order (its backfill is done, or failed); how many."""
-        commits = self.held.pop(did, [])
-        self._held_from.pop(did, None)
-        self._held_bytes.pop(did, None)
-        self.held_since.pop(did, None)
+        commits = self.holds.end(did)
         for commit in commits:
             self.apply_commit(commit)
         return len(commits)
@@ -253,12 +220,7 @@ class CacheWriter:
     def forget_held(self) -> int:
         """Drop every held commit unapplied (a stop that cannot write any more): the cursor
         never passed them, so the next start replays them. How many."""
-        dropped = sum(len(commits) for commits in self.held.values())
-        for did in list(self.held):
-            self.held.pop(did)
-            self._held_bytes.pop(did, None)
-            self.held_since.pop(did, None)
-        return dropped
+        return self.holds.drop_all()
 
     def apply_event(self, event: AccountEvent, seq: int) -> list[CacheWrite]:
         """Route and write an ``#account``, ``#identity`` or ``#sync`` event: kept when its DID
@@ -276,31 +238,10 @@ class CacheWriter:
         op = RepoOp("create", f"#{event.event}", str(seq), None, record)
         writes = self._write(Commit(seq, event.did, event.rev or "", event.time, (op,)))
         if writes and event.event == "account":
-            self._account_status(event, seq)
+            self.accounts.decide(event, seq)
         if event.event == "sync" and group == "study":
             self._resync.add(event.did)  # its repository must be backfilled again
         return writes
-
-    def _account_status(self, event: AccountEvent, seq: int) -> None:
-        """Decide what a population account's ``#account`` event means for its data: a status
-        that purges marks it for the next export's purge; a reactivation cancels that purge
-        if it has not run yet; any other status keeps it. Each decision is logged and counted."""
-        if event.active:
-            decision, reason = "reactivated", None
-        elif event.status is not None and event.status in self.purge_account_statuses:
-            decision, reason = "marked_for_purge", PurgeReason.for_account(event.status)
-        else:
-            decision, reason = "kept_inactive", None
-        self.accounts[decision] = self.accounts.get(decision, 0) + 1
-        fields = {"did": event.did, "status": event.status, "decision": decision, "seq": seq}
-        extra = {"event": "account_status", "fields": fields}
-        if decision == "kept_inactive":
-            log.info("account %s is %s: kept (not a purging status)", event.did, event.status, extra=extra)
-            return
-        self._account_purges[event.did] = (seq, reason)
-        outcome = "purged at the next export" if reason else "a pending purge, if any, is cancelled"
-        status = event.status or "active"
-        log.info("account %s %s at seq %s: %s", event.did, status, seq, outcome, extra=extra)
 
     def _write(self, commit: Commit) -> list[CacheWrite]:
         ctx = self.context
@@ -333,29 +274,17 @@ class CacheWriter:
             if key in self._indexed and record.operation != Operation.DELETE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
-                self._track(record.uri, record.author_did, record.subject_did)
+                self._population.follow(record.uri, record.author_did, record.subject_did)
         return writes
 
-    def _track(self, uri: str, follower: str, subject: str | None) -> None:
-        if subject is not None and subject in self.population.withdrawn:
-            return  # a withdrawal sticks: a follow does not bring the account back
-        if subject is not None:  # a follow
-            self._follows[uri] = self._pending_follows[uri] = (follower, subject)
-        elif uri in self._follows:  # its delete
-            del self._follows[uri]
-            self._pending_follows[uri] = None
-        else:
-            return
-        followed = {s for _, s in self._follows.values()}
-        self.population = self.population._replace(in_network=frozenset(self._file_in_network | followed))
+    @property
+    def population(self) -> Population:
+        """The study and in-network sets this writer routes by, kept current (``track_follows``)."""
+        return self._population.population
 
     def reload_population(self) -> Population:
         """Re-read the population from the state store (after its user sets were replaced)."""
-        stored = self.context.state.population.current()
-        self._file_in_network = stored.in_network
-        followed = {s for _, s in self._follows.values()}
-        self.population = stored._replace(in_network=frozenset(self._file_in_network | followed))
-        return self.population
+        return self._population.reload()
 
     def event_lag(self) -> float | None:
         """Seconds between the last commit's time and its receipt (None before any commit)."""
@@ -372,12 +301,8 @@ class CacheWriter:
         version = self.context.state.population.version()
         if version == self._population_version:
             return None
-        purged = self.context.state.population.purged()
-        for follows in (self._follows, self._pending_follows):
-            for uri, follow in list(follows.items()):
-                if follow is not None and (follow[0] in purged or follow[1] in purged):
-                    del follows[uri]
-        self.reload_population()
+        self._population.forget(self.context.state.population.purged())
+        self._population.reload()
         self._population_version = version
         return version
 
@@ -401,7 +326,7 @@ class CacheWriter:
     # durability ---------------------------------------------------------------------------
 
     def flush_due(self) -> bool:
-        return self._pending_frames > 0 and time.monotonic() - self._last_flush >= self.flush_seconds
+        return self._pending_frames > 0 and self._clock.monotonic() - self._last_flush >= self.flush_seconds
 
     def flush(self) -> None:
         """Make the written files durable, then commit the cursor and the rows that cover them."""
@@ -418,41 +343,43 @@ class CacheWriter:
             and not written
         ):
             return
-        if self.on_flush is not None:
-            self.on_flush()
+        if self._on_flush is not None:
+            self._on_flush()
         if self.durable:
             sync_filesystem(self.context.cache_root)
         failpoint("write.files_durable")
         cursor = self._pending_seq
-        if cursor is not None and self._held_from:  # not past a commit still held
-            cursor = min(cursor, min(self._held_from.values()) - 1)
+        if cursor is not None:  # not past a commit still held
+            cursor = self.holds.cursor_bound(cursor)
         self.context.state.commit(
             cursor,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
-            self._pending_follows,
-            account_purges=self._account_purges,
+            self._population.pending,
+            account_purges=self.accounts.purges,
             population_version=version,
             cursor_source=self.cursor_source,
             resync=self._resync,
             written=written,
         )
         self._recorded |= written
-        self._account_purges.clear()
+        self.accounts.purges.clear()
         self._resync.clear()
         failpoint("write.cursor_stored")
-        if time.monotonic() >= self._next_prune:
-            self._next_prune = time.monotonic() + 3600
-            self.context.state.index.prune(time.time() - self.index_retention)
+        now = self._clock.monotonic()
+        if now >= self._next_prune:
+            self._next_prune = now + 3600
+            self.context.state.index.prune(self._clock.time() - self.index_retention)
         self._pending_index.clear()
-        self._pending_follows.clear()
+        self._population.pending.clear()
         if cursor is not None:
             self.cursor = cursor
         if cursor == self._pending_seq:  # else committed later, once nothing holds it back
             self._pending_seq = None
         self._pending_frames = 0
-        self._last_flush = time.monotonic()
-        if self.flush_observer is not None:
-            self.flush_observer(time.perf_counter() - started)
+        self._last_flush = self._clock.monotonic()
+        seconds = time.perf_counter() - started
+        for observe in self._flush_observers:
+            observe(seconds)
 
     def summary(self) -> WriteSummary:
         return WriteSummary(
@@ -462,6 +389,6 @@ class CacheWriter:
             rejections=dict(self.rejections),
             skipped_below_cursor=self.skipped,
             cursor=self.cursor,
-            accounts=dict(self.accounts),
+            accounts=dict(self.accounts.counts),
             verification=dict(self.verifier.counts) if self.verifier is not None else {},
         )
