@@ -23,7 +23,7 @@ from syncstream.servers.pds import LoopbackPds, PdsFault, parse_pds_fault
 from syncstream.store import StateStore
 from syncstream.verify import DidDocuments
 from syncstream.write.__main__ import main as write_main
-from tests.helpers import CORPUS, TIME, commit, from_json_model, tree, write_replay, write_users
+from tests.helpers import CORPUS, TIME, ManualClock, commit, from_json_model, tree, write_replay, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
 REAL_CAR = (CORPUS / "repo.car").read_bytes()
@@ -215,6 +215,40 @@ def test_a_writer_holds_live_commits_until_the_backfill_is_done(tmp_path: Path) 
             in files
         )
         assert len(files) > 10 and context.state.backfills.recorded()[DID][:2] == ("done", REV)
+        backfill.close()
+
+
+def test_a_hold_that_outlives_its_seconds_fails_the_backfill(tmp_path: Path) -> None:
+    """Its hold's seconds are measured on the writer's clock: until they pass, the DID stays
+    held; past them its backfill fails (retried later) and its held commit is written."""
+    from syncstream.write.backfill import BackgroundBackfill
+    from syncstream.write.context import setup_cache_write_system
+    from syncstream.write.holds import HoldLimits
+    from syncstream.write.writer import CacheWriter
+    from tests.helpers import post
+
+    clock = ManualClock(start=1000.0)
+    with (
+        LoopbackPds({DID: CAR}, {DID: PdsFault("trickle", 0.05)}, key=KEY) as pds,
+        setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
+                                 study_users=write_users(tmp_path / "study.txt", [DID])) as context,
+    ):  # fmt: skip
+        writer = CacheWriter(context, durable=False, hold_limits=HoldLimits(seconds=60), clock=clock)
+        backfill = BackgroundBackfill(writer, fetcher(pds.url))
+        backfill.enqueue([DID])
+        backfill.poll()
+        writer.process_frame(commit(100, DID, OpSpec("create", "app.bsky.feed.post/3live", post("live"))))
+        clock.now += 60
+        backfill.poll()
+        assert writer.holds.dids() == [DID] and DID in backfill.running
+        clock.now += 0.5
+        backfill.poll()
+        assert writer.holds.dids() == [] and DID not in backfill.running
+        status, _, reason, _ = context.state.backfills.recorded()[DID]
+        assert status == "failed" and "outlived the 60s its live commits may be held" in (reason or "")
+        writer.flush()
+        assert context.state.cursors.get() == 100
+        assert len(tree(tmp_path / "cache")) == 1
         backfill.close()
 
 

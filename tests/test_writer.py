@@ -13,22 +13,9 @@ from syncstream.errors import CacheLockedError
 from syncstream.firehose.encode import OpSpec
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
-from tests.helpers import commit, post, write_users
+from tests.helpers import ManualClock, commit, post, write_users
 
 STUDY = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
-
-
-class SteppedClock:
-    """A clock that moves only when the test moves it."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return 1_780_000_000.0 + self.now
 
 
 def frame(seq: int) -> bytes:
@@ -38,7 +25,7 @@ def frame(seq: int) -> bytes:
 def test_a_flush_falls_due_when_the_writers_clock_passes_flush_seconds(tmp_path: Path) -> None:
     """flush_seconds is measured on the writer's clock: a frame is made durable by the first
     frame after it that finds the interval passed, not before."""
-    clock = SteppedClock()
+    clock = ManualClock(start=1000.0)
     study = write_users(tmp_path / "study.txt", [STUDY])
     with setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite", study_users=study) as context:
         writer = CacheWriter(context, durable=False, flush_seconds=2.0, clock=clock)
