@@ -36,24 +36,23 @@ def measure(records: int) -> dict[str, tuple[float, float]]:
         (root / "study.txt").write_text(STUDY + "\n")
         (root / "net.txt").write_text(FRIEND + "\n")
         state = root / "state.sqlite"
-        context = setup_cache_write_system(
+        with setup_cache_write_system(
             root / "cache", state, study_users=root / "study.txt", in_network_users=root / "net.txt"
-        )
-        writer = CacheWriter(context, durable=False, flush_frames=1000)
-        found: dict[str, tuple[float, float]] = {}
-        post = {"$type": "app.bsky.feed.post", "text": "hello", "createdAt": TIME}
-        like_of = f"at://{STUDY}/app.bsky.feed.post/3kstudypost22"
-        kinds: dict[str, Callable[[int], tuple[str, OpSpec]]] = {
-            "in-network post": lambda i: (FRIEND, OpSpec("create", f"app.bsky.feed.post/3k{i:011d}", post)),
-            "like on a study post": lambda i: (
-                f"did:plc:liker{i:019d}",
-                OpSpec("create", f"app.bsky.feed.like/3k{i:011d}", {
-                    "$type": "app.bsky.feed.like", "subject": {"uri": like_of, "cid": "bafyreia"}, "createdAt": TIME,
-                }),
-            ),
-        }  # fmt: skip
-        seq = 1
-        try:
+        ) as context:
+            writer = CacheWriter(context, durable=False, flush_frames=1000)
+            found: dict[str, tuple[float, float]] = {}
+            post = {"$type": "app.bsky.feed.post", "text": "hello", "createdAt": TIME}
+            like_of = f"at://{STUDY}/app.bsky.feed.post/3kstudypost22"
+            kinds: dict[str, Callable[[int], tuple[str, OpSpec]]] = {
+                "in-network post": lambda i: (FRIEND, OpSpec("create", f"app.bsky.feed.post/3k{i:011d}", post)),
+                "like on a study post": lambda i: (
+                    f"did:plc:liker{i:019d}",
+                    OpSpec("create", f"app.bsky.feed.like/3k{i:011d}", {
+                        "$type": "app.bsky.feed.like", "subject": {"uri": like_of, "cid": "bafyreia"}, "createdAt": TIME,
+                    }),
+                ),
+            }  # fmt: skip
+            seq = 1
             writer.flush()
             for kind, make in kinds.items():
                 before, rows_before = _size(state)
@@ -66,8 +65,6 @@ def measure(records: int) -> dict[str, tuple[float, float]]:
                 writer.flush()
                 after, rows_after = _size(state)
                 found[kind] = ((after - before) / records, (rows_after - rows_before) / records)
-        finally:
-            context.close()
     return found
 
 
