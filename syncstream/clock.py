@@ -4,9 +4,11 @@ sleeping through it."""
 
 from __future__ import annotations
 
-import threading
 import time
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from syncstream.signals import Stopping
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
 
@@ -20,7 +22,7 @@ class Clock(Protocol):
         """Seconds since the Unix epoch (for times other hosts send, like ``RateLimit-Reset``)."""
         ...
 
-    def wait(self, event: threading.Event, seconds: float) -> bool:
+    def wait(self, event: Stopping, seconds: float) -> bool:
         """Until ``event`` is set or ``seconds`` have passed; whether it was set."""
         ...
 
@@ -34,7 +36,7 @@ class SystemClock:
     def time(self) -> float:
         return time.time()
 
-    def wait(self, event: threading.Event, seconds: float) -> bool:
+    def wait(self, event: Stopping, seconds: float) -> bool:
         return event.wait(seconds)
 
 

@@ -7,8 +7,10 @@ import json
 import logging
 import os
 import re
+import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from syncstream.cli import JsonFormatter, escape, human_seconds
 from syncstream.failpoints import ENV
 from syncstream.firehose.encode import OpSpec, event_frame
 from syncstream.servers.pds import LoopbackPds, PdsFault
+from syncstream.signals import StopFlag
 from syncstream.store import StateStore
 from tests.helpers import CORPUS, ROOT, commit, corpus_frames, post, wait_for, write_replay, write_users
 
@@ -272,3 +275,31 @@ def test_export_progress_has_totals_and_rates(tmp_path: Path) -> None:
         and done["files_per_second"] > 0
         and done["rows_per_second"] > 0
     )
+
+
+def test_a_stop_flag_set_by_a_signal_handler_wakes_the_wait_it_interrupted() -> None:
+    """The handler runs in the main thread, inside ``wait``: a ``threading.Event`` there can
+    deadlock (its ``set`` takes the lock its ``wait`` holds); a ``StopFlag`` takes none, and the
+    wait it interrupted returns set, long before its timeout."""
+    flag = StopFlag()
+    previous = signal.signal(signal.SIGALRM, lambda *_: flag.set())
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.05)
+        assert flag.wait(60) is True
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_stop_flag_wakes_every_waiting_thread_and_stays_set() -> None:
+    flag = StopFlag()
+    woken: list[bool] = []
+    waiters = [threading.Thread(target=lambda: woken.append(flag.wait(60))) for _ in range(3)]
+    for waiter in waiters:
+        waiter.start()
+    flag.set()
+    for waiter in waiters:
+        waiter.join()
+    assert woken == [True, True, True]
+    assert flag.is_set() and flag.wait(0) is True
+    assert StopFlag().wait(0) is False

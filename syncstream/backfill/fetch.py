@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import ipaddress
 import socket
-import threading
 from pathlib import Path
 from typing import NamedTuple
 from urllib.parse import urlsplit
@@ -26,6 +25,7 @@ from syncstream.backfill.polite import HostGate, Waited
 from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import FetchError, KeyUnavailable
 from syncstream.options import FETCH_GRACE, FetchOptions
+from syncstream.signals import StopFlag, Stopping
 from syncstream.verify import DidDocuments
 
 __all__ = ["FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
@@ -114,7 +114,7 @@ class Fetcher:
         limits: FetchLimits = DEFAULT_LIMITS,
         gate: HostGate | None = None,
         endpoints: str = "public",  # or "any"
-        stop: threading.Event | None = None,
+        stop: Stopping | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.documents = documents
@@ -122,7 +122,7 @@ class Fetcher:
         self.clock = clock
         self.gate = gate if gate is not None else HostGate(clock=clock)
         self.endpoints = endpoints
-        self.stop = stop if stop is not None else threading.Event()
+        self.stop: Stopping = stop if stop is not None else StopFlag()
         self._http = httpx.Client(
             timeout=httpx.Timeout(limits.timeout),
             follow_redirects=False,

@@ -5,7 +5,6 @@ command's and the writer's with ``--backfill``."""
 from __future__ import annotations
 
 import argparse
-import threading
 from collections.abc import Sequence
 
 import msgspec
@@ -24,6 +23,7 @@ from syncstream.options import (
     options_from,
     positive_int,
 )
+from syncstream.signals import StopFlag
 from syncstream.verify import DidDocuments
 
 __all__ = ["BackfillOptions", "make_fetcher", "parse", "parser"]
@@ -97,5 +97,5 @@ def make_fetcher(options: FetchOptions, plc_url: str) -> Fetcher:
         ),
         gate=HostGate(concurrency=options.pds_concurrency, calls=calls, period=period),
         endpoints=endpoints,
-        stop=threading.Event(),
+        stop=StopFlag(),
     )

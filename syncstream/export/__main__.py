@@ -6,7 +6,6 @@ import logging
 import os
 import signal
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -16,6 +15,7 @@ from syncstream.errors import CacheLockedError, SyncstreamError
 from syncstream.export.options import ExportOptions, parse
 from syncstream.export.progress import ExportProgress
 from syncstream.failpoints import set_process
+from syncstream.signals import StopFlag
 
 if TYPE_CHECKING:
     from syncstream.compact import CompactSummary
@@ -79,7 +79,7 @@ def _every(args: ExportOptions, period: float) -> int:
     """Export every ``period`` seconds until SIGTERM or SIGINT (a run under way finishes); a
     SIGHUP (a terminal's hangup) is logged and changes nothing. The exit status is the last
     run's: 1 when it failed (and so when every run did), 2 at once for bad input."""
-    stop = threading.Event()
+    stop = StopFlag()  # set by the handler: a threading.Event can deadlock there
 
     def on_signal(signum: int, frame: object) -> None:
         name = signal.Signals(signum).name

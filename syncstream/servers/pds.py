@@ -40,6 +40,7 @@ from syncstream.backfill.repo import repo_did
 from syncstream.httpd import QuietHandler
 from syncstream.options import non_negative_int
 from syncstream.servers.keys import SigningKey
+from syncstream.signals import StopFlag
 
 __all__ = ["LoopbackPds", "PdsFault", "main", "parse_pds_fault", "read_documents"]
 
@@ -258,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"error: {args.documents}: {error}", file=sys.stderr)
             return 2
     key = SigningKey(args.key_seed) if args.key_seed is not None else None
-    stop = threading.Event()
+    stop = StopFlag()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     signal.signal(signal.SIGINT, lambda *_: stop.set())
     with LoopbackPds(repos, faults, args.host, args.port, key=key, documents=documents) as pds:

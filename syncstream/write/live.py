@@ -24,6 +24,7 @@ from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.firehose.decode import Decoded
 from syncstream.firehose.replay import write_frame
+from syncstream.signals import StopFlag
 from syncstream.write.progress import Progress
 from syncstream.write.writer import CacheWriter
 
@@ -150,8 +151,9 @@ class LiveRunner:
         self.extra_progress = extra_progress
         self._clock = clock
         self.lock = threading.Lock()
-        self.stopping = threading.Event()
-        self.reload_requested = threading.Event()
+        self.stopping = StopFlag()  # also set by the signal handler
+        self.reloads_asked = 0  # SIGHUPs received: a counter, as a handler may take no lock
+        self._reloads_done = 0
         self.backoff = Backoff(options.reconnect_delay)
         self.client: FirehoseSource | None = None
         self.connections = 0
@@ -288,8 +290,8 @@ class LiveRunner:
             while worker.is_alive():
                 worker.join(timeout=0.1)
                 now = self._clock.monotonic()
-                if self.reload_requested.is_set():
-                    self.reload_requested.clear()
+                if self.reloads_asked != self._reloads_done:
+                    self._reloads_done = self.reloads_asked
                     self._reload()
                 idle = self.options.idle_exit
                 if idle is not None and now - self.last_frame_at >= idle and not self.stopping.is_set():
@@ -320,7 +322,7 @@ class LiveRunner:
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         if signum == signal.SIGHUP:
-            self.reload_requested.set()
+            self.reloads_asked += 1
             return
         log.info("%s: flushing and exiting", signal.Signals(signum).name)
         self.stop()
