@@ -34,8 +34,8 @@ import pyarrow as pa
 from deltalake import DeltaTable, write_deltalake
 
 from benchmarks.inputs import build_cache, corpus_dids
-from syncstream.compact import CompactOptions, compact_tables
-from syncstream.lake import Location, delta_schema
+from syncstream.lake.compact import CompactOptions, compact_tables
+from syncstream.lake.delta import Location, delta_schema
 from syncstream.purge.tables import candidate_rows, remove_rows, vacuum
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of

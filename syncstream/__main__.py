@@ -20,8 +20,8 @@ COMMANDS: Mapping[str, tuple[str, str]] = {
     "export": ("syncstream.export.__main__", "phase 2: the cache into date-partitioned Delta tables"),
     "purge": ("syncstream.purge.__main__", "remove withdrawn accounts from population, cache and tables"),
     "backfill": ("syncstream.backfill.__main__", "study users' history, from their PDS and verified"),
-    "compact": ("syncstream.compact", "rewrite closed partitions into few files, checkpoint, vacuum"),
-    "snapshot": ("syncstream.snapshot", "a citable plain-Parquet copy of every table, with a manifest"),
+    "compact": ("syncstream.lake.compact", "rewrite closed partitions into few files, checkpoint, vacuum"),
+    "snapshot": ("syncstream.lake.snapshot", "a citable plain-Parquet copy of every table, with a manifest"),
     "relay": ("syncstream.servers.relay", "rehearsal: serve a replay file as a relay's firehose"),
     "pds": ("syncstream.servers.pds", "rehearsal: serve repositories as a PDS and DID documents as a PLC"),
 }

@@ -14,9 +14,9 @@ import pytest
 from syncstream.cache import reset_tree
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
+from syncstream.lake.storage import storage_for
+from syncstream.lake.storage_options import StorageOptions
 from syncstream.registry.builtin import HANDLERS
-from syncstream.storage import storage_for
-from syncstream.storage_options import StorageOptions
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import all_files, commit, export_args, exported, like, post, tree, write_args

@@ -10,17 +10,17 @@ from pathlib import Path
 
 import pytest
 
-from syncstream import compact, snapshot
 from syncstream.backfill import __main__ as backfill_command
 from syncstream.backfill import options as backfill_options
 from syncstream.errors import ConfigError
 from syncstream.export import __main__ as export_command
 from syncstream.export import options as export_options
+from syncstream.lake import compact, snapshot
+from syncstream.lake.storage_options import StorageOptions
 from syncstream.options import HANDLERS_ENV, PLC_URL, FetchOptions, parse_duration
 from syncstream.purge import __main__ as purge_command
 from syncstream.purge import options as purge_options
 from syncstream.servers import pds, relay
-from syncstream.storage_options import StorageOptions
 from syncstream.write import __main__ as write_command
 from syncstream.write import options as write_options
 

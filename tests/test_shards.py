@@ -12,7 +12,7 @@ import pyarrow.fs as pafs
 from deltalake import DeltaTable
 
 from syncstream.firehose.encode import OpSpec
-from syncstream.lake import location
+from syncstream.lake.delta import location
 from syncstream.store import StateStore
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, like, post, write_replay, write_users

@@ -18,14 +18,14 @@ import pytest
 from deltalake import DeltaTable, Field, Schema
 from deltalake.schema import PrimitiveType
 
-from syncstream.compact import CompactOptions, compact_tables
-from syncstream.compact import main as compact_main
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
-from syncstream.lake import delta_schema
+from syncstream.lake.compact import CompactOptions, compact_tables
+from syncstream.lake.compact import main as compact_main
+from syncstream.lake.delta import delta_schema
+from syncstream.lake.snapshot import main as snapshot_main
 from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import datasets_of
-from syncstream.snapshot import main as snapshot_main
 from syncstream.store import StateStore
 from tests.helpers import commit, post
 from tests.scenario import EXPECTED, FRIEND, STUDY, export_args, keys, write_cache
@@ -197,8 +197,8 @@ def test_every_command_exits_0_run_after_run(tmp_path: Path) -> None:
     commands = [
         ["syncstream.export", *store, *out],
         ["syncstream.purge", *store, *out, "--did", "did:plc:nobody"],
-        ["syncstream.compact", *out, "-q"],
-        ["syncstream.snapshot", *out, "--to", str(tmp_path / "snapshot"), "-q"],
+        ["syncstream.lake.compact", *out, "-q"],
+        ["syncstream.lake.snapshot", *out, "--to", str(tmp_path / "snapshot"), "-q"],
     ]
     statuses = []
     for _ in range(10):

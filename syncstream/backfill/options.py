@@ -52,7 +52,7 @@ def parse(argv: Sequence[str] | None) -> BackfillOptions:
 def parser() -> argparse.ArgumentParser:
     defaults = BackfillOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.backfill",
+        prog="syncstream backfill",
         description=(
             "Backfill study users' history: resolve each DID (did:plc through the PLC directory, "
             "did:web over HTTPS), fetch its repository from its PDS (com.atproto.sync.getRepo, "

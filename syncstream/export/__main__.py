@@ -18,10 +18,10 @@ from syncstream.failpoints import set_process
 from syncstream.signals import StopFlag
 
 if TYPE_CHECKING:
-    from syncstream.compact import CompactSummary
     from syncstream.export.parts import PartWrites
     from syncstream.export.summary import ExportSummary
-    from syncstream.storage_options import StorageOptions
+    from syncstream.lake.compact import CompactSummary
+    from syncstream.lake.storage_options import StorageOptions
 
 __all__ = ["main"]
 
@@ -156,7 +156,7 @@ def _export_and_report(args: ExportOptions, *, compact: bool = False) -> int:
 
 
 def _compact(out: str, handlers: str | None) -> CompactSummary | None:
-    from syncstream.compact import CompactOptions, compact_tables, format_summary  # noqa: PLC0415
+    from syncstream.lake.compact import CompactOptions, compact_tables, format_summary  # noqa: PLC0415
     from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
     try:

@@ -15,7 +15,7 @@ A run exports one claim (``syncstream.staging`` lays out and names its bookkeepi
 3. **Commit.** Once every data file of the run is written, this process, and only this one,
    records the run (``{claim}.commit``: each table's files, the application transaction
    ``(store id, version)``, the keys) and commits each table once: one commit per table per run,
-   carrying the transaction (``syncstream.lake``). Then one SQLite transaction records the keys
+   carrying the transaction (``syncstream.lake.delta``). Then one SQLite transaction records the keys
    and the run's chunks.
 4. **Remove.** The claim's files go (or, with ``remove=False``, go back into the tree), then the
    bookkeeping.
@@ -109,7 +109,7 @@ class _Exporter(CacheSide):
     def _take_over(self) -> None:
         """Refuse a table whose column has another type; convert a plain-Parquet dataset left
         by an earlier release into its table, in place (its files become the table's)."""
-        from syncstream.lake import check_datasets, convert_plain, is_table, location  # noqa: PLC0415
+        from syncstream.lake.delta import check_datasets, convert_plain, is_table, location  # noqa: PLC0415
 
         for name in self.dataset_named:
             where = location(self._out(), name)
@@ -236,7 +236,7 @@ class _Exporter(CacheSide):
     def _commit_run(self, run: RunCommit) -> None:
         """Commit each table that does not hold the run yet, then the keys: idempotent."""
         if run.format == "delta":
-            from syncstream.lake import commit_run  # noqa: PLC0415 (delta-rs: only to commit)
+            from syncstream.lake.delta import commit_run  # noqa: PLC0415 (delta-rs: only to commit)
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
         state = self.context.state

@@ -17,8 +17,8 @@ from syncstream.registry.handlers import Registry, check_registry
 from syncstream.store import StateStore
 
 if TYPE_CHECKING:
-    from syncstream.storage import StorageRepository
-    from syncstream.storage_options import StorageOptions
+    from syncstream.lake.storage import StorageRepository
+    from syncstream.lake.storage_options import StorageOptions
 
 __all__ = ["BatchExportContext", "setup_batch_export_system"]
 
@@ -98,7 +98,7 @@ def setup_batch_export_system(
         if parts is None and helper_process and isinstance(out, str):
             parts = HelperParts(out, options=options.storage.to_args())
         elif parts is None:
-            from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
+            from syncstream.lake.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
             parts = InlineParts(storage_for(out, options.storage) if isinstance(out, str) else out)
     except BaseException:

@@ -23,7 +23,7 @@ from prometheus_client.registry import Collector
 __all__ = ["write_export_metrics"]
 
 if TYPE_CHECKING:
-    from syncstream.compact import CompactSummary
+    from syncstream.lake.compact import CompactSummary
 
 _SAMPLE = re.compile(r'^(?P<name>[a-z_]+)(?:\{dataset="(?P<dataset>[^"]*)"\})? (?P<value>\S+)$')
 

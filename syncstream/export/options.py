@@ -9,6 +9,7 @@ from collections.abc import Sequence
 import msgspec
 
 from syncstream.errors import ConfigError
+from syncstream.lake.storage_options import StorageOptions
 from syncstream.options import (
     OUT,
     WRITER_TIMEOUT,
@@ -21,7 +22,6 @@ from syncstream.options import (
     positive_float,
     positive_int,
 )
-from syncstream.storage_options import StorageOptions
 
 __all__ = ["ExportOptions", "parse", "parser"]
 
@@ -70,7 +70,7 @@ def parse(argv: Sequence[str] | None) -> ExportOptions:
 def parser() -> argparse.ArgumentParser:
     defaults = ExportOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.export",
+        prog="syncstream export",
         description=(
             "Phase 2 of syncstream: export the cache to Parquet datasets at "
             "{out}/{service}/{record_type}/partition_date=YYYY-MM-DD/*.parquet, exactly once, "
@@ -168,7 +168,7 @@ def parser() -> argparse.ArgumentParser:
         "--compact-every",
         type=duration,
         metavar="DURATION",
-        help="with --every: also run `python -m syncstream.compact` (its defaults) after the export "
+        help="with --every: also run `python -m syncstream.lake.compact` (its defaults) after the export "
         "once every DURATION (1d, 12h); its figures go to the metrics file",
     )
     parser.add_argument(

@@ -32,8 +32,8 @@ from syncstream.failpoints import failpoint, set_process
 from syncstream.helper import Answer, Helper, Request, Stopping, helper_arguments, serve
 
 if TYPE_CHECKING:
+    from syncstream.lake.storage import StorageRepository
     from syncstream.registry.datasets import Dataset
-    from syncstream.storage import StorageRepository
 
 __all__ = [
     "REMOVAL_SLICE",
@@ -358,8 +358,8 @@ class _Server:
 
     def storage(self) -> StorageRepository:
         if self._storage is None:
-            from syncstream.storage import storage_for  # noqa: PLC0415
-            from syncstream.storage_options import StorageOptions  # noqa: PLC0415
+            from syncstream.lake.storage import storage_for  # noqa: PLC0415
+            from syncstream.lake.storage_options import StorageOptions  # noqa: PLC0415
 
             self._storage = storage_for(self.out, StorageOptions.from_args(self.options))
         return self._storage

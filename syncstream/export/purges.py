@@ -21,7 +21,7 @@ def purge_first(
     pending = state.purges.pending() if purge_deleted else {}
     if not pending and not state.purges.records(unfinished=True):
         return []
-    from syncstream.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
+    from syncstream.lake.storage import ParquetStorage, storage_for  # noqa: PLC0415 (pyarrow: to purge only)
 
     output = context.output
     storage = storage_for(output, context.storage_options) if isinstance(output, str) else output

@@ -75,8 +75,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], handlers: Registry) -> int:
+    from syncstream.lake.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
     from syncstream.purge.protocol import purge_accounts  # noqa: PLC0415
-    from syncstream.storage import storage_for  # noqa: PLC0415 (pyarrow: only when purging)
 
     started = time.perf_counter()
     try:

@@ -45,7 +45,7 @@ def parse(argv: Sequence[str] | None) -> PurgeOptions:
 
 def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.purge",
+        prog="syncstream purge",
         description=(
             "Remove accounts from the study: from the population (for good: a user file that still "
             "lists one is skipped with a warning until `python -m syncstream.write --reenrol DID`), "

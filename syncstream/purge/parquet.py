@@ -12,7 +12,7 @@ from syncstream.failpoints import failpoint
 from syncstream.staging import Step
 
 if TYPE_CHECKING:
-    from syncstream.storage import ParquetStorage
+    from syncstream.lake.storage import ParquetStorage
 
 __all__ = ["authored_rows", "candidate_rows", "rewrite"]
 

@@ -6,7 +6,7 @@ it leaves the cache, the state and the output. Exactly once, whatever is killed 
    at its next flush and says so in the state; the purge waits for that, so that nothing the
    writer writes from then on involves the accounts.
 2. **Settle the export.** An export run recorded before a crash is committed to its tables
-   (``syncstream.lake``), so that the tables hold every row there is; data files no run will
+   (``syncstream.lake.delta``), so that the tables hold every row there is; data files no run will
    commit are removed.
 3. **Find.** Every cache file (in the tree and in export claims), every file set aside and
    every output row that could involve them is read: rows authored by the accounts, and create
@@ -46,7 +46,7 @@ from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.store import PurgeReason, PurgeRecord, StateStore
 
 if TYPE_CHECKING:
-    from syncstream.storage import ParquetStorage
+    from syncstream.lake.storage import ParquetStorage
 
 __all__ = ["PurgeSummary", "purge_accounts"]
 
@@ -238,7 +238,7 @@ class _Purge:
         if self.output.out is not None:
             for run in self.staging.runs():
                 if run.format == "delta":
-                    from syncstream.lake import commit_run  # noqa: PLC0415 (delta-rs)
+                    from syncstream.lake.delta import commit_run  # noqa: PLC0415 (delta-rs)
 
                     commit_run(self.output.out, run, self.datasets)
         if self.output.storage is not None:
@@ -256,7 +256,7 @@ class _Purge:
             names += [name for name in self.output.storage.list_datasets() if name not in self.datasets]
         for name in names:
             if self.output.out is not None:
-                from syncstream.lake import is_table  # noqa: PLC0415 (delta-rs)
+                from syncstream.lake.delta import is_table  # noqa: PLC0415 (delta-rs)
 
                 if is_table(self._where(name)):
                     if self._foreign(name, tables=True):
@@ -289,7 +289,7 @@ class _Purge:
         return True
 
     def _where(self, name: str) -> Any:
-        from syncstream.lake import location  # noqa: PLC0415 (delta-rs)
+        from syncstream.lake.delta import location  # noqa: PLC0415 (delta-rs)
 
         assert self.output.out is not None
         return location(self.output.out, name)

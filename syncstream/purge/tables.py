@@ -17,7 +17,7 @@ from typing import Any
 from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.lake import PARTITION, Location
+from syncstream.lake.delta import PARTITION, Location
 
 __all__ = ["PURGE_MARK", "author_column", "authored_rows", "candidate_rows", "remove_rows", "vacuum"]
 

@@ -224,7 +224,7 @@ def read_documents(path: Path) -> dict[str, dict[str, object]]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.servers.pds",
+        prog="syncstream pds",
         description=__doc__.split("\n\n")[0] if __doc__ else None,
         epilog="Faults: " + ", ".join(_KINDS) + " (see the module's documentation).",
     )

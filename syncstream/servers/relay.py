@@ -197,7 +197,7 @@ class LoopbackRelay:
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.servers.relay",
+        prog="syncstream relay",
         description="Serve a replay file as a relay's com.atproto.sync.subscribeRepos, with cursor "
         "semantics and injectable faults, to rehearse a pipeline against.",
         epilog=__doc__.split("\n\n", 2)[2] if __doc__ else None,

@@ -107,7 +107,7 @@ def parse(argv: Sequence[str] | None) -> WriteOptions:
 def parser() -> argparse.ArgumentParser:
     defaults = WriteOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.write",
+        prog="syncstream write",
         description=(
             "Phase 1 of syncstream: read relay frames (com.atproto.sync.subscribeRepos), keep every "
             "post, like, follow, reply and delete that involves the study population, and write "

@@ -1,4 +1,4 @@
-"""``python -m syncstream.compact``: compact the Delta tables' closed partitions, checkpoint their
+"""``python -m syncstream.lake.compact``: compact the Delta tables' closed partitions, checkpoint their
 logs and vacuum old files.
 
 An export commits a few files per partition per run; a study that exports every few minutes
@@ -37,7 +37,7 @@ from syncstream.registry.datasets import Dataset
 
 __all__ = ["CompactOptions", "CompactSummary", "compact_tables", "main"]
 
-log = logging.getLogger("syncstream.compact")
+log = logging.getLogger("syncstream.lake.compact")
 
 
 class CompactSummary(msgspec.Struct, kw_only=True):
@@ -70,7 +70,7 @@ def compact_tables(
     import pyarrow as pa  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
-    from syncstream.lake import PARTITION, is_table, location  # noqa: PLC0415
+    from syncstream.lake.delta import PARTITION, is_table, location  # noqa: PLC0415
 
     target_bytes = int(options.target_mib * (1 << 20))
     started = time.perf_counter()
@@ -117,7 +117,7 @@ def compact_tables(
 def _parser() -> argparse.ArgumentParser:
     defaults = CompactOptions()
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.compact",
+        prog="syncstream compact",
         description=(
             "Compact each Delta table's closed partitions (z-ordered by author where a partition is "
             "larger than one target file), checkpoint its log and vacuum files removed longer ago "

@@ -1,4 +1,4 @@
-"""``python -m syncstream.snapshot``: a citable, plain Hive-Parquet copy of every dataset at one
+"""``python -m syncstream.lake.snapshot``: a citable, plain Hive-Parquet copy of every dataset at one
 consistent point, with ``DIR/manifest.json``.
 
 The point is a time (each table at its latest version committed then) or a version number (each
@@ -62,7 +62,7 @@ def _copy(table: DeltaTable, directory: str) -> None:
     import pyarrow.dataset as pads  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
-    from syncstream.lake import PARTITION  # noqa: PLC0415
+    from syncstream.lake.delta import PARTITION  # noqa: PLC0415
 
     shutil.rmtree(directory, ignore_errors=True)
     data = table.to_pyarrow_dataset()
@@ -87,7 +87,7 @@ def snapshot(
     from deltalake import DeltaTable  # noqa: PLC0415
 
     from syncstream import __version__  # noqa: PLC0415
-    from syncstream.lake import is_table, location  # noqa: PLC0415
+    from syncstream.lake.delta import is_table, location  # noqa: PLC0415
 
     manifest: dict[str, Any] = {
         "syncstream_version": __version__,
@@ -144,7 +144,7 @@ def snapshot(
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m syncstream.snapshot",
+        prog="syncstream snapshot",
         description=(
             "Write a plain Hive-Parquet copy of every dataset at one consistent point, and "
             "DIR/manifest.json (per dataset: table version, rows, each file's path, rows and SHA-256; "

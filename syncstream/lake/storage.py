@@ -18,7 +18,7 @@ import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from syncstream.failpoints import failpoint
-from syncstream.storage_options import StorageOptions
+from syncstream.lake.storage_options import StorageOptions
 
 __all__ = ["ParquetStorage", "StorageOptions", "StorageRepository", "storage_for"]
 
