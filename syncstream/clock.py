@@ -8,7 +8,7 @@ import time
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from syncstream.signals import Stopping
+    from syncstream.signals import StopRequest
 
 __all__ = ["SYSTEM_CLOCK", "Clock", "SystemClock"]
 
@@ -22,7 +22,7 @@ class Clock(Protocol):
         """Seconds since the Unix epoch (for times other hosts send, like ``RateLimit-Reset``)."""
         ...
 
-    def wait(self, event: Stopping, seconds: float) -> bool:
+    def wait(self, event: StopRequest, seconds: float) -> bool:
         """Until ``event`` is set or ``seconds`` have passed; whether it was set."""
         ...
 
@@ -36,7 +36,7 @@ class SystemClock:
     def time(self) -> float:
         return time.time()
 
-    def wait(self, event: Stopping, seconds: float) -> bool:
+    def wait(self, event: StopRequest, seconds: float) -> bool:
         return event.wait(seconds)
 
 

@@ -16,10 +16,10 @@ import select
 import weakref
 from typing import Protocol
 
-__all__ = ["StopFlag", "Stopping"]
+__all__ = ["StopFlag", "StopRequest"]
 
 
-class Stopping(Protocol):
+class StopRequest(Protocol):
     """What waits on a stop request reads of it (a ``StopFlag``; a ``threading.Event`` too)."""
 
     def is_set(self) -> bool: ...

@@ -21,7 +21,7 @@ import libipld
 from syncstream.export.options import ExportOptions
 from syncstream.firehose.encode import OpSpec, cid_for, encode_commit_frame
 from syncstream.firehose.replay import iter_replay, write_frame
-from syncstream.signals import Stopping
+from syncstream.signals import StopRequest
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(os.environ.get("SYNCSTREAM_FIXTURES", ROOT.parent / "shared" / "fixtures"))
@@ -243,7 +243,7 @@ class ManualClock:
     def time(self) -> float:
         return self.now
 
-    def wait(self, event: Stopping, seconds: float) -> bool:
+    def wait(self, event: StopRequest, seconds: float) -> bool:
         if event.is_set():
             return True
         self.waited.append(seconds)

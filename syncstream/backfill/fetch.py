@@ -25,7 +25,7 @@ from syncstream.backfill.polite import HostGate, Waited
 from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import FetchError, KeyUnavailable
 from syncstream.options import FETCH_GRACE, FetchOptions
-from syncstream.signals import StopFlag, Stopping
+from syncstream.signals import StopFlag, StopRequest
 from syncstream.verify import DidDocuments
 
 __all__ = ["FetchLimits", "Fetched", "Fetcher", "endpoint_problem", "is_loopback_url"]
@@ -114,7 +114,7 @@ class Fetcher:
         limits: FetchLimits = DEFAULT_LIMITS,
         gate: HostGate | None = None,
         endpoints: str = "public",  # or "any"
-        stop: Stopping | None = None,
+        stop: StopRequest | None = None,
         clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.documents = documents
@@ -122,7 +122,7 @@ class Fetcher:
         self.clock = clock
         self.gate = gate if gate is not None else HostGate(clock=clock)
         self.endpoints = endpoints
-        self.stop: Stopping = stop if stop is not None else StopFlag()
+        self.stop: StopRequest = stop if stop is not None else StopFlag()
         self._http = httpx.Client(
             timeout=httpx.Timeout(limits.timeout),
             follow_redirects=False,

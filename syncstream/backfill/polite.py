@@ -11,7 +11,7 @@ from collections.abc import Mapping
 
 from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import SyncstreamError
-from syncstream.signals import Stopping
+from syncstream.signals import StopRequest
 
 __all__ = ["HostGate", "Waited", "reset_delay"]
 
@@ -68,7 +68,7 @@ class HostGate:
                 state = self._hosts[host] = _Host(self.concurrency, self.calls, self.clock.monotonic())
             return state
 
-    def acquire(self, host: str, deadline: float, stop: Stopping) -> None:
+    def acquire(self, host: str, deadline: float, stop: StopRequest) -> None:
         """Wait for a slot and a token of ``host``; ``Waited`` when that passes ``deadline``
         (on the clock's monotonic time) or a stop is asked for. Pair with ``release``."""
         state = self._host(host)

@@ -38,7 +38,7 @@ from syncstream.backfill.job import Job, Outcome
 from syncstream.backfill.repo import RepoRecord
 from syncstream.failpoints import failpoint
 from syncstream.firehose.decode import Commit, RepoOp
-from syncstream.signals import Stopping
+from syncstream.signals import StopRequest
 from syncstream.timestamps import micros, utc_now
 from syncstream.write.writer import CacheWriter
 
@@ -97,7 +97,7 @@ def backfill_dids(
     *,
     concurrency: int = 4,
     scratch: str | None = None,
-    stop: Stopping | None = None,
+    stop: StopRequest | None = None,
 ) -> list[BackfillResult]:
     """Backfill each DID into the writer's cache; record each outcome in the state. A stop
     abandons what is under way (not recorded: the next run does it again)."""
