@@ -188,6 +188,24 @@ def test_a_plain_parquet_output_is_taken_over(tmp_path: Path) -> None:
     assert pl.scan_delta(str(out / POSTS)).collect().height == 4
 
 
+def test_a_plain_parquet_export_into_delta_tables_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--format parquet on an output that holds Delta tables: exit 2 naming them, no file added
+    to the output, the cache intact (a later Delta export takes it all, once)."""
+    write_cache(tmp_path)
+    assert export_main(export_args(tmp_path, "--keep-cache")) == 0
+    before = sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file())
+    write_cache(tmp_path, more_posts(300, 2))
+    capsys.readouterr()
+    assert export_main(export_args(tmp_path, "--format", "parquet")) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith("error: ") and "holds Delta tables" in error and POSTS in error
+    assert sorted(p for p in (tmp_path / "out").rglob("*") if p.is_file()) == before
+    assert export_main(export_args(tmp_path)) == 0
+    assert len(table_rows(tmp_path / "out", POSTS)) == len(EXPECTED[POSTS]) + 2
+
+
 def test_every_command_exits_0_run_after_run(tmp_path: Path) -> None:
     """Export, purge, compact and snapshot, ten times each as processes: never an abort at
     interpreter exit (delta-rs and pyarrow threads outliving teardown), always 0."""

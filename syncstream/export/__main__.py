@@ -11,7 +11,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncstream.cli import environment_problem, fail, load_registry, run, setup_logging
-from syncstream.errors import CacheLockedError, SyncstreamError
+from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
 from syncstream.export.options import ExportOptions, parse
 from syncstream.export.progress import ExportProgress
 from syncstream.failpoints import set_process
@@ -206,6 +206,9 @@ def _export(args: ExportOptions) -> tuple[int, ExportSummary | None]:
         except CacheLockedError as error:
             fail(f"{error}; nothing was exported" if args.clear_cache else str(error), event="cache_locked")
             return 1, None
+        except ConfigError as error:  # the output refused at the start: bad input, nothing done
+            fail(f"{error}; nothing was exported", event="export_refused")
+            return 2, None
         except Exception as error:
             log.debug("export failed", exc_info=True)
             fail(f"export failed: {error}; the cache is intact", event="export_failed")

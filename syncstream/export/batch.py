@@ -47,6 +47,7 @@ from syncstream.cache import (
     check_no_links,
     remove_files,
 )
+from syncstream.errors import ConfigError
 from syncstream.export.context import BatchExportContext
 from syncstream.export.parts import Part
 from syncstream.export.plan import Chunk
@@ -105,6 +106,8 @@ class _Exporter(CacheSide):
         self._recover_runs()
         if self.context.format == "delta":
             self._take_over()
+        elif isinstance(self.context.output, str):
+            self._refuse_tables()
 
     def _take_over(self) -> None:
         """Refuse a table whose column has another type; convert a plain-Parquet dataset left
@@ -116,6 +119,18 @@ class _Exporter(CacheSide):
             if not is_table(where) and convert_plain(where):
                 log.info("%s: plain Parquet converted in place to a Delta table", name)
         check_datasets(self._out(), self.dataset_named.values())
+
+    def _refuse_tables(self) -> None:
+        """Plain files added beside a Delta table's would be lost to its readers (the log does
+        not list them) and doubled for a glob: refused before anything is claimed."""
+        from syncstream.lake.delta import is_table, location  # noqa: PLC0415
+
+        tables = [name for name in self.dataset_named if is_table(location(self._out(), name))]
+        if tables:
+            raise ConfigError(
+                f"{self._out()} holds Delta tables ({', '.join(tables)}): a plain-Parquet export "
+                "would write files they do not list; export with --format delta (the default)"
+            )
 
     def run(self) -> ExportSummary:
         self._recover_claims()
