@@ -162,3 +162,23 @@ def test_the_library_refuses_what_the_command_line_refuses() -> None:
 def test_the_plc_url_is_written_once() -> None:
     sources = (ROOT / "syncstream").rglob("*.py")
     assert sum(path.read_text().count("https://plc.directory") for path in sources) == 1
+
+
+def test_the_writer_and_the_live_runner_default_to_the_write_commands_options() -> None:
+    """A library caller building the writer or the live runner directly gets what the command
+    line gets: the defaults are written once, in write/options.py."""
+    import inspect
+
+    from syncstream.write.live import LiveOptions
+    from syncstream.write.options import WriteOptions
+    from syncstream.write.writer import CacheWriter
+
+    command = WriteOptions()
+    writer = inspect.signature(CacheWriter).parameters
+    for name in ("flush_frames", "flush_seconds", "index_retention_days"):
+        assert writer[name].default == getattr(command, name), name
+    live = LiveOptions()
+    assert (live.reconnect_delay, live.progress_seconds) == (
+        command.reconnect_delay,
+        command.progress_seconds,
+    )

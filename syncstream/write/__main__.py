@@ -27,7 +27,7 @@ from syncstream.preflight import load_users
 from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system
 from syncstream.write.holds import HoldLimits
-from syncstream.write.options import WriteOptions, parse
+from syncstream.write.options import RECV_TIMEOUT, WriteOptions, parse
 from syncstream.write.progress import Progress
 from syncstream.write.writer import CacheWriter, WriteSummary
 from syncstream.write.writes import HelperWrites
@@ -290,7 +290,7 @@ def _runner(
         load_users(writer.context.state, UserKind.IN_NETWORK, in_network)
 
     assert args.relay is not None  # called when there is no replay: there is a relay
-    recv_timeout = args.recv_timeout if args.recv_timeout is not None else 30.0
+    recv_timeout = args.recv_timeout if args.recv_timeout is not None else RECV_TIMEOUT
     if args.recv_timeout is None and args.idle_exit is not None and recv_timeout >= args.idle_exit:
         # A stalled socket must get its reconnect before the writer calls the stream idle.
         recv_timeout = args.idle_exit / 2

@@ -25,6 +25,7 @@ from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.firehose.decode import Decoded
 from syncstream.firehose.replay import write_frame
 from syncstream.signals import StopFlag
+from syncstream.write.options import PROGRESS_SECONDS, RECONNECT_DELAY, RECV_TIMEOUT
 from syncstream.write.progress import Progress
 from syncstream.write.writer import CacheWriter
 
@@ -117,10 +118,10 @@ class FirehoseSource(FirehoseSubscribeReposClient):  # type: ignore[misc]  # the
 
 class LiveOptions(msgspec.Struct, frozen=True, kw_only=True):
     relay: str = "wss://bsky.network"
-    recv_timeout: float = 30.0  # a socket silent this long is stalled: reconnect
+    recv_timeout: float = RECV_TIMEOUT
     idle_exit: float | None = None  # exit 0 once no frame has arrived for this long
-    reconnect_delay: float = 1.0  # the backoff's base
-    progress_seconds: float = 10.0
+    reconnect_delay: float = RECONNECT_DELAY
+    progress_seconds: float = PROGRESS_SECONDS
 
 
 class LiveRunner:

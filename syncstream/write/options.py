@@ -30,6 +30,16 @@ __all__ = ["WriteOptions", "parse", "parser"]
 _HOLD = HoldLimits()
 
 
+# Defaults written once: WriteOptions holds them for the command line, and the writer and the
+# live runner take the same ones when the library builds them directly.
+FLUSH_FRAMES = 5000  # frames between flushes ...
+FLUSH_SECONDS = 2.0  # ... or seconds, whichever comes first
+INDEX_RETENTION_DAYS = 30.0
+RECV_TIMEOUT = 30.0  # a socket silent this long is stalled: reconnect
+RECONNECT_DELAY = 1.0  # the backoff's base
+PROGRESS_SECONDS = 10.0
+
+
 class WriteOptions(StoreOptions, frozen=True, kw_only=True):
     """Every option of the writer, with its default; ``ConfigError`` at construction for a
     value out of range or options that cannot go together."""
@@ -48,9 +58,9 @@ class WriteOptions(StoreOptions, frozen=True, kw_only=True):
     cursor: int | None = None  # start after this seq instead of the stored cursor
     live: bool = False  # relay: start from now
     idle_exit: float | None = None  # relay: exit 0 after this many seconds without a frame
-    recv_timeout: float | None = None  # None: 30, or half of idle_exit when that is shorter
-    reconnect_delay: float = 1.0
-    progress_seconds: float = 10.0
+    recv_timeout: float | None = None  # None: RECV_TIMEOUT, or half of idle_exit when that is shorter
+    reconnect_delay: float = RECONNECT_DELAY
+    progress_seconds: float = PROGRESS_SECONDS
     record: str | None = None  # relay: append every received frame to this replay file
     track_follows: bool = False
     backfill: bool = False
@@ -63,11 +73,11 @@ class WriteOptions(StoreOptions, frozen=True, kw_only=True):
     verify: str | None = None  # none, study or population; None: study with a relay, else none
     metrics: str | None = None  # HOST:PORT
     health_max_age: float = 60.0
-    index_retention_days: float = 30.0
+    index_retention_days: float = INDEX_RETENTION_DAYS
     reenrol: tuple[str, ...] = ()
     purge_account_statuses: frozenset[str] = PURGE_ACCOUNT_STATUSES
-    flush_frames: int = 5000
-    flush_seconds: float = 2.0
+    flush_frames: int = FLUSH_FRAMES
+    flush_seconds: float = FLUSH_SECONDS
     inline_writes: bool = False
     no_sync: bool = False
     allow_empty_population: bool = False
@@ -160,8 +170,8 @@ def parser() -> argparse.ArgumentParser:
         "--recv-timeout",
         type=positive_float,
         metavar="SECONDS",
-        help="relay: a socket silent this long is stalled and is reconnected (default: 30, or half "
-        "of --idle-exit when that is shorter)",
+        help=f"relay: a socket silent this long is stalled and is reconnected (default: {RECV_TIMEOUT:g}, "
+        "or half of --idle-exit when that is shorter)",
     )
     parser.add_argument(
         "--reconnect-delay",

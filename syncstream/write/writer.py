@@ -32,6 +32,7 @@ from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES, AccountStatuses
 from syncstream.write.context import CacheWriteContext
 from syncstream.write.follows import TrackedPopulation
 from syncstream.write.holds import HoldLimits, Holds
+from syncstream.write.options import FLUSH_FRAMES, FLUSH_SECONDS, INDEX_RETENTION_DAYS
 from syncstream.write.route import CacheWrite, route_commit, routing_table
 from syncstream.write.writes import FileWrites, InlineWrites
 
@@ -73,13 +74,13 @@ class CacheWriter:
         self,
         context: CacheWriteContext,
         *,
-        flush_frames: int = 5000,
-        flush_seconds: float = 2.0,
+        flush_frames: int = FLUSH_FRAMES,
+        flush_seconds: float = FLUSH_SECONDS,
         durable: bool = True,
         track_follows: bool = False,
         on_flush: Callable[[], None] | None = None,
         files: FileWrites | None = None,
-        index_retention_days: float = 30.0,
+        index_retention_days: float = INDEX_RETENTION_DAYS,
         cursor_source: str = CURSOR,
         resume: int | Literal["cursor", "live"] = "cursor",
         purge_account_statuses: frozenset[str] = PURGE_ACCOUNT_STATUSES,
