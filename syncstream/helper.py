@@ -35,7 +35,7 @@ import sys
 from collections import deque
 from collections.abc import Callable, Sequence
 from types import TracebackType
-from typing import IO, Any, ClassVar, NoReturn, Self, TypeVar
+from typing import IO, Any, ClassVar, NoReturn, Protocol, Self, TypeVar
 
 import msgspec
 
@@ -106,6 +106,27 @@ def _read_frame(stream: IO[bytes]) -> bytes | None:
 def _widen(fd: int) -> None:
     with contextlib.suppress(AttributeError, OSError):  # Linux only; the default 64 KiB also works
         fcntl.fcntl(fd, fcntl.F_SETPIPE_SZ, _PIPE_BYTES)
+
+
+class Stoppable(Protocol):
+    """What a phase's helper (or the same work done inline) offers to be stopped: the part every
+    ``FileWrites`` and ``PartWrites`` shares, which ``Stopping`` implements."""
+
+    def close(self) -> object:
+        """Stop, once what was sent is done."""
+        ...
+
+    def kill(self) -> None:
+        """Stop at once (after a failure: nothing unconfirmed is committed)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        """``close``; ``kill`` after an error."""
+        ...
 
 
 class Stopping(abc.ABC):

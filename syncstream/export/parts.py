@@ -20,8 +20,8 @@ import os
 import pickle
 from collections import deque
 from collections.abc import Iterable, Sequence
-from types import FunctionType, TracebackType
-from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol, Self
+from types import FunctionType
+from typing import TYPE_CHECKING, Any, NamedTuple, NoReturn, Protocol
 
 import msgspec
 
@@ -29,7 +29,7 @@ from syncstream.cache import remove_files
 from syncstream.errors import ConfigError, HelperError
 from syncstream.export.arrow import import_pyarrow_alone
 from syncstream.failpoints import failpoint, set_process
-from syncstream.helper import Answer, Helper, Request, Stopping, helper_arguments, serve
+from syncstream.helper import Answer, Helper, Request, Stoppable, Stopping, helper_arguments, serve
 
 if TYPE_CHECKING:
     from syncstream.lake.storage import StorageRepository
@@ -57,7 +57,7 @@ class Part(NamedTuple):
     files: Sequence[bytes]
 
 
-class PartWrites(Protocol):
+class PartWrites(Stoppable, Protocol):
     def submit(self, parts: Sequence[Part]) -> None:
         """Build and write these parts (now or in the background, in submission order)."""
         ...
@@ -85,22 +85,6 @@ class PartWrites(Protocol):
         ...
 
     def describe(self) -> str: ...
-
-    def close(self) -> None:
-        """Stop, once what was submitted is done."""
-        ...
-
-    def kill(self) -> None:
-        """Stop at once (after a failure: nothing unconfirmed is committed)."""
-        ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        """``close``; ``kill`` after an error."""
-        ...
 
 
 def write_parts(storage: StorageRepository, parts: Sequence[Part]) -> list[int]:

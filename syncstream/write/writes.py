@@ -11,13 +11,12 @@ has gone, and it dies with the writer (``python -m syncstream.write.writes`` is 
 from __future__ import annotations
 
 import errno
-from types import TracebackType
-from typing import ClassVar, Protocol, Self
+from typing import ClassVar, Protocol
 
 from syncstream.cache import TreeWriter
 from syncstream.errors import CacheWriteError
 from syncstream.failpoints import ARMED, failpoint, set_process
-from syncstream.helper import Answer, Helper, Request, Stopping, helper_arguments, serve
+from syncstream.helper import Answer, Helper, Request, Stoppable, Stopping, helper_arguments, serve
 
 __all__ = ["Drain", "Drained", "FileWrites", "HelperWrites", "InlineWrites", "Skipped", "Writes"]
 
@@ -66,7 +65,7 @@ class Drained(Answer):
     skipped: Skipped
 
 
-class FileWrites(Protocol):
+class FileWrites(Stoppable, Protocol):
     def write(self, path: str, payload: bytes) -> None:
         """Write ``payload`` atomically at ``path`` (now, or by the next ``drain``)."""
         ...
@@ -74,22 +73,6 @@ class FileWrites(Protocol):
     def drain(self) -> Skipped:
         """Return once every write so far is done, with the writes passed over since the last
         drain; raise ``CacheWriteError`` if the cache cannot take files."""
-        ...
-
-    def close(self) -> None:
-        """Drain, then stop."""
-        ...
-
-    def kill(self) -> None:
-        """Stop at once, dropping the writes not yet drained (an abort)."""
-        ...
-
-    def __enter__(self) -> Self: ...
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        """``close``; ``kill`` after an error."""
         ...
 
 
