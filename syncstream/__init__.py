@@ -1,7 +1,7 @@
 """syncstream: a study population's Bluesky activity, from the firehose to Parquet.
 
 Phase 1 (``syncstream.write``) routes relay frames into a cache tree of small JSON files;
-phase 2 (``syncstream.export``) turns the cache into date-partitioned Parquet datasets.
+phase 2 (``syncstream.export``) turns the cache into date-partitioned Delta tables.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""Phase 2: the cache -> pyarrow Tables -> Parquet datasets."""
+"""Phase 2: the cache -> pyarrow Tables -> Delta tables (or plain Parquet datasets)."""

@@ -1,4 +1,4 @@
-"""``python -m syncstream.export``: the cache -> date-partitioned Parquet datasets."""
+"""``syncstream export``: the cache -> date-partitioned Delta tables."""
 
 from __future__ import annotations
 

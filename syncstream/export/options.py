@@ -72,9 +72,10 @@ def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="syncstream export",
         description=(
-            "Phase 2 of syncstream: export the cache to Parquet datasets at "
-            "{out}/{service}/{record_type}/partition_date=YYYY-MM-DD/*.parquet, exactly once, "
-            "and remove the exported files from the cache. Safe to run while the writer runs."
+            "Phase 2 of syncstream: export the cache to a Delta table per dataset at "
+            "{out}/{service}/{record_type}, partitioned by partition_date (plain Parquet files "
+            "with --format parquet), exactly once, and remove the exported files from the cache. "
+            "Safe to run while the writer runs."
         ),
         epilog=(
             "Exit status: 0 when everything was exported; 1 when the export failed (the cache is "
