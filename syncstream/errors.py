@@ -16,6 +16,7 @@ Each class also keeps the builtin base its callers catch (``except ValueError`` 
         SchemaMismatchError (ValueError) a table column's type is not the dataset's
         SnapshotError (RuntimeError)     a snapshot could not be written
         RepoError (ValueError)           a backfilled CAR is not a repository to trust
+        ProofError (ValueError)          a commit's blocks or MST do not prove its ops
         FetchError                       a repository could not be fetched from its PDS
         KeyUnavailable                   a DID's signing key cannot be had now
         Waited                           (backfill.polite) a host's wait would pass the deadline
@@ -36,6 +37,7 @@ __all__ = [
     "FetchError",
     "HelperError",
     "KeyUnavailable",
+    "ProofError",
     "PurgeError",
     "RelayError",
     "ReplayError",
@@ -102,6 +104,15 @@ class SnapshotError(SyncstreamError, RuntimeError):
 
 class RepoError(SyncstreamError, ValueError):
     """The CAR is not a repository this walk can trust."""
+
+
+class ProofError(SyncstreamError, ValueError):
+    """A commit's blocks or its MST do not prove what its ops say (a hash, a path, prevData);
+    ``reason`` names the check that failed, as it is counted."""
+
+    def __init__(self, message: str, reason: str = "incomplete_proof") -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class FetchError(SyncstreamError):

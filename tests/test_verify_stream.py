@@ -1,7 +1,7 @@
 """The verified stream (--verify): the 148 real commits of the corpus verify against their
-authors' real DID documents served by a loopback PLC; a flipped signature byte is refused; a
-directory that is down leaves commits written unverified; a stale rev is dropped; a ``since``
-that skips a rev asks for a fresh backfill; an ``#identity`` drops the cached key."""
+authors' real DID documents served by a loopback PLC; a commit re-signed with a flipped bit is
+refused; a directory that is down leaves commits written unverified; a stale rev is dropped; a
+``since`` that skips a rev asks for a fresh backfill; an ``#identity`` drops the cached key."""
 
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ import libipld
 import zstandard
 
 from syncstream.export.__main__ import main as export_main
-from syncstream.firehose.decode import car_blocks
 from syncstream.firehose.encode import OpSpec, encode_commit_frame, event_frame
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
 from syncstream.servers.pds import LoopbackPds
@@ -23,6 +22,7 @@ from syncstream.write.__main__ import main as write_main
 from syncstream.write.authentic import StreamVerifier
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
+from tests.forgery import badly_signed, body_of, car_of, tid
 from tests.helpers import CORPUS, TIME, corpus_frames, post, tree, write_replay, write_users
 from tests.tables import dataset_names, table_rows
 
@@ -40,15 +40,6 @@ def store(root: Path) -> list[str]:
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q"]
 
 
-def flipped(frame: bytes) -> bytes:
-    """The frame with one byte of its commit's signature flipped (the block keeps its place)."""
-    _, body = libipld.decode_dag_cbor_multi(frame)
-    start, end = car_blocks(body["blocks"], {body["commit"]})[body["commit"]]
-    signature = libipld.decode_dag_cbor(body["blocks"][start:end])["sig"]
-    at = frame.index(signature) + 10
-    return frame[:at] + bytes([frame[at] ^ 0x01]) + frame[at + 1 :]
-
-
 def all_rows(out: Path) -> list[dict[str, Any]]:
     """The rows of every record dataset (the Delta tables, read back)."""
     found: list[dict[str, Any]] = []
@@ -58,15 +49,15 @@ def all_rows(out: Path) -> list[dict[str, Any]]:
     return found
 
 
-def test_the_corpus_verifies_and_a_flipped_signature_byte_is_refused(tmp_path: Path) -> None:
+def test_the_corpus_verifies_and_a_flipped_signature_bit_is_refused(tmp_path: Path) -> None:
     """Every author of the corpus a study user, --verify study, the PLC directory a loopback one
     serving their real documents: 147 commits verified and written with verified true, the one
-    whose signature has a flipped byte counted bad_signature and not written."""
+    whose signature has a flipped bit (its block and CID made anew) not written."""
     docs = documents()
     frames = list(corpus_frames())
     commits = [i for i, f in enumerate(frames) if b"#commit" in f[:20]]
     victim = commits[5]
-    frames[victim] = flipped(frames[victim])
+    frames[victim] = badly_signed(frames[victim])
     _, body = libipld.decode_dag_cbor_multi(frames[victim])
     replay = write_replay(tmp_path / "r.bin", frames)
     study = write_users(tmp_path / "study.txt", sorted(docs))
@@ -87,7 +78,7 @@ def test_the_library_counts_each_outcome(tmp_path: Path) -> None:
     docs = documents()
     frames = list(corpus_frames())
     victim = next(i for i, f in enumerate(frames) if b"#commit" in f[:20])
-    frames[victim] = flipped(frames[victim])
+    frames[victim] = badly_signed(frames[victim])
     with setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
                                   study_users=write_users(tmp_path / "s.txt", sorted(docs))) as context:  # fmt: skip
         with LoopbackPds({}, documents=docs) as plc:
@@ -114,22 +105,32 @@ def test_a_directory_that_is_down_leaves_commits_written_unverified(tmp_path: Pa
     assert rows and {r["verified"] for r in rows} == {None}
 
 
-def signed(seq: int, rev: str, rkey: str, since: str | None = None) -> bytes:
-    return encode_commit_frame(seq=seq, repo=DID, rev=rev, time=TIME, since=since,
+def rev(n: int) -> str:
+    return tid(1_783_175_887 + n)
+
+
+def signed(
+    seq: int, n: int, rkey: str, since: int | None = None, repo: dict[str, bytes] | None = None
+) -> bytes:
+    """A signed commit at rev ``n`` creating a post; ``repo``: the records before (updated)."""
+    return encode_commit_frame(seq=seq, repo=DID, rev=rev(n), time=TIME, since=None if since is None else rev(since),
                                ops=[OpSpec("create", f"app.bsky.feed.post/{rkey}", post(rkey))],
-                               sign=partial(sign_commit, key=KEY))  # fmt: skip
+                               sign=partial(sign_commit, key=KEY), before=repo)  # fmt: skip
 
 
 def test_stale_revs_are_dropped_and_a_skipped_rev_asks_for_a_backfill(tmp_path: Path) -> None:
     """A rev not newer than the last written is counted and not written; a since that is not the
-    last rev seen marks the study user for a fresh backfill; #identity drops its cached key."""
+    last rev seen marks the study user desynchronized (a row of its own) and for a fresh
+    backfill; #identity drops its cached key."""
+    repo: dict[str, bytes] = {}
+    first = signed(1, 2, "a", repo=repo)
     frames = [
-        signed(1, "3k2", "a"),
-        signed(2, "3k1", "stale"),
-        signed(3, "3k2", "again"),
-        signed(4, "3k3", "b", since="3k2"),
+        first,
+        signed(2, 1, "stale", repo=dict(repo)),
+        signed(3, 2, "again", repo=dict(repo)),
+        signed(4, 3, "b", since=2, repo=repo),
         event_frame("identity", seq=5, did=DID, time=TIME, handle="new.test"),
-        signed(6, "3k5", "c", since="3k4"),
+        signed(6, 5, "c", since=4, repo=repo),
     ]
     with setup_cache_write_system(tmp_path / "cache", tmp_path / "s.sqlite",
                                   study_users=write_users(tmp_path / "s.txt", [DID])) as context:  # fmt: skip
@@ -137,16 +138,20 @@ def test_stale_revs_are_dropped_and_a_skipped_rev_asks_for_a_backfill(tmp_path: 
             verifier = StreamVerifier(DidDocuments(plc.url), "study")
             writer = CacheWriter(context, durable=False, verifier=verifier)
             writer.process_frames(frames)
-        assert verifier.counts == {"verified": 3, "stale_rev": 2, "since_mismatch": 1}
+        assert verifier.counts == {"verified": 3, "stale_rev": 2, "desynchronized": 1}
         assert verifier.documents.lookups == 2  # once, and again after the #identity
         names = {name.rsplit("=", 1)[1] for name in tree(tmp_path / "cache") if "/post/" in name}
         assert names == {"a.json", "b.json", "c.json"}
         assert context.state.backfills.recorded()[DID][0] == "pending"
+        assert [n for n in tree(tmp_path / "cache") if "/desync/" in n] == [
+            f"population/account_event/desync/did={DID}_seq=6.json"]  # fmt: skip
+        assert context.state.chains.get(DID) == (rev(5), libipld.decode_dag_cbor(
+            dict(car_of(body_of(frames[-1])[1])[1])[body_of(frames[-1])[1]["commit"]])["data"])  # fmt: skip
 
 
 def test_a_replay_is_not_verified_unless_asked(tmp_path: Path) -> None:
     """--replay defaults to --verify none: rows say verified null, no directory is asked."""
-    replay = write_replay(tmp_path / "r.bin", [signed(1, "3k2", "a")])
+    replay = write_replay(tmp_path / "r.bin", [signed(1, 2, "a")])
     study = write_users(tmp_path / "study.txt", [DID])
     args = [*store(tmp_path), "--no-sync", "--replay", str(replay), "--study-users", str(study),
             "--plc-url", "http://127.0.0.1:9"]  # fmt: skip

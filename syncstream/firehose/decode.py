@@ -72,6 +72,8 @@ class Decoded(msgspec.Struct, frozen=True):
     blocks: bytes | None = None  # a #commit's or #sync's CAR slice, holding its signed commit
     root: bytes | None = None  # a #commit's commit CID (a #sync's is its CAR's root)
     since: str | None = None  # a #commit's: the rev of the commit before it
+    wire_ops: tuple[Any, ...] = ()  # a #commit's ops as the frame has them (for their proof)
+    prev_data: bytes | None = None  # a #commit's: the MST root before it (Sync 1.1)
 
 
 def signed_commit(decoded: Decoded) -> object:
@@ -306,7 +308,7 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
             problems.append(record)
             continue
         decoded.append(RepoOp(action, collection, rkey, *record))
-    root, since = body.get("commit"), body.get("since")
+    root, since, prev_data = body.get("commit"), body.get("since"), body.get("prevData")
     return Decoded(
         "commit",
         seq,
@@ -315,4 +317,6 @@ def _decode_commit(body: dict[str, Any], seq: int | None, collections: frozenset
         blocks=blocks,
         root=root if isinstance(root, bytes) else None,
         since=since if isinstance(since, str) else None,
+        wire_ops=tuple(ops),
+        prev_data=prev_data if isinstance(prev_data, bytes) else None,
     )

@@ -13,6 +13,8 @@ from typing import Any, NamedTuple
 
 import libipld
 
+from syncstream.firehose.mst import Tree
+
 __all__ = [
     "OpSpec",
     "cid_for",
@@ -72,9 +74,24 @@ def encode_commit_frame(
     omit_blocks: bool = False,
     since: str | None = None,
     sign: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    before: dict[str, bytes] | None = None,
 ) -> bytes:
-    """A ``#commit`` frame whose CAR slice holds a commit block (signed by ``sign``, e.g.
-    ``partial(syncstream.servers.keys.sign_commit, key=...)``) and each op's record block."""
+    """A Sync 1.1 ``#commit`` frame: its CAR slice holds a commit block (signed by ``sign``, e.g.
+    ``partial(syncstream.servers.keys.sign_commit, key=...)``), each op's record block and the
+    whole MST of the repository after it, whose root is the commit's ``data``; ``prevData`` is
+    the root before. ``before`` is the repository's records before (path -> record CID; by
+    default, a record for each path the ops update or delete): it is updated to the records
+    after, so that the next frame built with it follows on."""
+    records = before if before is not None else {}
+    placeholder = cid_for(libipld.encode_dag_cbor({"placeholder": True}))
+    ops = list(ops)
+    for op in ops:
+        if op.action != "create" and op.path not in records:
+            records[op.path] = placeholder
+    tree = Tree.empty()
+    for path, value in sorted(records.items()):
+        tree.insert(path.encode(), value)
+    prev_data = tree.root()
     blocks: list[tuple[bytes, bytes]] = []
     wire_ops: list[dict[str, Any]] = []
     for op in ops:
@@ -84,11 +101,18 @@ def encode_commit_frame(
             cid = cid_for(data)
             if not omit_blocks:
                 blocks.append((cid, data))
-        wire_ops.append({"action": op.action, "path": op.path, "cid": cid})
-    commit: dict[str, Any] = {"did": repo, "rev": rev, "version": 3, "data": None}
+        prev = records.get(op.path) if op.action != "create" else None
+        if cid is None:
+            records.pop(op.path, None)
+            tree.remove(op.path.encode())
+        else:
+            records[op.path] = cid
+            tree.insert(op.path.encode(), cid)
+        wire_ops.append({"action": op.action, "path": op.path, "cid": cid, "prev": prev})
+    commit: dict[str, Any] = {"did": repo, "rev": rev, "version": 3, "data": tree.root(), "prev": None}
     commit_block = libipld.encode_dag_cbor(commit if sign is None else sign(commit))
     commit_cid = cid_for(commit_block)
-    car = encode_car([commit_cid], [(commit_cid, commit_block), *blocks])
+    car = encode_car([commit_cid], [(commit_cid, commit_block), *blocks, *tree.blocks().items()])
     body = {
         "seq": seq,
         "repo": repo,
@@ -99,6 +123,7 @@ def encode_commit_frame(
         "blobs": [],
         "commit": commit_cid,
         "since": since,
+        "prevData": prev_data,
         "rebase": False,
         "tooBig": False,
     }

@@ -15,6 +15,7 @@ from syncstream.registry.selectors import Selector
 from syncstream.registry.types import (
     ACCOUNT,
     BLOCK,
+    DESYNC,
     FOLLOW,
     IDENTITY,
     LIKE,
@@ -194,5 +195,6 @@ HANDLERS: Registry = {
     K.ACCOUNT_EVENT: _event(K.ACCOUNT_EVENT, ACCOUNT),
     K.IDENTITY_EVENT: _event(K.IDENTITY_EVENT, IDENTITY),
     K.SYNC_EVENT: _event(K.SYNC_EVENT, SYNC),
+    K.DESYNC_EVENT: _event(K.DESYNC_EVENT, DESYNC),
 }
 # fmt: on

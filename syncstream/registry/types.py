@@ -7,6 +7,7 @@ from enum import StrEnum
 __all__ = [
     "ACCOUNT",
     "BLOCK",
+    "DESYNC",
     "FOLLOW",
     "IDENTITY",
     "LIKE",
@@ -22,6 +23,7 @@ __all__ = [
 ]
 
 ACCOUNT, IDENTITY, SYNC = "#account", "#identity", "#sync"  # frames routed as a collection each
+DESYNC = "#desync"  # a verified account whose chain broke (``syncstream.write.authentic``)
 POST = "app.bsky.feed.post"
 LIKE = "app.bsky.feed.like"
 REPOST = "app.bsky.feed.repost"
@@ -90,6 +92,7 @@ class HandlerKey(StrEnum):
     ACCOUNT_EVENT = "account_event"
     IDENTITY_EVENT = "identity_event"
     SYNC_EVENT = "sync_event"
+    DESYNC_EVENT = "desync_event"
     PROFILE = "profile"
     DELETE_PROFILE = "delete_profile"
     BLOCK = "block"

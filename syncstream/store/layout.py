@@ -78,6 +78,12 @@ CREATE TABLE IF NOT EXISTS purges (
     cache_files INTEGER,
     rows INTEGER
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS chains (
+    did TEXT PRIMARY KEY,  -- a verified account
+    rev TEXT NOT NULL,  -- the rev of its last verified commit (or of its backfilled repository)
+    data BLOB,  -- that commit's MST root (CID bytes)
+    updated_at REAL NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS written_by (
     kind TEXT NOT NULL CHECK (kind IN ('handler', 'dataset')),
     name TEXT NOT NULL,  -- a handler that wrote to the cache, a dataset the export wrote
@@ -85,11 +91,12 @@ CREATE TABLE IF NOT EXISTS written_by (
 ) WITHOUT ROWID;
 """
 
-VERSION = 5
+VERSION = 6
 """The state's layout: 2 keeps handler keys by name in ``cached_uris`` (1 kept directories);
 3 keys exported rows by version (cid) too, and dates index rows for their retention; 4 keys a
 create and an update of one cid as one version (``operation`` holds 'version' or 'delete'); 5
-remembers the handlers and datasets that wrote (``written_by``)."""
+remembers the handlers and datasets that wrote (``written_by``). 6 keeps each verified
+account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate)."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {

@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from syncstream.store.backfills import Backfills
+from syncstream.store.chains import Chains, Link
 from syncstream.store.connection import Database
 from syncstream.store.cursors import CURSOR, Cursors
 from syncstream.store.exports import Exports
@@ -27,8 +28,9 @@ __all__ = ["StateStore"]
 
 class StateStore:
     """The store at ``path``: ``population`` (users, purged DIDs, tracked follows),
-    ``cursors``, ``index`` (the cached URIs), ``backfills``, ``purges``, ``exports`` (the
-    export's keys and runs) and ``written_by``, over one connection. A step of one concern is
+    ``cursors``, ``index`` (the cached URIs), ``backfills``, ``chains`` (verified accounts'
+    last revs), ``purges``, ``exports`` (the export's keys and runs) and ``written_by``, over
+    one connection. A step of one concern is
     one transaction; ``commit`` makes a writer's batch, which touches several, one too.
 
     Use it as a context manager, or ``close`` it."""
@@ -43,6 +45,7 @@ class StateStore:
         self.cursors = Cursors(self._database)
         self.index = Index(self._database)
         self.backfills = Backfills(self._database)
+        self.chains = Chains(self._database)
         self.written_by = WrittenBy(self._database)
         self.exports = Exports(self._database, self.written_by)
         self.purges = Purges(
@@ -75,12 +78,14 @@ class StateStore:
         cursor_source: str = CURSOR,
         resync: Iterable[str] = (),
         written: Iterable[str] = (),
+        chains: Mapping[str, Link] | None = None,
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed), the purges its account events decided (DID -> (seq, reason): an
         account to purge at the next export, or None when reactivated before it was), the
         DIDs to ``resync`` (a #sync), the handlers that ``written`` files for the first time,
-        and the cursor that covers them, in one short transaction.
+        the verified accounts' ``chains`` that moved on, and the cursor that covers them, in
+        one short transaction.
 
         Call it only once the batch's cache files are durable.
         """
@@ -93,5 +98,6 @@ class StateStore:
                 self.population.see_version(population_version)
             self.backfills.resync(resync, now)
             self.written_by.add(WriterKind.HANDLER, (str(n) for n in written))
+            self.chains.put(chains or {})
             if cursor is not None:
                 self.cursors.set(cursor, cursor_source)

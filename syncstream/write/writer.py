@@ -29,6 +29,7 @@ from syncstream.registry.types import FollowStatus, Operation
 from syncstream.store import CURSOR
 from syncstream.timestamps import micros, utc_now
 from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES, AccountStatuses
+from syncstream.write.chains import ChainView
 from syncstream.write.context import CacheWriteContext
 from syncstream.write.follows import TrackedPopulation
 from syncstream.write.holds import HoldLimits, Holds
@@ -130,6 +131,7 @@ class CacheWriter:
         # DIDs being backfilled: their live commits wait here (``hold``, ``release``)
         self.holds = Holds(hold_limits if hold_limits is not None else HoldLimits(), clock=clock)
         self.verifier = verifier
+        self.chains = ChainView(context.state)  # the verified accounts' last revs
         self._population_version = -1  # the first flush records the version this writer applies
         self._recorded = set(context.state.written_by.names()[0])  # handlers the state knows wrote
         self._last_flush = clock.monotonic()
@@ -154,9 +156,11 @@ class CacheWriter:
             self._reject(problem, f"seq {seq}")
         given = decoded
         if self.verifier is not None and (decoded.commit is not None or decoded.event is not None):
-            checked = self.verifier.check(decoded, self.population)
+            checked = self.verifier.check(decoded, self.population, self.chains)
             if checked.resync is not None:
                 self._resync.add(checked.resync)
+            if checked.desync is not None and seq is not None:
+                self.apply_event(checked.desync, seq)  # a row of its own: the chain broke here
             decoded = checked.decoded if checked.decoded is not None else Decoded(decoded.kind, seq)
             if checked.decoded is None:
                 self._reject("unverified_commit", f"seq {seq}")
@@ -342,6 +346,7 @@ class CacheWriter:
             and not self._pending_index
             and version is None
             and not written
+            and all(did in self.holds for did in self.chains.pending)
         ):
             return
         if self._on_flush is not None:
@@ -361,6 +366,7 @@ class CacheWriter:
             cursor_source=self.cursor_source,
             resync=self._resync,
             written=written,
+            chains=self.chains.take(self.holds),
         )
         self._recorded |= written
         self.accounts.purges.clear()

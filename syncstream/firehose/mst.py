@@ -1,0 +1,358 @@
+"""A repository's Merkle Search Tree (atproto repository v3), partial or whole.
+
+A key's height is the number of leading zero bits of its SHA-256, counted two at a time (a
+fanout of 16). A node holds the keys of one height in order, a subtree before them (``l``) and
+one after each (``t``); each entry stores its key as the length of the prefix it shares with
+the key before it (``p``) and the rest (``k``), and its value's CID (``v``).
+
+A ``Tree`` is read from its root CID and a source of blocks (a ``#commit``'s CAR slice holds
+only the nodes its ops touch): a node is decoded when an operation first reaches it, its bytes
+hashed against its CID (sha2-256); a subtree whose block is absent stays a CID and is used as
+one, and an operation that has to look inside it raises ``ProofError`` (the proof does not
+cover it). ``get`` looks a key up; ``insert`` and ``remove`` change the tree as the author's
+would have, so that ``root`` gives the root CID of the changed tree: applying a commit's ops in
+reverse this way gives the root of the tree before it (``prevData``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_left
+from collections.abc import Mapping
+from typing import Any
+
+import libipld
+
+from syncstream.errors import ProofError
+
+__all__ = ["MAX_KEY_BYTES", "Node", "Tree", "common_prefix", "dag_cbor_cid", "key_height"]
+
+MAX_KEY_BYTES = 1024  # the repository spec's bound on a key
+_DAG_CBOR_SHA256 = b"\x01\x71\x12\x20"
+
+
+def key_height(key: bytes) -> int:
+    """The layer of ``key``: its SHA-256's leading zero bits, two at a time."""
+    return (256 - int.from_bytes(hashlib.sha256(key).digest(), "big").bit_length()) // 2
+
+
+def common_prefix(left: bytes, right: bytes) -> int:
+    """The length of the prefix two keys share."""
+    size = min(len(left), len(right))
+    for index in range(size):
+        if left[index] != right[index]:
+            return index
+    return size
+
+
+def dag_cbor_cid(block: bytes) -> bytes:
+    """The CIDv1 (dag-cbor, sha2-256) of a block, as raw bytes."""
+    return _DAG_CBOR_SHA256 + hashlib.sha256(block).digest()
+
+
+class Node:
+    """One node: ``left`` then, for each key, its value and the subtree after it (``rights``).
+    A subtree is a ``Node``, the CID of one not decoded, or None. ``cid`` is None once the node
+    has changed (computed again by ``Tree.root``)."""
+
+    __slots__ = ("cid", "height", "keys", "left", "rights", "values")
+
+    def __init__(  # noqa: PLR0917 (a node is these five lists and its CID, in this order)
+        self,
+        height: int,
+        left: Node | bytes | None = None,
+        keys: list[bytes] | None = None,
+        values: list[bytes] | None = None,
+        rights: list[Node | bytes | None] | None = None,
+        cid: bytes | None = None,
+    ) -> None:
+        self.height = height
+        self.left = left
+        self.keys = keys if keys is not None else []
+        self.values = values if values is not None else []
+        self.rights = rights if rights is not None else []
+        self.cid = cid
+
+    def empty(self) -> bool:
+        return not self.keys and self.left is None
+
+    def gap(self, index: int) -> Node | bytes | None:
+        """The subtree before key ``index`` (after the last key for ``len(keys)``)."""
+        return self.left if index == 0 else self.rights[index - 1]
+
+    def set_gap(self, index: int, sub: Node | bytes | None) -> None:
+        if index == 0:
+            self.left = sub
+        else:
+            self.rights[index - 1] = sub
+
+
+def _cid_of(sub: Node | bytes | None) -> bytes | None:
+    if sub is None or isinstance(sub, bytes):
+        return sub
+    return _encode(sub)
+
+
+def _encode(node: Node) -> bytes:
+    """The node's CID, encoding it (and its changed subtrees) when it changed."""
+    if node.cid is None:
+        node.cid = dag_cbor_cid(_block(node))
+    return node.cid
+
+
+def _block(node: Node) -> bytes:
+    """The node's DAG-CBOR block (its changed subtrees encoded first, for their CIDs)."""
+    entries = []
+    previous = b""
+    for key, value, right in zip(node.keys, node.values, node.rights, strict=True):
+        prefix = common_prefix(previous, key)
+        entries.append({"k": key[prefix:], "p": prefix, "t": _cid_of(right), "v": value})
+        previous = key
+    return libipld.encode_dag_cbor({"e": entries, "l": _cid_of(node.left)})
+
+
+def _parse(value: Any, height: int | None) -> Node:
+    """A decoded node block as a ``Node``; ``height`` is its parent's less one (None: the root)."""
+    if not isinstance(value, dict):
+        raise ProofError("an MST node is not a map")
+    left, items = value.get("l"), value.get("e")
+    if not isinstance(items, list) or (left is not None and not isinstance(left, bytes)):
+        raise ProofError("an MST node lacks its entries")
+    keys: list[bytes] = []
+    values: list[bytes] = []
+    rights: list[Node | bytes | None] = []
+    previous = b""
+    for item in items:
+        if not isinstance(item, dict):
+            raise ProofError("an MST entry is not a map")
+        prefix, suffix, cid, right = item.get("p"), item.get("k"), item.get("v"), item.get("t")
+        if (
+            type(prefix) is not int
+            or not isinstance(suffix, bytes)
+            or not isinstance(cid, bytes)
+            or (right is not None and not isinstance(right, bytes))
+        ):
+            raise ProofError("an MST entry lacks its key or value")
+        if prefix < 0 or prefix > len(previous):
+            raise ProofError("an MST entry's prefix is longer than the key before it")
+        key = previous[:prefix] + suffix
+        if not key or len(key) > MAX_KEY_BYTES or key <= previous:
+            raise ProofError("an MST node's keys are empty, too long or out of order")
+        keys.append(key)
+        values.append(cid)
+        rights.append(right)
+        previous = key
+    if keys:
+        found = key_height(keys[0])
+        if height is not None and found != height:
+            raise ProofError(f"an MST node of layer {found} sits at layer {height}")
+        height = found
+    elif height is None:
+        if left is not None:
+            raise ProofError("the MST's root holds no key, only a subtree (it is not trimmed)")
+        height = 0
+    if height < 0 or (height == 0 and (left is not None or any(r is not None for r in rights))):
+        raise ProofError("an MST node of layer 0 has a subtree")
+    return Node(height, left, keys, values, rights)
+
+
+class Tree:
+    """The tree under ``root`` (a CID), its nodes read from ``blocks`` (CID -> bytes) as needed."""
+
+    def __init__(self, root: bytes | Node, blocks: Mapping[bytes, bytes]) -> None:
+        self._blocks = blocks
+        self._root: Node | bytes = root
+
+    @classmethod
+    def empty(cls) -> Tree:
+        return cls(Node(0), {})
+
+    def _load(self, cid: bytes, height: int | None) -> Node:
+        raw = self._blocks.get(cid)
+        if raw is None:
+            raise ProofError(f"the proof lacks MST node {_text(cid)}")
+        if len(cid) != 36 or cid[:4] != _DAG_CBOR_SHA256 or hashlib.sha256(raw).digest() != cid[4:]:
+            raise ProofError(f"MST node {_text(cid)} does not hash to its CID")
+        try:
+            value = libipld.decode_dag_cbor(raw)
+        except (ValueError, RecursionError) as error:
+            raise ProofError(f"MST node {_text(cid)} does not decode: {error}") from None
+        node = _parse(value, height)
+        node.cid = cid
+        return node
+
+    def _top(self) -> Node:
+        if isinstance(self._root, bytes):
+            self._root = self._load(self._root, None)
+        return self._root
+
+    def _child(self, node: Node, index: int) -> Node | None:
+        """The subtree at gap ``index`` of ``node``, decoded (and kept decoded)."""
+        sub = node.gap(index)
+        if isinstance(sub, bytes):
+            if node.height == 0:
+                raise ProofError("an MST node of layer 0 has a subtree")
+            sub = self._load(sub, node.height - 1)
+            node.set_gap(index, sub)
+        return sub
+
+    def root(self) -> bytes:
+        """The root CID (the tree's nodes that changed encoded again)."""
+        return self._root if isinstance(self._root, bytes) else _encode(self._root)
+
+    def blocks(self) -> dict[bytes, bytes]:
+        """CID -> block of every node decoded or made (those only a CID are left out): what a
+        commit's CAR slice carries of its tree, for a tree built whole."""
+        found: dict[bytes, bytes] = {}
+        stack = [self._root] if isinstance(self._root, Node) else []
+        while stack:
+            node = stack.pop()
+            block = _block(node)
+            found[dag_cbor_cid(block)] = block
+            stack += [sub for sub in (node.left, *node.rights) if isinstance(sub, Node)]
+        return found
+
+    def get(self, key: bytes) -> bytes | None:
+        """The value at ``key``, or None when the tree does not hold it."""
+        height = key_height(key)
+        node: Node | None = self._top()
+        while node is not None:
+            if height > node.height:
+                return None
+            index = bisect_left(node.keys, key)
+            found = index < len(node.keys) and node.keys[index] == key
+            if height == node.height:
+                return node.values[index] if found else None
+            if found:
+                return None
+            node = self._child(node, index)
+        return None
+
+    def insert(self, key: bytes, value: bytes) -> bytes | None:
+        """Set ``key`` to ``value``; the value it had, or None."""
+        _check_key(key)
+        node, previous = self._insert(self._top(), key, value, key_height(key))
+        self._root = node
+        return previous
+
+    def remove(self, key: bytes) -> bytes | None:
+        """Remove ``key``; the value it had, or None (and the tree unchanged)."""
+        _check_key(key)
+        node, previous = self._remove(self._top(), key, key_height(key))
+        top: Node | bytes = node
+        # a root left with no key but a subtree: the subtree is the root (the tree is trimmed)
+        while isinstance(top, Node) and not top.keys and top.left is not None:
+            top = top.left
+        self._root = top if not (isinstance(top, Node) and top.empty()) else Node(0)
+        return previous
+
+    def _insert(self, node: Node, key: bytes, value: bytes, height: int) -> tuple[Node, bytes | None]:
+        if height > node.height:
+            if node.empty():
+                return self._insert(Node(height), key, value, height)
+            return self._insert(Node(node.height + 1, left=node), key, value, height)
+        index = bisect_left(node.keys, key)
+        found = index < len(node.keys) and node.keys[index] == key
+        if height < node.height:
+            if found:
+                raise ProofError("an MST key sits above its layer")
+            child = self._child(node, index)
+            child, previous = self._insert(child or Node(node.height - 1), key, value, height)
+            if previous != value:
+                node.set_gap(index, child)
+                node.cid = None
+            return node, previous
+        if found:
+            previous = node.values[index]
+            if previous != value:
+                node.values[index] = value
+                node.cid = None
+            return node, previous
+        child = self._child(node, index)
+        low, high = self._split(child, key) if child is not None else (None, None)
+        node.set_gap(index, low)
+        node.keys.insert(index, key)
+        node.values.insert(index, value)
+        node.rights.insert(index, high)
+        node.cid = None
+        return node, None
+
+    def _split(self, node: Node, key: bytes) -> tuple[Node | bytes | None, Node | bytes | None]:
+        """``node``'s subtree cut at ``key`` (which it does not hold): the keys below, above."""
+        index = bisect_left(node.keys, key)
+        child = self._child(node, index)
+        low, high = self._split(child, key) if child is not None else (None, None)
+        if index == len(node.keys) and high is None:
+            return node, None  # all of it is below: unchanged
+        if index == 0 and low is None:
+            return None, node  # all of it is above: unchanged
+        if index == 0:
+            below = Node(node.height, low)
+        else:
+            rights = [*node.rights[: index - 1], low]
+            below = Node(node.height, node.left, node.keys[:index], node.values[:index], rights)
+        above = Node(node.height, high, node.keys[index:], node.values[index:], node.rights[index:])
+        return (None if below.empty() else below), (None if above.empty() else above)
+
+    def _remove(self, node: Node, key: bytes, height: int) -> tuple[Node, bytes | None]:
+        if height > node.height:
+            return node, None
+        index = bisect_left(node.keys, key)
+        found = index < len(node.keys) and node.keys[index] == key
+        if height < node.height:
+            if found:
+                return node, None
+            child = self._child(node, index)
+            if child is None:
+                return node, None
+            child, previous = self._remove(child, key, height)
+            if previous is not None:
+                node.set_gap(index, None if child.empty() else child)
+                node.cid = None
+            return node, previous
+        if not found:
+            return node, None
+        previous = node.values[index]
+        merged = self._merge(node, index)
+        del node.keys[index], node.values[index], node.rights[index]
+        node.set_gap(index, merged)
+        node.cid = None
+        return node, previous
+
+    def _merge(self, parent: Node, index: int) -> Node | bytes | None:
+        """The subtrees on either side of key ``index`` of ``parent`` (being removed), as one."""
+        left, right = parent.gap(index), parent.rights[index]
+        if left is None or right is None:
+            return right if left is None else left
+        low = self._child(parent, index)
+        high = self._child(parent, index + 1)
+        assert low is not None and high is not None
+        return self._join(low, high)
+
+    def _join(self, low: Node, high: Node) -> Node:
+        """Two adjacent subtrees of one layer as one node (their facing edges joined below)."""
+        last = len(low.keys)
+        edge_low, edge_high = low.gap(last), high.left
+        if edge_low is None or edge_high is None:
+            middle = edge_high if edge_low is None else edge_low
+        else:
+            lower = self._child(low, last)
+            upper = self._child(high, 0)
+            assert lower is not None and upper is not None
+            middle = self._join(lower, upper)
+        if last == 0:
+            return Node(low.height, middle, list(high.keys), list(high.values), list(high.rights))
+        rights = [*low.rights[:-1], middle, *high.rights]
+        return Node(low.height, low.left, low.keys + high.keys, low.values + high.values, rights)
+
+
+def _check_key(key: bytes) -> None:
+    if not key or len(key) > MAX_KEY_BYTES:
+        raise ProofError("an MST key is empty or longer than 1024 bytes")
+
+
+def _text(cid: bytes) -> str:
+    try:
+        return str(libipld.encode_cid(cid))
+    except ValueError:
+        return cid.hex()
