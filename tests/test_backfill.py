@@ -14,7 +14,7 @@ import pytest
 from benchmarks.repos import build_repo
 from syncstream.backfill.__main__ import main as backfill_main
 from syncstream.backfill.fetch import Fetcher
-from syncstream.backfill.repo import read_repo
+from syncstream.backfill.repo import RepoFile, read_repo
 from syncstream.errors import RepoError
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, event_frame
@@ -322,3 +322,17 @@ def test_a_user_added_on_sighup_is_backfilled_while_frames_flow(tmp_path: Path) 
     assert later is not None and done_at is not None and later > done_at
     backfilled = [p for p in tree(tmp_path / "cache") if f"author_did={DID}" in p]
     assert len(backfilled) >= 10
+
+
+def test_a_backfill_starts_the_accounts_chain(tmp_path: Path) -> None:
+    """The repository's rev and MST root are the account's chain once it is backfilled: the
+    verified stream takes it up there (a restart, or a later write, included)."""
+    with LoopbackPds({DID: CAR}, key=KEY) as pds:
+        assert backfill(tmp_path, pds) == 0
+    repo = RepoFile(CAR)
+    try:
+        data = repo.data
+    finally:
+        repo.close()
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.chains.get(DID) == (REV, data)

@@ -38,6 +38,7 @@ class Outcome(NamedTuple):
     records: int
     reason: str | None
     problems: dict[str, int]
+    data: bytes | None = None  # the repository's MST root, under the verified commit
 
 
 class _Abandoned(SyncstreamError):
@@ -93,7 +94,7 @@ class Job:
 
     def _run(self) -> None:
         directory = Path(tempfile.mkdtemp(prefix="syncstream-backfill-", dir=self.scratch))
-        records, rev, problems = 0, None, {}
+        records, rev, problems, data = 0, None, {}, None
         try:
             self.step = "fetching"
             fetched = self.fetcher.fetch(self.did, directory / "repo.car")
@@ -105,6 +106,7 @@ class Job:
                     raise RepoError(f"not the account's signed history: {verdict.reason}")
                 repo.check()
                 rev = self.rev = repo.rev
+                data = repo.data
                 self.step = "walking"
                 batch: list[RepoRecord] = []
                 for record in repo.records():
@@ -120,7 +122,7 @@ class Job:
                 repo.close()
             log_fields = f"{fetched.bytes:,} bytes from {fetched.pds} in {fetched.seconds:.1f}s"
             self.step = f"done ({log_fields})"
-            self._put(Outcome(rev, records, None, problems))
+            self._put(Outcome(rev, records, None, problems, data))
         except _Abandoned:
             return
         except (FetchError, RepoError) as error:

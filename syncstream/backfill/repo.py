@@ -81,7 +81,7 @@ class RepoFile:
         if not isinstance(did, str) or not isinstance(rev, str) or not isinstance(data, bytes):
             self.close()
             raise RepoError("the root is not a repository commit (did, rev, data)")
-        self.did, self.rev, self._data = did, rev, data
+        self.did, self.rev, self.data = did, rev, data  # data: the MST root the commit signs
 
     def _read(self, start: int, end: int) -> bytes:
         if self._bytes is not None:
@@ -162,7 +162,7 @@ class RepoFile:
         self._db.execute("UPDATE blocks SET seen = 0 WHERE seen = 1")
         budget = self.blocks
         last = b""
-        stack: list[tuple[bytes, bytes | None]] = [(b"", self._data)]  # (key, None) or (b"", node)
+        stack: list[tuple[bytes, bytes | None]] = [(b"", self.data)]  # (key, None) or (b"", node)
         while stack:
             key, target = stack.pop()
             if key:

@@ -1,7 +1,8 @@
 """A ``#commit``'s or ``#sync``'s content checked against its signed commit (Sync 1.1), as
 indigo's ``VerifyCommitMessage`` does, trusting nothing the relay adds:
 
-- every block of the CAR slice hashes to its CID (CIDv1, sha2-256; any other hash refused);
+- every block of the CAR slice hashes to its CID (CIDv1, dag-cbor or raw, sha2-256; any other
+  hash or codec refused);
 - the frame's ``commit`` CID is a block of the slice, a commit naming the frame's ``repo`` and
   ``rev`` (an old signed commit under a new frame is refused);
 - each op has its shape (create: ``cid``, no ``prev``; update: both; delete: ``prev`` only),
@@ -28,6 +29,7 @@ from syncstream.firehose.mst import Tree
 __all__ = ["Proved", "prove"]
 
 _SHA256 = 0x12
+_CODECS = (0x71, 0x55)  # dag-cbor (commits, nodes, records), raw
 _SHAPES = {"create": (True, False), "update": (True, True), "delete": (False, True)}  # (cid, prev)
 
 
@@ -45,8 +47,8 @@ def _blocks(car: bytes) -> dict[bytes, bytes]:
         raise ProofError("the CAR slice does not parse", "bad_block_hash") from None
     blocks: dict[bytes, bytes] = {}
     for cid, (start, end) in spans.items():
-        if len(cid) != 36 or cid[0] != 0x01 or cid[2] != _SHA256 or cid[3] != 0x20:
-            raise ProofError("a block's CID is not a CIDv1 over sha2-256", "bad_block_hash")
+        if len(cid) != 36 or cid[0] != 0x01 or cid[1] not in _CODECS or cid[2] != _SHA256 or cid[3] != 0x20:
+            raise ProofError("a block's CID is not a CIDv1 (dag-cbor or raw) over sha2-256", "bad_block_hash")
         block = car[start:end]
         if hashlib.sha256(block).digest() != cid[4:]:
             raise ProofError(f"block {_text(cid)} does not hash to its CID", "bad_block_hash")

@@ -39,6 +39,7 @@ from syncstream.backfill.repo import RepoRecord
 from syncstream.failpoints import failpoint
 from syncstream.firehose.decode import Commit, RepoOp
 from syncstream.signals import StopRequest
+from syncstream.store.chains import Link
 from syncstream.timestamps import micros, utc_now
 from syncstream.write.writer import CacheWriter
 
@@ -148,6 +149,8 @@ def _finish(writer: CacheWriter, did: str, outcome: Outcome, files: int) -> Back
         log_failure(did, outcome.reason)
         state.backfills.record(did, reason=outcome.reason)
         return BackfillResult(did, outcome.rev, outcome.records, files, outcome.reason)
+    if outcome.rev is not None:  # the verified stream takes the account's chain up from here
+        writer.chains.start(did, Link(outcome.rev, outcome.data))
     writer.flush()  # the files are durable before the DID is recorded done
     failpoint("backfill.files_durable")
     state.backfills.record(did, rev=outcome.rev, records=outcome.records)
@@ -256,6 +259,8 @@ class BackgroundBackfill:
         writer = self.writer
         del self.running[did]
         files = self._files.pop(did, 0)
+        if outcome.rev is not None:  # the chain starts at the repository (unless the stream is past it)
+            writer.chains.start(did, Link(outcome.rev, outcome.data))
         writer.flush()  # the repository's files are durable before the DID is recorded done
         writer.context.state.backfills.record(did, rev=outcome.rev, records=outcome.records)
         released = writer.release(did)
