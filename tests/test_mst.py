@@ -21,10 +21,8 @@ LEAF = "bafyreie5cvv4h45feadgeuwhbcutmh6t2ceseocckahdoe6uat64zmz454"
 
 def cid(text: str) -> bytes:
     decoded = libipld.decode_cid(text)
-    return (
-        bytes((1, decoded["codec"], decoded["hash"]["code"], decoded["hash"]["size"]))
-        + decoded["hash"]["digest"]
-    )
+    digest: bytes = decoded["hash"]["digest"]
+    return bytes((1, decoded["codec"], decoded["hash"]["code"], decoded["hash"]["size"])) + digest
 
 
 def text(raw: bytes) -> str:
