@@ -108,3 +108,13 @@ def cached_records(draw: st.DrawFn, key: str) -> CachedRecord:
         subject_did=draw(valid_dids) if config.subject_did is not None else None,
         record=record,
     )
+
+
+# The MST: repository keys (collection/rkey) and record CIDs --------------------------------------
+
+mst_keys = st.builds(
+    lambda collection, rkey: f"{collection}/{rkey}".encode(),
+    st.sampled_from([POST, LIKE, FOLLOW, "com.example.record"]),
+    st.one_of(tids, st.from_regex(r"[a-z0-9]{1,8}", fullmatch=True)),
+)
+record_cids = st.binary(min_size=32, max_size=32).map(lambda digest: b"\x01\x71\x12\x20" + digest)
