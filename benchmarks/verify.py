@@ -52,7 +52,7 @@ def once(
             started = time.perf_counter()
             for index, frame in enumerate(frames):
                 if verifier is not None and index % corpus == 0:
-                    verifier.last_rev.clear()  # a fresh pass: the same revs are new again
+                    writer.chains.forget()  # a fresh pass: the same revs are new again
                 writer.process_frame(frame)
             writer.flush()
             seconds = time.perf_counter() - started
