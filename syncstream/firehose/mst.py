@@ -55,13 +55,17 @@ def dag_cbor_cid(block: bytes) -> bytes:
 class Node:
     """One node: ``left`` then, for each key, its value and the subtree after it (``rights``).
     A subtree is a ``Node``, the CID of one not decoded, or None. ``cid`` is None once the node
-    has changed (computed again by ``Tree.root``). ``wire`` holds each entry as its block had it,
-    or None where its key, prefix or value changed: an entry kept is not encoded afresh (only
-    the entries next to a change are, which is most of the cost of inverting a commit)."""
+    has changed (computed again by ``Tree.root``).
 
-    __slots__ = ("cid", "height", "keys", "left", "rights", "values", "wire")
+    ``wire`` holds each entry as its block had it, or None where its key, prefix or value
+    changed: an entry kept is not encoded afresh. A node read from a block is searched on its
+    wire entries (``locate``), its keys and values unpacked only when it changes beyond a
+    subtree's link (most nodes of a commit's path only get a new link: unpacking each would be
+    most of the cost of inverting a commit)."""
 
-    def __init__(  # noqa: PLR0917 (a node is these lists and its CID, in this order)
+    __slots__ = ("_keys", "_values", "cid", "height", "left", "rights", "wire")
+
+    def __init__(  # noqa: PLR0917 (a node is these lists, in this order)
         self,
         height: int,
         left: Node | bytes | None = None,
@@ -72,14 +76,85 @@ class Node:
     ) -> None:
         self.height = height
         self.left = left
-        self.keys = keys if keys is not None else []
-        self.values = values if values is not None else []
         self.rights = rights if rights is not None else []
-        self.wire = wire if wire is not None else [None] * len(self.keys)
+        self._keys = keys if keys is not None or wire is not None else []
+        self._values = values if values is not None or wire is not None else []
+        self.wire: list[dict[str, Any] | None] = wire if wire is not None else [None] * len(self.rights)
         self.cid: bytes | None = None
 
+    @property
+    def keys(self) -> list[bytes]:
+        if self._keys is None:
+            self._unpack()
+        assert self._keys is not None
+        return self._keys
+
+    @property
+    def values(self) -> list[bytes]:
+        if self._values is None:
+            self._unpack()
+        assert self._values is not None
+        return self._values
+
+    def _unpack(self) -> None:
+        """Every key and value from the wire entries, checked (types, prefixes, order, length)."""
+        try:
+            prefixes = [item["p"] for item in self.wire]  # type: ignore[index]
+            suffixes = [item["k"] for item in self.wire]  # type: ignore[index]
+            values = [item["v"] for item in self.wire]  # type: ignore[index]
+        except (TypeError, KeyError):
+            raise ProofError("an MST entry is not a map with its key and value") from None
+        if (
+            not {type(p) for p in prefixes} <= {int}
+            or not {type(k) for k in suffixes} <= {bytes}
+            or not {type(v) for v in values} <= {bytes}
+        ):
+            raise ProofError("an MST entry's key, prefix or value is of another type")
+        keys: list[bytes] = []
+        previous = b""
+        for prefix, suffix in zip(prefixes, suffixes, strict=True):
+            if prefix < 0 or prefix > len(previous):
+                raise ProofError("an MST entry's prefix is longer than the key before it")
+            key = previous[:prefix] + suffix
+            if key <= previous:
+                raise ProofError("an MST node's keys are empty or out of order")
+            keys.append(key)
+            previous = key
+        if keys and max(map(len, keys)) > MAX_KEY_BYTES:
+            raise ProofError("an MST key is longer than 1024 bytes")
+        self._keys, self._values = keys, values
+
+    def locate(self, key: bytes) -> tuple[int, bool]:
+        """Where ``key`` is or would go among the keys, and whether it is there."""
+        if self._keys is not None:
+            index = bisect_left(self._keys, key)
+            return index, index < len(self._keys) and self._keys[index] == key
+        previous = b""
+        try:  # the wire entries read only as far as the key (each one read is checked)
+            for index, item in enumerate(self.wire):
+                prefix, suffix = item["p"], item["k"]  # type: ignore[index]
+                if type(prefix) is not int or type(suffix) is not bytes or not 0 <= prefix <= len(previous):
+                    raise ProofError("an MST entry's key or prefix is malformed")
+                current = previous[:prefix] + suffix
+                if current <= previous:
+                    raise ProofError("an MST node's keys are empty or out of order")
+                if current >= key:
+                    return index, current == key
+                previous = current
+        except (TypeError, KeyError):
+            raise ProofError("an MST entry is not a map with its key and value") from None
+        return len(self.wire), False
+
+    def value_at(self, index: int) -> bytes:
+        if self._values is not None:
+            return self._values[index]
+        value = self.wire[index]["v"]  # type: ignore[index]
+        if type(value) is not bytes:
+            raise ProofError("an MST entry's value is not a CID")
+        return value
+
     def empty(self) -> bool:
-        return not self.keys and self.left is None
+        return not self.wire and self.left is None
 
     def gap(self, index: int) -> Node | bytes | None:
         """The subtree before key ``index`` (after the last key for ``len(keys)``)."""
@@ -108,53 +183,35 @@ def _encode(node: Node) -> bytes:
 def _block(node: Node) -> bytes:
     """The node's DAG-CBOR block (its changed subtrees encoded first, for their CIDs)."""
     entries = []
-    previous = b""
-    for key, value, right, wire in zip(node.keys, node.values, node.rights, node.wire, strict=True):
-        link = right if right is None or type(right) is bytes else _encode(right)
-        if wire is not None and wire.get("t") == link:
-            entries.append(wire)
-        else:
-            prefix = common_prefix(previous, key)
-            entries.append({"k": key[prefix:], "p": prefix, "t": link, "v": value})
-        previous = key
+    for index, (right, wire) in enumerate(zip(node.rights, node.wire, strict=True)):
+        link = _cid_of(right)
+        if wire is not None:
+            entries.append(wire if wire.get("t") == link else {**wire, "t": link})
+            continue
+        key, previous = node.keys[index], node.keys[index - 1] if index else b""
+        prefix = common_prefix(previous, key)
+        entries.append({"k": key[prefix:], "p": prefix, "t": link, "v": node.values[index]})
     return libipld.encode_dag_cbor({"e": entries, "l": _cid_of(node.left)})
 
 
 def _parse(value: Any, height: int | None) -> Node:
-    """A decoded node block as a ``Node``; ``height`` is its parent's less one (None: the root)."""
+    """A decoded node block as a ``Node`` (its keys unpacked when needed); ``height`` is its
+    parent's less one (None: the root)."""
     if not isinstance(value, dict):
         raise ProofError("an MST node is not a map")
     left, items = value.get("l"), value.get("e")
     if not isinstance(items, list) or (left is not None and not isinstance(left, bytes)):
         raise ProofError("an MST node lacks its entries")
-    try:  # column by column (each a comprehension: this runs for every node of every commit)
-        prefixes = [item["p"] for item in items]
-        suffixes = [item["k"] for item in items]
-        values = [item["v"] for item in items]
+    try:
         rights: list[Node | bytes | None] = [item.get("t") for item in items]
-    except (TypeError, KeyError, AttributeError):
+        first = items[0]["k"] if items and items[0]["p"] == 0 else None
+    except (AttributeError, KeyError, TypeError):
         raise ProofError("an MST entry is not a map with its key and value") from None
-    if (
-        not {type(p) for p in prefixes} <= {int}
-        or not {type(k) for k in suffixes} <= {bytes}
-        or not {type(v) for v in values} <= {bytes}
-        or not {type(r) for r in rights} <= {bytes, type(None)}
-    ):
-        raise ProofError("an MST entry's key, prefix, value or subtree is of another type")
-    keys: list[bytes] = []
-    previous = b""
-    for prefix, suffix in zip(prefixes, suffixes, strict=True):
-        if prefix < 0 or prefix > len(previous):
-            raise ProofError("an MST entry's prefix is longer than the key before it")
-        key = previous[:prefix] + suffix
-        if key <= previous:
-            raise ProofError("an MST node's keys are empty or out of order")
-        keys.append(key)
-        previous = key
-    if keys and max(map(len, keys)) > MAX_KEY_BYTES:
-        raise ProofError("an MST key is longer than 1024 bytes")
-    if keys:
-        found = key_height(keys[0])
+    if not {type(r) for r in rights} <= {bytes, type(None)} or (items and type(first) is not bytes):
+        raise ProofError("an MST node's first key or a subtree is malformed")
+    if items:
+        assert isinstance(first, bytes)
+        found = key_height(first)
         if height is not None and found != height:
             raise ProofError(f"an MST node of layer {found} sits at layer {height}")
         height = found
@@ -164,14 +221,16 @@ def _parse(value: Any, height: int | None) -> Node:
         height = 0
     if height < 0 or (height == 0 and (left is not None or any(r is not None for r in rights))):
         raise ProofError("an MST node of layer 0 has a subtree")
-    return Node(height, left, keys, values, rights, list(items))
+    return Node(height, left, None, None, rights, list(items))
 
 
 class Tree:
     """The tree under ``root`` (a CID), its nodes read from ``blocks`` (CID -> bytes) as needed."""
 
-    def __init__(self, root: bytes | Node, blocks: Mapping[bytes, bytes]) -> None:
+    def __init__(self, root: bytes | Node, blocks: Mapping[bytes, bytes], *, hashed: bool = False) -> None:
+        """``hashed``: every block of ``blocks`` was checked against its CID already."""
         self._blocks = blocks
+        self._hashed = hashed
         self._root: Node | bytes = root
 
     @classmethod
@@ -182,7 +241,7 @@ class Tree:
         raw = self._blocks.get(cid)
         if raw is None:
             raise ProofError(f"the proof lacks MST node {_text(cid)}")
-        if len(cid) != 36 or cid[:4] != _DAG_CBOR_SHA256 or hashlib.sha256(raw).digest() != cid[4:]:
+        if cid[:4] != _DAG_CBOR_SHA256 or not (self._hashed or hashlib.sha256(raw).digest() == cid[4:]):
             raise ProofError(f"MST node {_text(cid)} does not hash to its CID")
         try:
             value = libipld.decode_dag_cbor(raw)
@@ -230,10 +289,9 @@ class Tree:
         while node is not None:
             if height > node.height:
                 return None
-            index = bisect_left(node.keys, key)
-            found = index < len(node.keys) and node.keys[index] == key
+            index, found = node.locate(key)
             if height == node.height:
-                return node.values[index] if found else None
+                return node.value_at(index) if found else None
             if found:
                 return None
             node = self._child(node, index)
@@ -252,7 +310,7 @@ class Tree:
         node, previous = self._remove(self._top(), key, key_height(key))
         top: Node | bytes = node
         # a root left with no key but a subtree: the subtree is the root (the tree is trimmed)
-        while isinstance(top, Node) and not top.keys and top.left is not None:
+        while isinstance(top, Node) and not top.wire and top.left is not None:
             top = top.left
         self._root = top if not (isinstance(top, Node) and top.empty()) else Node(0)
         return previous
@@ -262,8 +320,7 @@ class Tree:
             if node.empty():
                 return self._insert(Node(height), key, value, height)
             return self._insert(Node(node.height + 1, left=node), key, value, height)
-        index = bisect_left(node.keys, key)
-        found = index < len(node.keys) and node.keys[index] == key
+        index, found = node.locate(key)
         if height < node.height:
             if found:
                 raise ProofError("an MST key sits above its layer")
@@ -305,16 +362,18 @@ class Tree:
             below = Node(node.height, low)
         else:
             rights = [*node.rights[: index - 1], low]
-            below = Node(node.height, node.left, node.keys[:index], node.values[:index], rights, node.wire[:index])
-        wire = [None, *node.wire[index + 1 :]] if index < len(node.keys) else []  # the first key has no prefix
+            below = Node(
+                node.height, node.left, node.keys[:index], node.values[:index], rights, node.wire[:index]
+            )
+        # the first key above has no prefix
+        wire: list[dict[str, Any] | None] = [None, *node.wire[index + 1 :]] if index < len(node.keys) else []
         above = Node(node.height, high, node.keys[index:], node.values[index:], node.rights[index:], wire)
         return (None if below.empty() else below), (None if above.empty() else above)
 
     def _remove(self, node: Node, key: bytes, height: int) -> tuple[Node, bytes | None]:
         if height > node.height:
             return node, None
-        index = bisect_left(node.keys, key)
-        found = index < len(node.keys) and node.keys[index] == key
+        index, found = node.locate(key)
         if height < node.height:
             if found:
                 return node, None
@@ -359,9 +418,14 @@ class Tree:
             assert lower is not None and upper is not None
             middle = self._join(lower, upper)
         if last == 0:
-            return Node(low.height, middle, list(high.keys), list(high.values), list(high.rights), list(high.wire))
+            return Node(
+                low.height, middle, list(high.keys), list(high.values), list(high.rights), list(high.wire)
+            )
         rights = [*low.rights[:-1], middle, *high.rights]
-        wire = [*low.wire, *([None, *high.wire[1:]] if high.keys else [])]  # high's first: a new prefix
+        wire: list[dict[str, Any] | None] = [
+            *low.wire,
+            *([None, *high.wire[1:]] if high.keys else []),
+        ]  # high's first: a new prefix
         return Node(low.height, low.left, low.keys + high.keys, low.values + high.values, rights, wire)
 
 

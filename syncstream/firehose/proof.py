@@ -121,7 +121,7 @@ def prove(decoded: Decoded, did: str, rev: str | None) -> Proved:
     if not is_commit:
         return Proved(commit, commit["data"], False)
     ops = _ops(decoded.wire_ops)
-    tree = Tree(commit["data"], blocks)
+    tree = Tree(commit["data"], blocks, hashed=True)
     try:
         for action, path, cid, _ in ops:
             held = tree.get(path)
