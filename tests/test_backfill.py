@@ -8,6 +8,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
+import libipld
 import pyarrow.dataset as pads
 import pytest
 
@@ -336,3 +337,27 @@ def test_a_backfill_starts_the_accounts_chain(tmp_path: Path) -> None:
         repo.close()
     with StateStore(tmp_path / "s.sqlite") as state:
         assert state.chains.get(DID) == (REV, data)
+
+
+def test_each_record_is_hashed_again_as_it_is_written(tmp_path: Path) -> None:
+    """A record block changed in the scratch file after the tree was checked: the walk that
+    hands records over refuses it (what is written is what the signed tree names)."""
+    path = tmp_path / "repo.car"
+    path.write_bytes(CAR)
+    repo = RepoFile(path, scratch=tmp_path)
+    try:
+        assert repo.check() == len(EXPECTED)
+        first = next(r for r in read_repo(CAR).records)
+        raw = repo.raw(_cid(first.cid))
+        at = CAR.index(raw)
+        path.write_bytes(CAR[:at] + bytes((CAR[at] ^ 1,)) + CAR[at + 1 :])
+        with pytest.raises(RepoError, match="does not match its CID"):
+            list(repo.records())
+    finally:
+        repo.close()
+
+
+def _cid(text: str) -> bytes:
+    decoded = libipld.decode_cid(text)
+    digest: bytes = decoded["hash"]["digest"]
+    return bytes((1, decoded["codec"], 0x12, 0x20)) + digest

@@ -8,7 +8,8 @@ trusts nothing: each node is visited once (a node reached twice, a loop or a sha
 refuses the CAR), keys must come in strictly increasing order, no more nodes are visited than
 the CAR has blocks, and every block read is checked against its CID (sha2-256). ``check``
 walks the whole tree first, so a CAR that fails is refused before any of its records is used;
-``records`` then walks it again, decoding one record at a time.
+``records`` then walks it again, decoding one record at a time, each block hashed again as it
+is read (what is written is what the signed tree names, whatever happened to the file since).
 """
 
 from __future__ import annotations
@@ -188,11 +189,12 @@ class RepoFile:
         return records
 
     def records(self) -> Iterator[RepoRecord]:
-        """The records, in key order (call ``check`` first); an undecodable one is counted in
+        """The records, in key order (call ``check`` first), each at its path in the signed tree
+        and its block hashed against its CID as it is read; an undecodable one is counted in
         ``problems`` and passed over, as a live one would be."""
         for key, value in self._walk():
             collection, _, rkey = key.decode(errors="replace").partition("/")
-            raw = self.raw(value, check=False)  # checked by check()
+            raw = self.raw(value)  # hashed again as it is written: the bytes written are the ones signed
             try:
                 record = json_model(libipld.decode_dag_cbor(raw), raw)
             except (ValueError, RecursionError):
