@@ -123,27 +123,32 @@ def prove(decoded: Decoded, did: str, rev: str | None) -> Proved:
     ops = _ops(decoded.wire_ops)
     tree = Tree(commit["data"], blocks, hashed=True)
     try:
-        for action, path, cid, _ in ops:
-            held = tree.get(path)
-            if held != cid:
-                what = "holds another record" if held is not None and cid is not None else (
-                    "holds no record" if cid is not None else "still holds a record")  # fmt: skip
-                raise ProofError(f"the signed tree {what} at {path[:200]!r} ({action})", "op_not_in_tree")
         if decoded.prev_data is None:
+            for action, path, cid, _ in ops:
+                _held(action, path, cid, tree.get(path))
             return Proved(commit, commit["data"], False)
+        # Inverting an op reads the value the tree holds at its path (paths are distinct: no
+        # other op changes it), so the inversion is the path checks too, each path walked once.
         for action, path, cid, prev in ops:
             if action == "create":
-                undone = tree.remove(path)
+                held = tree.remove(path)
             else:
                 assert prev is not None
-                undone = tree.insert(path, prev)
-            if undone != cid:
-                raise ProofError(f"the {action} at {path[:200]!r} does not invert", "prev_data_mismatch")
+                held = tree.insert(path, prev)
+            _held(action, path, cid, held)
         if tree.root() != decoded.prev_data:
             raise ProofError("the ops inverted do not give prevData", "prev_data_mismatch")
     except RecursionError:
         raise ProofError("the MST is deeper than any repository's", "incomplete_proof") from None
     return Proved(commit, commit["data"], True)
+
+
+def _held(action: str, path: bytes, cid: bytes | None, held: bytes | None) -> None:
+    """``held``, the tree's value at ``path``, must be the op's ``cid`` (None for a delete)."""
+    if held != cid:
+        what = "holds another record" if held is not None and cid is not None else (
+            "holds no record" if cid is not None else "still holds a record")  # fmt: skip
+        raise ProofError(f"the signed tree {what} at {path[:200]!r} ({action})", "op_not_in_tree")
 
 
 def _text(cid: bytes) -> str:
