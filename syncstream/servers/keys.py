@@ -2,7 +2,7 @@
 SHA-256, low-S, 64-byte ``r || s``), and the ``did:key`` a DID document publishes for it.
 
 Only the loopback PDS, the tests and the benchmarks sign; verification is
-``syncstream.verify``'s, through the SDK's crypto.
+``syncstream.verify``'s (libsecp256k1 for secp256k1, OpenSSL for P-256).
 """
 
 from __future__ import annotations
