@@ -1,7 +1,8 @@
 """The chain of a verified account, kept in the state store: across a restart a commit that
 follows on verifies, one that is stale is refused, one whose prevData is not the last root is a
 desync; a held account's chain is written only once its commits are; a commit without prevData
-is checked at its paths only (verified null); a rev too far in the future is refused."""
+is checked at its paths only (verified null); a rev too far in the future is refused; a #sync
+is verified and moves the chain."""
 
 from __future__ import annotations
 
@@ -9,7 +10,10 @@ import time
 from functools import partial
 from pathlib import Path
 
-from syncstream.firehose.encode import OpSpec, encode_commit_frame
+import libipld
+
+from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_commit_frame, event_frame
+from syncstream.firehose.mst import Tree
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
 from syncstream.servers.pds import LoopbackPds
 from syncstream.store import StateStore
@@ -97,3 +101,23 @@ def test_a_rev_too_far_in_the_future_is_refused(tmp_path: Path) -> None:
         )
     assert counts == {"future_rev": 1, "verified": 1}
     assert writer.rejections["unverified_commit"] == 1
+
+
+def sync_frame(seq: int, n: int, key: SigningKey) -> bytes:
+    """A ``#sync`` whose CAR holds the repository's commit (an empty tree), signed by ``key``."""
+    commit = sign_commit({"did": DID, "rev": tid(BASE + n), "version": 3, "data": Tree.empty().root(), "prev": None},
+                         key)  # fmt: skip
+    block = libipld.encode_dag_cbor(commit)
+    car = encode_car([cid_for(block)], [(cid_for(block), block)])
+    return event_frame("sync", seq=seq, did=DID, time=TIME, rev=tid(BASE + n), blocks=car)
+
+
+def test_a_sync_is_verified_and_moves_the_chain(tmp_path: Path) -> None:
+    """A #sync signed by the account's key is verified, starts the chain at its rev and asks for
+    a fresh backfill; one signed by another key is refused."""
+    with LoopbackPds({DID: b""}, key=KEY) as plc:
+        counts, _ = run(tmp_path, [sync_frame(1, 1, KEY), sync_frame(2, 2, SigningKey(7))], plc.url)
+    assert counts == {"verified": 1, "bad_signature": 1}
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert state.chains.get(DID) == (tid(BASE + 1), Tree.empty().root())
+        assert state.backfills.recorded()[DID][0] == "pending"
