@@ -12,6 +12,7 @@ from pathlib import Path
 
 import libipld
 
+from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec, cid_for, encode_car, encode_commit_frame, event_frame
 from syncstream.firehose.mst import Tree
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
@@ -23,6 +24,7 @@ from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 from tests.forgery import tid, with_body
 from tests.helpers import TIME, post, tree, write_users
+from tests.tables import table_rows
 
 KEY = SigningKey(REHEARSAL_SEED)
 DID = "did:plc:studystudystudystudystu"
@@ -60,6 +62,12 @@ def test_the_chain_is_kept_across_a_restart(tmp_path: Path) -> None:
     names = tree(tmp_path / "cache")
     assert {n.rsplit("=", 1)[1] for n in names if "/post/" in n} == {"a.json", "b.json", "c.json", "d.json"}
     assert f"population/account_event/desync/did={DID}_seq=5.json" in names
+    out = tmp_path / "out"
+    assert export_main(["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "s.sqlite"),
+                        "--out", str(out), "-q"]) == 0  # fmt: skip
+    events = [r for r in table_rows(out, "population/account_event") if r["event"] == "desync"]
+    assert [(e["did"], e["seq"], e["status"], e["rev"]) for e in events] == [
+        (DID, 5, "prev_data_mismatch", tid(BASE + 4))]  # fmt: skip
     with StateStore(tmp_path / "s.sqlite") as state:
         assert state.backfills.recorded()[DID][0] == "pending"
         assert state.chains.get(DID) == (tid(BASE + 4), state.chains.get(DID).data)  # type: ignore[union-attr]
