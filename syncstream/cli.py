@@ -208,8 +208,14 @@ class _Stdout:
 
 
 def run(main: Callable[[], int]) -> NoReturn:
-    """A command's entry point: ``raise SystemExit(main())``, with an stdout that may close early."""
+    """A command's entry point: ``raise SystemExit(main())``, with an stdout that may close early;
+    the stop signals its ``main`` catches stay caught until it returns, then ignored (its work
+    is done: a stop during the summary or the interpreter's teardown must not kill it)."""
+    from syncstream.signals import ignore_stops, keep_until_exit  # noqa: PLC0415
+
+    keep_until_exit()
     sys.stdout = _Stdout(sys.stdout)
     status = main()
+    ignore_stops()
     sys.stdout.flush()
     raise SystemExit(status)

@@ -8,9 +8,9 @@ pass through that point, counted from 1 in each process, at which it fires; ``ac
 - ``kill``: SIGKILL this process (a helper dies alone; a command's helpers die with it),
 - ``raise``: raise ``FailpointError`` (a clean failure, as a full disk or a bug would raise),
 - ``exit``: ``os._exit(3)``, no clean-up (an exit from a library or a signal handler),
-- ``term``, ``hup``: SIGTERM or SIGHUP to this process's whole process group, as a service
-  manager's stop (systemd's default) or a terminal's hangup sends it, and go on (run the command
-  in a session of its own: ``start_new_session=True``).
+- ``term``, ``hup``, ``int``: SIGTERM, SIGHUP or SIGINT to this process's whole process group,
+  as a service manager's stop (systemd's default), a terminal's hangup or a Ctrl-C sends it, and
+  go on (run the command in a session of its own: ``start_new_session=True``).
 
 Unset, ``failpoint`` is a dictionary lookup that finds nothing: free on every path but the
 hottest loops, which check ``ARMED`` first.
@@ -37,8 +37,10 @@ __all__ = [
 ]
 
 ENV = "SYNCSTREAM_FAILPOINTS"
-ACTIONS = ("kill", "raise", "exit", "term", "hup")
+ACTIONS = ("kill", "raise", "exit", "term", "hup", "int")
+_SIGNALS = {"term": signal.SIGTERM, "hup": signal.SIGHUP, "int": signal.SIGINT}
 
+_COMMANDS = ("writer", "export", "purge", "backfill", "compact", "snapshot", "relay", "pds")
 # Each point (``syncstream.staging.Step`` names those of the export and the purge), and the
 # processes it can fire in: the command's own process, its helper, or
 # the command run with its helper's work done inline (``--inline-writes``, ``--inline-parquet``).
@@ -78,6 +80,12 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     # durable (before the DID is recorded done)
     "backfill.batch_written": ("backfill",),
     "backfill.files_durable": ("backfill",),
+    # every command (syncstream.signals.Stops): its stop signals caught, and its work done; a
+    # compaction's partition committed, a snapshot's dataset copied
+    "command.started": _COMMANDS,
+    "command.finished": _COMMANDS,
+    "compact.partition_done": ("compact",),
+    "snapshot.dataset_copied": ("snapshot",),
 }
 PROCESSES = (
     "writer",
@@ -88,6 +96,10 @@ PROCESSES = (
     "export-helper",
     "purge",
     "backfill",
+    "compact",
+    "snapshot",
+    "relay",
+    "pds",
 )
 
 _process = "main"
@@ -141,8 +153,8 @@ def failpoint(point: str) -> None:
 
 
 def _fire(point: str, action: str) -> None:
-    if action in ("term", "hup"):
-        os.killpg(os.getpgrp(), signal.SIGTERM if action == "term" else signal.SIGHUP)
+    if action in _SIGNALS:
+        os.killpg(os.getpgrp(), _SIGNALS[action])
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import signal
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from syncstream.backfill.options import make_fetcher, parse
+from syncstream.backfill.options import BackfillOptions, make_fetcher, parse
 from syncstream.cli import (
     environment_problem,
     fail,
@@ -17,6 +16,7 @@ from syncstream.cli import (
 )
 from syncstream.errors import CacheWriteError, FailpointError, HelperError, SyncstreamError
 from syncstream.failpoints import set_process
+from syncstream.signals import StopFlag, Stops
 from syncstream.store import BackfillStatus
 
 if TYPE_CHECKING:
@@ -28,6 +28,11 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     setup_logging(args.quiet, args.log_format)
+    with Stops("abandoning the backfills under way (the next run does them), then exiting") as stops:
+        return _main(args, stops.flag)
+
+
+def _main(args: BackfillOptions, stop: StopFlag) -> int:
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2
@@ -57,11 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     set_process("backfill")
-    fetcher = make_fetcher(args.fetch, args.plc_url.rstrip("/"))  # the SDK imported before any thread
-    stop = fetcher.stop
-    previous = {
-        signum: signal.signal(signum, lambda *_: stop.set()) for signum in (signal.SIGTERM, signal.SIGINT)
-    }
+    fetcher = make_fetcher(args.fetch, args.plc_url.rstrip("/"), stop=stop)  # the SDK before any thread
     started = time.perf_counter()
     with context:
         try:
@@ -75,6 +76,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     if context.state.backfills.recorded().get(did, ("",))[0] != BackfillStatus.DONE
                 ]
             skipped = len(wanted) - len(todo)
+            recorded = context.state.backfills.recorded()
+            waiting = [
+                did
+                for did in wanted
+                if did not in todo and did in recorded and recorded[did].status == BackfillStatus.FAILED
+            ]
             writer = CacheWriter(context)
             results = backfill_dids(
                 writer, todo, fetcher, concurrency=args.concurrency, scratch=args.fetch.scratch_dir, stop=stop
@@ -83,13 +90,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             fail(f"{error}; what was under way is backfilled again by the next run", event="backfill_failed")
             return 1
         finally:
-            for signum, handler in previous.items():
-                signal.signal(signum, handler)
             fetcher.close()
-    return _report(results, len(todo), skipped, time.perf_counter() - started)
+    return _report(results, len(todo), skipped, time.perf_counter() - started, waiting=waiting)
 
 
-def _report(results: list[BackfillResult], todo: int, skipped: int, seconds: float) -> int:
+def _report(
+    results: list[BackfillResult], todo: int, skipped: int, seconds: float, *, waiting: list[str]
+) -> int:
+    """The per-DID summary; 1 when a DID failed, or when nothing was backfilled and the DIDs
+    not done are failed ones waiting for their retry (a run that did nothing is no success)."""
     abandoned = [r for r in results if r.abandoned]
     failed = [r for r in results if r.reason is not None and not r.abandoned]
     records, files = sum(r.records for r in results), sum(r.files for r in results)
@@ -107,7 +116,17 @@ def _report(results: list[BackfillResult], todo: int, skipped: int, seconds: flo
             print(f"  {result.did}: {result.reason}")
         else:
             print(f"  {result.did}: failed: {result.reason}")
-    return 1 if failed else 0
+    if failed:
+        fail(f"{len(failed)} of {todo} accounts failed: {', '.join(r.did for r in failed)} (each is "
+             "retried by the next backfill after its backoff; --did DID tries one now)",
+             event="backfill_failed")  # fmt: skip
+        return 1
+    if done == 0 and not abandoned and waiting:
+        fail(f"no account was backfilled: {', '.join(waiting)} failed before and wait for their retry "
+             "(see the summary of the run that failed; --did DID tries one now)",
+             event="backfill_failed")  # fmt: skip
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

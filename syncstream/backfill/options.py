@@ -84,8 +84,9 @@ def parser() -> argparse.ArgumentParser:
     return parser
 
 
-def make_fetcher(options: FetchOptions, plc_url: str) -> Fetcher:
-    """Built in the main thread, before any thread starts: it imports the SDK's resolver."""
+def make_fetcher(options: FetchOptions, plc_url: str, *, stop: StopFlag | None = None) -> Fetcher:
+    """Built in the main thread, before any thread starts: it imports the SDK's resolver.
+    ``stop`` abandons its fetches (the backfill command's stop signals)."""
     endpoints = options.pds_endpoints
     if endpoints == "auto":
         endpoints = "any" if is_loopback_url(plc_url) else "public"
@@ -97,5 +98,5 @@ def make_fetcher(options: FetchOptions, plc_url: str) -> Fetcher:
         ),
         gate=HostGate(concurrency=options.pds_concurrency, calls=calls, period=period),
         endpoints=endpoints,
-        stop=StopFlag(),
+        stop=StopFlag() if stop is None else stop,
     )

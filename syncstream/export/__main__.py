@@ -4,18 +4,17 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from syncstream.cli import environment_problem, fail, load_registry, run, setup_logging
-from syncstream.errors import CacheLockedError, ConfigError, SyncstreamError
+from syncstream.errors import CacheLockedError, ConfigError, HelperError, SyncstreamError
 from syncstream.export.options import ExportOptions, parse
 from syncstream.export.progress import ExportProgress
 from syncstream.failpoints import set_process
-from syncstream.signals import StopFlag
+from syncstream.signals import StopRequest, Stops
 
 if TYPE_CHECKING:
     from syncstream.export.parts import PartWrites
@@ -34,6 +33,9 @@ def _print_summary(summary: ExportSummary, seconds: float) -> None:
             f"purged {', '.join(purge.dids)} ({purge.reason}): {purge.rows} rows removed from "
             f"{purge.parts} Parquet files, {purge.cache_files} cache files removed"
         )
+    for recovered in summary.recovered_runs:
+        rows = sum(recovered.rows.values())
+        print(f"recovered run {recovered.claim}: {rows} rows committed (recorded by an interrupted export)")
     verb = "would export" if summary.dry_run else "exported"
     print(f"{verb} {summary.rows} rows from {summary.cache_files} cache files in {seconds:.2f}s")
     for name, stats in sorted(summary.datasets.items()):
@@ -71,48 +73,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         spare_pyarrow_the_pandas_import()
     set_process("export-inline" if args.inline_parquet else "export")
     if args.every is None:
-        return _export_and_report(args)
-    return _every(args, args.every)
+        # A run is one unit: a stop lets it finish (its commit, its cache removed) and exits 0.
+        with Stops("finishing the export under way, then exiting"):
+            return _export_and_report(args)
+    hangup = "ignored: the export has nothing to reload; SIGTERM stops it"
+    with Stops("stopping after this run", hangup=hangup) as stops:
+        return _every(args, args.every, stops.flag)
 
 
-def _every(args: ExportOptions, period: float) -> int:
-    """Export every ``period`` seconds until SIGTERM or SIGINT (a run under way finishes); a
-    SIGHUP (a terminal's hangup) is logged and changes nothing. The exit status is the last
-    run's: 1 when it failed (and so when every run did), 2 at once for bad input."""
-    stop = StopFlag()  # set by the handler: a threading.Event can deadlock there
-
-    def on_signal(signum: int, frame: object) -> None:
-        name = signal.Signals(signum).name
-        if signum == signal.SIGHUP:
-            log.info("%s: ignored (the export has nothing to reload); SIGTERM stops it", name,
-                     extra={"event": "signal_ignored", "fields": {"signal": name}})  # fmt: skip
-            return
-        log.info("%s: stopping after this run", name, extra={"event": "stopping", "fields": {"signal": name}})
-        stop.set()
-
-    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
-    previous = {signum: signal.signal(signum, on_signal) for signum in signals}
-    try:
-        runs = failures = status = 0
-        compacted = time.monotonic()  # the first compaction one period after the start
-        while not stop.is_set():
-            started = time.monotonic()
-            due = args.compact_every is not None and started - compacted >= args.compact_every
-            status = _export_and_report(args, compact=due)
-            sys.stdout.flush()  # each run's summary when it happens, also into a pipe or a journal
-            if due:
-                compacted = started
-            runs += 1
-            failures += status != 0
-            if status == 2:
-                return 2  # bad input does not get better by waiting
-            stop.wait(max(period - (time.monotonic() - started), 0.0))
-        log.info("%d exports, %d failed", runs, failures,
-                 extra={"event": "stopped", "fields": {"runs": runs, "failures": failures}})  # fmt: skip
-        return 1 if status else 0
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+def _every(args: ExportOptions, period: float, stop: StopRequest) -> int:
+    """Export every ``period`` seconds until ``stop`` (SIGTERM or SIGINT: a run under way
+    finishes; a SIGHUP is logged and changes nothing). The exit status is the last run's: 1 when
+    it failed (and so when every run did), 2 at once for bad input."""
+    runs = failures = status = 0
+    compacted = time.monotonic()  # the first compaction one period after the start
+    while not stop.is_set():
+        started = time.monotonic()
+        due = args.compact_every is not None and started - compacted >= args.compact_every
+        status = _export_and_report(args, compact=due)
+        sys.stdout.flush()  # each run's summary when it happens, also into a pipe or a journal
+        if due:
+            compacted = started
+        runs += 1
+        failures += status != 0
+        if status == 2:
+            return 2  # bad input does not get better by waiting
+        stop.wait(max(period - (time.monotonic() - started), 0.0))
+    log.info("%d exports, %d failed", runs, failures,
+             extra={"event": "stopped", "fields": {"runs": runs, "failures": failures}})  # fmt: skip
+    return 1 if status else 0
 
 
 def _export_and_report(args: ExportOptions, *, compact: bool = False) -> int:
@@ -138,7 +127,7 @@ def _export_and_report(args: ExportOptions, *, compact: bool = False) -> int:
                 args.metrics_file,
                 success=status == 0,
                 seconds=seconds,
-                rows={} if summary is None else {name: d.rows for name, d in summary.datasets.items()},
+                rows={} if summary is None else summary.committed_rows(),
                 files=0 if summary is None else summary.cache_files,
                 now=time.time(),
                 datasets=_datasets(args.handlers),
@@ -177,6 +166,9 @@ def _export(args: ExportOptions) -> tuple[int, ExportSummary | None]:
         from syncstream.export.context import setup_batch_export_system  # noqa: PLC0415
 
         context = setup_batch_export_system(args, parts=parts, handlers=handlers)
+    except HelperError as error:  # not bad input: the helper died (a rerun may well succeed)
+        fail(f"{error}; nothing was exported", event="export_not_started")
+        return 1, None
     except (SyncstreamError, OSError, ValueError) as error:
         fail(str(error), event="export_not_started")
         return 2, None

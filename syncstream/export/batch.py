@@ -52,7 +52,7 @@ from syncstream.export.context import BatchExportContext
 from syncstream.export.parts import Part
 from syncstream.export.plan import Chunk
 from syncstream.export.purges import purge_first
-from syncstream.export.summary import DatasetSummary, ExportSummary
+from syncstream.export.summary import DatasetSummary, ExportSummary, RecoveredRun
 from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
 from syncstream.listing import Entry, list_tree, new_id
@@ -263,12 +263,10 @@ class _Exporter(CacheSide):
         self._uncommitted.difference_update(run.keys)
 
     def _count(self, run: RunCommit) -> None:
-        """A recovered run's rows, committed by this export."""
-        for name, files in run.tables.items():
-            stats = self.summary.datasets.setdefault(name, DatasetSummary())
-            stats.rows += sum(f.rows for f in files)
-            stats.files += len(files)
-            stats.bytes += sum(f.size for f in files)
+        """A recovered run's rows, committed by this export: said apart from its own, as the
+        cache files they came from were read (and counted) by the export that recorded it."""
+        rows = {name: sum(f.rows for f in files) for name, files in run.tables.items()}
+        self.summary.recovered_runs.append(RecoveredRun(claim=run.claim, rows=rows))
 
     def _out(self) -> str:
         output = self.context.output

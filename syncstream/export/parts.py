@@ -265,6 +265,8 @@ class HelperParts(Stopping):
             while self._description is None:
                 self._read_answer()
         except HelperError as error:
+            if not self.helper.alive:  # it died (killed, out of memory): no answer about the output
+                raise
             self.kill()
             raise ConfigError(f"cannot open the output {self.out}: {error}") from None
         return self._description

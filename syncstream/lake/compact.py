@@ -17,13 +17,13 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import sys
 import time
 from collections.abc import Iterable, Mapping, Sequence
 
 import msgspec
 
-from syncstream.cli import setup_logging
+from syncstream.cli import fail, run, setup_logging
+from syncstream.failpoints import failpoint, set_process
 from syncstream.options import (
     OUT,
     LogOptions,
@@ -34,6 +34,7 @@ from syncstream.options import (
     positive_float,
 )
 from syncstream.registry.datasets import Dataset
+from syncstream.signals import Stops
 
 __all__ = ["CompactOptions", "CompactSummary", "compact_tables", "main"]
 
@@ -48,6 +49,7 @@ class CompactSummary(msgspec.Struct, kw_only=True):
     z_ordered: int = 0  # of those partitions, z-ordered by author
     vacuumed: int = 0  # files removed from storage
     seconds: float = 0.0
+    stopped: str | None = None  # the stop signal that ended it before every partition was done
 
 
 class CompactOptions(LogOptions, frozen=True, kw_only=True):
@@ -57,16 +59,21 @@ class CompactOptions(LogOptions, frozen=True, kw_only=True):
     NON_NEGATIVE = ("older_than_days", "retention_hours")
 
     out: str = OUT
-    older_than_days: float = 1.0  # partitions older than this are closed, and compacted
+    older_than_days: float = 1.0  # partitions older than this are closed, and compacted; 0: all
     target_mib: float = 128.0  # target file size
     retention_hours: float = 168.0  # files removed longer ago than this are vacuumed
 
 
 def compact_tables(
-    options: CompactOptions, datasets: Iterable[Dataset], *, now: float | None = None
+    options: CompactOptions,
+    datasets: Iterable[Dataset],
+    *,
+    now: float | None = None,
+    stops: Stops | None = None,
 ) -> CompactSummary:
     """Compact, checkpoint and vacuum each dataset's table under ``options.out`` (those that
-    exist)."""
+    exist). A stop (``stops``) ends it after the partition under way, its commit made:
+    ``summary.stopped`` names the signal, and the next compaction does the rest."""
     import pyarrow as pa  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
@@ -90,8 +97,11 @@ def compact_tables(
             files, total = sizes.get(str(date), (0, 0))
             sizes[str(date)] = (files + 1, total + int(size))
         for date, (files, size) in sorted(sizes.items()):
-            if date >= cutoff or files < 2:
+            if (options.older_than_days > 0 and date >= cutoff) or files < 2:
                 continue  # open, or compact already
+            if stops is not None and stops.requested:
+                summary.stopped = stops.signal
+                break
             filters = [(PARTITION, "=", date)]
             if size > target_bytes:
                 metrics = table.optimize.z_order(
@@ -103,6 +113,10 @@ def compact_tables(
             summary.partitions += 1
             summary.files_removed += int(metrics.get("numFilesRemoved", 0))
             summary.files_added += int(metrics.get("numFilesAdded", 0))
+            failpoint("compact.partition_done")
+        if summary.stopped is not None:
+            del table
+            break
         table.create_checkpoint()
         summary.vacuumed += len(
             table.vacuum(
@@ -123,14 +137,16 @@ def _parser() -> argparse.ArgumentParser:
             "larger than one target file), checkpoint its log and vacuum files removed longer ago "
             "than the retention. Safe beside a running export."
         ),
-        epilog="Exit status: 0 when done; 1 when a table could not be compacted; 2 for bad options.",
+        epilog="Exit status: 0 when done; 1 when a table could not be compacted, or when SIGINT, "
+        "SIGTERM or SIGHUP stopped it (after the partition under way); 2 for bad options.",
     )
     add_out_option(parser, what="the export's output")
     parser.add_argument(
         "--older-than-days",
         type=non_negative_float,
         default=defaults.older_than_days,
-        help="compact partitions older than this many days (default: %(default)s)",
+        help="compact partitions older than this many days; 0 compacts every partition, today's "
+        "too (default: %(default)s)",
     )
     parser.add_argument(
         "--target-mib",
@@ -153,18 +169,28 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
     parser = _parser()
     args = options_from(CompactOptions, parser, parser.parse_args(argv))
     setup_logging(args.quiet, args.log_format)
+    set_process("compact")
+    with Stops("stopping after the partition under way") as stops:
+        return _main(args, datasets, stops)
+
+
+def _main(args: CompactOptions, datasets: Mapping[str, Dataset] | None, stops: Stops) -> int:
     if datasets is None:
         from syncstream.registry.builtin import HANDLERS  # noqa: PLC0415
         from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
         datasets = datasets_of(HANDLERS)
     try:
-        summary = compact_tables(args, datasets.values())
+        summary = compact_tables(args, datasets.values(), stops=stops)
     except Exception as error:
         log.debug("compaction failed", exc_info=True)
-        print(f"error: compaction failed: {error}", file=sys.stderr)
+        fail(f"compaction failed: {error}", event="compact_failed")
         return 1
     print(format_summary(summary))
+    if summary.stopped is not None:
+        fail(f"stopped by {summary.stopped}: the partitions not yet compacted are left to the next "
+             "compaction", event="compact_stopped")  # fmt: skip
+        return 1
     return 0
 
 
@@ -177,4 +203,4 @@ def format_summary(summary: CompactSummary) -> str:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

@@ -16,14 +16,15 @@ import hashlib
 import json
 import os
 import shutil
-import sys
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from syncstream.cli import setup_logging
+from syncstream.cli import fail, run, setup_logging
 from syncstream.errors import SnapshotError
+from syncstream.failpoints import failpoint, set_process
 from syncstream.options import OUT, LogOptions, add_log_options, add_out_option, options_from
 from syncstream.registry.datasets import Dataset
+from syncstream.signals import Stops
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
@@ -127,6 +128,7 @@ def snapshot(
             "rows": sum(f["rows"] for f in files),
             "files": files,
         }
+        failpoint("snapshot.dataset_copied")
         for commit in table.history():
             purge = commit.get("syncstream") == "purge" or commit.get("operation") == "DELETE"
             if purge and int(commit.get("version", -1)) <= version:
@@ -168,6 +170,15 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
     parser = _parser()
     args = options_from(SnapshotOptions, parser, parser.parse_args(argv))
     setup_logging(args.quiet, args.log_format)
+    set_process("snapshot")
+    # A copy without its manifest is no snapshot: a stop lets the copy finish.
+    with Stops("finishing the snapshot, then exiting"):
+        return _main(parser, args, datasets)
+
+
+def _main(
+    parser: argparse.ArgumentParser, args: SnapshotOptions, datasets: Mapping[str, Dataset] | None
+) -> int:
     try:
         as_of = _as_of(args.as_of)
     except ValueError:
@@ -180,7 +191,7 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
     try:
         manifest = snapshot(args.out, args.to, datasets.values(), as_of)
     except Exception as error:
-        print(f"error: snapshot failed: {error}", file=sys.stderr)
+        fail(f"snapshot failed: {error}", event="snapshot_failed")
         return 1
     for name, entry in sorted(manifest["datasets"].items()):
         print(
@@ -191,4 +202,4 @@ def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] |
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

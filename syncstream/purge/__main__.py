@@ -20,6 +20,7 @@ from syncstream.cli import (
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.purge.options import PurgeOptions, parse
+from syncstream.signals import Stops
 from syncstream.store import PurgeReason, StateStore
 from syncstream.users import read_user_file
 
@@ -32,6 +33,12 @@ __all__ = ["main"]
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     setup_logging(args.quiet, args.log_format)
+    # A withdrawal is one unit: a stop lets it finish (it would be retried, but not now).
+    with Stops("finishing the purge under way, then exiting"):
+        return _main(args)
+
+
+def _main(args: PurgeOptions) -> int:
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2

@@ -6,7 +6,8 @@ document for each repository's DID that names this server as its PDS.
 
 Use its URL as both the PLC directory (``--plc-url``) and the PDS. Each generated DID document
 publishes the signing key the repositories were signed with (``--key-seed``, as
-``syncstream.servers.keys.SigningKey(N)``); ``--documents`` serves given DID documents as they are
+``syncstream.servers.keys.SigningKey(N)``; by default the rehearsal key, ``REHEARSAL_SEED``, which
+``benchmarks.repos`` signs with); ``--documents`` serves given DID documents as they are
 (a JSON object DID -> document, zstd-compressed or not: the corpus's ``did_docs.json.zst``).
 Faults, per DID:
 
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import signal
 import sys
 import threading
 import time
@@ -37,10 +37,12 @@ from typing import NamedTuple
 from urllib.parse import parse_qs, urlsplit
 
 from syncstream.backfill.repo import repo_did
+from syncstream.cli import run
+from syncstream.failpoints import set_process
 from syncstream.httpd import QuietHandler
 from syncstream.options import non_negative_int
-from syncstream.servers.keys import SigningKey
-from syncstream.signals import StopFlag
+from syncstream.servers.keys import REHEARSAL_SEED, SigningKey
+from syncstream.signals import Stops
 
 __all__ = ["LoopbackPds", "PdsFault", "main", "parse_pds_fault", "read_documents"]
 
@@ -236,7 +238,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--fault", action="append", default=[], metavar="DID:KIND[:ARG]", help="inject a fault"
     )
-    parser.add_argument("--key-seed", type=int, help="the repositories' signing key: SigningKey(N)")
+    parser.add_argument(
+        "--key-seed",
+        type=int,
+        default=REHEARSAL_SEED,
+        help="the repositories' signing key, SigningKey(N), published in the DID documents "
+        "(default: %(default)s, the key benchmarks.repos and the rehearsal files sign with)",
+    )
     parser.add_argument("--documents", metavar="FILE", help="DID documents to serve (JSON, or zstd JSON)")
     args = parser.parse_args(argv)
     repos: dict[str, bytes] = {}
@@ -258,17 +266,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (OSError, ValueError) as error:
             print(f"error: {args.documents}: {error}", file=sys.stderr)
             return 2
-    key = SigningKey(args.key_seed) if args.key_seed is not None else None
-    stop = StopFlag()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    with LoopbackPds(repos, faults, args.host, args.port, key=key, documents=documents) as pds:
+    key = SigningKey(args.key_seed)
+    set_process("pds")
+    with (
+        Stops("closing and exiting") as stops,
+        LoopbackPds(repos, faults, args.host, args.port, key=key, documents=documents) as pds,
+    ):
         print(
             f"serving {len(repos)} repositories and {len(documents)} DID documents at {pds.url}", flush=True
         )
-        stop.wait()
+        stops.flag.wait()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

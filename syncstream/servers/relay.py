@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-import signal
+import logging
 import sys
 import threading
 from collections.abc import Iterable, Sequence
@@ -32,16 +31,22 @@ from urllib.parse import parse_qs, urlsplit
 import libipld
 import zstandard
 from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
+from syncstream.cli import run, setup_logging
+from syncstream.failpoints import set_process
 from syncstream.firehose.encode import error_frame, info_frame
 from syncstream.firehose.replay import iter_replay
 from syncstream.options import non_negative_int, positive_float
+from syncstream.signals import StopRequest, Stops
 
 __all__ = ["PATH", "Fault", "LoopbackRelay", "ReplayRelay", "main", "parse_fault"]
 
 PATH = "/xrpc/com.atproto.sync.subscribeRepos"
 _KINDS = {"cut", "close", "error", "info", "stall"}
+
+log = logging.getLogger("syncstream.relay")
 
 
 class Fault(NamedTuple):
@@ -97,6 +102,15 @@ class ReplayRelay:
         return None
 
     async def handle(self, connection: ServerConnection) -> None:
+        """Serve one connection; a client that leaves is one log line (the frames it was sent)."""
+        sent = [0]
+        try:
+            await self._serve(connection, sent)
+        except ConnectionClosed as closed:
+            log.info("a client left after %d frames (%s)", sent[0], closed,
+                     extra={"event": "client_left", "fields": {"frames": sent[0]}})  # fmt: skip
+
+    async def _serve(self, connection: ServerConnection, sent: list[int]) -> None:
         query = parse_qs(urlsplit(connection.request.path if connection.request else "").query)
         cursor = int(query["cursor"][0]) if query.get("cursor", [""])[0].lstrip("-").isdigit() else None
         self.connections.append(cursor)
@@ -109,7 +123,6 @@ class ReplayRelay:
             await connection.send(
                 info_frame("OutdatedCursor", "Requested cursor exceeded limit. Possibly missing events")
             )
-        sent = 0
         started = asyncio.get_running_loop().time()
         for seq, frame in self.frames:
             if (
@@ -118,15 +131,16 @@ class ReplayRelay:
                 and (seq < cursor or (seq == cursor and not self.inclusive))
             ):
                 continue
-            if fault is not None and sent == fault.after and await self._fault(connection, fault):
+            if fault is not None and sent[0] == fault.after and await self._fault(connection, fault):
                 return
-            await connection.send(frame)
-            sent += 1
-            if self.rate is not None and sent % 50 == 0:
-                ahead = started + sent / self.rate - asyncio.get_running_loop().time()
+            if self.rate is not None:
+                # each frame at its time, evenly: a burst then a pause looks like a stall
+                ahead = started + sent[0] / self.rate - asyncio.get_running_loop().time()
                 if ahead > 0:
                     await asyncio.sleep(ahead)
-        if fault is not None and sent <= fault.after and await self._fault(connection, fault):
+            await connection.send(frame)
+            sent[0] += 1
+        if fault is not None and sent[0] <= fault.after and await self._fault(connection, fault):
             return
         await connection.wait_closed()  # hold the connection open, as a live relay does
 
@@ -227,22 +241,29 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def _run(relay: ReplayRelay, host: str, port: int) -> None:
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(signum, stop.set)
+async def _run(relay: ReplayRelay, host: str, port: int, stop: StopRequest) -> None:
     async with serve(
         relay.handle, host, port, process_request=relay.process_request, max_size=None
     ) as server:
         bound = server.sockets[0].getsockname()
         print(f"serving {len(relay.frames)} frames at ws://{bound[0]}:{bound[1]}{PATH}", flush=True)
-        await stop.wait()
+        # The stop signals' handler runs between the loop's waits (a wait it interrupts is
+        # resumed): the flag is read a few times a second.
+        while not stop.is_set():
+            await asyncio.sleep(0.05)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    setup_logging(quiet=False)
+    logging.getLogger("websockets").setLevel(logging.WARNING)  # a line per connection otherwise
+    set_process("relay")
+    with Stops("closing the connections and exiting") as stops:
+        return _main(parser, args, stops.flag)
+
+
+def _main(parser: argparse.ArgumentParser, args: argparse.Namespace, stop: StopRequest) -> int:
     try:
         faults = [parse_fault(text) for text in args.fault]
     except ValueError as error:
@@ -255,10 +276,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, ValueError, zstandard.ZstdError) as error:
         print(f"error: cannot read {args.replay}: {error}", file=sys.stderr)
         return 2
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_run(relay, args.host, args.port))
+    asyncio.run(_run(relay, args.host, args.port, stop))
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run(main)

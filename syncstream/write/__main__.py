@@ -24,6 +24,7 @@ from syncstream.errors import (
 from syncstream.failpoints import set_process
 from syncstream.firehose.replay import iter_replay
 from syncstream.preflight import load_users
+from syncstream.signals import StopRequest, Stops
 from syncstream.store import CURSOR, UserKind, relay_cursor
 from syncstream.write.context import CacheWriteContext, setup_cache_write_system
 from syncstream.write.holds import HoldLimits
@@ -68,6 +69,14 @@ def _print_summary(summary: WriteSummary, seconds: float, reconnects: dict[str, 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse(argv)
     setup_logging(args.quiet, args.log_format)
+    # Caught before the state and the cache are opened: a stop in the writer's first second
+    # (the SDK's import) is as clean as one later.
+    hangup = "re-reading the user files" if args.relay is not None else "ignored: a replay re-reads no files"
+    with Stops("flushing, storing the cursor and exiting", hangup=hangup) as stops:
+        return _main(args, stops)
+
+
+def _main(args: WriteOptions, stops: Stops) -> int:
     if (problem := environment_problem()) is not None:
         fail(problem, event="bad_environment")
         return 2
@@ -83,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     context = _open(args, study, in_network)
     if isinstance(context, int):
         return context
-    return _run(args, context, replay, study, in_network)
+    return _run(args, context, replay, study, in_network, stops=stops)
 
 
 def _open(args: WriteOptions, study: str | None, in_network: str | None) -> CacheWriteContext | int:
@@ -118,6 +127,8 @@ def _run(
     replay: str | None,
     study: str | None,
     in_network: str | None,
+    *,
+    stops: Stops,
 ) -> int:
     set_process("writer-inline" if args.inline_writes else "writer")
     started = time.perf_counter()
@@ -156,7 +167,9 @@ def _run(
                 stack.callback(backfill.close)
             runner = None
             if args.relay is not None:
-                runner = _runner(writer, args, study, in_network, record=record, backfill=backfill)
+                runner = _runner(
+                    writer, args, study, in_network, record=record, backfill=backfill, stops=stops
+                )
             if args.metrics is not None:
                 stack.enter_context(
                     _metrics(writer, args.metrics, max_age=args.health_max_age, flushes=flushes,
@@ -166,7 +179,8 @@ def _run(
                 status = _relay(runner, args)
             else:
                 assert replay is not None  # no relay: a replay, the sample's by default
-                status = _replay(writer, replay, Progress(writer, args.progress_seconds), backfill)
+                progress = Progress(writer, args.progress_seconds)
+                status = _replay(writer, replay, progress, stops.flag, backfill)
             if backfill is not None:
                 backfill.stop()  # what was held is written as live while the writer still can
                 writer.flush()
@@ -240,10 +254,19 @@ def _background(writer: CacheWriter, args: WriteOptions) -> BackgroundBackfill:
 
 
 def _replay(
-    writer: CacheWriter, replay: str, progress: Progress, backfill: BackgroundBackfill | None = None
+    writer: CacheWriter,
+    replay: str,
+    progress: Progress,
+    stop: StopRequest,
+    backfill: BackgroundBackfill | None = None,
 ) -> int:
+    """The replay's frames into the cache, until its end or a stop (the frame under way
+    finished: a stop is exit 0, as the cursor covers what was written)."""
     try:
         for count, frame in enumerate(iter_replay(replay)):
+            if stop.is_set():
+                writer.flush()
+                return 0
             writer.process_frame(frame)
             progress.tick()
             if backfill is not None and count % 200 == 0:
@@ -262,9 +285,6 @@ def _replay(
         writer.flush()
         fail(f"cannot read {replay}: {error}", event="replay_unreadable")
         return 2
-    except KeyboardInterrupt:
-        writer.flush()
-        return 130
     frames = sum(writer.frames.values())
     # Frames skipped at or below the stored cursor were relay frames: a rerun of finished work.
     if frames and writer.frames.get("undecodable", 0) == frames and not writer.skipped:
@@ -281,6 +301,7 @@ def _runner(
     *,
     record: BinaryIO | None,
     backfill: BackgroundBackfill | None,
+    stops: Stops,
 ) -> LiveRunner:
     # The SDK takes a second to import; a replay does not need it.
     from syncstream.write.live import LiveOptions, LiveRunner  # noqa: PLC0415
@@ -311,6 +332,7 @@ def _runner(
         reload_users=reload_users,
         tick=None if backfill is None else backfill.poll,
         extra_progress=None if backfill is None else lambda: {"backfills": backfill.counts()},
+        stops=stops,
     )
 
 

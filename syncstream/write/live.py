@@ -24,7 +24,7 @@ from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import CacheWriteError, HelperError, RelayError
 from syncstream.firehose.decode import Decoded
 from syncstream.firehose.replay import write_frame
-from syncstream.signals import StopFlag
+from syncstream.signals import STOP_SIGNALS, StopFlag, Stops
 from syncstream.write.options import PROGRESS_SECONDS, RECONNECT_DELAY, RECV_TIMEOUT
 from syncstream.write.progress import Progress
 from syncstream.write.writer import CacheWriter
@@ -131,7 +131,9 @@ class LiveRunner:
     Each frame is appended to ``record`` (``--record``) before the writer has it;
     ``reload_users`` re-reads the user files on SIGHUP; ``tick`` is called in the main thread,
     with the writer's lock, every loop (the background backfill's ``poll``); ``extra_progress``
-    adds fields to the progress line. The runner owns no resource outside ``run``."""
+    adds fields to the progress line. The runner owns no resource outside ``run``. Given the
+    command's ``stops`` (caught since its start, before the state was opened), the runner reads
+    them; without, ``run`` catches the stop signals itself."""
 
     def __init__(
         self,
@@ -143,6 +145,7 @@ class LiveRunner:
         tick: Callable[[], None] | None = None,
         extra_progress: Callable[[], dict[str, object]] | None = None,
         clock: Clock = SYSTEM_CLOCK,
+        stops: Stops | None = None,
     ) -> None:
         self.writer = writer
         self.options = options
@@ -152,7 +155,8 @@ class LiveRunner:
         self.extra_progress = extra_progress
         self._clock = clock
         self.lock = threading.Lock()
-        self.stopping = StopFlag()  # also set by the signal handler
+        self._stops = stops
+        self.stopping = StopFlag() if stops is None else stops.flag  # also set by the signal handler
         self.reloads_asked = 0  # SIGHUPs received: a counter, as a handler may take no lock
         self._reloads_done = 0
         self.backoff = Backoff(options.reconnect_delay)
@@ -278,10 +282,9 @@ class LiveRunner:
     # the main thread ------------------------------------------------------------------------
 
     def run(self) -> None:
-        previous = {
-            signum: signal.signal(signum, self._on_signal)
-            for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-        }
+        previous = {}
+        if self._stops is None:
+            previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
         worker = threading.Thread(target=self._consume, name="firehose", daemon=True)
         worker.start()
         progress = Progress(
@@ -290,9 +293,14 @@ class LiveRunner:
         try:
             while worker.is_alive():
                 worker.join(timeout=0.1)
+                if self.stopping.is_set():
+                    # A stop signal's handler sets the flag alone; the client, which may have
+                    # connected since, is told here (stopping it again costs nothing).
+                    self.stop()
                 now = self._clock.monotonic()
-                if self.reloads_asked != self._reloads_done:
-                    self._reloads_done = self.reloads_asked
+                asked = self.reloads_asked if self._stops is None else self._stops.hangups
+                if asked != self._reloads_done:
+                    self._reloads_done = asked
                     self._reload()
                 idle = self.options.idle_exit
                 if idle is not None and now - self.last_frame_at >= idle and not self.stopping.is_set():
