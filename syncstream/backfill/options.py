@@ -64,10 +64,11 @@ def parser() -> argparse.ArgumentParser:
             "already done are skipped; failed ones are retried after a backoff."
         ),
         epilog=(
-            "Exit status: 0 when every DID was backfilled (or skipped as done), or when SIGTERM or "
-            "SIGINT stopped the run (what was under way is abandoned and done again by the next "
-            "run); 1 when one failed (each is listed with its reason, recorded, and retried by the "
-            "next run); 2 for bad options or input (a --did that is not a study user), or a cache "
+            "Exit status: 0 when every DID was backfilled (or skipped as done), or when SIGTERM, "
+            "SIGINT or SIGHUP stopped the run (what was under way is abandoned and done again by "
+            "the next run); 1 when one failed (each is listed with its reason, recorded, and "
+            "retried by the next run), or when none was backfilled because those not done all "
+            "failed before and wait for their retry; 2 for bad options or input (a --did that is not a study user), or a cache "
             "held by a running writer."
         ),
     )
