@@ -323,3 +323,27 @@ def test_a_stop_mid_work_ends_the_same_way_every_time(
         shutil.copytree(case.base(str(tmp_path_factory.getbasetemp())), root)
         codes.append(run_stopped(case, root, "term", "middle")[0])
     assert codes == [1 if "middle" in case.stopped_early else 0] * 5
+
+
+@pytest.mark.parametrize("signal_name", list(SIGNALS))
+def test_a_stop_in_the_live_writers_first_second_is_clean(
+    tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, signal_name: str
+) -> None:
+    """A signal sent to the live writer's group as soon as its state file exists (the cache and
+    state open, the SDK still importing): SIGINT and SIGTERM end it with exit 0 and its summary,
+    SIGHUP re-reads the user files and the stream goes on (before: death by each)."""
+    root = tmp_path / "study"
+    shutil.copytree(pristine(str(tmp_path_factory.getbasetemp())), root)
+    with LoopbackRelay(ReplayRelay(frames(0, COUNT))) as relay:
+        (root / "relay.url").write_text(relay.url)
+        environment = {k: v for k, v in os.environ.items() if k != ENV}
+        process = subprocess.Popen(live_writer(root), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                   env=environment, start_new_session=True)  # fmt: skip
+        try:
+            wait_for(lambda: (root / "w" / "s.sqlite").exists() or process.poll() is not None, "the state")
+            stop(process, SIGNALS[signal_name])
+            out, err = process.communicate(timeout=120)
+        finally:
+            stop(process, signal.SIGKILL)
+    assert process.returncode == 0, err
+    assert out.startswith("frames: ") and "Traceback" not in err and "error:" not in err
