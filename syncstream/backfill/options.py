@@ -68,8 +68,8 @@ def parser() -> argparse.ArgumentParser:
             "SIGINT or SIGHUP stopped the run (what was under way is abandoned and done again by "
             "the next run); 1 when one failed (each is listed with its reason, recorded, and "
             "retried by the next run), or when none was backfilled because those not done all "
-            "failed before and wait for their retry; 2 for bad options or input (a --did that is not a study user), or a cache "
-            "held by a running writer."
+            "failed before and wait for their retry; 2 for bad options or input (a --did that is "
+            "not a study user), or a cache held by a running writer."
         ),
     )
     add_store_options(parser, state_help="the writer's SQLite state store")
