@@ -231,7 +231,13 @@ def add_store_options(parser: argparse.ArgumentParser, *, state_help: str) -> No
 
 
 def add_log_options(parser: argparse.ArgumentParser) -> None:
-    """``-q`` and ``--log-format``, the same on every command."""
+    """``-q``, ``--log-format`` and ``--config``, the same on every command."""
+    parser.add_argument(
+        "--config",
+        metavar="FILE",
+        help="a TOML file whose table for this command ([write], [export], ...) gives options by "
+        "their names (cache_dir = ..., state = ...); a flag on the command line wins",
+    )
     parser.add_argument("-q", "--quiet", action="store_true", help="print only the summary")
     parser.add_argument(
         "--log-format",

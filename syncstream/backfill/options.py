@@ -11,6 +11,7 @@ import msgspec
 
 from syncstream.backfill.fetch import Fetcher, FetchLimits, is_loopback_url
 from syncstream.backfill.polite import HostGate
+from syncstream.config import parse_options
 from syncstream.options import (
     PLC_URL,
     FetchOptions,
@@ -20,7 +21,6 @@ from syncstream.options import (
     add_plc_option,
     add_store_options,
     add_users_options,
-    options_from,
     positive_int,
 )
 from syncstream.signals import StopFlag
@@ -45,8 +45,7 @@ class BackfillOptions(StoreOptions, frozen=True, kw_only=True):
 
 def parse(argv: Sequence[str] | None) -> BackfillOptions:
     """The command line's options; a usage error (exit 2) for a bad one."""
-    options = parser()
-    return options_from(BackfillOptions, options, options.parse_args(argv))
+    return parse_options(BackfillOptions, parser(), argv)
 
 
 def parser() -> argparse.ArgumentParser:

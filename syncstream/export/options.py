@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from syncstream.config import parse_options
 from syncstream.errors import ConfigError
 from syncstream.lake.storage_options import StorageOptions
 from syncstream.options import (
@@ -18,7 +19,6 @@ from syncstream.options import (
     add_store_options,
     duration,
     non_negative_float,
-    options_from,
     positive_float,
     positive_int,
 )
@@ -63,8 +63,7 @@ class ExportOptions(StoreOptions, frozen=True, kw_only=True):
 
 def parse(argv: Sequence[str] | None) -> ExportOptions:
     """The command line's options; a usage error (exit 2) for a bad one."""
-    options = parser()
-    return options_from(ExportOptions, options, options.parse_args(argv))
+    return parse_options(ExportOptions, parser(), argv)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import msgspec
 
 from syncstream.cli import fail, run, setup_logging
+from syncstream.config import parse_options
 from syncstream.failpoints import failpoint, set_process
 from syncstream.options import (
     OUT,
@@ -30,7 +31,6 @@ from syncstream.options import (
     add_log_options,
     add_out_option,
     non_negative_float,
-    options_from,
     positive_float,
 )
 from syncstream.registry.datasets import Dataset
@@ -167,7 +167,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] | None = None) -> int:
     parser = _parser()
-    args = options_from(CompactOptions, parser, parser.parse_args(argv))
+    args = parse_options(CompactOptions, parser, argv)
     setup_logging(args.quiet, args.log_format)
     set_process("compact")
     with Stops("stopping after the partition under way") as stops:

@@ -20,9 +20,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from syncstream.cli import fail, run, setup_logging
+from syncstream.config import parse_options
 from syncstream.errors import SnapshotError
 from syncstream.failpoints import failpoint, set_process
-from syncstream.options import OUT, LogOptions, add_log_options, add_out_option, options_from
+from syncstream.options import OUT, LogOptions, add_log_options, add_out_option
 from syncstream.registry.datasets import Dataset
 from syncstream.signals import Stops
 
@@ -168,7 +169,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None, *, datasets: Mapping[str, Dataset] | None = None) -> int:
     parser = _parser()
-    args = options_from(SnapshotOptions, parser, parser.parse_args(argv))
+    args = parse_options(SnapshotOptions, parser, argv)
     setup_logging(args.quiet, args.log_format)
     set_process("snapshot")
     # A copy without its manifest is no snapshot: a stop lets the copy finish.

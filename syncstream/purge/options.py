@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Sequence
 
+from syncstream.config import parse_options
 from syncstream.errors import ConfigError
 from syncstream.options import (
     OUT,
@@ -13,7 +14,6 @@ from syncstream.options import (
     add_did_option,
     add_out_option,
     add_store_options,
-    options_from,
     positive_float,
 )
 
@@ -39,8 +39,7 @@ class PurgeOptions(StoreOptions, frozen=True, kw_only=True):
 
 def parse(argv: Sequence[str] | None) -> PurgeOptions:
     """The command line's options; a usage error (exit 2) for a bad one."""
-    options = parser()
-    return options_from(PurgeOptions, options, options.parse_args(argv))
+    return parse_options(PurgeOptions, parser(), argv)
 
 
 def parser() -> argparse.ArgumentParser:

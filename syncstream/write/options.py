@@ -8,6 +8,7 @@ from collections.abc import Sequence
 
 import msgspec
 
+from syncstream.config import parse_options
 from syncstream.errors import ConfigError
 from syncstream.options import (
     PLC_URL,
@@ -18,7 +19,6 @@ from syncstream.options import (
     add_store_options,
     add_users_options,
     non_negative_int,
-    options_from,
     positive_float,
     positive_int,
 )
@@ -110,8 +110,7 @@ class WriteOptions(StoreOptions, frozen=True, kw_only=True):
 
 def parse(argv: Sequence[str] | None) -> WriteOptions:
     """The command line's options; a usage error (exit 2) for a bad one."""
-    options = parser()
-    return options_from(WriteOptions, options, options.parse_args(argv))
+    return parse_options(WriteOptions, parser(), argv)
 
 
 def parser() -> argparse.ArgumentParser:
