@@ -34,6 +34,12 @@ class Backfills:
             for did, status, rev, reason, attempts in rows
         }
 
+    def history(self) -> list[tuple[float, BackfillStatus, int | None]]:
+        """Each DID's backfill as (when it last changed, its status, the records it wrote),
+        oldest first: the backfill's progress over time."""
+        rows = self._db.execute("SELECT updated_at, status, records FROM backfills ORDER BY updated_at")
+        return [(updated, BackfillStatus(status), records) for updated, status, records in rows]
+
     def due(self, dids: Iterable[str], now: float, *, force: bool = False) -> list[str]:
         """Those of ``dids`` to backfill now: never done, pending (a #sync), or failed and past
         their backoff (1 minute after the first failure, doubling, at most a day); with

@@ -28,8 +28,8 @@ class Database:
         self.path = str(path)
         if not create and not os.path.isfile(self.path):
             raise ConfigError(
-                f"no state store at {os.path.abspath(self.path)}: only the writer creates one "
-                "(python -m syncstream.write); check --state"
+                f"no state store at {os.path.abspath(self.path)}: only `syncstream init` and the "
+                "writer create one; check --state"
             )
         try:
             # Read-write without create: a store that vanished meanwhile is not made anew.
@@ -59,8 +59,8 @@ class Database:
             )
         if not tables and not create:
             raise ConfigError(
-                f"{self.path} is not a syncstream state store (it is empty): only the writer "
-                "creates one (python -m syncstream.write); check --state"
+                f"{self.path} is not a syncstream state store (it is empty): only `syncstream init` "
+                "and the writer create one; check --state"
             )
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")

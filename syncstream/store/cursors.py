@@ -33,6 +33,12 @@ class Cursors:
                 row = self._db.execute("SELECT value FROM meta WHERE key = ?", (CURSOR,)).fetchone()
         return None if row is None else int(row[0])
 
+    def sources(self) -> dict[str, int]:
+        """Every source's last durable seq: ``CURSOR`` (a replay's) and ``cursor:HOST`` (a
+        relay's), by key."""
+        rows = self._db.execute("SELECT key, value FROM meta WHERE key = ? OR key LIKE 'cursor:%'", (CURSOR,))
+        return {key: int(value) for key, value in rows if value is not None}
+
     def set(self, seq: int, source: str = CURSOR) -> None:
         """``source``'s seqs up to ``seq`` are durable. The writer sets it with the batch it
         covers (``StateStore.commit``)."""

@@ -103,6 +103,14 @@ class Exports:
             if oldest is None or oldest > now:
                 self._database.set_meta("exported_oldest", now)
 
+    def last_run(self) -> tuple[float, int] | None:
+        """When the last export committed, and the number of the last run drawn (each run's
+        tables carry it as their application transaction's version); None before any."""
+        (committed,) = self._db.execute("SELECT max(committed_at) FROM export_claims").fetchone()
+        if committed is None:
+            return None
+        return float(committed), int(self._database.meta_real("export_version") or 0)
+
     def claim_committed(self, claim_id: str) -> bool:
         row = self._db.execute("SELECT 1 FROM export_claims WHERE claim_id = ?", (claim_id,)).fetchone()
         return row is not None

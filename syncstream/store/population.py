@@ -61,6 +61,11 @@ class PopulationState:
         """The DIDs purged for good: a user file does not bring them back."""
         return frozenset(did for (did,) in self._db.execute("SELECT did FROM purged_dids"))
 
+    def purged_history(self) -> list[tuple[float, str]]:
+        """Each purged DID's (when, why), oldest first; not the DIDs themselves."""
+        rows = self._db.execute("SELECT purged_at, reason FROM purged_dids ORDER BY purged_at")
+        return [(when, reason) for when, reason in rows]
+
     def withdraw(self, dids: Iterable[str], reason: PurgeReason, now: float) -> None:
         """The DIDs leave the population for good (remembered as purged, their tracked follows
         gone); the population version is bumped, for a running writer to see."""

@@ -1,0 +1,144 @@
+"""``syncstream status``: the store and its tables at a glance, as text that fits a terminal or
+one JSON object, every number checked against the store and the tables read back; a missing
+or foreign state is exit 2 and nothing is made."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+from deltalake import DeltaTable
+
+from syncstream.store import StateStore
+from syncstream.users import read_user_lines
+
+DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
+
+
+def command(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "syncstream", *argv],
+        cwd=cwd,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def paths(root: Path) -> list[str]:
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The bundled sample written and exported; one study user then purged (a withdrawal)."""
+    root = tmp_path_factory.mktemp("study")
+    assert command("write", "-q", *paths(root), cwd=root).returncode == 0
+    assert command("export", "-q", *paths(root), "--out", str(root / "out"), cwd=root).returncode == 0
+    withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
+    purge = command("purge", "-q", *paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root)
+    assert purge.returncode == 0, purge.stderr
+    with StateStore(root / "s.sqlite", create=False) as state:  # two backfills, as a backfill records them
+        state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
+        state.backfills.record("did:plc:53iucmf5ldftgqyf2ac7hmhd", reason="PDS answered 500")
+    return root
+
+
+def status(root: Path, *extra: str) -> dict[str, Any]:
+    done = command("status", "--state", str(root / "s.sqlite"), "--json", *extra, cwd=root)
+    assert done.returncode == 0, done.stderr
+    parsed: dict[str, Any] = json.loads(done.stdout)
+    return parsed
+
+
+def read_back(out: Path) -> dict[str, tuple[int, int]]:
+    """Each table's rows and files, as deltalake reads them."""
+    found = {}
+    for log in sorted(out.glob("*/*/_delta_log")):
+        table = DeltaTable(str(log.parent))
+        rows = table.to_pyarrow_dataset().to_table(use_threads=False).num_rows
+        found[str(log.parent.relative_to(out))] = (rows, len(table.file_uris()))
+        del table
+    return found
+
+
+def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
+    got = status(study)
+    with closing(sqlite3.connect(study / "s.sqlite")) as db:
+        (cursor,) = db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+        users = dict(db.execute("SELECT kind, count(*) FROM users GROUP BY kind").fetchall())
+        handlers = [
+            n for (n,) in db.execute("SELECT name FROM written_by WHERE kind = 'handler' ORDER BY name")
+        ]
+        (committed,) = db.execute("SELECT max(committed_at) FROM export_claims").fetchone()
+    assert got["cursor"] == {"replay": cursor}
+    assert (got["study_users"], got["in_network_users"]) == (users["study"], users["in_network"])
+    assert got["withdrawn"] == 1
+    assert got["purged"] == {"withdrawal": 1}
+    assert (got["pending_purges"], got["unfinished_purges"], got["purges"]) == (0, 0, 1)
+    assert got["backfills"] == {"done": 1, "failed": 1, "pending": 0}
+    assert got["handlers"] == handlers
+    assert got["last_export"]["run"] == 1
+    assert got["last_export"]["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(committed)))
+    assert got["coverage"] == {
+        "recorded": False,
+        "gaps": None,
+        "largest_gap": None,
+        "through": {"replay": cursor},
+    }
+    assert (got["tables"], got["lag_seconds"], got["outputs"]) == (None, None, [])
+
+
+def test_with_out_each_table_has_the_rows_and_files_its_log_holds(study: Path) -> None:
+    got = status(study, "--out", str(study / "out"))
+    assert {name: (t["rows"], t["files"]) for name, t in got["tables"].items()} == read_back(study / "out")
+    assert got["outputs"] == [str(study / "out")]
+    assert got["lag_seconds"] > 0  # the sample's events are from the past
+
+
+def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
+    done = command("status", "--state", str(study / "s.sqlite"), "--out", str(study / "out"), cwd=study)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert max(len(line) for line in lines[1:]) <= 80  # the first names the state's path
+    for name, (rows, files) in read_back(study / "out").items():
+        line = next(line for line in lines if line.strip().startswith(name + " "))
+        assert f" {rows:,} rows " in line and f" {files:,} files " in line
+    words = " ".join(done.stdout.split())  # the lines wrap where they must
+    assert "1 withdrawn" in words and "backfills 1 done, 1 failed, 0 pending" in words
+
+
+def test_a_missing_state_is_exit_2_and_nothing_is_made(tmp_path: Path) -> None:
+    done = command("status", "--state", str(tmp_path / "nope.sqlite"), cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr.startswith("error: no state store at ")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_foreign_database_is_exit_2_and_left_as_it_was(tmp_path: Path) -> None:
+    foreign = tmp_path / "other.sqlite"
+    with closing(sqlite3.connect(foreign)) as db:
+        db.execute("CREATE TABLE accounts (id INTEGER)")
+        db.commit()
+    before = foreign.read_bytes()
+    done = command("status", "--state", str(foreign), "--json", cwd=tmp_path)
+    assert done.returncode == 2
+    assert "not a syncstream state store" in done.stderr
+    assert foreign.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["other.sqlite"]
+
+
+@pytest.mark.parametrize("flag", ["--version", "-V"])
+def test_version(tmp_path: Path, flag: str) -> None:
+    from importlib.metadata import version
+
+    done = command(flag, cwd=tmp_path)
+    assert (done.returncode, done.stdout) == (0, f"syncstream {version('syncstream')}\n")
