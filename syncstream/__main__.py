@@ -16,17 +16,26 @@ from syncstream.cli import fail, run
 
 # command -> (the module whose main(argv) -> int it runs, its line in --help)
 COMMANDS: Mapping[str, tuple[str, str]] = {
+    "init": ("syncstream.init.__main__", "create the state store and its population, before any writer"),
     "write": ("syncstream.write.__main__", "phase 1: a replay or the live relay into the cache tree"),
     "export": ("syncstream.export.__main__", "phase 2: the cache into date-partitioned Delta tables"),
     "purge": ("syncstream.purge.__main__", "remove withdrawn accounts from population, cache and tables"),
     "backfill": ("syncstream.backfill.__main__", "study users' history, from their PDS and verified"),
     "compact": ("syncstream.lake.compact", "rewrite closed partitions into few files, checkpoint, vacuum"),
     "snapshot": ("syncstream.lake.snapshot", "a citable plain-Parquet copy of every table, with a manifest"),
+    "status": (
+        "syncstream.status.__main__",
+        "the store and its tables at a glance: cursor, lag, population",
+    ),
+    "report": ("syncstream.report.__main__", "an HTML page with plots of what the store collected"),
     "relay": ("syncstream.servers.relay", "rehearsal: serve a replay file as a relay's firehose"),
     "pds": ("syncstream.servers.pds", "rehearsal: serve repositories as a PDS and DID documents as a PLC"),
 }
 
-USAGE = "usage: syncstream COMMAND [OPTIONS]   (syncstream COMMAND --help for a command's options)"
+USAGE = (
+    "usage: syncstream COMMAND [OPTIONS]   (syncstream COMMAND --help for a command's options; "
+    "syncstream --version)"
+)
 
 
 def _help() -> str:
@@ -44,6 +53,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     name, rest = args[0], args[1:]
     if name in ("-h", "--help"):
         print(_help())
+        return 0
+    if name in ("-V", "--version"):
+        from syncstream import __version__  # noqa: PLC0415
+
+        print(f"syncstream {__version__}")
         return 0
     if name not in COMMANDS:
         fail(f"unknown command {name!r}: choose from {', '.join(COMMANDS)} (syncstream --help)")

@@ -53,7 +53,7 @@ def test_an_unknown_or_missing_command_exits_2_and_says_so(entry: str) -> None:
     assert (unknown.returncode, unknown.stdout) == (2, "")
     assert unknown.stderr == (
         "error: unknown command 'frobnicate': choose from "
-        "write, export, purge, backfill, compact, snapshot, relay, pds (syncstream --help)\n"
+        "init, write, export, purge, backfill, compact, snapshot, status, report, relay, pds (syncstream --help)\n"
     )
     missing = call(ENTRY_POINTS[entry])
     assert (missing.returncode, missing.stdout) == (2, "")

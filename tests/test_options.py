@@ -15,12 +15,15 @@ from syncstream.backfill import options as backfill_options
 from syncstream.errors import ConfigError
 from syncstream.export import __main__ as export_command
 from syncstream.export import options as export_options
+from syncstream.init import options as init_options
 from syncstream.lake import compact, snapshot
 from syncstream.lake.storage_options import StorageOptions
 from syncstream.options import HANDLERS_ENV, PLC_URL, FetchOptions, parse_duration
 from syncstream.purge import __main__ as purge_command
 from syncstream.purge import options as purge_options
+from syncstream.report import options as report_options
 from syncstream.servers import pds, relay
+from syncstream.status import options as status_options
 from syncstream.write import __main__ as write_command
 from syncstream.write import options as write_options
 
@@ -44,6 +47,9 @@ PARSERS: dict[str, Callable[[], argparse.ArgumentParser]] = {
     "compact": compact._parser,
     "snapshot": snapshot._parser,
     "relay": relay._parser,
+    "init": init_options.parser,
+    "status": status_options.parser,
+    "report": report_options.parser,
 }
 NEEDED = {
     "purge": ["--did", "did:plc:ewvi7nxzyoun6zhxrhs64oiz"],
@@ -137,6 +143,9 @@ def test_the_parsers_defaults_are_the_structs(monkeypatch: pytest.MonkeyPatch) -
     assert write_options.parse([]) == write_options.WriteOptions()
     assert backfill_options.parse([]) == backfill_options.BackfillOptions()
     assert purge_options.parse(["--list"]) == purge_options.PurgeOptions(list=True)
+    assert init_options.parse([]) == init_options.InitOptions()
+    assert status_options.parse([]) == status_options.StatusOptions()
+    assert report_options.parse([]) == report_options.ReportOptions()
     assert backfill_options.BackfillOptions().plc_url == write_options.WriteOptions().plc_url == PLC_URL
 
 

@@ -1,0 +1,165 @@
+"""The report's figures, one function each: ``facts`` in, a PNG at ``path`` out. Drawn with
+matplotlib's object API on the Agg canvas (no pyplot, no display, no global state)."""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Callable
+
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
+from matplotlib.figure import Figure
+
+from syncstream.report.facts import ReportFacts, coverage_days, population_steps
+
+__all__ = ["PLOTS"]
+
+_SIZE = (9.0, 4.0)
+
+
+def _figure() -> Figure:
+    figure = Figure(figsize=_SIZE, dpi=100, layout="constrained")
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _empty(figure: Figure, note: str) -> None:
+    axes = figure.subplots()
+    axes.set_axis_off()
+    axes.text(0.5, 0.5, note, ha="center", va="center", fontsize=14, color="#555555")
+
+
+def _dates(axes: Axes, xs: list[float]) -> None:
+    """A date axis; a day or a moment alone gets a day either side, not years of empty axis."""
+    if xs and max(xs) - min(xs) < 1.0:
+        axes.set_xlim(min(xs) - 1.0, max(xs) + 1.0)
+    locator = AutoDateLocator()
+    axes.xaxis.set_major_locator(locator)
+    axes.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+
+
+def _days(days: list[datetime.date]) -> list[float]:
+    """Days as matplotlib's date numbers (its typed API takes numbers; the axis shows dates)."""
+    return [float(date2num(day)) for day in days]
+
+
+def _times(seconds: list[float]) -> list[float]:
+    return [float(date2num(datetime.datetime.fromtimestamp(t, datetime.UTC))) for t in seconds]
+
+
+def rows_per_day(facts: ReportFacts, path: str) -> None:
+    """Rows per partition day (the day the writer received them), a line per table."""
+    figure = _figure()
+    tables = {name: fact for name, fact in facts.tables.items() if fact.rows_by_day}
+    if not tables:
+        _empty(figure, "no rows exported yet")
+    else:
+        axes = figure.subplots()
+        xs: list[float] = []
+        for name, fact in tables.items():
+            days = _days([datetime.date.fromisoformat(day) for day in fact.rows_by_day])
+            axes.plot(days, list(fact.rows_by_day.values()), marker="o", label=name)
+            xs += days
+        axes.set_ylabel("rows")
+        axes.set_title("Rows per day, by table (partition_date)")
+        axes.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+        _dates(axes, xs)
+    figure.savefig(path)
+
+
+def coverage(facts: ReportFacts, path: str) -> None:
+    """Each day from the first to the last: the rows received, and the days with none in red."""
+    figure = _figure()
+    days = coverage_days(facts.tables)
+    if not days:
+        _empty(figure, "nothing collected yet")
+    else:
+        axes = figure.subplots()
+        axes.bar(_days([d for d, _ in days]), [n for _, n in days], color="#2a7ab0", label="rows received")
+        gaps = [d for d, n in days if n == 0]
+        if gaps:
+            top = max(n for _, n in days) or 1
+            axes.bar(_days(gaps), [top] * len(gaps), color="#d62728", alpha=0.35, label="no rows (a gap)")
+        axes.set_ylabel("rows, all tables")
+        axes.set_title("Coverage: rows received per day; red, days with none")
+        axes.legend(fontsize=8)
+        _dates(axes, _days([d for d, _ in days]))
+    figure.savefig(path)
+
+
+def population(facts: ReportFacts, path: str) -> None:
+    """The population over time: everyone enrolled now, and each purge taking one out."""
+    figure = _figure()
+    axes = figure.subplots()
+    steps = population_steps(facts)
+    times = _times([t for t, _ in steps])
+    axes.step(
+        times,
+        [n for _, n in steps],
+        where="post",
+        color="#2ca02c",
+        label="study and in-network users",
+    )
+    for when in _times([t for t, _ in facts.purged]):
+        axes.axvline(when, color="#d62728", alpha=0.3)
+    axes.set_ylim(bottom=0)
+    axes.set_ylabel("accounts")
+    axes.set_title("Population over time (red: a purge)")
+    axes.legend(fontsize=8)
+    _dates(axes, times)
+    figure.savefig(path)
+
+
+def verification(facts: ReportFacts, path: str) -> None:
+    """Per table, rows whose commit was verified, failed verification, or was not checked."""
+    figure = _figure()
+    if not facts.verification:
+        _empty(figure, "no table has a verified column yet")
+    else:
+        axes = figure.subplots()
+        names = sorted(facts.verification)
+        left = [0] * len(names)
+        for outcome, label, color in (
+            ("true", "verified", "#2ca02c"),
+            ("false", "not verified", "#d62728"),
+            ("null", "not checked", "#aaaaaa"),
+        ):
+            counts = [facts.verification[name].get(outcome, 0) for name in names]
+            axes.barh(names, counts, left=left, color=color, label=label)
+            left = [a + b for a, b in zip(left, counts, strict=True)]
+        axes.set_xlabel("rows")
+        axes.set_title("Verification outcomes by table")
+        axes.tick_params(axis="y", labelsize=7)
+        axes.legend(fontsize=8)
+    figure.savefig(path)
+
+
+def backfills(facts: ReportFacts, path: str) -> None:
+    """Backfills over time: how many DIDs stood done, failed or pending after each change."""
+    figure = _figure()
+    if not facts.backfills:
+        _empty(figure, "no backfill recorded")
+    else:
+        axes = figure.subplots()
+        xs = []
+        for status, color in (("done", "#2ca02c"), ("failed", "#d62728"), ("pending", "#ff7f0e")):
+            times = _times([t for t, s, _ in facts.backfills if s == status])
+            xs += times
+            if times:
+                axes.step(times, range(1, len(times) + 1), where="post", color=color, label=status)
+        axes.set_ylabel("DIDs")
+        axes.set_title("Backfill progress (each DID at its latest status)")
+        axes.legend(fontsize=8)
+        _dates(axes, xs)
+    figure.savefig(path)
+
+
+PLOTS: dict[str, tuple[str, Callable[[ReportFacts, str], None]]] = {
+    "rows_per_day.png": ("Rows per day, by table", rows_per_day),
+    "coverage.png": ("Coverage timeline", coverage),
+    "population.png": ("Population over time", population),
+    "verification.png": ("Verification outcomes", verification),
+    "backfills.png": ("Backfill progress", backfills),
+}
+"""File name -> (the figure's title, the function that draws it), in the page's order."""
