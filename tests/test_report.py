@@ -101,7 +101,7 @@ def test_a_browser_shows_every_figure_and_the_tables_numbers(report: Path) -> No
     tables = read_back(report / "out")
     shown = {name: int(rows.replace(",", "")) for name, rows, *_ in seen["tables"]}
     assert shown == {name: len(rows) for name, rows in tables.items()}
-    per_day = Counter()
+    per_day: Counter[tuple[str, str]] = Counter()
     for name, rows in tables.items():
         for row in rows:
             per_day[(str(row["partition_date"]), name)] += 1
