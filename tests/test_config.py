@@ -153,3 +153,16 @@ def test_the_writer_and_the_export_run_from_one_file(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "tables" / "study_user_activity" / "post" / "_delta_log").is_dir()
     assert not (tmp_path / "syncstream-parquet").exists()
+
+
+def test_the_shipped_file_is_read_by_every_command() -> None:
+    """deploy/syncstream.toml holds a table for every command, each read without a complaint;
+    the writer's turns the backfill on."""
+    shipped = str(Path(__file__).resolve().parents[1] / "deploy" / "syncstream.toml")
+    given = {"purge": ["--list"]}  # what a purge removes is the operator's to say, each time
+    read = {name: parse(["--config", shipped, *given.get(name, [])]) for name, parse in PARSE.items()}
+    assert read["write"].backfill and read["write"].relay == "wss://bsky.network"
+    assert read["init"].study_users == read["write"].study_users  # init takes [write]'s
+    assert {read[n].state for n in ("write", "export", "purge", "backfill", "status", "report")} == {
+        "/var/lib/syncstream/state.sqlite"
+    }

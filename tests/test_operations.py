@@ -226,6 +226,21 @@ def test_deploy_units_are_hardened_and_do_not_restart_on_bad_input(tmp_path: Pat
     assert "\nRestartPreventExitStatus=2\n" in (ROOT / "deploy" / "syncstream-write.service").read_text()
 
 
+def test_every_unit_runs_its_command_from_the_config_file() -> None:
+    """Each service runs ``syncstream COMMAND --config`` the shipped file; compact and snapshot
+    have their timers, each timer its service."""
+    services = sorted((ROOT / "deploy").glob("*.service"))
+    assert [s.stem for s in services] == [
+        "syncstream-compact", "syncstream-export", "syncstream-snapshot", "syncstream-write"
+    ]  # fmt: skip
+    for service in services:
+        command = service.stem.removeprefix("syncstream-")
+        assert f"-m syncstream {command} " in service.read_text(), service
+        assert "--config /etc/syncstream/syncstream.toml" in service.read_text(), service
+    timers = sorted(t.stem for t in (ROOT / "deploy").glob("*.timer"))
+    assert timers == ["syncstream-compact", "syncstream-export", "syncstream-snapshot"]
+
+
 @pytest.mark.skipif(shutil.which("systemd-sysusers") is None, reason="systemd-sysusers is not installed")
 def test_deploy_creates_the_user_the_units_run_as(tmp_path: Path) -> None:
     """deploy/syncstream.sysusers creates the syncstream user (checked in a scratch root)."""
