@@ -98,7 +98,10 @@ def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
 
 
 def test_with_out_each_table_has_the_rows_and_files_its_log_holds(study: Path) -> None:
+    """Read from the logs; and status only reads: the store's bytes are as they were."""
+    before = (study / "s.sqlite").read_bytes()
     got = status(study, "--out", str(study / "out"))
+    assert (study / "s.sqlite").read_bytes() == before
     assert {name: (t["rows"], t["files"]) for name, t in got["tables"].items()} == read_back(study / "out")
     assert got["outputs"] == [str(study / "out")]
     assert got["lag_seconds"] > 0  # the sample's events are from the past

@@ -85,8 +85,8 @@ def last_export(state: StateStore) -> dict[str, Any]:
     last = state.exports.last_run()
     if last is None:
         return {"last_export": None}
-    when, run = last
-    return {"last_export": {"time": iso(when), "run": run, "store_id": state.exports.store_id()}}
+    when, run = last  # (not the store's id: drawing one takes a write lock, status only reads)
+    return {"last_export": {"time": iso(when), "run": run}}
 
 
 def coverage(state: StateStore) -> dict[str, Any]:
