@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 
 from syncstream.lake.inventory import TableFacts, column_counts, table_facts
+from syncstream.status.gather import gather as status_of
 from syncstream.status.options import StatusOptions
 from syncstream.store import StateStore
 
@@ -32,8 +33,6 @@ class ReportFacts(msgspec.Struct, frozen=True, kw_only=True):
 
 def gather(state_path: str, out: str, handlers: str | None, now: float) -> ReportFacts:
     """Everything the report shows; ``ConfigError`` for a state that is missing or not a store."""
-    from syncstream.status.__main__ import gather as status_of  # noqa: PLC0415
-
     status = status_of(StatusOptions(state=state_path, out=out, handlers=handlers), now)
     names = set(status["tables"] or ())
     tables = table_facts(out, names)
