@@ -103,7 +103,7 @@ def population(facts: ReportFacts, path: str) -> None:
     )
     for when in _times([t for t, _ in facts.purged]):
         axes.axvline(when, color="#d62728", alpha=0.3)
-    axes.set_ylim(bottom=0)
+    axes.set_ylim(0, max(n for _, n in steps) * 1.1 + 1)
     axes.set_ylabel("accounts")
     axes.set_title("Population over time (red: a purge)")
     axes.legend(fontsize=8)
@@ -144,10 +144,23 @@ def backfills(facts: ReportFacts, path: str) -> None:
         axes = figure.subplots()
         xs = []
         for status, color in (("done", "#2ca02c"), ("failed", "#d62728"), ("pending", "#ff7f0e")):
-            times = _times([t for t, s, _ in facts.backfills if s == status])
+            seconds = [t for t, s, _ in facts.backfills if s == status]
+            if not seconds:
+                continue
+            # from none, a step up at each DID's change, held until now: a line even for one DID
+            times = _times([seconds[0], *seconds, facts.generated])
+            counts = [0, *range(1, len(seconds) + 1), len(seconds)]
+            axes.step(
+                times,
+                counts,
+                where="post",
+                color=color,
+                marker="o",
+                markevery=range(1, len(times) - 1),
+                label=status,
+            )
             xs += times
-            if times:
-                axes.step(times, range(1, len(times) + 1), where="post", color=color, label=status)
+        axes.set_ylim(bottom=0)
         axes.set_ylabel("DIDs")
         axes.set_title("Backfill progress (each DID at its latest status)")
         axes.legend(fontsize=8)
