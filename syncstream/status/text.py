@@ -34,7 +34,8 @@ def render(status: dict[str, Any]) -> str:
     export = status["last_export"]
     coverage = status["coverage"]
     lines = [
-        f"syncstream {status['version']}, state {status['state']}",
+        f"syncstream {status['version']}",
+        _line("state", status["state"]),
         _line("cursor", ", ".join(f"{src} {seq}" for src, seq in cursors.items()) or "none (never written)"),
         _line(
             "lag",
@@ -68,7 +69,7 @@ def render(status: dict[str, Any]) -> str:
     if tables is None:
         lines.append(_line("tables", "give --out to count each table's rows and files"))
         return "\n".join(lines)
-    lines.append(_line("tables", f"{len(tables)} under {', '.join(status['outputs'])}"))
+    lines.append(_line("tables", f"{len(tables)}, under {', '.join(status['outputs'])}"))
     width = max((len(name) for name in tables), default=0)
     for name, table in tables.items():
         size = _size(table["bytes"])  # 78 columns with the longest built-in name; versions: --json
