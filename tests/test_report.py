@@ -125,3 +125,22 @@ def test_a_missing_state_is_exit_2_and_no_report_is_made(tmp_path: Path) -> None
     assert done.returncode == 2
     assert done.stderr.startswith("error: no state store at ")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_coverage_days_span_first_to_last_and_a_day_without_rows_is_a_gap() -> None:
+    """Each day from the first partition to the last, all tables summed; a file without a
+    partition_date has no day to be drawn at, and is left out of the timeline, not a crash."""
+    from syncstream.lake.inventory import TableFacts
+    from syncstream.report.facts import coverage_days
+
+    posts = TableFacts(
+        name="p",
+        version=1,
+        rows=6,
+        files=3,
+        bytes=0,
+        rows_by_day={"2026-01-01": 2, "None": 3, "2026-01-04": 1},
+    )
+    likes = TableFacts(name="l", version=1, rows=4, files=1, bytes=0, rows_by_day={"2026-01-02": 4})
+    days = [(str(day), rows) for day, rows in coverage_days({"p": posts, "l": likes})]
+    assert days == [("2026-01-01", 2), ("2026-01-02", 4), ("2026-01-03", 0), ("2026-01-04", 1)]

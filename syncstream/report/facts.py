@@ -19,7 +19,7 @@ from syncstream.status.gather import gather as status_of
 from syncstream.status.options import StatusOptions
 from syncstream.store import StateStore
 
-__all__ = ["ReportFacts", "coverage_days", "gather", "population_steps"]
+__all__ = ["ReportFacts", "coverage_days", "dated", "gather", "population_steps"]
 
 
 class ReportFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -50,13 +50,24 @@ def gather(state_path: str, out: str, handlers: str | None, now: float) -> Repor
     )
 
 
+def dated(rows_by_day: dict[str, int]) -> list[tuple[datetime.date, int]]:
+    """A table's rows by day as dates; a file with no partition_date (``None``: no export
+    writes one, but a table is anyone's to append to) has no day to be drawn at."""
+    found = []
+    for day, rows in rows_by_day.items():
+        try:
+            found.append((datetime.date.fromisoformat(day), rows))
+        except ValueError:
+            continue
+    return found
+
+
 def coverage_days(tables: dict[str, TableFacts]) -> list[tuple[datetime.date, int]]:
     """Each day from the first partition to the last with the rows all tables received that day
     (derived: a day with none is a gap in what was collected, or a quiet day)."""
     totals: dict[datetime.date, int] = {}
     for fact in tables.values():
-        for day, rows in fact.rows_by_day.items():
-            date = datetime.date.fromisoformat(day)
+        for date, rows in dated(fact.rows_by_day):
             totals[date] = totals.get(date, 0) + rows
     if not totals:
         return []
@@ -72,9 +83,9 @@ def population_steps(facts: ReportFacts) -> list[tuple[float, int]]:
     """The population (study and in-network users) over time, derived: everyone enrolled now,
     plus each purged DID until it was purged; a (time, members) step at each purge and now."""
     members = facts.status["study_users"] + facts.status["in_network_users"] + len(facts.purged)
-    days = [day for fact in facts.tables.values() for day in fact.rows_by_day]
+    days = [day for fact in facts.tables.values() for day, _ in dated(fact.rows_by_day)]
     first_day = (
-        datetime.datetime.fromisoformat(min(days)).replace(tzinfo=datetime.UTC).timestamp() if days else None
+        datetime.datetime.combine(min(days), datetime.time(), datetime.UTC).timestamp() if days else None
     )
     known = [t for t in (first_day, facts.purged[0][0] if facts.purged else None) if t is not None]
     start = min([*known, facts.generated - 86_400.0])  # a day at least: a line, not a point

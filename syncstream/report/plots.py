@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 
-from syncstream.report.facts import ReportFacts, coverage_days, population_steps
+from syncstream.report.facts import ReportFacts, coverage_days, dated, population_steps
 
 __all__ = ["PLOTS"]
 
@@ -58,8 +58,9 @@ def rows_per_day(facts: ReportFacts, path: str) -> None:
         axes = figure.subplots()
         xs: list[float] = []
         for name, fact in tables.items():
-            days = _days([datetime.date.fromisoformat(day) for day in fact.rows_by_day])
-            axes.plot(days, list(fact.rows_by_day.values()), marker="o", label=name)
+            points = dated(fact.rows_by_day)
+            days = _days([day for day, _ in points])
+            axes.plot(days, [rows for _, rows in points], marker="o", label=name)
             xs += days
         axes.set_ylabel("rows")
         axes.set_title("Rows per day, by table (partition_date)")
