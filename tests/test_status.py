@@ -17,6 +17,7 @@ import pytest
 from deltalake import DeltaTable
 
 from syncstream.store import StateStore
+from syncstream.store.chains import Link
 from syncstream.users import read_user_lines
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
@@ -49,6 +50,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with StateStore(root / "s.sqlite", create=False) as state:  # two backfills, as a backfill records them
         state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
         state.backfills.record("did:plc:53iucmf5ldftgqyf2ac7hmhd", reason="PDS answered 500")
+        state.chains.put(
+            {"did:plc:ewvi7nxzyoun6zhxrhs64oiz": Link("3mptbypluud2a", None)}
+        )  # as a backfill starts it
     return root
 
 
@@ -85,6 +89,7 @@ def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
     assert got["purged"] == {"withdrawal": 1}
     assert (got["pending_purges"], got["unfinished_purges"], got["purges"]) == (0, 0, 1)
     assert got["backfills"] == {"done": 1, "failed": 1, "pending": 0}
+    assert got["verified_accounts"] == 1
     assert got["handlers"] == handlers
     assert got["last_export"]["run"] == 1
     assert got["last_export"]["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(committed)))
@@ -117,6 +122,7 @@ def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
         assert f" {rows:,} rows " in line and f" {files:,} files " in line
     words = " ".join(done.stdout.split())  # the lines wrap where they must
     assert "1 withdrawn" in words and "backfills 1 done, 1 failed, 0 pending" in words
+    assert "verified 1 accounts with a verified chain" in words
 
 
 def test_a_missing_state_is_exit_2_and_nothing_is_made(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ def _glance(facts: ReportFacts) -> str:
         ("in-network users", status["in_network_users"]),
         ("withdrawn", status["withdrawn"]),
         ("pending purges", status["pending_purges"]),
+        ("accounts with a verified chain", status["verified_accounts"]),
         ("last export", "never" if export is None else f"{export['time']} (run {export['run']})"),
         *((f"backfills {k}", v) for k, v in status["backfills"].items()),
     ]

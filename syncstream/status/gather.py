@@ -30,6 +30,7 @@ def gather(options: StatusOptions, now: float) -> dict[str, Any]:
                 sections.population,
                 sections.purges,
                 sections.backfills,
+                sections.verification,
                 sections.last_export,
                 sections.coverage,
                 sections.handlers,

@@ -25,6 +25,7 @@ __all__ = [
     "population",
     "purges",
     "source_name",
+    "verification",
 ]
 
 
@@ -77,6 +78,12 @@ def backfills(state: StateStore) -> dict[str, Any]:
     #sync asked for the repository again)."""
     counts = Counter(b.status for b in state.backfills.recorded().values())
     return {"backfills": {str(status): counts.get(status, 0) for status in BackfillStatus}}
+
+
+def verification(state: StateStore) -> dict[str, Any]:
+    """``verified_accounts``: the accounts whose chain of verified commits the store keeps (a
+    commit of one that does not follow on from it is a resync)."""
+    return {"verified_accounts": state.chains.count()}
 
 
 def last_export(state: StateStore) -> dict[str, Any]:

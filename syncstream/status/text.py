@@ -55,6 +55,7 @@ def render(status: dict[str, Any]) -> str:
             f"unfinished, {status['purges']} recorded",
         ),
         _line("backfills", ", ".join(f"{n} {s}" for s, n in backfills.items())),
+        _line("verified", f"{status['verified_accounts']} accounts with a verified chain of commits"),
         _line("last export", "never" if export is None else f"{export['time']}, run {export['run']}"),
         _line(
             "coverage",

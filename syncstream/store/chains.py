@@ -29,6 +29,11 @@ class Chains:
         self._database = database
         self._db = database.db
 
+    def count(self) -> int:
+        """How many accounts have a verified chain."""
+        (count,) = self._db.execute("SELECT count(*) FROM chains").fetchone()
+        return int(count)
+
     def get(self, did: str) -> Link | None:
         row = self._db.execute("SELECT rev, data FROM chains WHERE did = ?", (did,)).fetchone()
         return None if row is None else Link(row[0], row[1])
