@@ -3,8 +3,9 @@ hold them without them in one commit, then vacuum the files that commit replaced
 file under the table holds a purged row, history included: time travel to a version before the
 purge is gone, by design. The log names files, never the accounts (see ``remove_rows``).
 
-The vacuum is delta-rs' *lite* mode with no retention: it removes only the files the log marks
-removed, never a file another store is writing and has not committed yet.
+The vacuum is delta-rs' *lite* mode with no retention (the files the log marks removed), then
+the files a killed compaction or purge left that no version of the log names
+(``syncstream.lake.orphans``); it runs under the output's lock, so nothing is writing them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from typing import Any
 from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
+from syncstream.failpoints import failpoint
 from syncstream.lake.delta import PARTITION, Location
+from syncstream.lake.orphans import EXPORT_RECOVERY_HOURS, remove_orphans
+from syncstream.staging import Step
 
 __all__ = ["PURGE_MARK", "author_column", "authored_rows", "candidate_rows", "remove_rows", "vacuum"]
 
@@ -135,6 +139,7 @@ def remove_rows(
             size = fragment.filesystem.get_file_info(target).size
             stats = json.dumps({"numRecords": kept.num_rows})
             changes.append(AddAction(target, size, values, now, True, stats))
+    failpoint(Step.PURGE_TABLE_REWRITTEN)
     if changes:
         table.create_write_transaction(
             changes,
@@ -164,8 +169,9 @@ def _involved(
 
 
 def vacuum(where: Location) -> list[str]:
-    """Remove every file the log marks removed (a purge's, a compaction's), now."""
+    """Remove every file the log marks removed (a purge's, a compaction's), now, and every
+    file a killed run left that no version of the log names (``lake.orphans``)."""
     table = DeltaTable(where.uri, storage_options=where.storage_options)
     removed: list[str] = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     del table
-    return removed
+    return removed + remove_orphans(where, keep_hours=EXPORT_RECOVERY_HOURS)
