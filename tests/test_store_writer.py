@@ -5,7 +5,6 @@ told (``write --cache-moved``)."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -91,31 +90,34 @@ def test_a_second_writer_on_a_held_store_is_refused_at_once(tmp_path: Path) -> N
     assert cursor(tmp_path) == 20
 
 
-def test_a_store_refuses_another_cache_until_told_it_moved(tmp_path: Path) -> None:
-    """A store made with one cache refuses another (writer, export and purge: exit 2, naming
-    its cache, nothing made); once the cache is moved, ``--cache-moved`` records the new
-    place, and then the old one is refused."""
+def test_a_store_refuses_another_cache_and_follows_its_own(tmp_path: Path) -> None:
+    """A store made with one cache refuses another (the writer, the export and the purge: exit
+    2, naming its cache, nothing made), and another store's cache; the cache moved whole
+    (``mv``) is still its own, wherever it is."""
     assert run(write(tmp_path, "cache", frames(1, 5))).returncode == 0
     for arguments in (
         write(tmp_path, "other", frames(10, 5)),
         command("syncstream.export", tmp_path, "other", "-q", "--out", str(tmp_path / "out")),
         command("syncstream.purge", tmp_path, "other", "-q", "--did", STUDY),
     ):
-        (tmp_path / "other").mkdir(exist_ok=True)  # an export and a purge need a cache to be given
+        assert run(arguments).returncode == 2
+        assert not (tmp_path / "other").exists()
+        (tmp_path / "other").mkdir()  # (an export or a purge needs a cache to be given)
         refused = run(arguments)
         assert refused.returncode == 2, refused.stderr
         assert f"belongs to the cache {tmp_path / 'cache'}" in refused.stderr
-        assert sorted(os.listdir(tmp_path / "other")) == []
+        assert os.listdir(tmp_path / "other") == []
         assert not (tmp_path / "out").exists()
+        (tmp_path / "other").rmdir()
     assert cursor(tmp_path) == 5
-    shutil.rmtree(tmp_path / "other")
-    still_there = run(write(tmp_path, "other", frames(10, 5), "--cache-moved"))
-    assert still_there.returncode == 2 and "is still there" in still_there.stderr, still_there.stderr
     (tmp_path / "cache").rename(tmp_path / "moved")
-    assert run(write(tmp_path, "moved", frames(10, 5), "--cache-moved")).returncode == 0
+    assert run(write(tmp_path, "moved", frames(10, 5))).returncode == 0
     assert cursor(tmp_path) == 14
     exported = run(command("syncstream.export", tmp_path, "moved", "-q", "--out", str(tmp_path / "out")))
     assert exported.returncode == 0, exported.stderr
-    (tmp_path / "cache").mkdir()
-    old = run(write(tmp_path, "cache", frames(20, 5)))
-    assert old.returncode == 2 and f"belongs to the cache {tmp_path / 'moved'}" in old.stderr
+    another = tmp_path / "another"
+    another.mkdir()
+    (another / "cache").symlink_to(tmp_path / "moved")  # another store given this cache
+    refused = run(write(another, "cache", frames(1, 5)))
+    assert refused.returncode == 2 and "belongs to another state store" in refused.stderr, refused.stderr
+    assert not (another / "s.sqlite").exists() or cursor(another) is None

@@ -104,7 +104,6 @@ def _open(args: WriteOptions, study: str | None, in_network: str | None) -> Cach
             study_users=study,
             in_network_users=in_network,
             reenrol=args.reenrol,
-            cache_moved=args.cache_moved,
             handlers=load_registry(args.handlers),
         )
     except (SyncstreamError, OSError) as error:

@@ -56,7 +56,6 @@ def setup_cache_write_system(
     handlers: Registry = HANDLERS,
     reenrol: Iterable[str] = (),
     create_state: bool = True,
-    cache_moved: bool = False,
 ) -> CacheWriteContext:
     """Open the state, load the user files (when given), lay the tree and take the writer lock.
 
@@ -64,8 +63,8 @@ def setup_cache_write_system(
     A purged DID in a user file is skipped unless it is in ``reenrol``. Without
     ``create_state`` (a backfill), a missing store is an error and nothing is created.
     Raises ``ConfigError`` for a bad user file, store or registry (one that lacks a handler or
-    a dataset that wrote to the store: ``check_written``; a store that belongs to another cache,
-    unless ``cache_moved`` records that its cache was moved to ``cache_dir``),
+    a dataset that wrote to the store: ``check_written``; a cache that is not the store's:
+    ``CacheHome``),
     ``CacheLockedError`` when another writer holds the cache and ``StoreLockedError`` when
     another holds the store.
     """
@@ -73,9 +72,7 @@ def setup_cache_write_system(
     # A store that exists is opened (a newer one refused unchanged) and held before the cache
     # is touched: a second writer on it, whatever its cache, changes nothing.
     existing = os.path.isfile(state_path) or not create_state
-    held = (
-        _hold(state_path, create=create_state, cache_dir=cache_dir, moved=cache_moved) if existing else None
-    )
+    held = _hold(state_path, create=create_state, cache_dir=cache_dir) if existing else None
     # Links above the root are the user's to choose; below it none is ever followed, and
     # every path the writer builds starts with the root's real path.
     os.makedirs(cache_dir, exist_ok=True)
@@ -88,11 +85,9 @@ def setup_cache_write_system(
             held[1].release()
         raise
     try:
-        state, store_lock = held or _hold(
-            state_path, create=create_state, cache_dir=cache_dir, moved=cache_moved
-        )
+        state, store_lock = held or _hold(state_path, create=create_state, cache_dir=cache_dir)
         try:
-            state.cache_home.bind(root, moved=cache_moved)
+            state.cache_home.bind(root, state.exports.store_id())
             check_written(state, handlers)
             state.purges.reenrol(reenrol)
             load_users(state, UserKind.STUDY, study_users)
@@ -122,19 +117,19 @@ def setup_cache_write_system(
     )
 
 
-def _hold(
-    state_path: str | Path, *, create: bool, cache_dir: str | Path, moved: bool
-) -> tuple[StateStore, StoreLock]:
+def _hold(state_path: str | Path, *, create: bool, cache_dir: str | Path) -> tuple[StateStore, StoreLock]:
     """The store, open and held by this writer; ``StoreLockedError`` when another holds it,
     ``ConfigError`` when it belongs to another cache (checked before the cache is made)."""
     state = StateStore(state_path, create=create)
     try:
         store_lock = StoreLock(state.path).acquire()
-        if not moved:
-            state.cache_home.check(os.path.realpath(cache_dir))
     except BaseException:
         state.close()
-        if "store_lock" in locals():
-            store_lock.release()
+        raise
+    try:
+        state.cache_home.check(os.path.realpath(cache_dir))
+    except BaseException:
+        state.close()
+        store_lock.release()
         raise
     return state, store_lock

@@ -81,7 +81,6 @@ class WriteOptions(StoreOptions, frozen=True, kw_only=True):
     inline_writes: bool = False
     no_sync: bool = False
     allow_empty_population: bool = False
-    cache_moved: bool = False  # the store's cache was moved to --cache-dir: record it there
 
     def check(self) -> None:
         super().check()
@@ -135,7 +134,7 @@ def parser() -> argparse.ArgumentParser:
             "frame ever received before --idle-exit; 2 for bad options or input: a user file with "
             "an invalid DID, an empty population (see --allow-empty-population), a state file "
             "that is not a syncstream store, a symbolic link inside the cache, a store held by "
-            "another writer or belonging to another cache (see --cache-moved)."
+            "another writer, a cache that is not the store's (a cache moves whole, with mv)."
         ),
     )
     add_store_options(parser, state_help="SQLite state store: users, cursor, cached-URI index")
@@ -299,12 +298,6 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run even when the study and in-network sets are both empty (it keeps nothing, and the "
         "cursor moves past every frame)",
-    )
-    parser.add_argument(
-        "--cache-moved",
-        action="store_true",
-        help="the store's cache was moved to --cache-dir (mv, with no writer running): record its "
-        "new place; a store refuses any other cache than its own (exit 2)",
     )
     return parser
 
