@@ -11,11 +11,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import pytest
+from deltalake import DeltaTable
 
 from syncstream.errors import LakeLockedError
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
+from syncstream.lake.delta import location
 from syncstream.lake.lock import LakeLock
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, post, wait_for, write_args
@@ -27,7 +31,7 @@ LEAVES = "did:plc:leaves0000000000000000000"
 RUNS, PER_RUN = 3, 20
 
 
-def exported_three_times(root: Path) -> None:
+def exported_three_times(root: Path, out: str | None = None) -> None:
     """Three export runs of both accounts' posts: three files in today's partition, each
     holding rows of both."""
     for run in range(RUNS):
@@ -41,19 +45,12 @@ def exported_three_times(root: Path) -> None:
             for j, did in enumerate((STAYS, LEAVES))
         ]
         assert write_main(write_args(root, frames, [STAYS, LEAVES])) == 0
-        assert export_main(export_args(root)) == 0
+        assert export_main(export_args(root, out)) == 0
 
 
-def export_args(root: Path) -> list[str]:
-    return [
-        "--cache-dir",
-        str(root / "cache"),
-        "--state",
-        str(root / "s.sqlite"),
-        "-q",
-        "--out",
-        str(root / "out"),
-    ]
+def export_args(root: Path, out: str | None = None) -> list[str]:
+    store = ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q"]
+    return [*store, "--out", out or str(root / "out")]
 
 
 def environment(failpoint: str | None) -> dict[str, str]:
@@ -63,9 +60,9 @@ def environment(failpoint: str | None) -> dict[str, str]:
     return found
 
 
-def purge(root: Path, failpoint: str | None = None) -> subprocess.Popen[str]:
+def purge(root: Path, failpoint: str | None = None, out: str | None = None) -> subprocess.Popen[str]:
     arguments = ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
-    arguments += ["--out", str(root / "out"), "--did", LEAVES]
+    arguments += ["--out", out or str(root / "out"), "--did", LEAVES]
     return subprocess.Popen(
         [sys.executable, "-m", "syncstream.purge", *arguments],
         stdout=subprocess.PIPE,
@@ -209,3 +206,69 @@ def test_the_lock_is_refused_while_another_process_holds_it(tmp_path: Path) -> N
     holder.communicate("")
     with LakeLock(str(out), wait=False), LakeLock(str(out), wait=False):
         pass
+
+
+def s3_lake(s3_endpoint: str) -> str:
+    filesystem, _ = pafs.FileSystem.from_uri(f"s3://lake?{s3_endpoint}&allow_bucket_creation=true")
+    filesystem.create_dir("lake")
+    return f"s3://lake/study?{s3_endpoint}"
+
+
+def test_an_s3_lease_is_refused_while_held_and_taken_once_freed(tmp_path: Path, s3_endpoint: str) -> None:
+    """On S3 the lock is a lease: refused (naming the holder) while another process holds it,
+    taken once it is freed; re-entrant within a process."""
+    out = s3_lake(s3_endpoint)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import sys\nfrom syncstream.lake.lock import LakeLock\n"
+         "with LakeLock(sys.argv[1], what='the holder'):\n    print('held', flush=True)\n    sys.stdin.read()\n",
+         out],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+    with pytest.raises(LakeLockedError, match="the holder"), LakeLock(out, wait=False):
+        pass
+    holder.communicate("")
+    assert holder.returncode == 0
+    with LakeLock(out, wait=False), LakeLock(out, wait=False):
+        pass
+
+
+def test_on_s3_a_compaction_waits_for_a_stopped_purge(tmp_path: Path, s3_endpoint: str) -> None:
+    """The purge stopped before its commit holds the S3 lake's lease: a compaction waits for
+    it; afterwards every row that stays is there once and no object holds the purged rows."""
+    out = s3_lake(s3_endpoint)
+    exported_three_times(tmp_path, out)
+    purging = purge(tmp_path, "purge/purge.table_rewritten:1:stop", out)
+    wait_for(lambda: purging.poll() is not None or stopped(purging), "the purge stopped")
+    assert purging.poll() is None, purging.communicate()
+    log = tmp_path / "compact.log"
+    with log.open("w") as sink:
+        compacting = subprocess.Popen(
+            [sys.executable, "-c", COMPACT, out], stderr=sink, stdout=subprocess.PIPE, text=True,
+            env=environment(None),
+        )  # fmt: skip
+        wait_for(lambda: waiting_or_done(compacting, log), "the compaction waiting or done")
+        os.kill(purging.pid, signal.SIGCONT)
+        _, error = purging.communicate(timeout=120)
+        assert purging.returncode == 0, error
+        compacting.communicate(timeout=120)
+    assert compacting.returncode == 0, log.read_text()
+    where = location(out, POSTS)
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    rows = table.to_pyarrow_dataset().to_table(columns=["uri", "author_did"], use_threads=False).to_pylist()
+    del table
+    uris = [row["uri"] for row in rows if row["author_did"] == STAYS]
+    assert len(uris) == len(set(uris)) == RUNS * PER_RUN
+    filesystem, base = pafs.FileSystem.from_uri(out)
+    objects = filesystem.get_file_info(pafs.FileSelector(f"{base}/{POSTS}", recursive=True))
+    holding = [
+        info.path
+        for info in objects
+        if info.path.endswith(".parquet")
+        and "/_delta_log/" not in info.path
+        and LEAVES
+        in pq.read_table(info.path, columns=["author_did"], filesystem=filesystem)
+        .column("author_did")
+        .to_pylist()
+    ]
+    assert holding == []
