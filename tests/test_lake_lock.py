@@ -272,3 +272,21 @@ def test_on_s3_a_compaction_waits_for_a_stopped_purge(tmp_path: Path, s3_endpoin
         .to_pylist()
     ]
     assert holding == []
+
+
+def test_a_purge_whose_table_changed_under_it_reads_it_again(tmp_path: Path) -> None:
+    """A commit that came between a purge's reading and its commit, from a command that did
+    not take the output's lock (a compaction by another tool here), makes the purge's commit
+    fail and the purge read and rewrite the table again: no row doubled, none of the
+    account's left, no file the log does not name."""
+    exported_three_times(tmp_path)
+    purging = purge(tmp_path, "purge/purge.table_rewritten:1:stop")
+    wait_for(lambda: purging.poll() is not None or stopped(purging), "the purge stopped")
+    assert purging.poll() is None, purging.communicate()
+    table = DeltaTable(str(tmp_path / "out" / POSTS))
+    assert table.optimize.compact()["numFilesRemoved"] == RUNS  # beside the lock
+    del table
+    os.kill(purging.pid, signal.SIGCONT)
+    _, error = purging.communicate(timeout=120)
+    assert purging.returncode == 0, error
+    check_outcome(tmp_path)

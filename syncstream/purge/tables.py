@@ -18,8 +18,9 @@ from typing import Any
 from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
+from syncstream.errors import PurgeError
 from syncstream.failpoints import failpoint
-from syncstream.lake.delta import PARTITION, Location
+from syncstream.lake.delta import COMMIT_ATTEMPTS, PARTITION, Location
 from syncstream.lake.orphans import EXPORT_RECOVERY_HOURS, remove_orphans
 from syncstream.staging import Step
 
@@ -101,7 +102,33 @@ def remove_rows(
     in the log for as long as the log keeps it. This commit's log entry names files only. A
     rerun after a crash writes the same names again (``part-{purge}-...``) until the commit is
     in; after it, no row is involved any more.
+
+    The commit applies only to the version the purge read (no retry by delta-rs, which would
+    not see that a concurrent commit removed the same files): if any other commit came first
+    (a command that did not take the output's lock, or one whose lease ran out), the table is
+    read and rewritten again. Files of an attempt that lost go with the vacuum.
     """
+    from deltalake.exceptions import CommitFailedError  # noqa: PLC0415
+
+    for _ in range(COMMIT_ATTEMPTS):
+        try:
+            return _rewrite(
+                where, author_column, dids, involved, purge_id=purge_id, on_committed=on_committed
+            )
+        except CommitFailedError:
+            continue
+    raise PurgeError(f"{where.uri}: the table kept changing under the purge ({COMMIT_ATTEMPTS} attempts)")
+
+
+def _rewrite(
+    where: Location,
+    author_column: str,
+    dids: Collection[str],
+    involved: Collection[tuple[str, str]],
+    *,
+    purge_id: str,
+    on_committed: Callable[[], None],
+) -> tuple[int, int]:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -146,7 +173,7 @@ def remove_rows(
             "append",
             table.schema(),
             partition_by=[PARTITION],
-            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}),
+            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}, max_commit_retries=0),
         )
     del dataset, table
     on_committed()
