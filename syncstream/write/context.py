@@ -71,7 +71,7 @@ def setup_cache_write_system(
     check_registry(handlers)
     # A store that exists is opened (a newer one refused unchanged) and held before the cache
     # is touched: a second writer on it, whatever its cache, changes nothing.
-    existing = os.path.isfile(state_path) or not create_state
+    existing = os.path.exists(state_path) or not create_state
     held = _hold(state_path, create=create_state, cache_dir=cache_dir) if existing else None
     # Links above the root are the user's to choose; below it none is ever followed, and
     # every path the writer builds starts with the root's real path.
