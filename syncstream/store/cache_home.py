@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 
 from syncstream.errors import ConfigError
-from syncstream.listing import write_text_atomic
 from syncstream.store.connection import Database
 
 __all__ = ["MARK", "CacheHome"]
@@ -59,7 +58,7 @@ class CacheHome:
         record where it is now."""
         self.check(root, store_id)
         if _read(root) is None:
-            write_text_atomic(os.path.join(root, MARK), f"{store_id}\n")
+            _write(root, store_id)
         if self.recorded() != root:
             with self._database.transaction():
                 self._db.execute(
@@ -76,3 +75,13 @@ def _read(root: str) -> str | None:
         return None
     with os.fdopen(fd, encoding="utf-8") as handle:
         return handle.read().strip()
+
+
+def _write(root: str, store_id: str) -> None:
+    """The mark, whole or not at all (a temporary, synced, renamed)."""
+    temporary = os.path.join(root, f".{MARK}.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
+        handle.write(f"{store_id}\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.rename(temporary, os.path.join(root, MARK))
