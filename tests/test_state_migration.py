@@ -139,6 +139,11 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
         )
         assert state.exports.exported_among([old, other]) == {old}
         state.exports.commit("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
+        # ... and, a study user's, it is kept for the study's life (no window forgets it)
+        assert state.exports.prune(2000.0) == 0 and state.exports.exported_among([old]) == {old}
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DELETE FROM users")  # the account left the population (no purge)
+        state.exports.commit("c2", [], 1500.0)  # a later run: the scan is due a window after it
         assert state.exports.prune(2000.0) == 1 and state.exports.exported_among([old]) == set()
 
 
