@@ -78,8 +78,7 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "purge.table_deleted": ("purge",),
     "purge.vacuumed": ("purge",),
     "purge.finished": ("purge",),
-    # a compaction (``compact``, or ``export --compact-every``): a table read, a partition's
-    # files committed
+    # a compaction (``compact``, or ``export --compact-every``): a table read, its lock held
     "compact.table_read": ("compact", "export", "export-inline"),
     # a backfill: a batch of a repository's records written, then the repository's files
     # durable (before the DID is recorded done)
