@@ -7,6 +7,8 @@ Each class also keeps the builtin base its callers catch (``except ValueError`` 
         ConfigError (ValueError)         bad user input: a user file, an argument, a path
         CacheLockedError (RuntimeError)  the cache is held by a writer
         CacheWriteError (OSError)        a cache file could not be written
+        LakeLockedError (RuntimeError)   an output is locked by another command (lake.lock)
+        StoreLockedError (RuntimeError)  a state store is held by another writer
         SymlinkInCacheError (OSError)    a path inside the cache goes through a symbolic link
         RelayError (RuntimeError)        the relay cannot serve this writer as it stands
         ReplayError (ValueError)         a replay file ends inside a frame
@@ -37,6 +39,7 @@ __all__ = [
     "FetchError",
     "HelperError",
     "KeyUnavailable",
+    "LakeLockedError",
     "ProofError",
     "PurgeError",
     "RelayError",
@@ -44,6 +47,7 @@ __all__ = [
     "RepoError",
     "SchemaMismatchError",
     "SnapshotError",
+    "StoreLockedError",
     "SymlinkInCacheError",
     "SyncstreamError",
 ]
@@ -59,6 +63,14 @@ class ConfigError(SyncstreamError, ValueError):
 
 class CacheLockedError(SyncstreamError, RuntimeError):
     """The cache is held by a writer, so it cannot be reset or held again."""
+
+
+class LakeLockedError(SyncstreamError, RuntimeError):
+    """An output's tables are locked by another command (an export, a purge, a compaction)."""
+
+
+class StoreLockedError(SyncstreamError, RuntimeError):
+    """The state store is held by another writer: one store, one writer."""
 
 
 class CacheWriteError(SyncstreamError, OSError):

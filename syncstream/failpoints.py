@@ -8,6 +8,7 @@ pass through that point, counted from 1 in each process, at which it fires; ``ac
 - ``kill``: SIGKILL this process (a helper dies alone; a command's helpers die with it),
 - ``raise``: raise ``FailpointError`` (a clean failure, as a full disk or a bug would raise),
 - ``exit``: ``os._exit(3)``, no clean-up (an exit from a library or a signal handler),
+- ``stop``: SIGSTOP this process (a test forces an interleaving, then sends SIGCONT),
 - ``term``, ``hup``, ``int``: SIGTERM, SIGHUP or SIGINT to this process's whole process group,
   as a service manager's stop (systemd's default), a terminal's hangup or a Ctrl-C sends it, and
   go on (run the command in a session of its own: ``start_new_session=True``).
@@ -37,7 +38,7 @@ __all__ = [
 ]
 
 ENV = "SYNCSTREAM_FAILPOINTS"
-ACTIONS = ("kill", "raise", "exit", "term", "hup", "int")
+ACTIONS = ("kill", "raise", "exit", "term", "hup", "int", "stop")
 _SIGNALS = {"term": signal.SIGTERM, "hup": signal.SIGHUP, "int": signal.SIGINT}
 
 _COMMANDS = ("writer", "export", "purge", "backfill", "compact", "snapshot", "relay", "pds")
@@ -73,9 +74,12 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "purge.part_written": ("purge",),
     "purge.part_replaced": ("purge",),
     # a Delta table: the rows deleted (one commit), then the files it replaced vacuumed
+    "purge.table_rewritten": ("purge",),  # the files written, the commit not made
     "purge.table_deleted": ("purge",),
     "purge.vacuumed": ("purge",),
     "purge.finished": ("purge",),
+    # a compaction (``compact``, or ``export --compact-every``): a table read, its lock held
+    "compact.table_read": ("compact", "export", "export-inline"),
     # a backfill: a batch of a repository's records written, then the repository's files
     # durable (before the DID is recorded done)
     "backfill.batch_written": ("backfill",),
@@ -158,6 +162,9 @@ def _fire(point: str, action: str) -> None:
         return
     if action == "kill":
         os.kill(os.getpid(), signal.SIGKILL)
+    if action == "stop":
+        os.kill(os.getpid(), signal.SIGSTOP)  # returns once a SIGCONT comes
+        return
     if action == "exit":
         os._exit(3)
     raise FailpointError(f"failpoint {point} ({_process})")

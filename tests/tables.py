@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import os
 import sysconfig
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
 import duckdb
 from deltalake import DeltaTable
+
+from syncstream.lake.lock import LOCK_FILE
 
 EXTENSIONS = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
 
@@ -44,7 +47,8 @@ def all_rows(out: Path) -> dict[str, list[dict[str, Any]]]:
 
 def stray_files(out: Path) -> list[str]:
     """Parquet files under a table that its latest version does not name (uncommitted, or
-    replaced and not vacuumed), and any file under the output outside every table."""
+    replaced and not vacuumed), and any file under the output outside every table (but the
+    output's lock, ``syncstream.lake.lock``)."""
     stray = []
     tables = table_dirs(out)
     named: set[str] = set()
@@ -53,6 +57,41 @@ def stray_files(out: Path) -> list[str]:
         named.update(os.path.normpath(uri.removeprefix("file://")) for uri in table.file_uris())
         del table
     for path in out.rglob("*"):
+        if path == out / LOCK_FILE:
+            continue
         if path.is_file() and "_delta_log" not in path.parts and str(path) not in named:
             stray.append(str(path.relative_to(out)))
     return sorted(stray)
+
+
+def unnamed_files(out: Path) -> list[str]:
+    """Parquet files under a table that no version of its log names (neither added nor
+    removed by any commit): what a killed run left, read from the log's JSON itself."""
+    import json  # (only this reader needs it)
+
+    found = []
+    for directory in table_dirs(out):
+        named: set[str] = set()
+        for entry in sorted((directory / "_delta_log").glob("*.json")):
+            for line in entry.read_text().splitlines():
+                action = json.loads(line)
+                for kind in ("add", "remove"):
+                    if kind in action:
+                        named.add(urllib.parse.unquote(action[kind]["path"]))
+        for path in directory.rglob("*.parquet"):
+            relative = str(path.relative_to(directory))
+            if "_delta_log" not in path.parts and relative not in named:
+                found.append(str(path.relative_to(out)))
+    return sorted(found)
+
+
+def files_holding(out: Path, did: str) -> list[str]:
+    """Every Parquet file under the output, history included, with a row whose author is ``did``."""
+    import pyarrow.parquet as pq  # (only this reader needs it)
+
+    return sorted(
+        str(path.relative_to(out))
+        for path in out.rglob("*.parquet")
+        if "_delta_log" not in path.parts
+        and did in pq.read_table(path, columns=["author_did"]).column("author_did").to_pylist()
+    )

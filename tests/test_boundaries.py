@@ -147,6 +147,8 @@ def test_a_state_file_that_is_no_store_is_one_error_line(
         state.mkdir()
     before = state.read_bytes() if state.is_file() else None
     assert write_main(write_args(tmp_path, posts(1), [STUDY])) == 2
+    assert not (tmp_path / "cache").exists()  # refused before the cache is made
+    (tmp_path / "cache").mkdir()
     assert export_main(export_args(tmp_path)) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and all(line.startswith("error: ") and str(state) in line for line in err)

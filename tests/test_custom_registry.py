@@ -33,6 +33,7 @@ from syncstream.firehose.replay import iter_replay
 from syncstream.purge.__main__ import main as purge_main
 from syncstream.servers.pds import LoopbackPds
 from syncstream.store import StateStore
+from syncstream.store.cache_home import MARK
 from syncstream.write.__main__ import main as write_main
 from syncstream.write.writer import CacheWriter
 from tests.helpers import CORPUS, ROOT, export_options, tree
@@ -177,6 +178,7 @@ def test_the_export_stops_at_folders_no_handler_reads(
     store = _written_with_stars(stars, user_dir)
     store[store.index("--state") + 1] = str(user_dir / "other.sqlite")
     StateStore(user_dir / "other.sqlite").close()  # another store, made by a writer
+    (user_dir / "cache" / MARK).unlink()  # (a cache from before stores marked theirs)
     before = tree(user_dir / "cache")
     for extra in ([], ["--clear-cache"]):
         assert export_main([*store, "--out", str(user_dir / "out"), *extra]) == 2

@@ -76,6 +76,7 @@ HITS = {
     "purge.cache_removed": 1,
     "purge.part_written": 2,
     "purge.part_replaced": 1,
+    "purge.table_rewritten": 1,
     "purge.table_deleted": 1,
     "purge.vacuumed": 1,
     "purge.finished": 1,

@@ -4,6 +4,8 @@ handler names when opened, and then route deletes as before."""
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 
@@ -137,6 +139,11 @@ def test_keys_exported_before_versions_match_any_version(tmp_path: Path) -> None
         )
         assert state.exports.exported_among([old, other]) == {old}
         state.exports.commit("c1", [], 1000.0, released=[old])  # the file is removed: the key ages
+        # ... and, a study user's, it is kept for the study's life (no window forgets it)
+        assert state.exports.prune(2000.0) == 0 and state.exports.exported_among([old]) == {old}
+        with closing(sqlite3.connect(path)) as db, db:
+            db.execute("DELETE FROM users")  # the account left the population (no purge)
+        state.exports.commit("c2", [], 1500.0)  # a later run: the scan is due a window after it
         assert state.exports.prune(2000.0) == 1 and state.exports.exported_among([old]) == set()
 
 
@@ -162,3 +169,27 @@ def test_version_3_keys_of_one_cid_become_one_version(tmp_path: Path) -> None:
         StateStore(path).close()
         rows = sorted(db.execute("SELECT operation, cid, exported_at FROM exported_keys"))
     assert rows == [("delete", "", 300.0), ("version", "bafyc0", float("inf")), ("version", "bafyc1", 200.0)]
+
+
+def test_a_newer_store_is_refused_before_anything_is_changed(tmp_path: Path) -> None:
+    """The writer given a store of a newer layout exits 2 and leaves the file as it was: the
+    same bytes, its journal mode, its tables and indexes, no WAL beside it."""
+    path = version_1_store(tmp_path / "s.sqlite", [])
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("INSERT INTO meta (key, value) VALUES ('version', ?)", (VERSION + 1,))
+        db.execute("CREATE INDEX exported_keys_age ON meta (value)")  # one an opening would drop
+    before = path.read_bytes()
+    args = ["--cache-dir", str(tmp_path / "cache"), "--state", str(path), "-q", "--no-sync"]
+    args += [
+        "--replay",
+        str(write_replay(tmp_path / "r.bin", [])),
+        "--study-users",
+        str(write_users(tmp_path / "u.txt", [])),
+    ]
+    result = subprocess.run(
+        [sys.executable, "-m", "syncstream.write", *args], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 2, result.stderr
+    assert path.read_bytes() == before
+    assert "newer syncstream" in result.stderr and "was not changed" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("s.sqlite")) == ["s.sqlite"]

@@ -131,7 +131,7 @@ def test_hostile_frames_are_rejected_and_nothing_escapes(
     outside = {p for p in all_files(tmp_path) if cache_dir not in p.parents}
     assert (
         {p.name for p in outside}
-        == {"study.txt", "hostile.bin", "s.sqlite", "s.sqlite-wal", "s.sqlite-shm"}
+        == {"study.txt", "hostile.bin", "s.sqlite", "s.sqlite-wal", "s.sqlite-shm", "s.sqlite.lock"}
         & {p.name for p in outside}
         == {p.name for p in outside}
     )

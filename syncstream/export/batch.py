@@ -55,6 +55,7 @@ from syncstream.export.purges import purge_first
 from syncstream.export.summary import DatasetSummary, ExportSummary, RecoveredRun
 from syncstream.export.tree import CacheSide
 from syncstream.failpoints import failpoint
+from syncstream.lake.lock import LakeLock
 from syncstream.listing import Entry, list_tree, new_id
 from syncstream.options import WRITER_TIMEOUT
 from syncstream.registry.handlers import datasets_of
@@ -385,8 +386,13 @@ def export_batch(
         exporter = _Exporter(context, remove=remove, dry_run=dry_run, progress=progress)
         if dry_run:
             return exporter.dry()
-        exporter.prepare()
-        purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
-        summary = exporter.run()
-        summary.purges = purges
-        return summary
+        output = context.output
+        # the output's lock, through recovery, the purges and the run's commits: no purge or
+        # compaction of any store commits to these tables meanwhile (``lake.lock``)
+        lake = LakeLock(output, what="syncstream export") if isinstance(output, str) else None
+        with lake or contextlib.nullcontext():
+            exporter.prepare()
+            purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
+            summary = exporter.run()
+            summary.purges = purges
+            return summary

@@ -93,6 +93,7 @@ def setup_batch_export_system(
         if options.format == "delta" and not isinstance(out, str):
             raise ConfigError("a Delta export takes its output as a directory or URI")
         state = StateStore(options.state, create=False)  # only the writer creates a store
+        state.cache_home.check(root)  # one store, one cache: its mark
         check_written(state, handlers)
         check_cache_tree(root, handlers)
         if parts is None and helper_process and isinstance(out, str):

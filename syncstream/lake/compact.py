@@ -1,6 +1,10 @@
 """``python -m syncstream.lake.compact``: compact the Delta tables' closed partitions, checkpoint their
 logs and vacuum old files.
 
+It holds the output's lock (``syncstream.lake.lock``) throughout: no export or purge commits to
+the tables meanwhile. After each table's vacuum, the files a killed compaction or purge left
+that no version of the log names are removed (``syncstream.lake.orphans``).
+
 An export commits a few files per partition per run; a study that exports every few minutes
 leaves thousands. A partition is *closed* once it is older than ``--older-than-days`` (rows are
 partitioned by the writer's receipt date, so exports only ever append to today's): its files
@@ -8,8 +12,7 @@ are rewritten into files of about ``--target-mib``, in one commit per partition.
 larger than one target file is z-ordered by its author column instead, so that one account's
 rows sit in few files (a purge then rewrites those alone). Each table's log is checkpointed,
 and files the log marked removed more than ``--retention-hours`` ago are vacuumed (time travel
-reaches back that far). Safe beside a running export: it appends to today's partitions only,
-and a compaction commit is retried by delta-rs against concurrent appends.
+reaches back that far). Beside a running export or purge it waits for the lock.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import msgspec
 from syncstream.cli import fail, run, setup_logging
 from syncstream.config import parse_options
 from syncstream.failpoints import failpoint, set_process
+from syncstream.lake.lock import LakeLock
 from syncstream.options import (
     OUT,
     LogOptions,
@@ -78,52 +82,59 @@ def compact_tables(
     from deltalake import DeltaTable  # noqa: PLC0415
 
     from syncstream.lake.delta import PARTITION, is_table, location  # noqa: PLC0415
+    from syncstream.lake.orphans import remove_orphans  # noqa: PLC0415
 
     target_bytes = int(options.target_mib * (1 << 20))
     started = time.perf_counter()
     summary = CompactSummary()
     today = datetime.datetime.fromtimestamp(now if now is not None else time.time(), datetime.UTC)
     cutoff = (today - datetime.timedelta(days=options.older_than_days)).date().isoformat()
-    for dataset in datasets:
-        where = location(options.out, dataset.name)
-        if not is_table(where):
-            continue
-        summary.tables += 1
-        table = DeltaTable(where.uri, storage_options=where.storage_options)
-        sizes: dict[str, tuple[int, int]] = {}  # partition -> (files, bytes)
-        actions = pa.table(table.get_add_actions(flatten=True))
-        dates = actions.column(f"partition.{PARTITION}").to_pylist()
-        for date, size in zip(dates, actions.column("size_bytes").to_pylist(), strict=True):
-            files, total = sizes.get(str(date), (0, 0))
-            sizes[str(date)] = (files + 1, total + int(size))
-        for date, (files, size) in sorted(sizes.items()):
-            if (options.older_than_days > 0 and date >= cutoff) or files < 2:
-                continue  # open, or compact already
-            if stops is not None and stops.requested:
-                summary.stopped = stops.signal
+    with LakeLock(options.out, create=False, what="syncstream compact"):
+        for dataset in datasets:
+            where = location(options.out, dataset.name)
+            if not is_table(where):
+                continue
+            summary.tables += 1
+            table = DeltaTable(where.uri, storage_options=where.storage_options)
+            failpoint("compact.table_read")
+            sizes: dict[str, tuple[int, int]] = {}  # partition -> (files, bytes)
+            actions = pa.table(table.get_add_actions(flatten=True))
+            dates = actions.column(f"partition.{PARTITION}").to_pylist()
+            for date, size in zip(dates, actions.column("size_bytes").to_pylist(), strict=True):
+                files, total = sizes.get(str(date), (0, 0))
+                sizes[str(date)] = (files + 1, total + int(size))
+            for date, (files, size) in sorted(sizes.items()):
+                if (options.older_than_days > 0 and date >= cutoff) or files < 2:
+                    continue  # open, or compact already
+                if stops is not None and stops.requested:
+                    summary.stopped = stops.signal
+                    break
+                filters = [(PARTITION, "=", date)]
+                if size > target_bytes:
+                    metrics = table.optimize.z_order(
+                        [dataset.author_column], partition_filters=filters, target_size=target_bytes
+                    )
+                    summary.z_ordered += 1
+                else:
+                    metrics = table.optimize.compact(partition_filters=filters, target_size=target_bytes)
+                summary.partitions += 1
+                summary.files_removed += int(metrics.get("numFilesRemoved", 0))
+                summary.files_added += int(metrics.get("numFilesAdded", 0))
+                failpoint("compact.partition_done")
+            if summary.stopped is not None:
+                del table
                 break
-            filters = [(PARTITION, "=", date)]
-            if size > target_bytes:
-                metrics = table.optimize.z_order(
-                    [dataset.author_column], partition_filters=filters, target_size=target_bytes
+            table.create_checkpoint()
+            summary.vacuumed += len(
+                table.vacuum(
+                    retention_hours=int(options.retention_hours),
+                    enforce_retention_duration=False,
+                    dry_run=False,
                 )
-                summary.z_ordered += 1
-            else:
-                metrics = table.optimize.compact(partition_filters=filters, target_size=target_bytes)
-            summary.partitions += 1
-            summary.files_removed += int(metrics.get("numFilesRemoved", 0))
-            summary.files_added += int(metrics.get("numFilesAdded", 0))
-            failpoint("compact.partition_done")
-        if summary.stopped is not None:
-            del table
-            break
-        table.create_checkpoint()
-        summary.vacuumed += len(
-            table.vacuum(
-                retention_hours=int(options.retention_hours), enforce_retention_duration=False, dry_run=False
             )
-        )
-        del table
+            del table
+            # a killed compaction's or purge's files, which no version of the log names
+            summary.vacuumed += len(remove_orphans(where, keep_hours=options.retention_hours))
     summary.seconds = time.perf_counter() - started
     return summary
 
@@ -135,7 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         description=(
             "Compact each Delta table's closed partitions (z-ordered by author where a partition is "
             "larger than one target file), checkpoint its log and vacuum files removed longer ago "
-            "than the retention. Safe beside a running export."
+            "than the retention. It takes turns with exports and purges of the output (a lock)."
         ),
         epilog="Exit status: 0 when done; 1 when a table could not be compacted, or when SIGINT, "
         "SIGTERM or SIGHUP stopped it (after the partition under way); 2 for bad options.",

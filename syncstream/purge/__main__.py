@@ -71,6 +71,7 @@ def _main(args: PurgeOptions) -> int:
         from syncstream.preflight import check_cache_tree, check_written  # noqa: PLC0415
 
         try:  # a registry without what wrote to the store would leave its rows behind
+            state.cache_home.check(root)  # (and another store's cache, its files)
             check_written(state, handlers)
             check_cache_tree(root, handlers)
         except SyncstreamError as error:

@@ -20,7 +20,8 @@ it leaves the cache, the state and the output. Exactly once, whatever is killed 
 6. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts.
 
 A purge killed at any step is finished by the next purge or export (same id, same accounts).
-It holds the export lock throughout: purges and exports take turns.
+It holds the export lock throughout (purges and exports of a cache take turns), and the
+output's lock (``syncstream.lake.lock``: no other command commits to its tables meanwhile).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import msgspec
 from syncstream.cache import WriterLock, remove_files
 from syncstream.errors import CacheLockedError, PurgeError
 from syncstream.failpoints import failpoint
+from syncstream.lake.lock import LakeLock
 from syncstream.listing import new_id
 from syncstream.options import WRITER_TIMEOUT
 from syncstream.purge import in_cache, parquet
@@ -86,7 +88,9 @@ def purge_accounts(
     does not apply the new population within ``writer_timeout`` seconds.
     """
     wanted = sorted(set(dids))
-    with contextlib.nullcontext() if locked else ExportLock(cache_root, wait=True):
+    cache = None if locked else ExportLock(cache_root, wait=True)
+    lake = None if out is None else LakeLock(out, create=False, what="syncstream purge")
+    with cache or contextlib.nullcontext(), lake or contextlib.nullcontext():
         output = _Output(out, storage)
         done = [
             _Purge(cache_root, state, output, handlers, record, writer_timeout).run(recovered=True)

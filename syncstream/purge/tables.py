@@ -3,8 +3,9 @@ hold them without them in one commit, then vacuum the files that commit replaced
 file under the table holds a purged row, history included: time travel to a version before the
 purge is gone, by design. The log names files, never the accounts (see ``remove_rows``).
 
-The vacuum is delta-rs' *lite* mode with no retention: it removes only the files the log marks
-removed, never a file another store is writing and has not committed yet.
+The vacuum is delta-rs' *lite* mode with no retention (the files the log marks removed), then
+the files a killed compaction or purge left that no version of the log names
+(``syncstream.lake.orphans``); it runs under the output's lock, so nothing is writing them.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ from typing import Any
 from deltalake import CommitProperties, DeltaTable
 from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.lake.delta import PARTITION, Location
+from syncstream.errors import PurgeError
+from syncstream.failpoints import failpoint
+from syncstream.lake.delta import COMMIT_ATTEMPTS, PARTITION, Location
+from syncstream.lake.orphans import EXPORT_RECOVERY_HOURS, remove_orphans
+from syncstream.staging import Step
 
 __all__ = ["PURGE_MARK", "author_column", "authored_rows", "candidate_rows", "remove_rows", "vacuum"]
 
@@ -97,7 +102,33 @@ def remove_rows(
     in the log for as long as the log keeps it. This commit's log entry names files only. A
     rerun after a crash writes the same names again (``part-{purge}-...``) until the commit is
     in; after it, no row is involved any more.
+
+    The commit applies only to the version the purge read (no retry by delta-rs, which would
+    not see that a concurrent commit removed the same files): if any other commit came first
+    (a command that did not take the output's lock, or one whose lease ran out), the table is
+    read and rewritten again. Files of an attempt that lost go with the vacuum.
     """
+    from deltalake.exceptions import CommitFailedError  # noqa: PLC0415
+
+    for _ in range(COMMIT_ATTEMPTS):
+        try:
+            return _rewrite(
+                where, author_column, dids, involved, purge_id=purge_id, on_committed=on_committed
+            )
+        except CommitFailedError:
+            continue
+    raise PurgeError(f"{where.uri}: the table kept changing under the purge ({COMMIT_ATTEMPTS} attempts)")
+
+
+def _rewrite(
+    where: Location,
+    author_column: str,
+    dids: Collection[str],
+    involved: Collection[tuple[str, str]],
+    *,
+    purge_id: str,
+    on_committed: Callable[[], None],
+) -> tuple[int, int]:
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.parquet as pq  # noqa: PLC0415
 
@@ -135,13 +166,14 @@ def remove_rows(
             size = fragment.filesystem.get_file_info(target).size
             stats = json.dumps({"numRecords": kept.num_rows})
             changes.append(AddAction(target, size, values, now, True, stats))
+    failpoint(Step.PURGE_TABLE_REWRITTEN)
     if changes:
         table.create_write_transaction(
             changes,
             "append",
             table.schema(),
             partition_by=[PARTITION],
-            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}),
+            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}, max_commit_retries=0),
         )
     del dataset, table
     on_committed()
@@ -164,8 +196,9 @@ def _involved(
 
 
 def vacuum(where: Location) -> list[str]:
-    """Remove every file the log marks removed (a purge's, a compaction's), now."""
+    """Remove every file the log marks removed (a purge's, a compaction's), now, and every
+    file a killed run left that no version of the log names (``lake.orphans``)."""
     table = DeltaTable(where.uri, storage_options=where.storage_options)
     removed: list[str] = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
     del table
-    return removed
+    return removed + remove_orphans(where, keep_hours=EXPORT_RECOVERY_HOURS)

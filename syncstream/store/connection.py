@@ -62,12 +62,23 @@ class Database:
                 f"{self.path} is not a syncstream state store (it is empty): only `syncstream init` "
                 "and the writer create one; check --state"
             )
+        if tables:
+            self._refuse_newer()  # before the journal mode, the schema or a migration touch it
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(SCHEMA)
         with self.transaction():
             if not tables or migrate(self.db, self.path) < VERSION:
                 self.set_meta("version", VERSION)
+
+    def _refuse_newer(self) -> None:
+        """A store of a newer layout is refused as it was: reading its version is all."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'version'").fetchone()
+        if row is not None and int(row[0]) > VERSION:
+            raise ConfigError(
+                f"{self.path} was written by a newer syncstream (state version {int(row[0])}, "
+                f"this one reads {VERSION}); upgrade syncstream (the store was not changed)"
+            )
 
     def close(self) -> None:
         self.db.close()

@@ -19,6 +19,12 @@ create or an update (a version is its cid, whatever operation or source brought 
 ANY_VERSION = "*"  # the cid of a key exported before versions were kept: it matches any
 PINNED = float("inf")  # the export time of a key whose file was kept in the cache
 _PROBE = 5_000  # URIs per lookup statement (SQLite allows 32,766 parameters at least)
+# A key whose URI's authority (at://{did}/...) is no user of the population: one the window
+# may forget.
+_FORGETTABLE = (
+    "NOT EXISTS (SELECT 1 FROM users WHERE users.did = "
+    "substr(exported_keys.uri, 6, instr(substr(exported_keys.uri, 6), '/') - 1))"
+)
 
 
 def export_key(
@@ -121,17 +127,25 @@ class Exports:
 
     def prune(self, older_than: float, *, slack: float = 0.0) -> int:
         """Forget exported keys older than ``older_than`` (the relay's replay window); how
-        many were forgotten. The scan runs only once the oldest key is ``slack`` seconds past
-        due, so keys are remembered for at least the window and at most ``slack`` longer."""
+        many were forgotten. The scan runs only once the oldest key it may forget is ``slack``
+        seconds past due, so keys are remembered for at least the window and at most ``slack``
+        longer.
+
+        The keys of the population's own records (a URI whose authority is a study or
+        in-network user) are kept for as long as the account is in the study: a backfill of its
+        repository, or a relay's resend, may bring any of its records again however late, and
+        a key forgotten would make it a second row. A purge forgets them (``forget_account``).
+        """
         oldest = self._database.meta_real("exported_oldest")
         if oldest is None or oldest >= older_than - slack:
             return 0
         with self._database.transaction():
             forgotten: int = self._db.execute(
-                "DELETE FROM exported_keys WHERE exported_at < ?", (older_than,)
+                f"DELETE FROM exported_keys WHERE exported_at < ? AND {_FORGETTABLE}", (older_than,)
             ).rowcount
             (left,) = self._db.execute(
-                "SELECT min(exported_at) FROM exported_keys WHERE exported_at < ?", (PINNED,)
+                f"SELECT min(exported_at) FROM exported_keys WHERE exported_at < ? AND {_FORGETTABLE}",
+                (PINNED,),
             ).fetchone()
             self._database.set_meta("exported_oldest", left)
         return forgotten

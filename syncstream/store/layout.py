@@ -89,6 +89,10 @@ CREATE TABLE IF NOT EXISTS written_by (
     name TEXT NOT NULL,  -- a handler that wrote to the cache, a dataset the export wrote
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS cache_home (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    path TEXT NOT NULL  -- the real path of the store's cache (one store, one cache)
+);
 """
 
 VERSION = 6
@@ -96,7 +100,8 @@ VERSION = 6
 3 keys exported rows by version (cid) too, and dates index rows for their retention; 4 keys a
 create and an update of one cid as one version (``operation`` holds 'version' or 'delete'); 5
 remembers the handlers and datasets that wrote (``written_by``). 6 keeps each verified
-account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate)."""
+account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate),
+and records the cache a store belongs to (``cache_home``, set by its first writer)."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {

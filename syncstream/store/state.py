@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from syncstream.store.backfills import Backfills
+from syncstream.store.cache_home import CacheHome
 from syncstream.store.chains import Chains, Link
 from syncstream.store.connection import Database
 from syncstream.store.cursors import CURSOR, Cursors
@@ -29,8 +30,8 @@ __all__ = ["StateStore"]
 class StateStore:
     """The store at ``path``: ``population`` (users, purged DIDs, tracked follows),
     ``cursors``, ``index`` (the cached URIs), ``backfills``, ``chains`` (verified accounts'
-    last revs), ``purges``, ``exports`` (the export's keys and runs) and ``written_by``, over
-    one connection. A step of one concern is
+    last revs), ``purges``, ``exports`` (the export's keys and runs), ``written_by`` and
+    ``cache_home`` (the store's cache), over one connection. A step of one concern is
     one transaction; ``commit`` makes a writer's batch, which touches several, one too.
 
     Use it as a context manager, or ``close`` it."""
@@ -47,6 +48,7 @@ class StateStore:
         self.backfills = Backfills(self._database)
         self.chains = Chains(self._database)
         self.written_by = WrittenBy(self._database)
+        self.cache_home = CacheHome(self._database)
         self.exports = Exports(self._database, self.written_by)
         self.purges = Purges(
             self._database,

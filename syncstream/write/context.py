@@ -17,6 +17,7 @@ from syncstream.registry.builtin import HANDLERS
 from syncstream.registry.handlers import Registry, check_registry
 from syncstream.registry.population import Population
 from syncstream.store import StateStore, UserKind
+from syncstream.store.writer_lock import StoreLock
 
 __all__ = ["CacheWriteContext", "setup_cache_write_system"]
 
@@ -30,6 +31,7 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
     population: Population
     handlers: Registry
     lock: WriterLock
+    store_lock: StoreLock
 
     def __enter__(self) -> Self:
         return self
@@ -41,6 +43,7 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
 
     def close(self) -> None:
         self.state.close()
+        self.store_lock.release()
         self.lock.release()
 
 
@@ -60,20 +63,31 @@ def setup_cache_write_system(
     A purged DID in a user file is skipped unless it is in ``reenrol``. Without
     ``create_state`` (a backfill), a missing store is an error and nothing is created.
     Raises ``ConfigError`` for a bad user file, store or registry (one that lacks a handler or
-    a dataset that wrote to the store: ``check_written``) and ``CacheLockedError`` when another
-    writer holds the cache.
+    a dataset that wrote to the store: ``check_written``; a cache that is not the store's:
+    ``CacheHome``),
+    ``CacheLockedError`` when another writer holds the cache and ``StoreLockedError`` when
+    another holds the store.
     """
     check_registry(handlers)
-    if not create_state:
-        StateStore(state_path, create=False).close()  # before the cache directory is made
+    # A store that exists is opened (a newer one refused unchanged) and held before the cache
+    # is touched: a second writer on it, whatever its cache, changes nothing.
+    existing = os.path.exists(state_path) or not create_state
+    held = _hold(state_path, create=create_state, cache_dir=cache_dir) if existing else None
     # Links above the root are the user's to choose; below it none is ever followed, and
     # every path the writer builds starts with the root's real path.
     os.makedirs(cache_dir, exist_ok=True)
     root = os.path.realpath(cache_dir)
-    lock = WriterLock(root).acquire()
     try:
-        state = StateStore(state_path, create=create_state)
+        lock = WriterLock(root).acquire()
+    except BaseException:
+        if held is not None:
+            held[0].close()
+            held[1].release()
+        raise
+    try:
+        state, store_lock = held or _hold(state_path, create=create_state, cache_dir=cache_dir)
         try:
+            state.cache_home.bind(root, state.exports.store_id())
             check_written(state, handlers)
             state.purges.reenrol(reenrol)
             load_users(state, UserKind.STUDY, study_users)
@@ -88,10 +102,34 @@ def setup_cache_write_system(
             population = state.population.current()
         except BaseException:
             state.close()
+            store_lock.release()
             raise
     except BaseException:
         lock.release()
         raise
     return CacheWriteContext(
-        cache_root=root, state=state, population=population, handlers=handlers, lock=lock
+        cache_root=root,
+        state=state,
+        population=population,
+        handlers=handlers,
+        lock=lock,
+        store_lock=store_lock,
     )
+
+
+def _hold(state_path: str | Path, *, create: bool, cache_dir: str | Path) -> tuple[StateStore, StoreLock]:
+    """The store, open and held by this writer; ``StoreLockedError`` when another holds it,
+    ``ConfigError`` when it belongs to another cache (checked before the cache is made)."""
+    state = StateStore(state_path, create=create)
+    try:
+        store_lock = StoreLock(state.path).acquire()
+    except BaseException:
+        state.close()
+        raise
+    try:
+        state.cache_home.check(os.path.realpath(cache_dir))
+    except BaseException:
+        state.close()
+        store_lock.release()
+        raise
+    return state, store_lock

@@ -132,7 +132,8 @@ def parser() -> argparse.ArgumentParser:
             "every whole frame), a cache that cannot take files, a helper process that died, no "
             "frame ever received before --idle-exit; 2 for bad options or input: a user file with "
             "an invalid DID, an empty population (see --allow-empty-population), a state file "
-            "that is not a syncstream store, a symbolic link inside the cache."
+            "that is not a syncstream store, a symbolic link inside the cache, a store held by "
+            "another writer, a cache that is not the store's (a cache moves whole, with mv)."
         ),
     )
     add_store_options(parser, state_help="SQLite state store: users, cursor, cached-URI index")
