@@ -386,6 +386,11 @@ def export_batch(
         if dry_run:
             return exporter.dry()
         exporter.prepare()
+        if isinstance(context.output, str):  # known before anything new is written there
+            if "://" not in context.output:  # there from now on: a purge finds it, or knows it gone
+                os.makedirs(context.output, exist_ok=True)
+            state = context.state
+            state.catalog.record_output(context.output, context.format, state.exports.store_id(), time.time())
         purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
         summary = exporter.run()
         summary.purges = purges

@@ -17,7 +17,7 @@ from syncstream.cli import (
     run,
     setup_logging,
 )
-from syncstream.errors import SyncstreamError
+from syncstream.errors import ConfigError, SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.purge.options import PurgeOptions, parse
 from syncstream.signals import Stops
@@ -87,7 +87,7 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
 
     started = time.perf_counter()
     try:
-        storage = storage_for(args.out)
+        storage = storage_for(args.out) if args.out is not None else None
         summaries = purge_accounts(
             root,
             state,
@@ -98,6 +98,9 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
             writer_timeout=args.writer_timeout,
             out=args.out,
         )
+    except ConfigError as error:  # an output the store never made: nothing recorded
+        fail(str(error), event="purge_refused")
+        return 2
     except (SyncstreamError, OSError) as error:
         fail(f"purge failed: {error}", event="purge_failed")
         return 1
@@ -110,6 +113,12 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
         )
         for name, rows in sorted(summary.datasets.items()):
             print(f"  {name}: {rows} rows")
+        print(
+            f"  in {summary.outputs} outputs; {summary.snapshots} snapshots re-issued "
+            f"({summary.snapshot_rows} rows removed), {summary.record_files} record files rewritten "
+            f"({summary.frames} frames removed), {summary.scratch} scratch directories and "
+            f"{summary.bookkeeping} bookkeeping entries removed"
+        )
     print(f"in {time.perf_counter() - started:.2f}s")
     return 0
 

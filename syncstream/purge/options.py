@@ -7,11 +7,9 @@ from collections.abc import Sequence
 
 from syncstream.errors import ConfigError
 from syncstream.options import (
-    OUT,
     WRITER_TIMEOUT,
     StoreOptions,
     add_did_option,
-    add_out_option,
     add_store_options,
     options_from,
     positive_float,
@@ -25,7 +23,7 @@ class PurgeOptions(StoreOptions, frozen=True, kw_only=True):
 
     POSITIVE = ("writer_timeout",)
 
-    out: str = OUT
+    out: str | None = None  # one of the outputs the store exported to (a check); None: every one
     did: tuple[str, ...] = ()
     dids_file: str | None = None
     writer_timeout: float = WRITER_TIMEOUT
@@ -49,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
         description=(
             "Remove accounts from the study: from the population (for good: a user file that still "
             "lists one is skipped with a warning until `python -m syncstream.write --reenrol DID`), "
-            "and, from the cache, the state and every dataset under --out, every row they authored "
+            "and, from the cache, the state, every output the store exported to, every snapshot, "
+            "record file and backfill scratch it made, every row they authored "
             "and every row collected because of them (likes on, replies to, reposts and quotes of "
             "their posts, follows of them, their account events). Parquet files are rewritten without "
             "those rows. Exactly once and crash-safe: an interrupted purge is finished by the next "
@@ -57,12 +56,19 @@ def parser() -> argparse.ArgumentParser:
             "population) and the export (they take turns)."
         ),
         epilog=(
-            "Exit status: 0 when the purge is done; 1 when it could not finish (it is recorded, and "
-            "the next purge or export finishes it); 2 for bad options or input."
+            "Exit status: 0 when the purge is done; 1 when it could not finish, for instance an "
+            "output that cannot be reached (it is recorded, and the next purge or export finishes "
+            "it); 2 for bad options or input, such as an --out the store never exported to "
+            "(nothing is recorded)."
         ),
     )
     add_store_options(parser, state_help="the writer's SQLite state store")
-    add_out_option(parser, what="the export's output, purged too")
+    parser.add_argument(
+        "--out",
+        help="an output the store exported to, as a check that it is the one meant: refused (exit 2) "
+        "if the store never exported there. Every output the store's catalog records is purged "
+        "either way (default: every one, unnamed)",
+    )
     add_did_option(parser, what="an account to purge")
     parser.add_argument("--dids-file", metavar="FILE", help="accounts to purge, one DID per line, # comments")
     parser.add_argument(

@@ -89,6 +89,31 @@ CREATE TABLE IF NOT EXISTS written_by (
     name TEXT NOT NULL,  -- a handler that wrote to the cache, a dataset the export wrote
     PRIMARY KEY (kind, name)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_outputs (
+    location TEXT PRIMARY KEY,  -- an output exported to: a directory's real path, or a URI
+    format TEXT NOT NULL,  -- delta or parquet
+    app_id TEXT NOT NULL,
+    first_run REAL NOT NULL,
+    last_run REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_snapshots (
+    location TEXT PRIMARY KEY,  -- a snapshot's directory (its manifest.json in it)
+    output TEXT NOT NULL,
+    as_of TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,  -- as last issued
+    created_at REAL NOT NULL,
+    reissued_at REAL  -- the last purge that rewrote it
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_records (
+    location TEXT PRIMARY KEY,  -- a --record replay file
+    first_run REAL NOT NULL,
+    last_run REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_scratch (
+    location TEXT PRIMARY KEY,  -- a backfill's scratch directory, until it is removed
+    did TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 VERSION = 6
@@ -96,7 +121,10 @@ VERSION = 6
 3 keys exported rows by version (cid) too, and dates index rows for their retention; 4 keys a
 create and an update of one cid as one version (``operation`` holds 'version' or 'delete'); 5
 remembers the handlers and datasets that wrote (``written_by``). 6 keeps each verified
-account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate)."""
+account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate),
+and catalogues every copy the store makes outside itself (``catalog_*``: outputs, snapshots,
+record files, backfill scratch); a store of version 5 starts with an empty catalog, filled by
+its next export, snapshot, writer and backfill."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {

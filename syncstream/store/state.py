@@ -13,6 +13,7 @@ from pathlib import Path
 from types import TracebackType
 
 from syncstream.store.backfills import Backfills
+from syncstream.store.catalog import Catalog
 from syncstream.store.chains import Chains, Link
 from syncstream.store.connection import Database
 from syncstream.store.cursors import CURSOR, Cursors
@@ -29,8 +30,9 @@ __all__ = ["StateStore"]
 class StateStore:
     """The store at ``path``: ``population`` (users, purged DIDs, tracked follows),
     ``cursors``, ``index`` (the cached URIs), ``backfills``, ``chains`` (verified accounts'
-    last revs), ``purges``, ``exports`` (the export's keys and runs) and ``written_by``, over
-    one connection. A step of one concern is
+    last revs), ``purges``, ``exports`` (the export's keys and runs), ``written_by`` and
+    ``catalog`` (every copy made outside the store: outputs, snapshots, record files, backfill
+    scratch), over one connection. A step of one concern is
     one transaction; ``commit`` makes a writer's batch, which touches several, one too.
 
     Use it as a context manager, or ``close`` it."""
@@ -47,6 +49,7 @@ class StateStore:
         self.backfills = Backfills(self._database)
         self.chains = Chains(self._database)
         self.written_by = WrittenBy(self._database)
+        self.catalog = Catalog(self._database)
         self.exports = Exports(self._database, self.written_by)
         self.purges = Purges(
             self._database,
@@ -66,6 +69,11 @@ class StateStore:
 
     def close(self) -> None:
         self._database.close()
+
+    def truncate_wal(self) -> bool:
+        """Checkpoint the WAL and truncate it (after a purge: no deleted row's bytes stay in
+        it); False when a reader kept it from finishing."""
+        return self._database.truncate_wal()
 
     def commit(
         self,
