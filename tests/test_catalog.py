@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -325,3 +326,56 @@ def test_a_purge_after_a_killed_export_leaves_its_bookkeeping_without_the_accoun
         assert db.execute("SELECT count(*) FROM exported_keys WHERE uri LIKE ?", (f"at://{B}/%",)).fetchone()[
             0
         ]
+
+
+def test_an_output_deleted_on_purpose_is_forgotten_and_the_purge_finishes(tmp_path: Path) -> None:
+    """An output removed for good would keep every purge unfinished: --forget-output takes it out
+    of the catalog and finishes the purge without it; one never exported to is exit 2."""
+    study = Study(tmp_path)
+    study.write_live(first_frames())
+    out = study.made / "out"
+    study.export(str(out))
+    shutil.rmtree(out)
+    study.purge("--did", A, status=1)
+    assert "unfinished" in study.purge("--list").stdout
+    study.purge("--forget-output", str(tmp_path / "never"), status=2)
+    result = study.purge("--forget-output", str(out))
+    assert f"forgot the output {out}" in result.stdout and "finished interrupted purge" in result.stdout
+    assert "unfinished" not in study.purge("--list").stdout
+    with StateStore(study.state, create=False) as state:
+        assert state.catalog.outputs() == []
+
+
+def test_a_study_moved_as_a_whole_keeps_its_catalog(tmp_path: Path) -> None:
+    """``Catalog.relocate``: copies under a directory follow it to its new place."""
+    (tmp_path / "old").mkdir()
+    with StateStore(tmp_path / "old" / "s.sqlite") as state:
+        state.catalog.record_output(str(tmp_path / "old" / "out"), "delta", "app", 1.0)
+        state.catalog.record_output("s3://bucket/lake", "delta", "app", 2.0)
+        state.catalog.record_snapshot(
+            str(tmp_path / "old" / "snap"), str(tmp_path / "old" / "out"), "1", "x", 3.0
+        )
+        state.catalog.record_record_file(str(tmp_path / "old" / "rec.bin"), 4.0)
+        assert state.catalog.relocate(str(tmp_path / "old"), str(tmp_path / "new")) == 3
+        new = str(tmp_path / "new")
+        assert [o.location for o in state.catalog.outputs()] == [f"{new}/out", "s3://bucket/lake"]
+        [snap] = state.catalog.snapshots()
+        assert (snap.location, snap.output) == (f"{new}/snap", f"{new}/out")
+        assert [r.location for r in state.catalog.records()] == [f"{new}/rec.bin"]
+
+
+def test_a_store_that_exported_before_its_catalog_is_refused_until_an_export_records_it(
+    tmp_path: Path,
+) -> None:
+    """A version-5 store exported to outputs it never recorded: a purge cannot know where they
+    are, so it is exit 2 with nothing recorded, until an export records its output."""
+    study = Study(tmp_path)
+    study.write_live(first_frames())
+    with sqlite3.connect(study.state) as db:  # as version 5 left it: datasets written, no catalog
+        db.execute("INSERT INTO written_by (kind, name) VALUES ('dataset', 'study_user_activity/post')")
+    result = study.purge("--did", A, status=2)
+    assert "exported before it recorded its outputs" in result.stderr
+    with StateStore(study.state, create=False) as state:
+        assert state.purges.records() == []
+    study.export(str(study.made / "out"))
+    study.purge("--did", A)

@@ -50,7 +50,7 @@ def _main(args: PurgeOptions) -> int:
                 return 2
             case result:
                 dids += result.unwrap()
-    if not dids and not args.list:  # a DIDs file with none in it
+    if not dids and not args.list and not args.forget_output:  # a DIDs file with none in it
         fail(f"{args.dids_file} names no account to purge", event="bad_dids_file")
         return 2
     root = os.path.realpath(args.cache_dir)
@@ -76,6 +76,11 @@ def _main(args: PurgeOptions) -> int:
         except SyncstreamError as error:
             fail(str(error), event="registry_refused")
             return 2
+        for out in args.forget_output:
+            if not state.catalog.forget_output(out):
+                fail(f"this store never exported to {out}: nothing to forget", event="purge_refused")
+                return 2
+            print(f"forgot the output {out}: no purge goes there any more")
         return _purge(args, root, state, dids, handlers)
     finally:
         state.close()

@@ -28,11 +28,14 @@ class PurgeOptions(StoreOptions, frozen=True, kw_only=True):
     dids_file: str | None = None
     writer_timeout: float = WRITER_TIMEOUT
     list: bool = False  # print the purges recorded, and exit
+    forget_output: tuple[str, ...] = ()  # outputs deleted on purpose: out of the catalog first
 
     def check(self) -> None:
         super().check()
-        if not self.did and self.dids_file is None and not self.list:
-            raise ConfigError("give the accounts to purge: --did DID or --dids-file FILE (or --list)")
+        if not self.did and self.dids_file is None and not self.list and not self.forget_output:
+            raise ConfigError(
+                "give the accounts to purge: --did DID or --dids-file FILE (or --list, or --forget-output)"
+            )
 
 
 def parse(argv: Sequence[str] | None) -> PurgeOptions:
@@ -79,5 +82,14 @@ def parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--list", action="store_true", help="print the purges recorded in the state, and exit"
+    )
+    parser.add_argument(
+        "--forget-output",
+        action="append",
+        default=[],
+        metavar="DIR_OR_URI",
+        help="an output deleted on purpose, which a purge would otherwise wait for (exit 1, "
+        "unfinished): removed from the store's catalog, then any unfinished purge is finished "
+        "without it (repeatable; one the store never exported to is exit 2)",
     )
     return parser

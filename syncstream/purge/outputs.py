@@ -48,7 +48,7 @@ def recorded_outputs(state: StateStore, out: str | None, storage: ParquetStorage
         )
     if not recorded:
         _, datasets = state.written_by.names()
-        if datasets:
+        if datasets and not state.catalog.keeps_outputs():
             raise ConfigError(
                 "this store exported before it recorded its outputs (state version 5 or earlier): "
                 "run an export to each of its outputs first (each export records its output), then "

@@ -80,6 +80,7 @@ class Catalog:
                 "format = excluded.format, app_id = excluded.app_id, last_run = excluded.last_run",
                 (where, format, app_id, now, now),
             )
+            self._database.set_meta("catalog_outputs", 1)
         entry = self.output(where)
         assert entry is not None
         return entry
@@ -100,12 +101,39 @@ class Catalog:
         )
         return [OutputEntry(*row) for row in rows]
 
+    def keeps_outputs(self) -> bool:
+        """Whether this store has recorded its outputs since its first export under the
+        catalog (a store of version 5 or earlier exported before it kept any)."""
+        return self._database.meta_real("catalog_outputs") is not None
+
     def forget_output(self, place: str) -> bool:
         """An output deleted on purpose leaves the catalog (a purge no longer waits for it);
         whether it was recorded."""
         with self._database.transaction():
             cursor = self._db.execute("DELETE FROM catalog_outputs WHERE location = ?", (location(place),))
         return cursor.rowcount > 0
+
+    def relocate(self, old: str, new: str) -> int:
+        """Copies under the directory ``old`` moved to ``new`` with the store (a study copied or
+        moved as a whole): every location under it is renamed; how many."""
+        before, after = location(old), location(new)
+        moved = 0
+        with self._database.transaction():
+            for table in ("catalog_outputs", "catalog_snapshots", "catalog_records", "catalog_scratch"):
+                rows = self._db.execute(f"SELECT location FROM {table}").fetchall()
+                for (where,) in rows:
+                    if where == before or where.startswith(before + os.sep):
+                        self._db.execute(
+                            f"UPDATE {table} SET location = ? WHERE location = ?",
+                            (after + where[len(before) :], where),
+                        )
+                        moved += 1
+            self._db.execute(
+                "UPDATE catalog_snapshots SET output = ? || substr(output, ?) "
+                "WHERE output = ? OR substr(output, 1, ?) = ?",
+                (after, len(before) + 1, before, len(before) + 1, before + os.sep),
+            )
+        return moved
 
     # snapshots --------------------------------------------------------------------------------
 
