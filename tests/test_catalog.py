@@ -6,16 +6,19 @@ remembered). Every command is a real process on real files."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.fs as pafs
 import pytest
 
 from syncstream.firehose.encode import OpSpec, event_frame
@@ -24,7 +27,18 @@ from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.servers.pds import LoopbackPds, PdsFault
 from syncstream.servers.relay import LoopbackRelay, ReplayRelay
 from syncstream.store import StateStore
-from tests.helpers import CORPUS, TIME, commit, follow, like, post, wait_for, write_replay, write_users
+from tests.helpers import (
+    CORPUS,
+    TIME,
+    commit,
+    follow,
+    free_port,
+    like,
+    post,
+    wait_for,
+    write_replay,
+    write_users,
+)
 
 KEY = SigningKey(REHEARSAL_SEED)
 A = "did:plc:53iucmf5ldftgqyf2ac7hmhd"  # a study user whose repository the PDS serves
@@ -379,3 +393,61 @@ def test_a_store_that_exported_before_its_catalog_is_refused_until_an_export_rec
         assert state.purges.records() == []
     study.export(str(study.made / "out"))
     study.purge("--did", A)
+
+
+def _moto(port: int) -> subprocess.Popen[bytes]:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for(lambda: _accepts(port) or server.poll() is not None, "moto's server listening")
+    assert server.poll() is None, "moto's server exited"
+    return server
+
+
+def _accepts(port: int) -> bool:
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=0.2):
+        return True
+    return False
+
+
+def test_a_stopped_s3_server_leaves_the_purge_unfinished_until_it_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The recorded S3 output's server stopped: the purge is exit 1 and unfinished, and the
+    reachable local output is purged meanwhile; once a server answers there again, the next
+    export finishes it."""
+    for name, value in (("AWS_ACCESS_KEY_ID", "test"), ("AWS_SECRET_ACCESS_KEY", "test"),
+                        ("AWS_DEFAULT_REGION", "us-east-1")):  # fmt: skip
+        monkeypatch.setenv(name, value)
+    port = free_port()
+    endpoint = f"endpoint_override=http://127.0.0.1:{port}&scheme=http&region=us-east-1"
+    study = Study(tmp_path)
+    study.write_live(first_frames())
+    server = _moto(port)
+    try:
+        pafs.FileSystem.from_uri(f"s3://research?{endpoint}&allow_bucket_creation=true")[0].create_dir(
+            "research"
+        )
+        study.export(f"s3://research/study?{endpoint}")
+        study.write_replay(second_frames())
+        study.export(str(study.made / "out"))
+    finally:
+        server.terminate()
+        server.wait()
+    result = study.purge("--did", A, status=1)
+    [error] = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert "cannot be reached" in error
+    assert "unfinished" in study.purge("--list").stdout
+    assert not [p for p in (study.made / "out").rglob("*") if p.is_file() and occurrences(p, [A])]
+    server = _moto(port)
+    try:
+        pafs.FileSystem.from_uri(f"s3://research?{endpoint}&allow_bucket_creation=true")[0].create_dir(
+            "research"
+        )
+        study.export(str(study.made / "out"))  # the next export finishes it, there too
+    finally:
+        server.terminate()
+        server.wait()
+    assert "unfinished" not in study.purge("--list").stdout
