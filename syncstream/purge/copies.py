@@ -25,6 +25,8 @@ from typing import Any, NamedTuple
 import zstandard
 
 from syncstream.firehose.replay import ZSTD_MAGIC, iter_replay, write_frame
+from syncstream.purge.bookkeeping import scrub_bookkeeping
+from syncstream.purge.summary import writer_running
 from syncstream.scratch import remove_scratch
 from syncstream.store import StateStore
 
@@ -39,19 +41,21 @@ class Copies(NamedTuple):
     record_files: int  # record files rewritten
     frames: int  # frames dropped from them
     scratch: int  # scratch directories removed
+    bookkeeping: int  # bookkeeping files changed and directories removed (``purge.bookkeeping``)
 
 
 def purge_copies(
     state: StateStore,
+    root: str,
     *,
     dids: Collection[str],
     involved: Collection[tuple[str, str, str]],
     authors: Mapping[str, str],
     purge_id: str,
     reason: str,
-    writer_running: bool,
 ) -> Copies:
-    """Remove the accounts from every snapshot, record file and scratch directory recorded."""
+    """Remove the accounts from every snapshot, record file and scratch directory recorded, and
+    from the bookkeeping and directory names of the cache at ``root``."""
     now = datetime.datetime.now(datetime.UTC)
     snapshots = rows = 0
     for entry in state.catalog.snapshots():
@@ -70,8 +74,9 @@ def purge_copies(
         if dropped:
             record_files += 1
             frames += dropped
-    scratch = remove_scratch(state.catalog, dids if writer_running else None)
-    return Copies(snapshots, rows, record_files, frames, scratch)
+    scratch = remove_scratch(state.catalog, dids if writer_running(root) else None)
+    bookkeeping = scrub_bookkeeping(root, dids, {uri for _, uri, _ in involved})
+    return Copies(snapshots, rows, record_files, frames, scratch, bookkeeping)
 
 
 # snapshots -----------------------------------------------------------------------------------

@@ -38,18 +38,16 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgspec
-
 from syncstream.cache import WriterLock, remove_files
-from syncstream.errors import CacheLockedError, PurgeError
+from syncstream.errors import PurgeError
 from syncstream.failpoints import failpoint
 from syncstream.listing import new_id
 from syncstream.options import WRITER_TIMEOUT
 from syncstream.purge import in_cache, parquet
-from syncstream.purge.bookkeeping import scrub_bookkeeping
 from syncstream.purge.copies import purge_copies
 from syncstream.purge.outputs import Output, reach, recorded_outputs
 from syncstream.purge.rows import Involvement
+from syncstream.purge.summary import PurgeSummary, writer_running
 from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
 from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.store import PurgeReason, PurgeRecord, StateStore
@@ -60,25 +58,6 @@ if TYPE_CHECKING:
 __all__ = ["PurgeSummary", "purge_accounts"]
 
 log = logging.getLogger("syncstream.purge")
-
-
-class PurgeSummary(msgspec.Struct, kw_only=True):
-    purge_id: str
-    dids: tuple[str, ...]
-    reason: PurgeReason
-    cache_files: int = 0  # cache and set-aside files removed
-    rows: int = 0  # output rows removed ...
-    parts: int = 0  # ... from this many Parquet files (plain output) or tables (Delta)
-    vacuumed: int = 0  # files a table's purge replaced, removed (history included)
-    datasets: dict[str, int] = msgspec.field(default_factory=dict)  # rows removed per dataset
-    recovered: bool = False  # an interrupted purge, finished
-    outputs: int = 0  # outputs gone through (every one the catalog records)
-    snapshots: int = 0  # snapshots rewritten, their manifests re-issued ...
-    snapshot_rows: int = 0  # ... without this many rows
-    record_files: int = 0  # record files rewritten ...
-    frames: int = 0  # ... without this many frames
-    scratch: int = 0  # backfill scratch directories removed
-    bookkeeping: int = 0  # export bookkeeping files and directories that named the accounts
 
 
 def purge_accounts(
@@ -95,13 +74,11 @@ def purge_accounts(
 ) -> list[PurgeSummary]:
     """Finish any interrupted purge, then purge ``dids`` (if any); a summary per purge run.
 
-    Each purge goes through every output the store's catalog records (``purge.outputs``): ``out``
-    (a directory or URI) and ``storage`` (the same place as files, with the caller's storage
-    options) name one of them or are None. ``ConfigError`` (before anything is recorded) when
-    ``out`` is not one. ``locked``: the caller holds the export lock already (an export purging
-    deleted accounts). Raises ``PurgeError`` when a running writer does not apply the new
-    population within ``writer_timeout`` seconds, or an output cannot be reached: the purge is
-    recorded unfinished, for the next purge or export.
+    Each purge goes through every output the catalog records (``purge.outputs``); ``out`` and
+    ``storage`` (as files, with the caller's options) name one or are None: ``ConfigError``,
+    nothing recorded, when it is not one. ``locked``: the caller holds the export lock already.
+    ``PurgeError`` when a running writer does not apply the new population within
+    ``writer_timeout`` seconds, or an output cannot be reached: the purge stays unfinished.
     """
     wanted = sorted(set(dids))
     with contextlib.nullcontext() if locked else ExportLock(cache_root, wait=True):
@@ -140,27 +117,19 @@ def _everywhere(  # noqa: PLR0917 (two call sites, both above)
             unreachable.append(str(error))
             continue
         purge = _Purge(root, state, reached, handlers, record, writer_timeout)
-        _add(summary, purge.run(recovered=recovered))
+        summary.add(purge.run(recovered=recovered))
         summary.outputs += reached.out is not None
     if purge is None:  # no output reached: the cache, the state and the other copies still go
         purge = _Purge(root, state, Output(None, None), handlers, record, writer_timeout)
-        _add(summary, purge.run(recovered=recovered))
-    purge.copies(summary)
+        summary.add(purge.run(recovered=recovered))
+    copies = purge_copies(state, root, dids=purge.involvement.dids, involved=purge.involved,
+                          authors=purge.authors, purge_id=record.purge_id, reason=record.reason)  # fmt: skip
+    summary.count(copies)
     if unreachable:
         raise PurgeError("; ".join(unreachable) + "; the purge is recorded unfinished, and the next "
                          "purge or export finishes it")  # fmt: skip
     purge.finish(summary)
     return summary
-
-
-def _add(summary: PurgeSummary, part: PurgeSummary) -> None:
-    summary.recovered = part.recovered
-    summary.cache_files += part.cache_files
-    summary.rows += part.rows
-    summary.parts += part.parts
-    summary.vacuumed += part.vacuumed
-    for name, rows in part.datasets.items():
-        summary.datasets[name] = summary.datasets.get(name, 0) + rows
 
 
 class _Row(NamedTuple):
@@ -253,27 +222,7 @@ class _Purge:
         self._check_erased(tables, parts)
         return self.summary
 
-    # step 6: the other copies ---------------------------------------------------------------
-
-    def copies(self, summary: PurgeSummary) -> None:
-        """Remove the accounts from every snapshot, record file and scratch directory the
-        catalog records, and from the export's bookkeeping and the cache's directory names."""
-        dids = self.involvement.dids
-        copies = purge_copies(
-            self.state,
-            dids=dids,
-            involved=self.involved,
-            authors=self.authors,
-            purge_id=self.record.purge_id,
-            reason=self.record.reason,
-            writer_running=self._writer_running(),
-        )
-        summary.snapshots, summary.snapshot_rows = copies.snapshots, copies.snapshot_rows
-        summary.record_files, summary.frames = copies.record_files, copies.frames
-        summary.scratch = copies.scratch
-        summary.bookkeeping = scrub_bookkeeping(self.root, dids, {uri for _, uri, _ in self.involved})
-
-    # step 7: finish -------------------------------------------------------------------------
+    # step 7: finish (step 6, the other copies: ``purge.copies``) ----------------------------
 
     def finish(self, summary: PurgeSummary) -> None:
         record = self.record
@@ -291,21 +240,11 @@ class _Purge:
 
     # step 1: the writer ---------------------------------------------------------------------
 
-    def _writer_running(self) -> bool:
-        try:
-            WriterLock(self.root).acquire().release()
-        except CacheLockedError:
-            return True
-        return False
-
     def _wait_for_writer(self, version: int) -> None:
         """Return once no writer can write for the old population: none runs (one that starts
         now reads the new one), or the running one has committed the new version."""
-        try:
-            WriterLock(self.root).acquire().release()
+        if not writer_running(self.root):
             return
-        except CacheLockedError:
-            pass
         deadline = time.monotonic() + self.writer_timeout
         while self.state.population.seen_version() < version:
             if time.monotonic() > deadline:
