@@ -124,8 +124,9 @@ class Study:
         """A backfill of A killed (SIGKILL) while its repository trickles into the scratch
         directory: the directory stays."""
         with LoopbackPds({A: CAR}, {A: PdsFault("trickle", 0.01)}, key=KEY) as pds:
+            alone = write_users(self.inputs / "a.txt", [A])  # B's would fail at once, beside it
             command = [sys.executable, "-m", "syncstream.backfill", *self.store(), "--study-users",
-                       str(self.study), "--plc-url", pds.url, "--scratch-dir", str(self.scratch),
+                       str(alone), "--plc-url", pds.url, "--scratch-dir", str(self.scratch),
                        "--min-rate", "0"]  # fmt: skip
             with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
                 wait_for(lambda: any(self.scratch.rglob("repo.car")), "the repository spooling")
@@ -299,7 +300,7 @@ def test_a_killed_backfills_scratch_is_removed_by_the_next_backfill(tmp_path: Pa
     StateStore(study.state).close()
     study.killed_backfill()
     [left] = list(study.scratch.iterdir())
-    alone = write_users(study.inputs / "a.txt", [A])
+    alone = study.inputs / "a.txt"
     with LoopbackPds({A: CAR}, key=KEY) as pds:
         study.run("syncstream.backfill", *study.store(), "--study-users", str(alone), "--plc-url",
                   pds.url, "--scratch-dir", str(study.scratch))  # fmt: skip
