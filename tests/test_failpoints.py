@@ -17,6 +17,7 @@ from syncstream.errors import ConfigError
 from syncstream.failpoints import POINTS, parse_spec
 from syncstream.firehose.encode import OpSpec
 from syncstream.staging import Step
+from syncstream.store import StateStore
 from tests.helpers import commit, like, post, tree, write_replay, write_users
 from tests.tables import connect, stray_files, table_dirs
 
@@ -257,7 +258,10 @@ def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: s
     output and the cache, every other row is there once."""
     root = inputs / f"purge_{point}_{action}"
     output_format = "parquet" if point in PARQUET_ONLY else "delta"
-    shutil.copytree(exported_cache(str(inputs), output_format), root)
+    exported = exported_cache(str(inputs), output_format)
+    shutil.copytree(exported, root)
+    with StateStore(root / "state.sqlite", create=False) as state:  # its output is the copy's
+        state.catalog.relocate(str(exported), str(root))
     failed = run(purge_command(root), f"purge/{point}:{HITS[point]}:{action}")
     assert failed.returncode == (-9 if action == "kill" else 1), failed.stderr
     again = export_command(root, "--format", output_format)
@@ -293,7 +297,6 @@ def test_backfill_failpoint_then_rerun_exports_every_record_once(
     from benchmarks.repos import build_repo
     from syncstream.servers.keys import REHEARSAL_SEED, SigningKey
     from syncstream.servers.pds import LoopbackPds
-    from syncstream.store import StateStore
 
     study = write_users(tmp_path / "study.txt", [STUDY])
     StateStore(tmp_path / "state.sqlite").close()  # the writer's part: a backfill creates no store

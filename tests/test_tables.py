@@ -107,14 +107,42 @@ def test_a_snapshot_is_a_plain_copy_with_a_manifest(
     write_cache(tmp_path)
     assert export_main(export_args(tmp_path)) == 0
     first = tmp_path / "first"
-    assert snapshot_main(["--out", str(tmp_path / "out"), "--to", str(first), "--as-of", "1", "-q"]) == 0
+    assert (
+        snapshot_main(
+            [
+                "--out",
+                str(tmp_path / "out"),
+                "--state",
+                str(tmp_path / "state.sqlite"),
+                "--to",
+                str(first),
+                "--as-of",
+                "1",
+                "-q",
+            ]
+        )
+        == 0
+    )
     assert json.loads((first / "manifest.json").read_text())["datasets"][POSTS]["table_version"] == 1
     store = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "state.sqlite")]
     from syncstream.purge.__main__ import main as purge_main
 
     assert purge_main([*store, "--out", str(tmp_path / "out"), "--did", FRIEND, "-q"]) == 0
     target = tmp_path / "snapshot"
-    assert snapshot_main(["--out", str(tmp_path / "out"), "--to", str(target), "-q"]) == 0
+    assert (
+        snapshot_main(
+            [
+                "--out",
+                str(tmp_path / "out"),
+                "--state",
+                str(tmp_path / "state.sqlite"),
+                "--to",
+                str(target),
+                "-q",
+            ]
+        )
+        == 0
+    )
     manifest = json.loads((target / "manifest.json").read_text())
     assert manifest["syncstream_version"]
     for name, entry in manifest["datasets"].items():
@@ -128,7 +156,8 @@ def test_a_snapshot_is_a_plain_copy_with_a_manifest(
     assert {p["dataset"] for p in manifest["purges"]} >= {"in_network_user_activity/post"}
     assert FRIEND not in (target / "manifest.json").read_text()
     capsys.readouterr()
-    before = ["--out", str(tmp_path / "out"), "--to", str(tmp_path / "before"), "--as-of", "1", "-q"]
+    before = ["--out", str(tmp_path / "out"), "--state", str(tmp_path / "state.sqlite")]
+    before += ["--to", str(tmp_path / "before"), "--as-of", "1", "-q"]
     assert snapshot_main(before) == 1  # the purge vacuumed what version 1 of its tables read
     assert "time travel to before a purge is gone" in capsys.readouterr().err
 
@@ -216,7 +245,15 @@ def test_every_command_exits_0_run_after_run(tmp_path: Path) -> None:
         ["syncstream.export", *store, *out],
         ["syncstream.purge", *store, *out, "--did", "did:plc:nobody"],
         ["syncstream.lake.compact", *out, "-q"],
-        ["syncstream.lake.snapshot", *out, "--to", str(tmp_path / "snapshot"), "-q"],
+        [
+            "syncstream.lake.snapshot",
+            *out,
+            "--state",
+            str(tmp_path / "state.sqlite"),
+            "--to",
+            str(tmp_path / "snapshot"),
+            "-q",
+        ],
     ]
     statuses = []
     for _ in range(10):

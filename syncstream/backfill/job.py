@@ -7,7 +7,8 @@ checks the whole MST, and only then walks it again, putting records in batches o
 two: memory holds two batches whatever the repository's size, and the owner writes them
 when it can (the writer between frames, outside its lock's long holds). A thread that is
 abandoned (a stop, a hold overflow) stops at its next chunk or batch; a daemon thread never
-keeps the process from exiting. Whatever happens, the scratch directory is removed.
+keeps the process from exiting. Whatever happens, the scratch directory is removed, before
+the outcome is handed over: an owner that has the outcome knows the directory is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import NamedTuple
 from syncstream.backfill.fetch import Fetcher
 from syncstream.backfill.repo import RepoFile, RepoRecord
 from syncstream.errors import FetchError, RepoError, SyncstreamError
+from syncstream.scratch import PREFIX
 from syncstream.verify import verify_commit
 
 __all__ = ["BATCH_RECORDS", "Job", "Outcome"]
@@ -55,9 +57,13 @@ class Job:
         self.started = time.monotonic()
         self.step = "waiting"  # fetching, checking, walking: what a failure or a stop interrupted
         self.rev: str | None = None  # the repository's, once its commit is verified
+        self.directory: Path | None = None  # its scratch directory, once made
         self._thread = threading.Thread(target=self._run, name=f"backfill {did}", daemon=True)
 
-    def start(self) -> Job:
+    def start(self, directory: Path | None = None) -> Job:
+        """Run the job in ``directory`` (an empty scratch directory the caller made and
+        recorded; None: one of the system's temporary directory)."""
+        self.directory = directory or Path(tempfile.mkdtemp(prefix=PREFIX, dir=self.scratch))
         self._thread.start()
         return self
 
@@ -93,7 +99,17 @@ class Job:
                 continue
 
     def _run(self) -> None:
-        directory = Path(tempfile.mkdtemp(prefix="syncstream-backfill-", dir=self.scratch))
+        assert self.directory is not None
+        try:
+            outcome = self._walk(self.directory)
+        except _Abandoned:
+            outcome = None
+        finally:
+            shutil.rmtree(self.directory, ignore_errors=True)
+        if outcome is not None:
+            self._finish(outcome)
+
+    def _walk(self, directory: Path) -> Outcome:
         records, rev, problems, data = 0, None, {}, None
         try:
             self.step = "fetching"
@@ -122,15 +138,13 @@ class Job:
                 repo.close()
             log_fields = f"{fetched.bytes:,} bytes from {fetched.pds} in {fetched.seconds:.1f}s"
             self.step = f"done ({log_fields})"
-            self._put(Outcome(rev, records, None, problems, data))
+            return Outcome(rev, records, None, problems, data)
         except _Abandoned:
-            return
+            raise
         except (FetchError, RepoError) as error:
-            self._finish(Outcome(rev, records, str(error), problems))
+            return Outcome(rev, records, str(error), problems)
         except Exception as error:  # that DID's trouble alone, whatever it is
-            self._finish(Outcome(rev, records, f"{type(error).__name__}: {error}", problems))
-        finally:
-            shutil.rmtree(directory, ignore_errors=True)
+            return Outcome(rev, records, f"{type(error).__name__}: {error}", problems)
 
     def _finish(self, outcome: Outcome) -> None:
         with contextlib.suppress(_Abandoned):

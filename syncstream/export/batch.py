@@ -392,6 +392,11 @@ def export_batch(
         lake = LakeLock(output, what="syncstream export") if isinstance(output, str) else None
         with lake or contextlib.nullcontext():
             exporter.prepare()
+            if isinstance(output, str):  # known before anything new is written there
+                if "://" not in output:  # there from now on: a purge finds it, or knows it gone
+                    os.makedirs(output, exist_ok=True)
+                state = context.state
+                state.catalog.record_output(output, context.format, state.exports.store_id(), time.time())
             purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
             summary = exporter.run()
             summary.purges = purges

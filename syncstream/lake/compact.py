@@ -149,7 +149,8 @@ def _parser() -> argparse.ArgumentParser:
             "than the retention. It takes turns with exports and purges of the output (a lock)."
         ),
         epilog="Exit status: 0 when done; 1 when a table could not be compacted, or when SIGINT, "
-        "SIGTERM or SIGHUP stopped it (after the partition under way); 2 for bad options.",
+        "SIGTERM or SIGHUP stopped it (after the partition under way); 2 for bad options or an "
+        "output that holds no table.",
     )
     add_out_option(parser, what="the export's output")
     parser.add_argument(
@@ -193,6 +194,9 @@ def _main(args: CompactOptions, datasets: Mapping[str, Dataset] | None, stops: S
         datasets = datasets_of(HANDLERS)
     try:
         summary = compact_tables(args, datasets.values(), stops=stops)
+        if summary.tables == 0:  # a mistyped --out: saying "compacted 0" would hide it
+            fail(f"{args.out} holds no Delta table to compact; check --out", event="compact_refused")
+            return 2
     except Exception as error:
         log.debug("compaction failed", exc_info=True)
         fail(f"compaction failed: {error}", event="compact_failed")

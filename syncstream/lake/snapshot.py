@@ -6,6 +6,10 @@ table at that version). Without ``--as-of`` it is the moment the command starts,
 committing meanwhile are not in it. The manifest gives, per dataset, the table version, the row
 count and each file's path, rows and SHA-256; the syncstream version; and the purges applied
 (each table's delete commits up to that version: when, not whom).
+
+The snapshot is recorded in the state store's catalog (``--state``): a purge rewrites it without
+the account and issues its manifest again (new checksums, a ``purges`` entry saying when and how
+many rows, never whom). An output that holds no table is refused: no empty manifest to cite.
 """
 
 from __future__ import annotations
@@ -16,27 +20,29 @@ import hashlib
 import json
 import os
 import shutil
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from syncstream.cli import fail, run, setup_logging
 from syncstream.config import parse_options
-from syncstream.errors import SnapshotError
+from syncstream.errors import ConfigError, SnapshotError
 from syncstream.failpoints import failpoint, set_process
-from syncstream.options import OUT, LogOptions, add_log_options, add_out_option
+from syncstream.options import OUT, STATE, LogOptions, add_log_options, add_out_option
 from syncstream.registry.datasets import Dataset
 from syncstream.signals import Stops
 
 if TYPE_CHECKING:
     from deltalake import DeltaTable
 
-__all__ = ["SnapshotOptions", "main", "snapshot"]
+__all__ = ["SnapshotOptions", "main", "sha256_of", "snapshot", "write_manifest"]
 
 
 class SnapshotOptions(LogOptions, frozen=True, kw_only=True):
     """Every option of the snapshot, with its default (``to`` has none)."""
 
     out: str = OUT
+    state: str = STATE  # the store that made the tables: the snapshot is recorded in its catalog
     to: str  # where the copy and its manifest go
     as_of: str | None = None  # a table version or an ISO 8601 time; None: now
 
@@ -50,7 +56,7 @@ def _as_of(text: str | None) -> int | datetime.datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=datetime.UTC)
 
 
-def _sha256(path: str) -> str:
+def sha256_of(path: str) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(1 << 20):
@@ -84,7 +90,8 @@ def _copy(table: DeltaTable, directory: str) -> None:
 def snapshot(
     out: str, target: str, datasets: Iterable[Dataset], as_of: int | datetime.datetime
 ) -> dict[str, Any]:
-    """Copy each dataset's table at ``as_of`` to ``target``; the manifest (also written there)."""
+    """Copy each dataset's table at ``as_of`` to ``target``; the manifest (also written there).
+    ``ConfigError`` when ``out`` holds no table, or none at ``as_of``: nothing to cite."""
     import pyarrow.parquet as pq  # noqa: PLC0415
     from deltalake import DeltaTable  # noqa: PLC0415
 
@@ -97,11 +104,12 @@ def snapshot(
         "datasets": {},
         "purges": [],
     }
+    tables = [d for d in sorted(datasets, key=lambda d: d.name) if is_table(location(out, d.name))]
+    if not tables:
+        raise ConfigError(f"{out} holds no Delta table to snapshot; check --out")
     os.makedirs(target, exist_ok=True)
-    for dataset in sorted(datasets, key=lambda d: d.name):
+    for dataset in tables:
         where = location(out, dataset.name)
-        if not is_table(where):
-            continue
         table = DeltaTable(where.uri, storage_options=where.storage_options)
         try:
             table.load_as_version(as_of)
@@ -123,7 +131,7 @@ def snapshot(
             for name in sorted(names):
                 path = os.path.join(root, name)
                 rows = pq.ParquetFile(path).metadata.num_rows
-                files.append({"path": os.path.relpath(path, target), "rows": rows, "sha256": _sha256(path)})
+                files.append({"path": os.path.relpath(path, target), "rows": rows, "sha256": sha256_of(path)})
         manifest["datasets"][dataset.name] = {
             "table_version": version,
             "rows": sum(f["rows"] for f in files),
@@ -138,11 +146,24 @@ def snapshot(
                     {"dataset": dataset.name, "table_version": commit["version"], "time": when.isoformat()}
                 )
         del table
-    manifest["purges"].sort(key=lambda p: (p["time"], p["dataset"]))
-    with open(os.path.join(target, "manifest.json"), "w", encoding="utf-8") as handle:
+    if not manifest["datasets"]:
+        raise ConfigError(f"no table of {out} existed at {manifest['as_of']}; nothing to snapshot")
+    manifest["purges"].sort(key=lambda p: (p["time"], p.get("dataset", "")))
+    write_manifest(target, manifest)
+    return manifest
+
+
+def write_manifest(target: str, manifest: Mapping[str, Any]) -> str:
+    """Write ``target/manifest.json`` whole (a temporary, synced, renamed); its SHA-256."""
+    path = os.path.join(target, "manifest.json")
+    temporary = os.path.join(target, ".manifest.json.tmp")
+    with open(temporary, "w", encoding="utf-8") as handle:
         json.dump(manifest, handle, indent=2, sort_keys=True)
         handle.write("\n")
-    return manifest
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temporary, path)
+    return sha256_of(path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -153,9 +174,16 @@ def _parser() -> argparse.ArgumentParser:
             "DIR/manifest.json (per dataset: table version, rows, each file's path, rows and SHA-256; "
             "the syncstream version; the purges applied): a version to cite."
         ),
-        epilog="Exit status: 0 when written; 1 when it could not be; 2 for bad options.",
+        epilog="Exit status: 0 when written; 1 when it could not be; 2 for bad options, a state "
+        "store that is not there, or an output that holds no table.",
     )
     add_out_option(parser, what="the export's output")
+    parser.add_argument(
+        "--state",
+        default=STATE,
+        help="the state store of the export that made the tables: the snapshot is recorded in its "
+        "catalog, so that a purge rewrites it (default: %(default)s)",
+    )
     parser.add_argument("--to", required=True, metavar="DIR", help="where the copy and its manifest go")
     parser.add_argument(
         "--as-of",
@@ -189,16 +217,34 @@ def _main(
         from syncstream.registry.handlers import datasets_of  # noqa: PLC0415
 
         datasets = datasets_of(HANDLERS)
+    from syncstream.store import StateStore  # noqa: PLC0415
+
     try:
-        manifest = snapshot(args.out, args.to, datasets.values(), as_of)
-    except Exception as error:
-        fail(f"snapshot failed: {error}", event="snapshot_failed")
-        return 1
+        state = StateStore(args.state, create=False)
+    except ConfigError as error:
+        fail(str(error), event="snapshot_refused")
+        return 2
+    with state:
+        point = args.as_of or (as_of.isoformat() if isinstance(as_of, datetime.datetime) else str(as_of))
+        # known before its first file is written: a snapshot cut short is a copy too
+        state.catalog.record_snapshot(args.to, args.out, point, "", time.time())
+        try:
+            manifest = snapshot(args.out, args.to, datasets.values(), as_of)
+        except ConfigError as error:  # refused before anything was written
+            state.catalog.forget_snapshot(args.to)
+            fail(str(error), event="snapshot_refused")
+            return 2
+        except Exception as error:
+            fail(f"snapshot failed: {error}", event="snapshot_failed")
+            return 1
+        digest = sha256_of(os.path.join(args.to, "manifest.json"))
+        state.catalog.record_snapshot(args.to, args.out, point, digest, time.time())
     for name, entry in sorted(manifest["datasets"].items()):
         print(
             f"  {name}: version {entry['table_version']}, {entry['rows']} rows, {len(entry['files'])} files"
         )
     print(f"snapshot of {len(manifest['datasets'])} datasets in {os.path.abspath(args.to)} (manifest.json)")
+    print(f"manifest sha256: {digest}")
     return 0
 
 

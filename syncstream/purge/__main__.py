@@ -17,7 +17,7 @@ from syncstream.cli import (
     run,
     setup_logging,
 )
-from syncstream.errors import SyncstreamError
+from syncstream.errors import ConfigError, SyncstreamError
 from syncstream.failpoints import set_process
 from syncstream.purge.options import PurgeOptions, parse
 from syncstream.signals import Stops
@@ -50,7 +50,7 @@ def _main(args: PurgeOptions) -> int:
                 return 2
             case result:
                 dids += result.unwrap()
-    if not dids and not args.list:  # a DIDs file with none in it
+    if not dids and not args.list and not args.forget_output:  # a DIDs file with none in it
         fail(f"{args.dids_file} names no account to purge", event="bad_dids_file")
         return 2
     root = os.path.realpath(args.cache_dir)
@@ -77,6 +77,11 @@ def _main(args: PurgeOptions) -> int:
         except SyncstreamError as error:
             fail(str(error), event="registry_refused")
             return 2
+        for out in args.forget_output:
+            if not state.catalog.forget_output(out):
+                fail(f"this store never exported to {out}: nothing to forget", event="purge_refused")
+                return 2
+            print(f"forgot the output {out}: no purge goes there any more")
         return _purge(args, root, state, dids, handlers)
     finally:
         state.close()
@@ -88,7 +93,7 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
 
     started = time.perf_counter()
     try:
-        storage = storage_for(args.out)
+        storage = storage_for(args.out) if args.out is not None else None
         summaries = purge_accounts(
             root,
             state,
@@ -99,6 +104,9 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
             writer_timeout=args.writer_timeout,
             out=args.out,
         )
+    except ConfigError as error:  # an output the store never made: nothing recorded
+        fail(str(error), event="purge_refused")
+        return 2
     except (SyncstreamError, OSError) as error:
         fail(f"purge failed: {error}", event="purge_failed")
         return 1
@@ -111,6 +119,12 @@ def _purge(args: PurgeOptions, root: str, state: StateStore, dids: list[str], ha
         )
         for name, rows in sorted(summary.datasets.items()):
             print(f"  {name}: {rows} rows")
+        print(
+            f"  in {summary.outputs} outputs; {summary.snapshots} snapshots re-issued "
+            f"({summary.snapshot_rows} rows removed), {summary.record_files} record files rewritten "
+            f"({summary.frames} frames removed), {summary.scratch} scratch directories and "
+            f"{summary.bookkeeping} bookkeeping entries removed"
+        )
     print(f"in {time.perf_counter() - started:.2f}s")
     return 0
 

@@ -17,7 +17,13 @@ it leaves the cache, the state and the output. Exactly once, whatever is killed 
 5. **Output.** In each Delta table the rows are deleted in one commit and the files it replaced
    vacuumed (``purge.tables``); in a plain-Parquet output each file is rewritten without them
    (``purge.parquet``).
-6. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts.
+6. **Copies.** Steps 2-5 go through every output the store's catalog records
+   (``purge.outputs``); then every recorded snapshot is rewritten and its manifest re-issued,
+   record files filtered, backfill scratch removed (``purge.copies``), and the export's
+   bookkeeping and directories that name the accounts removed (``purge.bookkeeping``). An
+   output that cannot be reached leaves the purge unfinished.
+7. **Finish.** The index forgets the involved URIs; the purge is recorded done, with its counts;
+   the state's WAL is checkpointed and truncated, so no deleted row's bytes stay in it.
 
 A purge killed at any step is finished by the next purge or export (same id, same accounts).
 It holds the export lock throughout (purges and exports of a cache take turns), and the
@@ -33,16 +39,17 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-import msgspec
-
 from syncstream.cache import WriterLock, remove_files
-from syncstream.errors import CacheLockedError, PurgeError
+from syncstream.errors import PurgeError
 from syncstream.failpoints import failpoint
 from syncstream.lake.lock import LakeLock
 from syncstream.listing import new_id
 from syncstream.options import WRITER_TIMEOUT
 from syncstream.purge import in_cache, parquet
+from syncstream.purge.copies import purge_copies
+from syncstream.purge.outputs import Output, reach, recorded_outputs
 from syncstream.purge.rows import Involvement
+from syncstream.purge.summary import PurgeSummary, writer_running
 from syncstream.registry.handlers import HandlerConfig, Registry, datasets_of
 from syncstream.staging import ExportLock, PurgePlan, Staging, Step
 from syncstream.store import PurgeReason, PurgeRecord, StateStore
@@ -53,18 +60,6 @@ if TYPE_CHECKING:
 __all__ = ["PurgeSummary", "purge_accounts"]
 
 log = logging.getLogger("syncstream.purge")
-
-
-class PurgeSummary(msgspec.Struct, kw_only=True):
-    purge_id: str
-    dids: tuple[str, ...]
-    reason: PurgeReason
-    cache_files: int = 0  # cache and set-aside files removed
-    rows: int = 0  # output rows removed ...
-    parts: int = 0  # ... from this many Parquet files (plain output) or tables (Delta)
-    vacuumed: int = 0  # files a table's purge replaced, removed (history included)
-    datasets: dict[str, int] = msgspec.field(default_factory=dict)  # rows removed per dataset
-    recovered: bool = False  # an interrupted purge, finished
 
 
 def purge_accounts(
@@ -81,30 +76,65 @@ def purge_accounts(
 ) -> list[PurgeSummary]:
     """Finish any interrupted purge, then purge ``dids`` (if any); a summary per purge run.
 
-    ``out`` is the output (a directory or URI: its Delta tables are purged) and ``storage`` the
-    same place as files (a plain-Parquet output's files, and data files no export will commit);
-    None for both: the cache and state only. ``locked``: the caller holds the export lock
-    already (an export purging deleted accounts). Raises ``PurgeError`` when a running writer
-    does not apply the new population within ``writer_timeout`` seconds.
+    Each purge goes through every output the catalog records (``purge.outputs``); ``out`` and
+    ``storage`` (as files, with the caller's options) name one or are None: ``ConfigError``,
+    nothing recorded, when it is not one. ``locked``: the caller holds the export lock already.
+    ``PurgeError`` when a running writer does not apply the new population within
+    ``writer_timeout`` seconds, or an output cannot be reached: the purge stays unfinished.
     """
     wanted = sorted(set(dids))
-    cache = None if locked else ExportLock(cache_root, wait=True)
-    lake = None if out is None else LakeLock(out, create=False, what="syncstream purge")
-    with cache or contextlib.nullcontext(), lake or contextlib.nullcontext():
-        output = _Output(out, storage)
+    with contextlib.nullcontext() if locked else ExportLock(cache_root, wait=True):
+        outputs = recorded_outputs(state, out, storage)
         done = [
-            _Purge(cache_root, state, output, handlers, record, writer_timeout).run(recovered=True)
+            _everywhere(cache_root, state, outputs, handlers, record, writer_timeout, recovered=True)
             for record in state.purges.records(unfinished=True)
         ]
         if wanted:
             record = PurgeRecord(new_id(), tuple(wanted), reason, time.time(), None, None, None)
-            done.append(_Purge(cache_root, state, output, handlers, record, writer_timeout).run())
+            done.append(_everywhere(cache_root, state, outputs, handlers, record, writer_timeout))
     return done
 
 
-class _Output(NamedTuple):
-    out: str | None
-    storage: ParquetStorage | None
+def _everywhere(  # noqa: PLR0917 (two call sites, both above)
+    root: str,
+    state: StateStore,
+    outputs: list[Output],
+    handlers: Registry,
+    record: PurgeRecord,
+    writer_timeout: float,
+    *,
+    recovered: bool = False,
+) -> PurgeSummary:
+    """One purge through every output, then every other copy; done only if every output was
+    reached."""
+    state.purges.begin(record.purge_id, record.dids, record.reason, record.started_at)
+    unreachable: list[str] = []
+    purge: _Purge | None = None
+    summary = PurgeSummary(purge_id=record.purge_id, dids=record.dids, reason=record.reason)
+    for output in outputs:
+        try:
+            reached = reach(output)
+        except PurgeError as error:
+            log.warning("%s; the purge stays unfinished", error)
+            unreachable.append(str(error))
+            continue
+        # the output's lock (``lake.lock``): no other command commits to its tables meanwhile
+        lake = None if reached.out is None else LakeLock(reached.out, create=False, what="syncstream purge")
+        with lake or contextlib.nullcontext():
+            purge = _Purge(root, state, reached, handlers, record, writer_timeout)
+            summary.add(purge.run(recovered=recovered))
+        summary.outputs += reached.out is not None
+    if purge is None:  # no output reached: the cache, the state and the other copies still go
+        purge = _Purge(root, state, Output(None, None), handlers, record, writer_timeout)
+        summary.add(purge.run(recovered=recovered))
+    copies = purge_copies(state, root, dids=purge.involvement.dids, involved=purge.involved,
+                          authors=purge.authors, purge_id=record.purge_id, reason=record.reason)  # fmt: skip
+    summary.count(copies)
+    if unreachable:
+        raise PurgeError("; ".join(unreachable) + "; the purge is recorded unfinished, and the next "
+                         "purge or export finishes it")  # fmt: skip
+    purge.finish(summary)
+    return summary
 
 
 class _Row(NamedTuple):
@@ -120,7 +150,7 @@ class _Purge:
         self,
         root: str,
         state: StateStore,
-        output: _Output,
+        output: Output,
         handlers: Registry,
         record: PurgeRecord,
         writer_timeout: float,
@@ -195,27 +225,31 @@ class _Purge:
             )
             self._count(name, removed)
         self._check_erased(tables, parts)
+        return self.summary
+
+    # step 7: finish (step 6, the other copies: ``purge.copies``) ----------------------------
+
+    def finish(self, summary: PurgeSummary) -> None:
+        record = self.record
         self.staging.drop_purge(record.purge_id)
         self.state.purges.finish(
             record.purge_id,
             uris={uri for _, uri, _ in self.involved},
-            cache_files=self.summary.cache_files,
-            rows=self.summary.rows,
+            cache_files=summary.cache_files,
+            rows=summary.rows,
             now=time.time(),
         )
+        if not self.state.truncate_wal():
+            log.warning("a reader kept the state's WAL from being truncated; the next purge does it")
         failpoint(Step.PURGE_FINISHED)
-        return self.summary
 
     # step 1: the writer ---------------------------------------------------------------------
 
     def _wait_for_writer(self, version: int) -> None:
         """Return once no writer can write for the old population: none runs (one that starts
         now reads the new one), or the running one has committed the new version."""
-        try:
-            WriterLock(self.root).acquire().release()
+        if not writer_running(self.root):
             return
-        except CacheLockedError:
-            pass
         deadline = time.monotonic() + self.writer_timeout
         while self.state.population.seen_version() < version:
             if time.monotonic() > deadline:
@@ -238,7 +272,10 @@ class _Purge:
 
     def _settle_export(self) -> None:
         """Commit the export runs recorded before a crash; remove data files no run will commit
-        (their cache files are still claimed: the next export writes them again)."""
+        (their cache files are still claimed: the next export writes them again). Only in the
+        output the runs belong to: the one exported to last."""
+        if not self.output.settle:
+            return
         if self.output.out is not None:
             for run in self.staging.runs():
                 if run.format == "delta":

@@ -50,6 +50,9 @@ class Database:
         """Check that the file is a store, then bring it to ``VERSION``: a new one is stamped,
         an old one migrated, in one transaction."""
         self.db.execute("PRAGMA busy_timeout=30000")
+        # A deleted row's bytes are overwritten, not left in free pages: a purged account's
+        # data must not stay in the file (SQLite's default is off unless built otherwise).
+        self.db.execute("PRAGMA secure_delete=ON")
         listed = self.db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
         tables = {name for (name,) in listed}
         if tables and "meta" not in tables:
@@ -82,6 +85,13 @@ class Database:
 
     def close(self) -> None:
         self.db.close()
+
+    def truncate_wal(self) -> bool:
+        """Copy the WAL into the file and truncate it to nothing, so that no earlier image of a
+        page (a deleted row's bytes) stays in it; False when a reader kept it from finishing
+        (the next checkpoint does)."""
+        busy, _, _ = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return not busy
 
     def transaction(self) -> Transaction:
         """A write transaction (``BEGIN IMMEDIATE``). One opened inside another joins it: the

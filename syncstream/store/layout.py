@@ -93,6 +93,31 @@ CREATE TABLE IF NOT EXISTS cache_home (
     id INTEGER PRIMARY KEY CHECK (id = 1),
     path TEXT NOT NULL  -- the real path of the store's cache (one store, one cache)
 );
+CREATE TABLE IF NOT EXISTS catalog_outputs (
+    location TEXT PRIMARY KEY,  -- an output exported to: a directory's real path, or a URI
+    format TEXT NOT NULL,  -- delta or parquet
+    app_id TEXT NOT NULL,
+    first_run REAL NOT NULL,
+    last_run REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_snapshots (
+    location TEXT PRIMARY KEY,  -- a snapshot's directory (its manifest.json in it)
+    output TEXT NOT NULL,
+    as_of TEXT NOT NULL,
+    manifest_sha256 TEXT NOT NULL,  -- as last issued
+    created_at REAL NOT NULL,
+    reissued_at REAL  -- the last purge that rewrote it
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_records (
+    location TEXT PRIMARY KEY,  -- a --record replay file
+    first_run REAL NOT NULL,
+    last_run REAL NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS catalog_scratch (
+    location TEXT PRIMARY KEY,  -- a backfill's scratch directory, until it is removed
+    did TEXT NOT NULL,
+    created_at REAL NOT NULL
+) WITHOUT ROWID;
 """
 
 VERSION = 6
@@ -101,7 +126,10 @@ VERSION = 6
 create and an update of one cid as one version (``operation`` holds 'version' or 'delete'); 5
 remembers the handlers and datasets that wrote (``written_by``). 6 keeps each verified
 account's chain, its last verified rev and MST root (``chains``; new, empty: nothing to migrate),
-and records the cache a store belongs to (``cache_home``, set by its first writer)."""
+and records the cache a store belongs to (``cache_home``, set by its first writer), and
+catalogues every copy the store makes outside itself (``catalog_*``: outputs, snapshots,
+record files, backfill scratch); a store of version 5 starts with an empty catalog, filled by
+its next export, snapshot, writer and backfill."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {

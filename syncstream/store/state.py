@@ -14,6 +14,7 @@ from types import TracebackType
 
 from syncstream.store.backfills import Backfills
 from syncstream.store.cache_home import CacheHome
+from syncstream.store.catalog import Catalog
 from syncstream.store.chains import Chains, Link
 from syncstream.store.connection import Database
 from syncstream.store.cursors import CURSOR, Cursors
@@ -31,7 +32,8 @@ class StateStore:
     """The store at ``path``: ``population`` (users, purged DIDs, tracked follows),
     ``cursors``, ``index`` (the cached URIs), ``backfills``, ``chains`` (verified accounts'
     last revs), ``purges``, ``exports`` (the export's keys and runs), ``written_by`` and
-    ``cache_home`` (the store's cache), over one connection. A step of one concern is
+    ``cache_home`` (the store's cache) and ``catalog`` (every copy made outside the store:
+    outputs, snapshots, record files, backfill scratch), over one connection. A step of one concern is
     one transaction; ``commit`` makes a writer's batch, which touches several, one too.
 
     Use it as a context manager, or ``close`` it."""
@@ -49,6 +51,7 @@ class StateStore:
         self.chains = Chains(self._database)
         self.written_by = WrittenBy(self._database)
         self.cache_home = CacheHome(self._database)
+        self.catalog = Catalog(self._database)
         self.exports = Exports(self._database, self.written_by)
         self.purges = Purges(
             self._database,
@@ -68,6 +71,11 @@ class StateStore:
 
     def close(self) -> None:
         self._database.close()
+
+    def truncate_wal(self) -> bool:
+        """Checkpoint the WAL and truncate it (after a purge: no deleted row's bytes stay in
+        it); False when a reader kept it from finishing."""
+        return self._database.truncate_wal()
 
     def commit(
         self,

@@ -139,7 +139,10 @@ def _run(
             if not args.inline_writes:
                 files = HelperWrites(context.cache_root, lock_fd=context.lock.fileno())
                 stack.callback(files.kill)  # a no-op once closed; else an abort drops only unconfirmed writes
-            record = stack.enter_context(open(args.record, "ab")) if args.record else None
+            record = None
+            if args.record:  # a copy of every frame: the store knows it before the first is in it
+                context.state.catalog.record_record_file(args.record, time.time())
+                record = stack.enter_context(open(args.record, "ab"))
             flushes = _flush_histogram(args)
             writer = CacheWriter(
                 context,

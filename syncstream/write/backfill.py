@@ -38,6 +38,7 @@ from syncstream.backfill.job import Job, Outcome
 from syncstream.backfill.repo import RepoRecord
 from syncstream.failpoints import failpoint
 from syncstream.firehose.decode import Commit, RepoOp
+from syncstream.scratch import forget_if_gone, make_scratch, remove_scratch
 from syncstream.signals import StopRequest
 from syncstream.store.chains import Link
 from syncstream.timestamps import micros, utc_now
@@ -103,6 +104,7 @@ def backfill_dids(
     """Backfill each DID into the writer's cache; record each outcome in the state. A stop
     abandons what is under way (not recorded: the next run does it again)."""
     stop = stop if stop is not None else fetcher.stop
+    _remove_leftovers(writer)
     results: list[BackfillResult] = []
     waiting = deque(dids)
     running: dict[str, Job] = {}
@@ -111,13 +113,14 @@ def backfill_dids(
     while (waiting or running) and not stop.is_set():
         while waiting and len(running) < concurrency:
             did = waiting.popleft()
-            running[did] = Job(did, fetcher, scratch=scratch).start()
+            running[did] = _start(writer, Job(did, fetcher, scratch=scratch))
             files[did] = 0
         for did, job in list(running.items()):
             item = job.wait(0.05 / len(running))
             while item is not None and not stop.is_set():
                 if isinstance(item, Outcome):
                     del running[did]
+                    forget_if_gone(writer.context.state.catalog, job.directory)
                     results.append(_finish(writer, did, item, files.pop(did)))
                     break
                 files[did] += write_records(writer, did, _rev_of(job), item)
@@ -132,9 +135,25 @@ def backfill_dids(
         results.append(BackfillResult(did, reason=f"abandoned while {job.step}", abandoned=True))
     for job in running.values():
         job.join(1.0)
+        forget_if_gone(writer.context.state.catalog, job.directory)
     results += [BackfillResult(did, reason="not started", abandoned=True) for did in waiting]
     writer.flush()
     return sorted(results)
+
+
+def _remove_leftovers(writer: CacheWriter) -> None:
+    """Scratch a killed backfill left (a whole repository): the writer holds the cache, so no
+    other backfill of this store is using any."""
+    removed = remove_scratch(writer.context.state.catalog)
+    if removed:
+        log.info("removed %d scratch directories an interrupted backfill left", removed,
+                 extra={"event": "scratch_removed", "fields": {"directories": removed}})  # fmt: skip
+
+
+def _start(writer: CacheWriter, job: Job) -> Job:
+    """Start ``job`` in a scratch directory the catalog knows before the repository is in it."""
+    catalog = writer.context.state.catalog
+    return job.start(make_scratch(catalog, job.did, job.scratch, time.time()))
 
 
 def _rev_of(job: Job) -> str:
@@ -183,6 +202,7 @@ class BackgroundBackfill:
         self.done = self.failed = self.abandoned = 0
         self._next_scan = 0.0
         self._population = writer.population  # a new one (user files reloaded): scan at once
+        _remove_leftovers(writer)
 
     def counts(self) -> dict[str, int]:
         return {"done": self.done, "failed": self.failed, "running": len(self.running),
@@ -204,7 +224,7 @@ class BackgroundBackfill:
         while self.waiting and len(self.running) < self.concurrency:
             did = self.waiting.popleft()
             self.writer.hold(did)
-            self.running[did] = Job(did, self.fetcher, scratch=self.scratch).start()
+            self.running[did] = _start(self.writer, Job(did, self.fetcher, scratch=self.scratch))
             self._files[did] = 0
 
     def poll(self) -> None:
@@ -257,7 +277,8 @@ class BackgroundBackfill:
             self._fail(did, outcome.reason)
             return
         writer = self.writer
-        del self.running[did]
+        job = self.running.pop(did)
+        forget_if_gone(writer.context.state.catalog, job.directory)
         files = self._files.pop(did, 0)
         if outcome.rev is not None:  # the chain starts at the repository (unless the stream is past it)
             writer.chains.start(did, Link(outcome.rev, outcome.data))
@@ -293,6 +314,7 @@ class BackgroundBackfill:
             self.writer.release(did)
         for job in self.running.values():
             job.join(1.0)
+            forget_if_gone(self.writer.context.state.catalog, job.directory)
         self.running.clear()
         self.abandoned += abandoned
         return abandoned
