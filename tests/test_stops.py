@@ -90,9 +90,17 @@ def pristine(base: str) -> Path:
 def exported_twice(base: str) -> Path:
     """The pristine study with its second half exported too."""
     root = Path(base) / "exported"
-    shutil.copytree(pristine(base), root)
+    copy_study(pristine(base), root)
     plain(python("syncstream.export", *store(root), "-q", "--out", str(root / "out")))
     return root
+
+
+def copy_study(source: Path, root: Path) -> None:
+    """A study's directory copied whole; its store's catalog follows the copy (as an operator
+    moving a study does), so a purge finds the copy's output, not the original's."""
+    shutil.copytree(source, root)
+    with StateStore(root / "s.sqlite", create=False) as state:
+        state.catalog.relocate(str(source), str(root))
 
 
 def rows(root: Path) -> list[str]:
@@ -218,7 +226,7 @@ CASES = {
     "compact": Case(exported_twice, lambda root: python("syncstream.lake.compact", "--out", str(root / "out"),
                                                         "--older-than-days", "0"),
                     "compact.partition_done:1", check=compact_check, stopped_early=("start", "middle")),
-    "snapshot": Case(exported_twice, lambda root: python("syncstream.lake.snapshot", "--out", str(root / "out"),
+    "snapshot": Case(exported_twice, lambda root: python("syncstream.lake.snapshot", "--state", str(root / "s.sqlite"), "--out", str(root / "out"),
                                                          "--to", str(root / "snap")),
                      "snapshot.dataset_copied:1", check=snapshot_check),
     "relay": Case(pristine, lambda root: python("syncstream.servers.relay", "--replay", str(root / "all.bin")), None),
@@ -297,7 +305,7 @@ def test_a_stop_at_any_moment_of_any_command_ends_as_documented(
     ``error:`` line (the last) when it stopped early and none otherwise, and its work whole."""
     case = CASES[name]
     root = tmp_path / "study"
-    shutil.copytree(case.base(str(tmp_path_factory.getbasetemp())), root)
+    copy_study(case.base(str(tmp_path_factory.getbasetemp())), root)
     with served(case, root):
         code, _, stderr = run_stopped(case, root, signal_name, moment)
         expected = 1 if moment in case.stopped_early else 0
@@ -320,7 +328,7 @@ def test_a_stop_mid_work_ends_the_same_way_every_time(
     codes = []
     for attempt in range(5):
         root = tmp_path / f"study{attempt}"
-        shutil.copytree(case.base(str(tmp_path_factory.getbasetemp())), root)
+        copy_study(case.base(str(tmp_path_factory.getbasetemp())), root)
         codes.append(run_stopped(case, root, "term", "middle")[0])
     assert codes == [1 if "middle" in case.stopped_early else 0] * 5
 
@@ -333,7 +341,7 @@ def test_a_stop_in_the_live_writers_first_second_is_clean(
     state open, the SDK still importing): SIGINT and SIGTERM end it with exit 0 and its summary,
     SIGHUP re-reads the user files and the stream goes on (before: death by each)."""
     root = tmp_path / "study"
-    shutil.copytree(pristine(str(tmp_path_factory.getbasetemp())), root)
+    copy_study(pristine(str(tmp_path_factory.getbasetemp())), root)
     with LoopbackRelay(ReplayRelay(frames(0, COUNT))) as relay:
         (root / "relay.url").write_text(relay.url)
         environment = {k: v for k, v in os.environ.items() if k != ENV}
