@@ -30,6 +30,7 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
     population: Population
     handlers: Registry
     lock: WriterLock
+    reenrolled: frozenset[str] = frozenset()  # purged DIDs enrolled again at this start
 
     def __enter__(self) -> Self:
         return self
@@ -64,6 +65,7 @@ def setup_cache_write_system(
     writer holds the cache.
     """
     check_registry(handlers)
+    reenrol = tuple(reenrol)  # read twice: the purges forget them, the record says so
     if not create_state:
         StateStore(state_path, create=False).close()  # before the cache directory is made
     # Links above the root are the user's to choose; below it none is ever followed, and
@@ -93,5 +95,10 @@ def setup_cache_write_system(
         lock.release()
         raise
     return CacheWriteContext(
-        cache_root=root, state=state, population=population, handlers=handlers, lock=lock
+        cache_root=root,
+        state=state,
+        population=population,
+        handlers=handlers,
+        lock=lock,
+        reenrolled=frozenset(reenrol),
     )
