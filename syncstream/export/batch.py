@@ -389,4 +389,8 @@ def export_batch(
         purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
         summary = exporter.run()
         summary.purges = purges
+        if context.format == "delta" and isinstance(context.output, str):
+            from syncstream.lake.study_record import write_study_record  # noqa: PLC0415 (delta-rs)
+
+            summary.commits += write_study_record(context.output, context.state)
         return summary
