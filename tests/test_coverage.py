@@ -7,11 +7,14 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
+from syncstream.firehose.decode import decode_frame
 from syncstream.firehose.encode import OpSpec, encode_commit_frame, info_frame
+from syncstream.servers.relay import LoopbackRelay, ReplayRelay
 from syncstream.store import CoverageKind, CoverageReason, CoverageRow, StateStore, relay_cursor
+from syncstream.write.__main__ import main as write_main
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
-from tests.helpers import post, write_users
+from tests.helpers import corpus_frames, free_port, post, store_args, write_users
 
 STUDY = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
 
@@ -145,3 +148,24 @@ def test_an_outdated_cursor_at_a_restart_is_a_gap_after_the_stored_cursor(tmp_pa
         ("gap", 12, 19, "outdated cursor", 0),
         ("covered", 20, 21, "after gap", 2),
     ]
+
+
+def test_a_relay_that_lost_what_followed_the_stored_cursor_is_a_gap_in_the_state(tmp_path: Path) -> None:
+    """Against the loopback relay: a writer stops after 50 frames; by its restart the relay
+    holds only the corpus' last 50, says the cursor is outdated, and the 50 between are a gap."""
+    frames = corpus_frames()
+    first = decode_frame(frames[0]).seq
+    assert first is not None
+    port = free_port()
+    args = [*store_args(tmp_path), "--verify", "none", "--idle-exit", "1.5", "--recv-timeout", "30"]
+    args += ["--study-users", str(write_users(tmp_path / "study.txt", [STUDY]))]
+    for served in (frames[:50], frames[100:]):
+        with LoopbackRelay(ReplayRelay(served), port=port) as loopback:
+            assert write_main([*args, "--relay", loopback.url]) == 0
+    assert rows(tmp_path) == [
+        ("covered", first, first + 49, "first start", 50),
+        ("gap", first + 50, first + 99, "outdated cursor", 0),
+        ("covered", first + 100, first + 149, "after gap", 50),
+    ]
+    with StateStore(tmp_path / "s.sqlite") as state:
+        assert {run.source for run in state.coverage.runs()} == {relay_cursor(loopback.url)}
