@@ -11,6 +11,7 @@ from deltalake import DeltaTable
 from syncstream.export.__main__ import main as export_main
 from syncstream.firehose.encode import OpSpec
 from syncstream.lake.study_record import COVERAGE, MEMBERSHIP
+from syncstream.purge.__main__ import main as purge_main
 from syncstream.write.__main__ import main as write_main
 from tests.helpers import commit, export_args, post, write_args
 from tests.tables import connect, stray_files, table_rows
@@ -88,3 +89,34 @@ def test_a_plain_parquet_output_gets_no_record_tables(tmp_path: Path) -> None:
     assert not (tmp_path / "out" / COVERAGE).exists()
     assert not (tmp_path / "out" / MEMBERSHIP).exists()
     assert (tmp_path / "out" / "study_user_activity" / "post").is_dir()
+
+
+def test_a_purge_erases_the_account_from_every_stores_membership_rows(tmp_path: Path) -> None:
+    """Two stores share a member: purged from one, it leaves the other's rows too (no byte of
+    the DID under the table) and that store's other rows stay; the other store's own record
+    holds it until it is purged there too."""
+    first, second = tmp_path / "a", tmp_path / "b"
+    first.mkdir()
+    second.mkdir()
+    out = tmp_path / "out"
+    assert write_main(write_args(first, posts(STUDY, range(10, 15)), [STUDY, SHARD])) == 0
+    assert write_main(write_args(second, posts(SHARD, range(100, 103)), [SHARD])) == 0
+    for root in (first, second):
+        assert export_main([*export_args(root)[:-2], "--out", str(out)]) == 0
+    purge = ["--cache-dir", str(second / "cache"), "--state", str(second / "s.sqlite"), "--out", str(out)]
+    assert purge_main([*purge, "--did", SHARD]) == 0
+    files = [p for p in (out / MEMBERSHIP).rglob("*") if p.is_file()]
+    assert files and not [p for p in files if SHARD.encode() in p.read_bytes()]
+    left = sorted((r["did"] or "", r["left_how"] or "") for r in table_rows(out, MEMBERSHIP))
+    assert left == [("", "withdrawal"), (STUDY, "")]
+    # The other store's own state still holds the account: its exports write it back until the
+    # account is purged there too (a purge is of one store: docs/guarantees.md).
+    assert export_main([*export_args(first)[:-2], "--out", str(out)]) == 0
+    assert sorted(r["did"] or "" for r in table_rows(out, MEMBERSHIP)) == ["", STUDY, SHARD]
+    purge = ["--cache-dir", str(first / "cache"), "--state", str(first / "s.sqlite"), "--out", str(out)]
+    assert purge_main([*purge, "--did", SHARD]) == 0
+    assert export_main([*export_args(first)[:-2], "--out", str(out)]) == 0
+    assert sorted(r["did"] or "" for r in table_rows(out, MEMBERSHIP)) == ["", "", STUDY]
+    files = [p for p in (out / MEMBERSHIP).rglob("*") if p.is_file()]
+    assert not [p for p in files if SHARD.encode() in p.read_bytes()]
+    assert stray_files(out) == []

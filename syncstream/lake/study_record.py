@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import posixpath
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -44,7 +44,7 @@ from syncstream.timestamps import micros
 if TYPE_CHECKING:
     from syncstream.store import StateStore
 
-__all__ = ["COVERAGE", "MEMBERSHIP", "RECORD_TABLES", "record_rows", "write_study_record"]
+__all__ = ["COVERAGE", "MEMBERSHIP", "RECORD_TABLES", "erase_accounts", "record_rows", "write_study_record"]
 
 COVERAGE = "collection/coverage"
 MEMBERSHIP = "population/membership"
@@ -226,3 +226,67 @@ def _remove_strays(out: str, name: str, store: str, keep: str) -> None:
         mine = base.startswith((f"{store}-", f".{store}-"))
         if info.type == pafs.FileType.File and mine and base != keep:
             storage.filesystem.delete_file(info.path)
+
+
+def erase_accounts(out: str, dids: Collection[str], *, purge_id: str) -> int:
+    """Remove the accounts' rows from every store's file of ``population/membership`` (this
+    store's own come from its state: ``write_study_record`` first; another store sharing the
+    output still holds them): each file that has one is rewritten without it, under its store's
+    name (``{store}-p{purge_id}.parquet``, which that store's next export replaces), in one
+    commit, and what the commit replaced is vacuumed. How many rows went."""
+    import pyarrow as pa  # noqa: PLC0415
+    import pyarrow.compute as pc  # noqa: PLC0415
+    import pyarrow.parquet as pq  # noqa: PLC0415
+
+    where = location(out, MEMBERSHIP)
+    if not is_table(where):
+        return 0
+    wanted = pa.array(sorted(dids), pa.string())
+    for _ in range(COMMIT_ATTEMPTS):
+        table = DeltaTable(where.uri, storage_options=where.storage_options)
+        dataset = table.to_pyarrow_dataset()
+        now = int(time.time() * 1000)
+        actions: list[AddAction | RemoveAction] = []
+        removed = 0
+        for fragment in dataset.get_fragments():
+            data = fragment.to_table(use_threads=False)
+            drop = pc.fill_null(pc.is_in(data.column("did"), value_set=wanted), False)
+            count = int(pc.sum(drop.cast(pa.int64())).as_py() or 0)
+            if not count:
+                continue
+            removed += count
+            path: str = fragment.path
+            store = posixpath.basename(path).rsplit("-", 1)[0]
+            target = f"{store}-p{purge_id}.parquet"
+            kept = data.filter(pc.invert(drop))
+            with fragment.filesystem.open_output_stream(target) as sink:
+                pq.write_table(kept, sink, compression="zstd")
+            size = fragment.filesystem.get_file_info(target).size
+            actions += [
+                RemoveAction(path, True, now, None, {}),
+                AddAction(target, size, {}, now, True, _stats(kept.num_rows)),
+            ]
+        if not actions:
+            break
+        try:
+            table.create_write_transaction(
+                actions,
+                "append",
+                table.schema(),
+                commit_properties=CommitProperties(custom_metadata={"syncstream": "purge"}),
+            )
+        except CommitFailedError:
+            continue  # a store's export replaced its file meanwhile: look again
+        break
+    else:
+        raise SyncstreamError(
+            f"{MEMBERSHIP}: the purge's commit kept conflicting ({COMMIT_ATTEMPTS} attempts)"
+        )
+    vacuumed = DeltaTable(where.uri, storage_options=where.storage_options)
+    vacuumed.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    del vacuumed
+    return removed if actions else 0
+
+
+def _stats(rows: int) -> str:
+    return msgspec.json.encode({"numRecords": rows}).decode()

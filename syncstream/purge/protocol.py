@@ -181,13 +181,9 @@ class _Purge:
         for name in tables:
             self._purge_table(name)
         checked = list(tables)
-        if self.output.out is not None:
-            from syncstream.lake.study_record import MEMBERSHIP, write_study_record  # noqa: PLC0415
-
-            if write_study_record(self.output.out, self.state, existing_only=True) or self._is_table(
-                MEMBERSHIP
-            ):
-                checked.append(MEMBERSHIP)
+        if self.output.out is not None and self._is_table("population/membership"):
+            self._purge_membership(self.output.out)
+            checked.append("population/membership")
         for relative_path, name in parts:
             assert self.output.storage is not None
             removed = parquet.rewrite(
@@ -343,6 +339,14 @@ class _Purge:
         self.summary.vacuumed += len(vacuum(where))
         failpoint(Step.PURGE_VACUUMED)
         self._count(name, removed)
+
+    def _purge_membership(self, out: str) -> None:
+        """The study's record: this store's rows rewritten from its state (which step 1 took
+        the accounts' spells out of), then the accounts' rows in other stores' files erased."""
+        from syncstream.lake.study_record import MEMBERSHIP, erase_accounts, write_study_record  # noqa: PLC0415
+
+        write_study_record(out, self.state, existing_only=True)
+        self._count(MEMBERSHIP, erase_accounts(out, self.involvement.dids, purge_id=self.record.purge_id))
 
     def _check_erased(self, tables: list[str], parts: list[tuple[str, str]]) -> None:
         """Read every dataset again: no row of the accounts is left, or the purge fails (it is
