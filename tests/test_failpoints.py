@@ -73,8 +73,8 @@ HITS = {
     "export.removing": 2,
     "export.bookkeeping_removed": 1,
     "export.claim_removed": 1,
-    "export.record_written": 1,  # the coverage table's file, before its commit
-    "export.record_committed": 2,  # the membership table's commit, before the old file goes
+    "export.record_written": 1,  # the coverage table replaced and vacuumed, its digest not noted
+    "export.record_committed": 2,  # the membership table replaced, what it replaced not vacuumed
     "purge.begun": 1,
     "purge.cache_removed": 1,
     "purge.part_written": 2,

@@ -4,18 +4,17 @@ from which seq to which), both derived from the state store, where the writer re
 its cursor.
 
 Their rows change: a covered run grows and a spell closes while the study runs. So rather than
-append rows once, each export **replaces this store's rows** with the state's current record,
-in one commit per table that removes the store's previous file and adds the new one, under the
-application transaction of the store. A reader sees one whole record or the one before; each
-run and spell is exactly one row, however often exports ran or crashed, because the table is
-the state's record and not a sum of increments. The file is named after its content
-(``{store}-{sha256}.parquet``): an export that finds the table holding that file commits nothing,
-and a rerun after a crash rewrites the same bytes under the same name. The files a commit
-replaced (and any a crash left uncommitted) are removed at once, by the store that wrote them,
-so no file under the table holds a row the current version does not, which a purge needs: the
-tables keep no history of earlier versions. Several stores (shards) share the tables, each
-replacing only its own file. Both are unpartitioned: they are small (a row per writer run and
-gap; a row per account and spell).
+append rows once, each export **replaces this store's rows** with the state's record, in one
+commit per table that replaces the store's partition (``store={id}``), under the application
+transaction of the store. A reader sees one whole record or the one before; each run and spell
+is exactly one row, however often exports ran or crashed, because the table is the state's
+record and not a sum of increments. The digest of the rows last committed is kept in the state:
+an export whose record did not change commits nothing, and one killed before noting it
+replaces the same rows again. The files a commit replaced are vacuumed at once, so no file under
+the table holds a row its current version does not, which a purge needs: the tables keep no
+history of earlier versions. Several stores (shards) share the tables, each replacing only its
+own partition. delta-rs writes the Parquet from arro3 arrays: the export's own process never
+imports pyarrow.
 
 Written for Delta outputs only: a plain-Parquet output has no atomic replace.
 """
@@ -23,16 +22,13 @@ Written for Delta outputs only: a plain-Parquet output has no atomic replace.
 from __future__ import annotations
 
 import hashlib
-import posixpath
-import time
 from collections.abc import Collection, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction
+from deltalake import CommitProperties, DeltaTable, Field, Schema, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from deltalake.schema import PrimitiveType
-from deltalake.transaction import AddAction, RemoveAction
 
 from syncstream.errors import SyncstreamError
 from syncstream.failpoints import failpoint
@@ -117,7 +113,7 @@ def write_study_record(out: str, state: StateStore, *, existing_only: bool = Fal
         where = location(out, name)
         if existing_only and not is_table(where):
             continue
-        commits += _replace(out, where, name, record_rows(state, name), store)
+        commits += _replace(state, where, name, record_rows(state, name), store)
     return commits
 
 
@@ -138,6 +134,7 @@ def _open(where: Location, name: str) -> DeltaTable:
                 where.uri,
                 _schema(name),
                 mode="ignore",
+                partition_by=["store"],
                 storage_options=where.storage_options,
                 configuration={"delta.dataSkippingStatsColumns": _STATS[name]},
             )
@@ -146,147 +143,95 @@ def _open(where: Location, name: str) -> DeltaTable:
     raise SyncstreamError(f"cannot open or create the table {where.uri}")
 
 
-def _replace(out: str, where: Location, name: str, rows: Sequence[tuple[Any, ...]], store: str) -> int:
-    digest = hashlib.sha256(msgspec.json.encode(rows)).hexdigest()[:32]
-    file_name = f"{store}-{digest}.parquet"
-    made = 0
-    written = False
+def _replace(
+    state: StateStore, where: Location, name: str, rows: Sequence[tuple[Any, ...]], store: str
+) -> int:
+    """Replace the store's partition of the table with ``rows`` in one commit (delta-rs writes
+    the Parquet: no pyarrow in the export's process), then vacuum what it replaced."""
+    digest = int.from_bytes(hashlib.sha256(msgspec.json.encode(rows)).digest()[:6], "big")  # exact as a REAL
+    if state.exports.record_digest(name) == digest and is_table(where):
+        return 0
+    table = _open(where, name)
+    version = (table.transaction_version(store) or 0) + 1
     for _ in range(COMMIT_ATTEMPTS):
-        table = _open(where, name)
-        own = [base for base in map(posixpath.basename, table.file_uris()) if base.startswith(f"{store}-")]
-        if own == [file_name]:
-            break
-        if not written:
-            size = _write(out, name, file_name, rows)
-            written = True
-            failpoint(Step.RECORD_WRITTEN)
-        now = int(time.time() * 1000)
-        actions: list[AddAction | RemoveAction] = [RemoveAction(path, True, now, None, {}) for path in own]
-        actions.append(
-            AddAction(file_name, size, {}, now, True, msgspec.json.encode({"numRecords": len(rows)}).decode())
-        )
-        version = (table.transaction_version(store) or 0) + 1
         try:
-            table.create_write_transaction(
-                actions,
-                "append",
-                table.schema(),
+            write_deltalake(
+                table,
+                _arrow(name, rows),
+                mode="overwrite",
+                partition_by=["store"],
+                predicate=f"store = '{store}'",
                 commit_properties=CommitProperties(app_transactions=[Transaction(store, version)]),
             )
+            break
         except CommitFailedError:
-            continue  # another store's commit came first: read the table again
-        made = 1
-        failpoint(Step.RECORD_COMMITTED)
-        break
+            table = _open(where, name)  # another store's commit came first: read the table again
     else:
         raise SyncstreamError(f"{name}: the commit kept conflicting ({COMMIT_ATTEMPTS} attempts)")
-    _remove_strays(out, name, store, file_name)
-    return made
+    failpoint(Step.RECORD_COMMITTED)
+    _vacuum(where)
+    failpoint(Step.RECORD_WRITTEN)
+    state.exports.set_record_digest(name, digest)
+    return 1
 
 
-def _write(out: str, name: str, file_name: str, rows: Sequence[tuple[Any, ...]]) -> int:
-    """Write the rows as the table's Parquet file (a local one under a dot-prefixed temporary
-    name first, then renamed: never half a file under its name); its size."""
-    import pyarrow as pa  # noqa: PLC0415 (only when the record changed)
-    import pyarrow.parquet as pq  # noqa: PLC0415
-
-    from syncstream.lake.storage import storage_for  # noqa: PLC0415
+def _arrow(name: str, rows: Sequence[tuple[Any, ...]]) -> Any:
+    """The rows as an Arrow table (arro3: the export's own process imports no pyarrow)."""
+    from arro3.core import Array, DataType, Table  # noqa: PLC0415
+    from arro3.core import Field as ArrowField  # noqa: PLC0415
+    from arro3.core import Schema as ArrowSchema  # noqa: PLC0415
 
     columns = _COLUMNS[name]
-    types = {"string": pa.string(), "long": pa.int64(), "timestamp": pa.timestamp("us", tz="UTC")}
-    schema = pa.schema(
-        [pa.field(column, types[kind], nullable=nullable) for column, kind, nullable in columns]
-    )
-    arrays = [pa.array([row[i] for row in rows], schema.field(i).type) for i in range(len(columns))]
-    table = pa.Table.from_arrays(arrays, schema=schema)
-    storage = storage_for(out)
-    directory = f"{storage.base}/{name}"
-    storage.filesystem.create_dir(directory, recursive=True)
-    path = f"{directory}/{file_name}"
-    local = type(storage.filesystem).__name__ == "LocalFileSystem"
-    target = f"{directory}/.{file_name}.tmp" if local else path
-    pq.write_table(table, target, filesystem=storage.filesystem, compression="zstd")
-    if local:
-        storage.filesystem.move(target, path)
-    size: int = storage.filesystem.get_file_info(path).size
-    return size
+    timestamp = DataType.timestamp("us", tz="UTC")
+    arrays = []
+    fields = []
+    for i, (column, kind, nullable) in enumerate(columns):
+        values = [row[i] for row in rows]
+        if kind == "timestamp":
+            arrays.append(Array(values, DataType.int64()).cast(timestamp))
+            fields.append(ArrowField(column, timestamp, nullable))
+        else:
+            arrow_type = DataType.int64() if kind == "long" else DataType.string()
+            arrays.append(Array(values, arrow_type))
+            fields.append(ArrowField(column, arrow_type, nullable))
+    return Table.from_arrays(arrays, schema=ArrowSchema(fields))
 
 
-def _remove_strays(out: str, name: str, store: str, keep: str) -> None:
-    """Remove this store's files of the table other than ``keep``: those its commit replaced,
-    and any a crash left unnamed by the log (no other store writes a file of this name)."""
-    from syncstream.lake.storage import storage_for  # noqa: PLC0415
-
-    storage = storage_for(out)
-    import pyarrow.fs as pafs  # noqa: PLC0415
-
-    selector = pafs.FileSelector(f"{storage.base}/{name}", recursive=False, allow_not_found=True)
-    for info in storage.filesystem.get_file_info(selector):
-        base = info.base_name
-        mine = base.startswith((f"{store}-", f".{store}-"))
-        if info.type == pafs.FileType.File and mine and base != keep:
-            storage.filesystem.delete_file(info.path)
+def _vacuum(where: Location) -> None:
+    """Remove every file the log marks removed (those this commit replaced), now: no file
+    under the table holds a row its current version does not (a purge needs that)."""
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
+    del table
 
 
-def erase_accounts(out: str, dids: Collection[str], *, purge_id: str) -> int:
-    """Remove the accounts' rows from every store's file of ``population/membership`` (this
-    store's own come from its state: ``write_study_record`` first; another store sharing the
-    output still holds them): each file that has one is rewritten without it, under its store's
-    name (``{store}-p{purge_id}.parquet``, which that store's next export replaces), in one
-    commit, and what the commit replaced is vacuumed. How many rows went."""
+def erase_accounts(out: str, dids: Collection[str]) -> int:
+    """Remove the accounts' rows from every store's partition of ``population/membership``
+    (this store's own come from its state: ``write_study_record`` first; another store sharing
+    the output still holds them): each partition that has one is replaced without them (that
+    store's next export replaces it with its own record), then what was replaced is vacuumed.
+    How many rows went. (A purge's part: it may import pyarrow.)"""
     import pyarrow as pa  # noqa: PLC0415
     import pyarrow.compute as pc  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
 
     where = location(out, MEMBERSHIP)
     if not is_table(where):
         return 0
-    wanted = pa.array(sorted(dids), pa.string())
-    for _ in range(COMMIT_ATTEMPTS):
-        table = DeltaTable(where.uri, storage_options=where.storage_options)
-        dataset = table.to_pyarrow_dataset()
-        now = int(time.time() * 1000)
-        actions: list[AddAction | RemoveAction] = []
-        removed = 0
-        for fragment in dataset.get_fragments():
-            data = fragment.to_table(use_threads=False)
-            drop = pc.fill_null(pc.is_in(data.column("did"), value_set=wanted), False)
-            count = int(pc.sum(drop.cast(pa.int64())).as_py() or 0)
-            if not count:
-                continue
-            removed += count
-            path: str = fragment.path
-            store = posixpath.basename(path).rsplit("-", 1)[0]
-            target = f"{store}-p{purge_id}.parquet"
-            kept = data.filter(pc.invert(drop))
-            with fragment.filesystem.open_output_stream(target) as sink:
-                pq.write_table(kept, sink, compression="zstd")
-            size = fragment.filesystem.get_file_info(target).size
-            actions += [
-                RemoveAction(path, True, now, None, {}),
-                AddAction(target, size, {}, now, True, _stats(kept.num_rows)),
-            ]
-        if not actions:
-            break
-        try:
-            table.create_write_transaction(
-                actions,
-                "append",
-                table.schema(),
-                commit_properties=CommitProperties(custom_metadata={"syncstream": "purge"}),
-            )
-        except CommitFailedError:
-            continue  # a store's export replaced its file meanwhile: look again
-        break
-    else:
-        raise SyncstreamError(
-            f"{MEMBERSHIP}: the purge's commit kept conflicting ({COMMIT_ATTEMPTS} attempts)"
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    data = table.to_pyarrow_dataset().to_table(use_threads=False)
+    drop = pc.fill_null(pc.is_in(data.column("did"), value_set=pa.array(sorted(dids), pa.string())), False)
+    removed = int(pc.sum(drop.cast(pa.int64())).as_py() or 0)
+    for store in sorted(set(data.filter(drop).column("store").to_pylist())):
+        kept = data.filter(pc.and_(pc.invert(drop), pc.equal(data.column("store"), store)))
+        write_deltalake(
+            table,
+            kept,
+            mode="overwrite",
+            partition_by=["store"],
+            predicate=f"store = '{store}'",
+            commit_properties=CommitProperties(custom_metadata={"syncstream": "purge"}),
         )
-    vacuumed = DeltaTable(where.uri, storage_options=where.storage_options)
-    vacuumed.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-    del vacuumed
-    return removed if actions else 0
-
-
-def _stats(rows: int) -> str:
-    return msgspec.json.encode({"numRecords": rows}).decode()
+    del table
+    if removed:
+        _vacuum(where)
+    return removed

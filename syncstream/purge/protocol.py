@@ -346,7 +346,7 @@ class _Purge:
         from syncstream.lake.study_record import MEMBERSHIP, erase_accounts, write_study_record  # noqa: PLC0415
 
         write_study_record(out, self.state, existing_only=True)
-        self._count(MEMBERSHIP, erase_accounts(out, self.involvement.dids, purge_id=self.record.purge_id))
+        self._count(MEMBERSHIP, erase_accounts(out, self.involvement.dids))
 
     def _check_erased(self, tables: list[str], parts: list[tuple[str, str]]) -> None:
         """Read every dataset again: no row of the accounts is left, or the purge fails (it is
