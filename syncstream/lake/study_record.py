@@ -5,7 +5,8 @@ its cursor.
 
 Their rows change: a covered run grows and a spell closes while the study runs. So rather than
 append rows once, each export **replaces this store's rows** with the state's record, in one
-commit per table that replaces the store's partition (``store={id}``), under the application
+commit per table that replaces the store's rows (a predicate overwrite of ``store = {id}``:
+each file holds one store's rows, so whole files are swapped), under the application
 transaction of the store. A reader sees one whole record or the one before; each run and spell
 is exactly one row, however often exports ran or crashed, because the table is the state's
 record and not a sum of increments. The digest of the rows last committed is kept in the state:
@@ -13,8 +14,9 @@ an export whose record did not change commits nothing, and one killed before not
 replaces the same rows again. The files a commit replaced are vacuumed at once, so no file under
 the table holds a row its current version does not, which a purge needs: the tables keep no
 history of earlier versions. Several stores (shards) share the tables, each replacing only its
-own partition. delta-rs writes the Parquet from arro3 arrays: the export's own process never
-imports pyarrow.
+own rows. Both are unpartitioned (a row per writer run and gap; a row per account and spell),
+so no glob of date partitions picks their files up. delta-rs writes the Parquet from arro3
+arrays: the export's own process never imports pyarrow.
 
 Written for Delta outputs only: a plain-Parquet output has no atomic replace.
 """
@@ -134,7 +136,6 @@ def _open(where: Location, name: str) -> DeltaTable:
                 where.uri,
                 _schema(name),
                 mode="ignore",
-                partition_by=["store"],
                 storage_options=where.storage_options,
                 configuration={"delta.dataSkippingStatsColumns": _STATS[name]},
             )
@@ -146,7 +147,7 @@ def _open(where: Location, name: str) -> DeltaTable:
 def _replace(
     state: StateStore, where: Location, name: str, rows: Sequence[tuple[Any, ...]], store: str
 ) -> int:
-    """Replace the store's partition of the table with ``rows`` in one commit (delta-rs writes
+    """Replace the store's rows of the table with ``rows`` in one commit (delta-rs writes
     the Parquet: no pyarrow in the export's process), then vacuum what it replaced."""
     digest = int.from_bytes(hashlib.sha256(msgspec.json.encode(rows)).digest()[:6], "big")  # exact as a REAL
     if state.exports.record_digest(name) == digest and is_table(where):
@@ -159,7 +160,6 @@ def _replace(
                 table,
                 _arrow(name, rows),
                 mode="overwrite",
-                partition_by=["store"],
                 predicate=f"store = '{store}'",
                 commit_properties=CommitProperties(app_transactions=[Transaction(store, version)]),
             )
@@ -206,9 +206,9 @@ def _vacuum(where: Location) -> None:
 
 
 def erase_accounts(out: str, dids: Collection[str]) -> int:
-    """Remove the accounts' rows from every store's partition of ``population/membership``
+    """Remove the accounts' rows from every store's rows in ``population/membership``
     (this store's own come from its state: ``write_study_record`` first; another store sharing
-    the output still holds them): each partition that has one is replaced without them (that
+    the output still holds them): each store's rows that hold one are replaced without them (that
     store's next export replaces it with its own record), then what was replaced is vacuumed.
     How many rows went. (A purge's part: it may import pyarrow.)"""
     import pyarrow as pa  # noqa: PLC0415
@@ -227,7 +227,6 @@ def erase_accounts(out: str, dids: Collection[str]) -> int:
             table,
             kept,
             mode="overwrite",
-            partition_by=["store"],
             predicate=f"store = '{store}'",
             commit_properties=CommitProperties(custom_metadata={"syncstream": "purge"}),
         )
