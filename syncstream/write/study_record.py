@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Literal
 
 from syncstream.listing import new_id
-from syncstream.store import CURSOR, Closing, CoverageRow, Opening
+from syncstream.store import CURSOR, Change, Closing, CoverageRow, Opening, UserKind
 from syncstream.write.coverage import CoverageTracker
 from syncstream.write.membership import MembershipTracker
 
@@ -58,6 +58,18 @@ class StudyRecord:
             self.membership.frame(seq, time)
         elif decoded.kind == "info" and decoded.name == "OutdatedCursor":
             self.coverage.outdated()
+
+    def followed(self, moved: tuple[str, bool] | None) -> None:
+        """A study user's follow or its delete (``--track-follows``) moved an account in or out
+        of the in-network set (``TrackedPopulation.follow``'s answer)."""
+        if moved is not None:
+            change = self.membership.enter if moved[1] else self.membership.leave
+            change(moved[0], UserKind.IN_NETWORK, Change.TRACK_FOLLOWS)
+
+    def moved(self, before: Population, after: Population, how: Change) -> Population:
+        """The population changed (a reload, a purge): who came in or went out; ``after``."""
+        self.membership.moved(before, after, how)
+        return after
 
     def commit(self, cursor: int | None) -> tuple[list[CoverageRow], list[Opening | Closing]]:
         """What to store with ``cursor``: the rows and changes of the frames it covers."""

@@ -24,7 +24,7 @@ from syncstream.registry.handlers import record_path
 from syncstream.registry.population import Population
 from syncstream.registry.records import encode_record
 from syncstream.registry.types import FollowStatus, Operation
-from syncstream.store import CURSOR, Change, UserKind
+from syncstream.store import CURSOR, Change
 from syncstream.timestamps import micros, utc_now
 from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES, AccountStatuses
 from syncstream.write.chains import ChainView
@@ -107,7 +107,6 @@ class CacheWriter:
         # the last seq processed (written, maybe not yet durable)
         self.last_seq = self.cursor if resume == "cursor" else None if resume == "live" else resume
         self.record = StudyRecord(context, cursor_source, self.population, resume=resume)
-        self.membership = self.record.membership  # told of the population's changes
         self.last_event_time: str | None = None
         self.last_frame_wall: float | None = None  # Unix time when the last frame arrived
         self.frames: dict[str, int] = {}
@@ -272,10 +271,9 @@ class CacheWriter:
             if key in self._indexed and record.operation != Operation.DELETE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
-                moved = self._population.follow(record.uri, record.author_did, record.subject_did)
-                if moved is not None:
-                    change = self.membership.enter if moved[1] else self.membership.leave
-                    change(moved[0], UserKind.IN_NETWORK, Change.TRACK_FOLLOWS)
+                self.record.followed(
+                    self._population.follow(record.uri, record.author_did, record.subject_did)
+                )
         return writes
 
     @property
@@ -286,10 +284,7 @@ class CacheWriter:
     def reload_population(self) -> Population:
         """Re-read the population from the state store (after its user sets were replaced,
         as on SIGHUP): who came in or went out is recorded as such."""
-        before = self.population
-        after = self._population.reload()
-        self.membership.moved(before, after, Change.SIGHUP)
-        return after
+        return self.record.moved(self.population, self._population.reload(), Change.SIGHUP)
 
     def event_lag(self) -> float | None:
         """Seconds between the last commit's time and its receipt (None before any commit)."""
@@ -306,9 +301,8 @@ class CacheWriter:
         version = self.context.state.population.version()
         if version == self._population_version:
             return None
-        before = self.population
-        self._population.forget(self.context.state.population.purged())
-        self.membership.moved(before, self._population.reload(), Change.PURGE)
+        self._population.forget(self.context.state.population.purged())  # (the sets: unchanged)
+        self.record.moved(self.population, self._population.reload(), Change.PURGE)
         self._population_version = version
         return version
 
