@@ -67,6 +67,10 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     "export.removing": ("export-helper", "export-inline"),
     "export.bookkeeping_removed": ("export-helper", "export-inline"),
     "export.claim_removed": ("export", "export-inline"),
+    # the study's record (coverage, membership): a table's rows replaced, then the files it
+    # replaced vacuumed (before the record's digest is noted in the state)
+    "export.record_written": ("export", "export-inline"),
+    "export.record_committed": ("export", "export-inline"),
     # a purge: recorded (the population changed), cache files removed, each Parquet file
     # rewritten and then the old one removed, the purge recorded done
     "purge.begun": ("purge",),

@@ -62,6 +62,8 @@ class Step(StrEnum):
     REMOVING = "export.removing"
     BOOKKEEPING_REMOVED = "export.bookkeeping_removed"
     CLAIM_REMOVED = "export.claim_removed"
+    RECORD_COMMITTED = "export.record_committed"  # a study-record table's rows replaced ...
+    RECORD_WRITTEN = "export.record_written"  # ... the replaced files vacuumed, not yet noted
     PURGE_BEGUN = "purge.begun"
     PURGE_CACHE_REMOVED = "purge.cache_removed"
     PURGE_PART_WRITTEN = "purge.part_written"  # a plain-Parquet output: a file rewritten ...

@@ -14,6 +14,7 @@ import duckdb
 from deltalake import DeltaTable
 
 from syncstream.lake.lock import LOCK_FILE
+from syncstream.lake.study_record import RECORD_TABLES
 
 EXTENSIONS = os.path.join(sysconfig.get_paths()["purelib"], "duckdb_ext", "extensions")
 
@@ -30,7 +31,10 @@ def table_dirs(out: Path) -> list[Path]:
 
 
 def dataset_names(out: Path) -> list[str]:
-    return [str(d.relative_to(out)) for d in table_dirs(out)]
+    """The tables of the cache's rows under ``out``: not the study's record (coverage,
+    membership), which the export derives from the state."""
+    names = (str(d.relative_to(out)) for d in table_dirs(out))
+    return [name for name in names if name not in RECORD_TABLES]
 
 
 def table_rows(out: Path, name: str) -> list[dict[str, Any]]:

@@ -16,10 +16,11 @@ import pytest
 from syncstream.errors import ConfigError
 from syncstream.failpoints import POINTS, parse_spec
 from syncstream.firehose.encode import OpSpec
+from syncstream.lake.study_record import RECORD_TABLES
 from syncstream.staging import Step
 from syncstream.store import StateStore
 from tests.helpers import commit, like, post, tree, write_replay, write_users
-from tests.tables import connect, stray_files, table_dirs
+from tests.tables import connect, stray_files, table_dirs, table_rows
 
 STUDY = "did:plc:studystudystudystudystu"
 OTHER = "did:plc:otherotherotherotherothe"
@@ -73,6 +74,8 @@ HITS = {
     "export.removing": 2,
     "export.bookkeeping_removed": 1,
     "export.claim_removed": 1,
+    "export.record_written": 1,  # the coverage table replaced and vacuumed, its digest not noted
+    "export.record_committed": 2,  # the membership table replaced, what it replaced not vacuumed
     "purge.begun": 1,
     "purge.cache_removed": 1,
     "purge.part_written": 2,
@@ -156,13 +159,15 @@ def inputs(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def output_rows(root: Path) -> list[tuple[str, str, str, int]]:
-    """(record_type, uri, operation, count) over every dataset: the Delta tables through
+    """(record_type, uri, operation, count) over every dataset (not the study's record, which
+    ``assert_record_once`` reads): the Delta tables through
     DuckDB's delta_scan, or a plain-Parquet output through read_parquet."""
     out = root / "out"
     with connect() as db:
-        if table_dirs(out):
+        tables = [d for d in table_dirs(out) if str(d.relative_to(out)) not in RECORD_TABLES]
+        if tables:
             scans = " UNION ALL ".join(
-                f"SELECT record_type, uri, operation FROM delta_scan('{d}')" for d in table_dirs(out)
+                f"SELECT record_type, uri, operation FROM delta_scan('{d}')" for d in tables
             )
         else:
             scans = (f"SELECT record_type, uri, operation FROM read_parquet('{out}/*/*/*/*.parquet', "
@@ -180,6 +185,23 @@ def assert_exactly_once(root: Path) -> None:
     assert not list((root / "out").rglob(".*.tmp"))
     if table_dirs(root / "out"):
         assert stray_files(root / "out") == [], "data files no table names"
+        assert_record_once(root)
+
+
+def assert_record_once(root: Path, frames: int = COUNT) -> None:
+    """The study's record holds every frame once, in covered runs that meet end to end (a
+    rerun resumes from the stored cursor: no gap), and the study user's one open spell."""
+    out = root / "out"
+    coverage = table_rows(out, "collection/coverage")
+    assert [row for row in coverage if row["kind"] != "covered"] == []
+    runs = sorted((row["first_seq"], row["last_seq"], row["frames"]) for row in coverage)
+    assert sum(count for _, _, count in runs) == frames
+    assert [first for first, _, _ in runs] == [FIRST_SEQ] + [last + 1 for _, last, _ in runs[:-1]]
+    assert runs[-1][1] == FIRST_SEQ + frames - 1
+    spells = [
+        (r["did"], r["role"], r["from_seq"], r["to_seq"]) for r in table_rows(out, "population/membership")
+    ]
+    assert spells == [(STUDY, "study", FIRST_SEQ, None)]
 
 
 @pytest.mark.parametrize(("point", "process", "action"), CASES)
@@ -276,6 +298,7 @@ def test_purge_failpoint_then_rerun_purges_every_row_once(inputs: Path, point: s
     assert not list((root / "out").rglob(".*.tmp"))
     if output_format == "delta":
         assert stray_files(root / "out") == [], "a file that held a purged row is left"
+        assert_record_once(root, COUNT + 20)  # and the late likes' run
     listed = run(command("syncstream.purge", root, "--list"))
     assert "unfinished" not in listed.stdout and OTHER in listed.stdout
 

@@ -103,4 +103,5 @@ def test_the_library_example_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     exec(compile(code.replace("s3://bucket/prefix", "out"), "docs/library.md", "exec"), namespace)
     summary, written = namespace["summary"], sum(namespace["writer"].files.values())  # type: ignore[attr-defined]
     assert summary.rows == summary.cache_files == written == 12  # type: ignore[attr-defined]
-    assert len(list((tmp_path / "out").rglob("*.parquet"))) == len(summary.datasets)  # type: ignore[attr-defined]
+    # one file per dataset, by date partition (the study's record, derived from the state, aside)
+    assert len(list((tmp_path / "out").rglob("partition_date=*/*.parquet"))) == len(summary.datasets)  # type: ignore[attr-defined]

@@ -74,7 +74,8 @@ def rows(out: Path, name: str) -> list[dict[str, Any]]:
 
 
 def datasets(out: Path) -> set[str]:
-    return {str(p.parent.parent.relative_to(out)) for p in out.rglob("*.parquet")}
+    # the cache's datasets, by their date partitions (not the study's record, derived from the state)
+    return {str(p.parent.parent.relative_to(out)) for p in out.rglob("partition_date=*/*.parquet")}
 
 
 def test_two_registries_side_by_side(tmp_path: Path) -> None:

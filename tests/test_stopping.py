@@ -65,7 +65,8 @@ def test_sigterm_to_the_groups_of_export_every_finishes_the_run(tmp_path: Path) 
     stopped = in_own_group(command, "export-helper/export.parquet_temp:1:term")
     assert stopped.returncode == 0, stopped.stderr
     assert stopped.stdout.startswith("exported 15 rows from 15 cache files")
-    assert sum(pq.ParquetFile(part).metadata.num_rows for part in out.rglob("*.parquet")) == 15
+    parts = out.rglob("partition_date=*/*.parquet")  # the rows (not the study's record)
+    assert sum(pq.ParquetFile(part).metadata.num_rows for part in parts) == 15
     assert tree(tmp_path / "cache") == set()
 
 

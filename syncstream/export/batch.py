@@ -400,4 +400,8 @@ def export_batch(
             purges = purge_first(context, purge_deleted=purge_deleted, writer_timeout=writer_timeout)
             summary = exporter.run()
             summary.purges = purges
+            if context.format == "delta" and isinstance(output, str):
+                from syncstream.lake.study_record import write_study_record  # noqa: PLC0415 (delta-rs)
+
+                summary.commits += write_study_record(output, context.state)
             return summary

@@ -16,7 +16,8 @@ it leaves the cache, the state and the output. Exactly once, whatever is killed 
 4. **Cache.** The involved cache and set-aside files are removed.
 5. **Output.** In each Delta table the rows are deleted in one commit and the files it replaced
    vacuumed (``purge.tables``); in a plain-Parquet output each file is rewritten without them
-   (``purge.parquet``).
+   (``purge.parquet``). The study-record tables are rewritten from the state, which step 1
+   took the accounts' membership spells out of (``lake.study_record``).
 6. **Copies.** Steps 2-5 go through every output the store's catalog records
    (``purge.outputs``); then every recorded snapshot is rewritten and its manifest re-issued,
    record files filtered, backfill scratch removed (``purge.copies``), and the export's
@@ -165,6 +166,7 @@ class _Purge:
         # registry's, and those another store's registry wrote there (a shard's), whose rows
         # go by their author alone
         self.authors = {name: dataset.author_column for name, dataset in self.datasets.items()}
+        self.authors["population/membership"] = "did"  # the study's record: rewritten, then checked
         # (dataset, URI, follow status) of rows kept because of them: a follow's two rows share
         # its URI, and a study user's own follow of a purged account (the follower row) stays
         self.involved: set[tuple[str, str, str]] = set()
@@ -212,6 +214,10 @@ class _Purge:
         failpoint(Step.PURGE_CACHE_REMOVED)
         for name in tables:
             self._purge_table(name)
+        checked = list(tables)
+        if self.output.out is not None and self._is_table("population/membership"):
+            self._purge_membership(self.output.out)
+            checked.append("population/membership")
         for relative_path, name in parts:
             assert self.output.storage is not None
             removed = parquet.rewrite(
@@ -224,7 +230,7 @@ class _Purge:
                 purge_id=record.purge_id,
             )
             self._count(name, removed)
-        self._check_erased(tables, parts)
+        self._check_erased(checked, parts)
         return self.summary
 
     # step 7: finish (step 6, the other copies: ``purge.copies``) ----------------------------
@@ -292,9 +298,12 @@ class _Purge:
         those that are plain Parquet: the registry's, and any other found under the output."""
         tables: list[str] = []
         parts: list[tuple[str, str]] = []
+        from syncstream.lake.study_record import RECORD_TABLES  # noqa: PLC0415 (delta-rs)
+
         names = list(self.datasets)
         if self.output.storage is not None:
             names += [name for name in self.output.storage.list_datasets() if name not in self.datasets]
+        names = [name for name in names if name not in RECORD_TABLES]  # rewritten from the state
         for name in names:
             if self.output.out is not None:
                 from syncstream.lake.delta import is_table  # noqa: PLC0415 (delta-rs)
@@ -328,6 +337,11 @@ class _Purge:
         log.info("%s is not a dataset of this registry: its rows of the accounts go by author", name)
         self.authors[name] = column
         return True
+
+    def _is_table(self, name: str) -> bool:
+        from syncstream.lake.delta import is_table  # noqa: PLC0415 (delta-rs)
+
+        return is_table(self._where(name))
 
     def _where(self, name: str) -> Any:
         from syncstream.lake.delta import location  # noqa: PLC0415 (delta-rs)
@@ -366,6 +380,14 @@ class _Purge:
         self.summary.vacuumed += len(vacuum(where))
         failpoint(Step.PURGE_VACUUMED)
         self._count(name, removed)
+
+    def _purge_membership(self, out: str) -> None:
+        """The study's record: this store's rows rewritten from its state (which step 1 took
+        the accounts' spells out of), then the accounts' rows in other stores' files erased."""
+        from syncstream.lake.study_record import MEMBERSHIP, erase_accounts, write_study_record  # noqa: PLC0415
+
+        write_study_record(out, self.state, existing_only=True)
+        self._count(MEMBERSHIP, erase_accounts(out, self.involvement.dids))
 
     def _check_erased(self, tables: list[str], parts: list[tuple[str, str]]) -> None:
         """Read every dataset again: no row of the accounts is left, or the purge fails (it is

@@ -167,6 +167,15 @@ class Exports:
                 self._database.set_meta("store_id", int(value))
         return f"syncstream-{int(value):013x}"
 
+    def record_digest(self, table: str) -> int | None:
+        """The digest of the study-record rows last committed to ``table`` by this store."""
+        value = self._database.meta_real(f"record_digest:{table}")
+        return None if value is None else int(value)
+
+    def set_record_digest(self, table: str, digest: int) -> None:
+        with self._database.transaction():
+            self._database.set_meta(f"record_digest:{table}", digest)
+
     def next_version(self) -> int:
         """The version of a new export run's application transactions: it only grows."""
         with self._database.transaction():

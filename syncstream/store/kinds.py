@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["BackfillStatus", "KeyKind", "PurgeReason", "UserKind", "WriterKind"]
+__all__ = [
+    "BackfillStatus",
+    "Change",
+    "CoverageKind",
+    "CoverageReason",
+    "KeyKind",
+    "PurgeReason",
+    "UserKind",
+    "WriterKind",
+]
 
 
 class UserKind(StrEnum):
@@ -55,3 +64,36 @@ class WriterKind(StrEnum):
 
     HANDLER = "handler"
     DATASET = "dataset"
+
+
+class CoverageKind(StrEnum):
+    """A coverage row's kind (``coverage.kind``): seqs the writer processed, or seqs it knows
+    it lost."""
+
+    COVERED = "covered"
+    GAP = "gap"
+
+
+class CoverageReason(StrEnum):
+    """Why a coverage row begins where it does (``coverage.reason``): for a covered run, how
+    the writer took the stream up; for a gap, how the seqs in it were lost."""
+
+    FIRST_START = "first start"  # no stored cursor: the study's first seq on this source
+    RESUMED = "resumed"  # from the stored cursor: the relay's backlog covered the downtime
+    CURSOR_OPTION = "cursor option"  # --cursor N: a start chosen by hand
+    LIVE_START = "live start"  # --live: the relay's present, whatever lay before it
+    AFTER_GAP = "after gap"  # the run after an outdated cursor's gap
+    OUTDATED_CURSOR = "outdated cursor"  # the relay no longer held what followed the cursor
+    REPLAY_START = "replay start"  # a replay whose first frame lies past the stored cursor
+
+
+class Change(StrEnum):
+    """How an account came into the population or went out of it (``membership.how`` and
+    ``membership.left_how``)."""
+
+    USERS_FILE = "users file"  # the user file a writer started with
+    SIGHUP = "sighup"  # the user files reloaded on SIGHUP
+    TRACK_FOLLOWS = "track_follows"  # a study user's follow, or its delete (--track-follows)
+    REENROL = "reenrol"  # a purged account enrolled again (--reenrol)
+    PURGE = "purge"  # withdrawn or deleted (syncstream purge, or an export's account purge)
+    SOURCE = "source"  # the writer moved to another relay, whose seqs are its own

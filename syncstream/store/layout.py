@@ -118,6 +118,40 @@ CREATE TABLE IF NOT EXISTS catalog_scratch (
     did TEXT NOT NULL,
     created_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS coverage (
+    writer_run TEXT NOT NULL,  -- one writer process's run
+    number INTEGER NOT NULL,  -- the row's place in that run
+    source TEXT NOT NULL,  -- whose seqs: the cursor's key ('cursor', or 'cursor:{relay host}')
+    kind TEXT NOT NULL CHECK (kind IN ('covered', 'gap')),
+    first_seq INTEGER,
+    last_seq INTEGER,
+    first_time TEXT,  -- the relay's time of a frame at each end, as it wrote it
+    last_time TEXT,
+    reason TEXT NOT NULL,
+    frames INTEGER NOT NULL,
+    PRIMARY KEY (writer_run, number)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS membership (
+    spell_id INTEGER PRIMARY KEY,
+    did TEXT NOT NULL,
+    role TEXT NOT NULL CHECK (role IN ('study', 'in_network')),
+    source TEXT NOT NULL,  -- whose seqs from_seq and to_seq are
+    from_seq INTEGER NOT NULL,
+    to_seq INTEGER,  -- null while the account is in
+    from_time TEXT,
+    to_time TEXT,
+    how TEXT NOT NULL,  -- how it came in
+    left_how TEXT  -- how it went out
+);
+CREATE INDEX IF NOT EXISTS membership_open ON membership (did, role) WHERE to_seq IS NULL;
+CREATE TABLE IF NOT EXISTS withdrawals (
+    purge_id TEXT NOT NULL,  -- what is left of a purged account's spells: counts, no DID
+    role TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    accounts INTEGER NOT NULL,
+    withdrawn_at REAL NOT NULL,
+    PRIMARY KEY (purge_id, role)
+) WITHOUT ROWID;
 """
 
 VERSION = 6
@@ -129,7 +163,10 @@ account's chain, its last verified rev and MST root (``chains``; new, empty: not
 and records the cache a store belongs to (``cache_home``, set by its first writer), and
 catalogues every copy the store makes outside itself (``catalog_*``: outputs, snapshots,
 record files, backfill scratch); a store of version 5 starts with an empty catalog, filled by
-its next export, snapshot, writer and backfill."""
+its next export, snapshot, writer and backfill; and keeps the study's record: what seqs each
+writer run covered and lost (``coverage``) and who was in the population from which seq to which
+(``membership``, ``withdrawals``), new tables too (a store of 5 has no record of its past; its
+next writer opens the spells of who is in)."""
 
 # What version 1 stored for each handler key: the handler's directory, as the key's value was.
 _VERSION_1_KEYS = {

@@ -15,6 +15,7 @@ from syncstream.store.connection import Database
 from syncstream.store.exports import Exports
 from syncstream.store.index import Index
 from syncstream.store.kinds import PurgeReason
+from syncstream.store.membership import Membership
 from syncstream.store.population import PopulationState
 
 __all__ = ["PurgeRecord", "Purges"]
@@ -41,6 +42,7 @@ class Purges:
         index: Index,
         backfills: Backfills,
         exports: Exports,
+        membership: Membership,
     ) -> None:
         self._database = database
         self._db = database.db
@@ -48,11 +50,13 @@ class Purges:
         self._index = index
         self._backfills = backfills
         self._exports = exports
+        self._membership = membership
 
     def begin(self, purge_id: str, dids: Iterable[str], reason: PurgeReason, now: float) -> None:
         """The purge's first step, one transaction: the DIDs leave the population for good
-        (remembered as purged, their tracked follows and pending purges gone) and the purge is
-        recorded as running. A writer sees the new population at its next flush."""
+        (remembered as purged, their tracked follows and pending purges gone, their membership
+        spells counted and deleted) and the purge is recorded as running. A writer sees the new
+        population at its next flush."""
         dids = sorted(set(dids))
         with self._database.transaction():
             self._db.execute(
@@ -61,6 +65,7 @@ class Purges:
             )
             self._db.executemany("DELETE FROM pending_purges WHERE did = ?", ((did,) for did in dids))
             self._population.withdraw(dids, reason, now)
+            self._membership.withdraw(purge_id, dids, reason, now)
 
     def finish(self, purge_id: str, *, uris: Iterable[str], cache_files: int, rows: int, now: float) -> None:
         """The purge's last step: the index forgets the purged URIs, the store the accounts'

@@ -17,10 +17,12 @@ from syncstream.store.cache_home import CacheHome
 from syncstream.store.catalog import Catalog
 from syncstream.store.chains import Chains, Link
 from syncstream.store.connection import Database
+from syncstream.store.coverage import Coverage, CoverageRow
 from syncstream.store.cursors import CURSOR, Cursors
 from syncstream.store.exports import Exports
 from syncstream.store.index import Index
 from syncstream.store.kinds import PurgeReason, WriterKind
+from syncstream.store.membership import Closing, Membership, Opening
 from syncstream.store.population import PopulationState
 from syncstream.store.purges import Purges
 from syncstream.store.written import WrittenBy
@@ -31,9 +33,11 @@ __all__ = ["StateStore"]
 class StateStore:
     """The store at ``path``: ``population`` (users, purged DIDs, tracked follows),
     ``cursors``, ``index`` (the cached URIs), ``backfills``, ``chains`` (verified accounts'
-    last revs), ``purges``, ``exports`` (the export's keys and runs), ``written_by`` and
-    ``cache_home`` (the store's cache) and ``catalog`` (every copy made outside the store:
-    outputs, snapshots, record files, backfill scratch), over one connection. A step of one concern is
+    last revs), ``purges``, ``exports`` (the export's keys and runs), ``written_by``,
+    ``cache_home`` (the store's cache), ``catalog`` (every copy made outside the store:
+    outputs, snapshots, record files, backfill scratch), and the study's record: ``coverage``
+    (the seqs each writer run processed or lost) and ``membership`` (who was in from which seq
+    to which), over one connection. A step of one concern is
     one transaction; ``commit`` makes a writer's batch, which touches several, one too.
 
     Use it as a context manager, or ``close`` it."""
@@ -52,6 +56,8 @@ class StateStore:
         self.written_by = WrittenBy(self._database)
         self.cache_home = CacheHome(self._database)
         self.catalog = Catalog(self._database)
+        self.coverage = Coverage(self._database)
+        self.membership = Membership(self._database)
         self.exports = Exports(self._database, self.written_by)
         self.purges = Purges(
             self._database,
@@ -59,6 +65,7 @@ class StateStore:
             index=self.index,
             backfills=self.backfills,
             exports=self.exports,
+            membership=self.membership,
         )
 
     def __enter__(self) -> StateStore:
@@ -89,13 +96,16 @@ class StateStore:
         resync: Iterable[str] = (),
         written: Iterable[str] = (),
         chains: Mapping[str, Link] | None = None,
+        coverage: Iterable[CoverageRow] = (),
+        membership: Iterable[Opening | Closing] = (),
     ) -> None:
         """Commit a batch's index rows, tracked-follow changes (URI -> (follower, subject), or
         None when unfollowed), the purges its account events decided (DID -> (seq, reason): an
         account to purge at the next export, or None when reactivated before it was), the
         DIDs to ``resync`` (a #sync), the handlers that ``written`` files for the first time,
-        the verified accounts' ``chains`` that moved on, and the cursor that covers them, in
-        one short transaction.
+        the verified accounts' ``chains`` that moved on, the ``coverage`` rows and
+        ``membership`` changes of the frames it covers, and the cursor that covers them, in one
+        short transaction.
 
         Call it only once the batch's cache files are durable.
         """
@@ -109,5 +119,7 @@ class StateStore:
             self.backfills.resync(resync, now)
             self.written_by.add(WriterKind.HANDLER, (str(n) for n in written))
             self.chains.put(chains or {})
+            self.coverage.record(coverage)
+            self.membership.apply(membership)
             if cursor is not None:
                 self.cursors.set(cursor, cursor_source)

@@ -32,6 +32,7 @@ class CacheWriteContext(msgspec.Struct, frozen=True, kw_only=True):
     handlers: Registry
     lock: WriterLock
     store_lock: StoreLock
+    reenrolled: frozenset[str] = frozenset()  # purged DIDs enrolled again at this start
 
     def __enter__(self) -> Self:
         return self
@@ -69,6 +70,7 @@ def setup_cache_write_system(
     another holds the store.
     """
     check_registry(handlers)
+    reenrol = tuple(reenrol)  # read twice: the purges forget them, the record says so
     # A store that exists is opened (a newer one refused unchanged) and held before the cache
     # is touched: a second writer on it, whatever its cache, changes nothing.
     existing = os.path.exists(state_path) or not create_state
@@ -114,6 +116,7 @@ def setup_cache_write_system(
         handlers=handlers,
         lock=lock,
         store_lock=store_lock,
+        reenrolled=frozenset(reenrol),
     )
 
 

@@ -27,18 +27,22 @@ class TrackedPopulation:
         self._file_in_network = state.population.current().in_network
         self.pending: dict[str, Follow | None] = {}
 
-    def follow(self, uri: str, follower: str, subject: str | None) -> None:
-        """A follow record (``subject`` None: its delete) seen in the stream."""
+    def follow(self, uri: str, follower: str, subject: str | None) -> tuple[str, bool] | None:
+        """A follow record (``subject`` None: its delete) seen in the stream; (the account,
+        whether it is in-network now) when that changed."""
         if subject is not None and subject in self.population.withdrawn:
-            return  # a withdrawal sticks: a follow does not bring the account back
+            return None  # a withdrawal sticks: a follow does not bring the account back
         if subject is not None:  # a follow
             self._follows[uri] = self.pending[uri] = (follower, subject)
         elif uri in self._follows:  # its delete
-            del self._follows[uri]
+            subject = self._follows.pop(uri)[1]
             self.pending[uri] = None
         else:
-            return
+            return None
+        was = subject in self.population.in_network
         self._update(self.population)
+        now = subject in self.population.in_network
+        return None if was == now else (subject, now)
 
     def reload(self) -> Population:
         """Re-read the population from the state store (after its user sets were replaced)."""

@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Literal
 
-import msgspec
-
 from syncstream.cache import sync_filesystem
 from syncstream.clock import SYSTEM_CLOCK, Clock
 from syncstream.errors import SyncstreamError
@@ -26,7 +24,7 @@ from syncstream.registry.handlers import record_path
 from syncstream.registry.population import Population
 from syncstream.registry.records import encode_record
 from syncstream.registry.types import FollowStatus, Operation
-from syncstream.store import CURSOR
+from syncstream.store import CURSOR, Change
 from syncstream.timestamps import micros, utc_now
 from syncstream.write.accounts import PURGE_ACCOUNT_STATUSES, AccountStatuses
 from syncstream.write.chains import ChainView
@@ -35,6 +33,8 @@ from syncstream.write.follows import TrackedPopulation
 from syncstream.write.holds import HoldLimits, Holds
 from syncstream.write.options import FLUSH_FRAMES, FLUSH_SECONDS, INDEX_RETENTION_DAYS
 from syncstream.write.route import CacheWrite, route_commit, routing_table
+from syncstream.write.study_record import StudyRecord
+from syncstream.write.summary import WriteSummary
 from syncstream.write.writes import FileWrites, InlineWrites
 
 if TYPE_CHECKING:
@@ -43,17 +43,6 @@ if TYPE_CHECKING:
 __all__ = ["CacheWriter", "WriteSummary"]
 
 log = logging.getLogger("syncstream.write")
-
-
-class WriteSummary(msgspec.Struct, kw_only=True):
-    frames: dict[str, int]
-    ops: dict[str, int]
-    files: dict[str, int]
-    rejections: dict[str, int]
-    skipped_below_cursor: int
-    cursor: int | None
-    accounts: dict[str, int] = msgspec.field(default_factory=dict)  # status decisions, by kind
-    verification: dict[str, int] = msgspec.field(default_factory=dict)  # with --verify: outcomes
 
 
 class CacheWriter:
@@ -69,6 +58,7 @@ class CacheWriter:
     commit (to flush a recording of the frames), each of ``flush_observers`` after it, with
     the flush's seconds. ``verifier`` checks commits against their authors' keys
     (``--verify``); ``hold_limits`` bound the holds of DIDs being backfilled (``hold``).
+    ``record`` is the study's record (coverage, membership), stored with the cursor.
     """
 
     def __init__(
@@ -116,6 +106,7 @@ class CacheWriter:
         self.cursor = context.state.cursors.get(cursor_source)  # the last seq committed as durable
         # the last seq processed (written, maybe not yet durable)
         self.last_seq = self.cursor if resume == "cursor" else None if resume == "live" else resume
+        self.record = StudyRecord(context, cursor_source, self.population, resume=resume)
         self.last_event_time: str | None = None
         self.last_frame_wall: float | None = None  # Unix time when the last frame arrived
         self.frames: dict[str, int] = {}
@@ -152,6 +143,7 @@ class CacheWriter:
             self.skipped += 1
             return None
         self.frames[decoded.kind] = self.frames.get(decoded.kind, 0) + 1
+        self.record.frame(decoded, seq, skipped=self.skipped)
         for problem in decoded.problems:
             self._reject(problem, f"seq {seq}")
         given = decoded
@@ -279,7 +271,9 @@ class CacheWriter:
             if key in self._indexed and record.operation != Operation.DELETE:
                 self._pending_index.setdefault(record.uri, set()).add(key)
             if self.track_follows and config.follow_status == FollowStatus.FOLLOWER:
-                self._population.follow(record.uri, record.author_did, record.subject_did)
+                self.record.followed(
+                    self._population.follow(record.uri, record.author_did, record.subject_did)
+                )
         return writes
 
     @property
@@ -288,8 +282,9 @@ class CacheWriter:
         return self._population.population
 
     def reload_population(self) -> Population:
-        """Re-read the population from the state store (after its user sets were replaced)."""
-        return self._population.reload()
+        """Re-read the population from the state store (after its user sets were replaced,
+        as on SIGHUP): who came in or went out is recorded as such."""
+        return self.record.moved(self.population, self._population.reload(), Change.SIGHUP)
 
     def event_lag(self) -> float | None:
         """Seconds between the last commit's time and its receipt (None before any commit)."""
@@ -306,8 +301,8 @@ class CacheWriter:
         version = self.context.state.population.version()
         if version == self._population_version:
             return None
-        self._population.forget(self.context.state.population.purged())
-        self._population.reload()
+        self._population.forget(self.context.state.population.purged())  # (the sets: unchanged)
+        self.record.moved(self.population, self._population.reload(), Change.PURGE)
         self._population_version = version
         return version
 
@@ -357,6 +352,7 @@ class CacheWriter:
         cursor = self._pending_seq
         if cursor is not None:  # not past a commit still held
             cursor = self.holds.cursor_bound(cursor)
+        coverage, membership = self.record.commit(cursor)
         self.context.state.commit(
             cursor,
             ((uri, key) for uri, keys in self._pending_index.items() for key in keys),
@@ -367,6 +363,8 @@ class CacheWriter:
             resync=self._resync,
             written=written,
             chains=self.chains.take(self.holds),
+            coverage=coverage,
+            membership=membership,
         )
         self._recorded |= written
         self.accounts.purges.clear()
