@@ -38,6 +38,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     batch_bytes: int
     dedup_window_hours: float
     format: str
+    keep_deleted_content: bool = False  # a delete leaves its record's content in the tables
 
     def __enter__(self) -> Self:
         return self
@@ -119,4 +120,5 @@ def setup_batch_export_system(
         batch_bytes=options.batch_bytes,
         dedup_window_hours=options.dedup_window_hours,
         format=options.format,
+        keep_deleted_content=options.keep_deleted_content,
     )
