@@ -179,3 +179,14 @@ def test_keep_deleted_content_keeps_it_and_the_table_says_so(tmp_path: Path) -> 
     assert deleted_content(location(str(out), POSTS)) == "kept"
     [kept] = [r for r in table_rows(out, POSTS) if r["uri"] == uri("kept") and r["operation"] == "create"]
     assert kept["text"] is None  # this export's own delete was erased
+
+
+def test_a_plain_parquet_output_keeps_deleted_content_and_says_so(tmp_path: Path) -> None:
+    """--format parquet has no log to rewrite through: the content stays, with a warning."""
+    write(tmp_path, creates(100) + deletes(200), "all")
+    store = ["--cache-dir", str(tmp_path / "cache"), "--state", str(tmp_path / "state.sqlite")]
+    arguments = [sys.executable, "-m", "syncstream.export", *store, "--out", str(tmp_path / "out")]
+    result = subprocess.run([*arguments, "--format", "parquet"], capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr
+    assert "a plain-Parquet output keeps deleted records' content" in result.stderr
+    assert files_holding(tmp_path / "out", "secret words")
