@@ -49,7 +49,7 @@ from syncstream.cache import (
 )
 from syncstream.errors import ConfigError
 from syncstream.export.context import BatchExportContext
-from syncstream.export.parts import Part
+from syncstream.export.parts import HelperParts, Part
 from syncstream.export.plan import Chunk
 from syncstream.export.purges import purge_first
 from syncstream.export.summary import DatasetSummary, ExportSummary, RecoveredRun
@@ -258,7 +258,9 @@ class _Exporter(CacheSide):
             from syncstream.lake.erase import erase_run  # noqa: PLC0415
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
-            erased, _ = erase_run(self._out(), run, self.dataset_named, keep=run.keep_deleted_content)
+            inline = not isinstance(self.parts, HelperParts)  # pyarrow is this process's already
+            keep = run.keep_deleted_content
+            erased, _ = erase_run(self._out(), run, self.dataset_named, keep=keep, inline=inline)
             self.summary.erased += erased
         elif not run.keep_deleted_content and any(key[2] == KeyKind.DELETE for key in run.keys):
             log.warning(

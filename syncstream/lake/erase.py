@@ -21,19 +21,32 @@ simply runs it again for a recorded run: a crash before its commit leaves the ta
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+import subprocess
+import sys
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from deltalake import DeltaTable
 
-from syncstream.failpoints import failpoint
+from syncstream.errors import HelperError
+from syncstream.failpoints import failpoint, set_process
 from syncstream.lake.delta import Location, location
 from syncstream.lake.rewrite import rewrite_files, vacuum
 from syncstream.registry.datasets import Dataset
 from syncstream.staging import RunCommit, Step
 from syncstream.store import KeyKind
 
-__all__ = ["DELETED_CONTENT", "content_columns", "deleted_content", "erase_content", "erase_run"]
+__all__ = [
+    "DELETED_CONTENT",
+    "ErasePlan",
+    "content_columns",
+    "deleted_content",
+    "erase_content",
+    "erase_run",
+    "erase_tables",
+    "plan_of",
+]
 
 DELETED_CONTENT = "syncstream.deleted_content"  # the table property: "erased" or "kept"
 ERASED, KEPT = "erased", "kept"
@@ -61,14 +74,15 @@ def _record_choice(where: Location, *, keep: bool) -> None:
     del table
 
 
-def erase_content(where: Location, dataset: Dataset, uris: Collection[str], *, tag: str) -> tuple[int, int]:
+def erase_content(
+    where: Location, content: Sequence[str], uris: Collection[str], *, tag: str
+) -> tuple[int, int]:
     """Null the content of every row of ``uris`` that is not a delete and still has some, in
     one commit; (rows erased, files rewritten). The vacuum is the caller's next step."""
     import pyarrow as pa  # noqa: PLC0415 (only an export with deletes needs it)
     import pyarrow.compute as pc  # noqa: PLC0415
 
     wanted = pa.array(sorted(uris), pa.string())
-    content = content_columns(dataset)
     erased = 0
 
     def without_content(fragment: Any) -> Any | None:
@@ -100,29 +114,79 @@ def erase_content(where: Location, dataset: Dataset, uris: Collection[str], *, t
     return erased, files
 
 
-def _deleted_uris(run: RunCommit) -> dict[str, set[str]]:
-    found: dict[str, set[str]] = {}
-    for dataset, uri, kind, _, _ in run.keys:
-        if kind == KeyKind.DELETE:
-            found.setdefault(dataset, set()).add(uri)
-    return found
+class ErasePlan(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    """What one run's erase does, as the export's main process sends it to the erase helper:
+    per table, the URIs its deletes delete and the columns taken from the record."""
+
+    out: str
+    tag: str  # the run's claim: a rerun writes the same file names
+    tables: dict[str, tuple[list[str], list[str]]]
 
 
-def erase_run(out: str, run: RunCommit, datasets: Mapping[str, Dataset], *, keep: bool) -> tuple[int, int]:
-    """After a run's tables are committed: record the choice in each of them and, unless
-    ``keep``, erase the content of what the run deleted, then vacuum; (rows erased, files
-    rewritten). Run again for the same run (recovery), it finishes what is left."""
-    deleted = _deleted_uris(run)
+def erase_tables(plan: ErasePlan) -> tuple[int, int]:
+    """Erase, then vacuum, table by table; (rows erased, files rewritten)."""
     rows = files = 0
-    for name in sorted(run.tables):
-        where = location(out, name)
-        _record_choice(where, keep=keep)
-        uris = deleted.get(name)
-        if keep or not uris:
-            continue
-        erased, rewritten = erase_content(where, datasets[name], uris, tag=run.claim)
+    for name, (uris, content) in sorted(plan.tables.items()):
+        where = location(plan.out, name)
+        erased, rewritten = erase_content(where, content, uris, tag=plan.tag)
         rows, files = rows + erased, files + rewritten
         failpoint(Step.CONTENT_ERASED)
         vacuum(where)  # also after a crash between the commit and here: the rerun erases nothing
         failpoint(Step.ERASE_VACUUMED)
     return rows, files
+
+
+def plan_of(out: str, run: RunCommit, datasets: Mapping[str, Dataset]) -> ErasePlan:
+    deleted: dict[str, set[str]] = {}
+    for dataset, uri, kind, _, _ in run.keys:
+        if kind == KeyKind.DELETE and dataset in run.tables:
+            deleted.setdefault(dataset, set()).add(uri)
+    tables = {name: (sorted(uris), content_columns(datasets[name])) for name, uris in deleted.items()}
+    return ErasePlan(out=out, tag=run.claim, tables=tables)
+
+
+def erase_run(
+    out: str, run: RunCommit, datasets: Mapping[str, Dataset], *, keep: bool, inline: bool
+) -> tuple[int, int]:
+    """After a run's tables are committed: record the choice in each of them and, unless
+    ``keep``, erase the content of what the run deleted, then vacuum; (rows erased, files
+    rewritten). Run again for the same run (recovery), it finishes what is left.
+
+    The erase reads and writes Parquet, so it needs pyarrow, which the export's main process
+    never imports: unless ``inline`` (the command runs with ``--inline-parquet`` and has it
+    already), it runs in a helper process of its own, ``python -m syncstream.lake.erase``, started
+    only for a run with deletes."""
+    for name in sorted(run.tables):
+        _record_choice(location(out, name), keep=keep)
+    plan = plan_of(out, run, datasets)
+    if keep or not plan.tables:
+        return 0, 0
+    if inline:
+        return erase_tables(plan)
+    done = subprocess.run(
+        [sys.executable, "-m", "syncstream.lake.erase"],
+        input=_encode(plan),
+        capture_output=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        last = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
+        raise HelperError(f"erasing deleted records' content failed ({last}); the next export finishes it")
+    rows, files = msgspec.json.decode(done.stdout, type=tuple[int, int])
+    return rows, files
+
+
+_encode = msgspec.json.Encoder().encode
+
+
+def _main() -> None:
+    set_process("erase-helper")
+    from syncstream.export.arrow import spare_pyarrow_the_pandas_import  # noqa: PLC0415
+
+    spare_pyarrow_the_pandas_import()
+    plan = msgspec.json.decode(sys.stdin.buffer.read(), type=ErasePlan)
+    sys.stdout.buffer.write(_encode(erase_tables(plan)))
+
+
+if __name__ == "__main__":
+    _main()
