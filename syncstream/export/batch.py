@@ -60,7 +60,7 @@ from syncstream.listing import Entry, list_tree, new_id
 from syncstream.options import WRITER_TIMEOUT
 from syncstream.registry.handlers import datasets_of
 from syncstream.staging import AddedFile, ExportLock, RunCommit, Staging, Step
-from syncstream.store import ExportKey, KeyKind
+from syncstream.store import ExportKey
 
 __all__ = ["export_batch"]
 
@@ -259,14 +259,7 @@ class _Exporter(CacheSide):
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
             inline = not isinstance(self.parts, HelperParts)  # pyarrow is this process's already
-            keep = run.keep_deleted_content
-            erased, _ = erase_run(self._out(), run, self.dataset_named, keep=keep, inline=inline)
-            self.summary.erased += erased
-        elif not run.keep_deleted_content and any(key[2] == KeyKind.DELETE for key in run.keys):
-            log.warning(
-                "a plain-Parquet output keeps deleted records' content (erasing it needs Delta tables)",
-                extra={"event": "deleted_content_kept"},
-            )
+            self.summary.erased += erase_run(self._out(), run, self.dataset_named, inline=inline)
         state = self.context.state
         if not state.exports.claim_committed(run.claim):
             state.exports.commit(

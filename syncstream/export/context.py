@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -21,6 +22,8 @@ if TYPE_CHECKING:
     from syncstream.lake.storage_options import StorageOptions
 
 __all__ = ["BatchExportContext", "setup_batch_export_system"]
+
+log = logging.getLogger("syncstream.export")
 
 
 class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
@@ -103,6 +106,11 @@ def setup_batch_export_system(
             from syncstream.lake.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
             parts = InlineParts(storage_for(out, options.storage) if isinstance(out, str) else out)
+        if options.format == "parquet" and not options.keep_deleted_content:
+            log.warning(
+                "a plain-Parquet output keeps deleted records' content (erasing it needs Delta tables)",
+                extra={"event": "deleted_content_kept"},
+            )
     except BaseException:
         if parts is not None:
             parts.close()

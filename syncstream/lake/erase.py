@@ -145,24 +145,23 @@ def plan_of(out: str, run: RunCommit, datasets: Mapping[str, Dataset]) -> EraseP
     return ErasePlan(out=out, tag=run.claim, tables=tables)
 
 
-def erase_run(
-    out: str, run: RunCommit, datasets: Mapping[str, Dataset], *, keep: bool, inline: bool
-) -> tuple[int, int]:
-    """After a run's tables are committed: record the choice in each of them and, unless
-    ``keep``, erase the content of what the run deleted, then vacuum; (rows erased, files
-    rewritten). Run again for the same run (recovery), it finishes what is left.
+def erase_run(out: str, run: RunCommit, datasets: Mapping[str, Dataset], *, inline: bool) -> int:
+    """After a run's tables are committed: record the choice in each of them and, unless the
+    run keeps deleted content, erase the content of what the run deleted, then vacuum; the rows
+    erased. Run again for the same run (recovery), it finishes what is left.
 
     The erase reads and writes Parquet, so it needs pyarrow, which the export's main process
     never imports: unless ``inline`` (the command runs with ``--inline-parquet`` and has it
     already), it runs in a helper process of its own, ``python -m syncstream.lake.erase``, started
     only for a run with deletes."""
+    keep = run.keep_deleted_content
     for name in sorted(run.tables):
         _record_choice(location(out, name), keep=keep)
     plan = plan_of(out, run, datasets)
     if keep or not plan.tables:
-        return 0, 0
+        return 0
     if inline:
-        return erase_tables(plan)
+        return erase_tables(plan)[0]
     done = subprocess.run(
         [sys.executable, "-m", "syncstream.lake.erase"],
         input=_encode(plan),
@@ -172,8 +171,8 @@ def erase_run(
     if done.returncode != 0:
         last = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
         raise HelperError(f"erasing deleted records' content failed ({last}); the next export finishes it")
-    rows, files = msgspec.json.decode(done.stdout, type=tuple[int, int])
-    return rows, files
+    rows, _ = msgspec.json.decode(done.stdout, type=tuple[int, int])
+    return rows
 
 
 _encode = msgspec.json.Encoder().encode
