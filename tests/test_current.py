@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pyarrow.fs as pafs
 import pytest
+from deltalake import DeltaTable
 
 import syncstream
 from syncstream.errors import ConfigError
 from syncstream.firehose.encode import OpSpec
+from syncstream.lake.delta import location
+from syncstream.lake.erase import deleted_content
 from tests.helpers import TIME, commit, post, write_replay, write_users
 from tests.tables import table_rows
 from tests.test_erase import STUDY, creates, deletes, export, run, uri
@@ -85,7 +88,8 @@ def test_a_follow_between_study_users_is_current_once_per_status(tmp_path: Path)
 
 
 def test_current_records_of_an_s3_output(tmp_path: Path, s3_endpoint: str) -> None:
-    """The same from an s3:// output, the URI as export --out took it."""
+    """The same from an s3:// output, the URI as export --out took it; the export erased the
+    deleted posts' content there as on a local disk."""
     filesystem, _ = pafs.FileSystem.from_uri(f"s3://current?{s3_endpoint}&allow_bucket_creation=true")
     filesystem.create_dir("current")
     out = f"s3://current/study?{s3_endpoint}"
@@ -93,6 +97,12 @@ def test_current_records_of_an_s3_output(tmp_path: Path, s3_endpoint: str) -> No
     run("syncstream.export", tmp_path, "--out", out)
     current = syncstream.current_records(out, POSTS)
     assert texts(current) == {uri("kept"): "kept words"}
+    where = location(out, POSTS)  # the deletes were honoured on S3 too
+    table = DeltaTable(where.uri, storage_options=where.storage_options)
+    rows = table.to_pyarrow_dataset().to_table(columns=["uri", "text"], use_threads=False).to_pylist()
+    del table
+    assert {row["uri"]: row["text"] for row in rows if row["text"] is not None} == {uri("kept"): "kept words"}
+    assert deleted_content(where) == "erased"
 
 
 def test_no_table_is_a_config_error(tmp_path: Path) -> None:
