@@ -14,7 +14,7 @@ import re
 import time
 from datetime import UTC, datetime
 
-__all__ = ["MAX_SEQ", "is_seq", "micros", "tid_time", "utc_now"]
+__all__ = ["MAX_SEQ", "is_seq", "micros", "utc_now"]
 
 MAX_SEQ = 2**63 - 1  # a seq is an int64 column in every dataset
 
@@ -106,20 +106,3 @@ def utc_now() -> str:
         _second[0] = seconds
         _second[1] = datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%dT%H:%M:%S")
     return f"{_second[1]}.{fraction:06d}Z"
-
-
-_TID_ALPHABET = {c: i for i, c in enumerate("234567abcdefghijklmnopqrstuvwxyz")}
-_TID = re.compile(r"[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}")
-
-
-def tid_time(tid: str | None) -> str | None:
-    """The time a TID (a commit's rev) holds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: its top 53 bits
-    after the sign bit are microseconds since the epoch, the last 10 a clock id. None when it
-    is not a TID."""
-    if not tid or _TID.fullmatch(tid) is None:
-        return None
-    value = 0
-    for character in tid:
-        value = value * 32 + _TID_ALPHABET[character]
-    seconds, fraction = divmod(value >> 10, 1_000_000)
-    return f"{datetime.fromtimestamp(seconds, UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{fraction:06d}Z"

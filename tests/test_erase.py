@@ -111,7 +111,8 @@ def assert_erased(out: Path) -> None:
     [kept] = rows[(uri("kept"), "create")]
     assert kept["text"] == "kept words"
     [liked] = table_rows(out, LIKES_ON)[:1]
-    assert liked["subject_uri"] is None and liked["subject_did"] is None  # the like was deleted too
+    assert liked["subject_uri"] is None and liked["record_json"] is None  # the like was deleted too
+    assert liked["subject_did"] == STUDY  # the study user it was on: what a withdrawal needs
     assert files_holding(out, "secret words") == []
     assert stray_files(out) == []
     assert deleted_content(location(str(out), POSTS)) == "erased"

@@ -254,8 +254,8 @@ class _Exporter(CacheSide):
         """Commit each table that does not hold the run yet, erase what its deletes delete
         (``syncstream.lake.erase``), then the keys: idempotent."""
         if run.format == "delta":
+            from syncstream.export.erase import erase_run  # noqa: PLC0415
             from syncstream.lake.delta import commit_run  # noqa: PLC0415 (delta-rs: only to commit)
-            from syncstream.lake.erase import erase_run  # noqa: PLC0415
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
             inline = not isinstance(self.parts, HelperParts)  # pyarrow is this process's already

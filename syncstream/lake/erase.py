@@ -21,17 +21,16 @@ simply runs it again for a recorded run: a crash before its commit leaves the ta
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import msgspec
 from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError, DeltaError
 
-from syncstream.errors import HelperError
-from syncstream.failpoints import failpoint, set_process
-from syncstream.lake.delta import Location, location
+from syncstream.errors import SyncstreamError
+from syncstream.failpoints import failpoint
+from syncstream.lake.delta import COMMIT_ATTEMPTS, Location, location
 from syncstream.lake.rewrite import rewrite_files, vacuum
 from syncstream.registry.datasets import Dataset
 from syncstream.staging import RunCommit, Step
@@ -43,9 +42,9 @@ __all__ = [
     "content_columns",
     "deleted_content",
     "erase_content",
-    "erase_run",
     "erase_tables",
     "plan_of",
+    "record_choice",
 ]
 
 DELETED_CONTENT = "syncstream.deleted_content"  # the table property: "erased" or "kept"
@@ -65,13 +64,22 @@ def deleted_content(where: Location) -> str | None:
     return found
 
 
-def _record_choice(where: Location, *, keep: bool) -> None:
-    table = DeltaTable(where.uri, storage_options=where.storage_options)
-    current = table.metadata().configuration.get(DELETED_CONTENT)
-    wanted = KEPT if keep or current == KEPT else ERASED
-    if current != wanted:  # a metadata commit: only when the choice changes
-        table.alter.set_table_properties({DELETED_CONTENT: wanted}, raise_if_not_exists=False)
-    del table
+def record_choice(where: Location, *, keep: bool) -> None:
+    """Record in the table's properties whether deleted content is erased or was kept; a
+    commit only when the choice changes, retried when another store committed meanwhile."""
+    for _ in range(COMMIT_ATTEMPTS):
+        table = DeltaTable(where.uri, storage_options=where.storage_options)
+        current = table.metadata().configuration.get(DELETED_CONTENT)
+        wanted = KEPT if keep or current == KEPT else ERASED
+        try:
+            if current != wanted:
+                table.alter.set_table_properties({DELETED_CONTENT: wanted}, raise_if_not_exists=False)
+            return
+        except (CommitFailedError, DeltaError):
+            continue  # another store's commit won: read the table again
+        finally:
+            del table
+    raise SyncstreamError(f"{where.uri}: recording its deleted_content kept conflicting")
 
 
 def erase_content(
@@ -143,49 +151,3 @@ def plan_of(out: str, run: RunCommit, datasets: Mapping[str, Dataset]) -> EraseP
             deleted.setdefault(dataset, set()).add(uri)
     tables = {name: (sorted(uris), content_columns(datasets[name])) for name, uris in deleted.items()}
     return ErasePlan(out=out, tag=run.claim, tables=tables)
-
-
-def erase_run(out: str, run: RunCommit, datasets: Mapping[str, Dataset], *, inline: bool) -> int:
-    """After a run's tables are committed: record the choice in each of them and, unless the
-    run keeps deleted content, erase the content of what the run deleted, then vacuum; the rows
-    erased. Run again for the same run (recovery), it finishes what is left.
-
-    The erase reads and writes Parquet, so it needs pyarrow, which the export's main process
-    never imports: unless ``inline`` (the command runs with ``--inline-parquet`` and has it
-    already), it runs in a helper process of its own, ``python -m syncstream.lake.erase``, started
-    only for a run with deletes."""
-    keep = run.keep_deleted_content
-    for name in sorted(run.tables):
-        _record_choice(location(out, name), keep=keep)
-    plan = plan_of(out, run, datasets)
-    if keep or not plan.tables:
-        return 0
-    if inline:
-        return erase_tables(plan)[0]
-    done = subprocess.run(
-        [sys.executable, "-m", "syncstream.lake.erase"],
-        input=_encode(plan),
-        capture_output=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        last = (done.stderr.decode(errors="replace").strip().splitlines() or [f"exit {done.returncode}"])[-1]
-        raise HelperError(f"erasing deleted records' content failed ({last}); the next export finishes it")
-    rows, _ = msgspec.json.decode(done.stdout, type=tuple[int, int])
-    return rows
-
-
-_encode = msgspec.json.Encoder().encode
-
-
-def _main() -> None:
-    set_process("erase-helper")
-    from syncstream.export.arrow import spare_pyarrow_the_pandas_import  # noqa: PLC0415
-
-    spare_pyarrow_the_pandas_import()
-    plan = msgspec.json.decode(sys.stdin.buffer.read(), type=ErasePlan)
-    sys.stdout.buffer.write(_encode(erase_tables(plan)))
-
-
-if __name__ == "__main__":
-    _main()

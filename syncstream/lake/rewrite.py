@@ -21,9 +21,11 @@ from collections.abc import Callable
 from typing import Any
 
 from deltalake import CommitProperties, DeltaTable
+from deltalake.exceptions import CommitFailedError
 from deltalake.transaction import AddAction, RemoveAction
 
-from syncstream.lake.delta import PARTITION, Location
+from syncstream.errors import SyncstreamError
+from syncstream.lake.delta import COMMIT_ATTEMPTS, PARTITION, Location
 
 __all__ = ["MARK", "Rewrite", "rewrite_files", "vacuum"]
 
@@ -49,7 +51,17 @@ def rewrite_files(
     """Rewrite each data file of the table that ``rewrite`` changes, as
     ``part-{tag}-{name}`` beside it, and commit the old files' removal with the new files in
     one commit marked ``{MARK: mark}``; (rows before, rows after, files rewritten) of the
-    files it changed. A rerun after a crash before the commit writes the same names again."""
+    files it changed. A rerun after a crash before the commit writes the same names again;
+    a commit that another store's beat is done again from the table as it is then."""
+    for _ in range(COMMIT_ATTEMPTS):
+        try:
+            return _rewrite_once(where, rewrite, tag=tag, mark=mark)
+        except CommitFailedError:
+            continue
+    raise SyncstreamError(f"{where.uri}: the rewrite kept conflicting ({COMMIT_ATTEMPTS} attempts)")
+
+
+def _rewrite_once(where: Location, rewrite: Rewrite, *, tag: str, mark: str) -> tuple[int, int, int]:
     import pyarrow as pa  # noqa: PLC0415 (only a command that changes rows needs it)
     import pyarrow.parquet as pq  # noqa: PLC0415
 

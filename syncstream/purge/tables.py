@@ -51,20 +51,26 @@ def authored_rows(where: Location, author_column: str, dids: Collection[str]) ->
 
 
 def candidate_rows(
-    where: Location, author_column: str, dids: Collection[str]
-) -> Iterator[tuple[str | None, str, str | None, str | None, str | None, str | None]]:
-    """(operation, author, uri, record_json, record_type, follow_status) of every row that is
-    the accounts' or names one of them (its record's JSON holds the DID): the only rows that
-    can involve them. Filtered by pyarrow.compute, so a large table costs one scan."""
+    where: Location, author_column: str, dids: Collection[str], link_column: str | None = None
+) -> Iterator[tuple[str | None, str, str | None, str | None, str | None, str | None, bool]]:
+    """(operation, author, uri, record_json, record_type, follow_status, linked) of every row
+    that is the accounts' or names one of them (its record's JSON holds the DID, or its
+    ``link_column``, which outlives a delete's erasure, is one of them: ``linked``): the only
+    rows that can involve them. Filtered by pyarrow.compute, so a large table costs one scan."""
     import pyarrow as pa  # noqa: PLC0415 (a purge of the cache alone needs none)
     import pyarrow.compute as pc  # noqa: PLC0415
 
     table = DeltaTable(where.uri, storage_options=where.storage_options)
     names = {field.name for field in table.schema().fields}
-    columns = [author_column, *(c for c in _COLUMNS if c in names)]
+    link = link_column if link_column in names else None
+    columns = [author_column, *(c for c in _COLUMNS if c in names), *([link] if link else [])]
     data = table.to_pyarrow_dataset().to_table(columns=columns, use_threads=False)
     del table
-    mask = pc.is_in(data.column(author_column), value_set=pa.array(sorted(dids), pa.string()))
+    wanted = pa.array(sorted(dids), pa.string())
+    linked = pc.fill_null(pc.is_in(data.column(link), value_set=wanted), False) if link else None
+    mask = pc.is_in(data.column(author_column), value_set=wanted)
+    if linked is not None:
+        mask = pc.or_kleene(mask, linked)
     if "record_json" in names:
         for did in dids:
             mask = pc.or_kleene(mask, pc.match_substring(data.column("record_json"), did))
@@ -80,6 +86,7 @@ def candidate_rows(
         column("record_json"),
         column("record_type"),
         column("follow_status"),
+        [value in dids for value in found.column(link).to_pylist()] if link else [False] * found.num_rows,
         strict=True,
     )
 

@@ -40,6 +40,7 @@ __all__ = [
     "IN_NETWORK_POSTS",
     "LIKES",
     "LIKES_ON_USER_POSTS",
+    "ON_USER_SUBJECT_COLUMNS",
     "POSTS",
     "POST_COLUMNS",
     "PROFILES",
@@ -128,6 +129,9 @@ class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     columns: tuple[Column, ...]  # after the head's, each read from the view
     head_columns: tuple[Column, ...] = COMMON_COLUMNS  # first, each read from the file's head
     author_column: str = "author_did"  # the column of the account a row belongs to (purges)
+    # The column naming the study user a row was collected because of (a like of their post):
+    # kept when a delete erases the record's content, so that a purge of them still finds it.
+    link_column: str | None = None
 
 
 POST_COLUMNS: tuple[Column, ...] = (
@@ -148,8 +152,17 @@ SUBJECT_COLUMNS: tuple[Column, ...] = (
     _view("created_at"),
     _view("subject_did"),  # the subject's author: the authority of subject_uri
 )
-REPLY_COLUMNS: tuple[Column, ...] = (*POST_COLUMNS, _view("subject_did", attribute="reply_parent_did"))
-QUOTE_COLUMNS: tuple[Column, ...] = (*POST_COLUMNS, _view("subject_did", attribute="embed_record_did"))
+# On a study user's post: subject_did is that user, the reason the row was collected, and
+# outlives a delete (the link a withdrawal needs).
+ON_USER_SUBJECT_COLUMNS: tuple[Column, ...] = (*SUBJECT_COLUMNS[:3], _view("subject_did", from_record=False))
+REPLY_COLUMNS: tuple[Column, ...] = (
+    *POST_COLUMNS,
+    _view("subject_did", attribute="reply_parent_did", from_record=False),
+)
+QUOTE_COLUMNS: tuple[Column, ...] = (
+    *POST_COLUMNS,
+    _view("subject_did", attribute="embed_record_did", from_record=False),
+)
 FOLLOW_COLUMNS: tuple[Column, ...] = (
     _view("follow_status", nullable=False, from_record=False),  # of the file's head
     _view("follower_did", nullable=False, from_record=False),  # the author
@@ -158,21 +171,24 @@ FOLLOW_COLUMNS: tuple[Column, ...] = (
 )
 
 
-def _posts(name: str, columns: tuple[Column, ...] = POST_COLUMNS) -> Dataset:
-    return Dataset(name=name, view=post_view, columns=columns)
+def _posts(name: str, columns: tuple[Column, ...] = POST_COLUMNS, link: str | None = None) -> Dataset:
+    return Dataset(name=name, view=post_view, columns=columns, link_column=link)
 
 
-def _subjects(name: str) -> Dataset:
+def _subjects(name: str, on_user: bool = False) -> Dataset:
+    if on_user:
+        columns = ON_USER_SUBJECT_COLUMNS
+        return Dataset(name=name, view=subject_view, columns=columns, link_column="subject_did")
     return Dataset(name=name, view=subject_view, columns=SUBJECT_COLUMNS)
 
 
 POSTS = _posts("study_user_activity/post")
 LIKES = _subjects("study_user_activity/like")
 REPOSTS = _subjects("study_user_activity/repost")
-LIKES_ON_USER_POSTS = _subjects("study_user_activity/like_on_user_post")
-REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post", REPLY_COLUMNS)
-REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post")
-QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post", QUOTE_COLUMNS)
+LIKES_ON_USER_POSTS = _subjects("study_user_activity/like_on_user_post", on_user=True)
+REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post", REPLY_COLUMNS, "subject_did")
+REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post", on_user=True)
+QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post", QUOTE_COLUMNS, "subject_did")
 FOLLOWS = Dataset(name="scraped_user_social_network/follow", view=follow_view, columns=FOLLOW_COLUMNS)
 EVENT_COLUMNS: tuple[Column, ...] = (  # an account's event: no record, nothing is ever deleted
     _view("did", nullable=False, from_record=False),

@@ -9,13 +9,14 @@ functions, and the writer and the export's main process never import pyarrow.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from syncstream.registry import references as refs
 from syncstream.registry.records import BACKFILL
-from syncstream.timestamps import tid_time
+from syncstream.registry.syntax import is_tid
 
 __all__ = [
     "NULL",
@@ -74,6 +75,22 @@ def record_json(head: FileHead) -> str | None:
     return _raw_text(head.record)
 
 
+_TID_ALPHABET = {c: i for i, c in enumerate("234567abcdefghijklmnopqrstuvwxyz")}
+
+
+def _tid_time(tid: str | None) -> str | None:
+    """The time a TID (a commit's rev) holds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: its top 53 bits
+    after the sign bit are microseconds since the epoch, the last 10 a clock id. None when it
+    is not a TID."""
+    if not tid or not is_tid(tid):
+        return None
+    value = 0
+    for character in tid:
+        value = value * 32 + _TID_ALPHABET[character]
+    seconds, fraction = divmod(value >> 10, 1_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{fraction:06d}Z"
+
+
 def relay_time(head: FileHead) -> str | None:
     """The commit's time as the relay stamped it; None for a backfilled record, which came
     from a repository and never through a relay (its ``event_time`` in the cache is only the
@@ -84,7 +101,7 @@ def relay_time(head: FileHead) -> str | None:
 def rev_time(head: FileHead) -> str | None:
     """The time in the commit's rev (a TID: microseconds since the epoch, stamped by the
     author's PDS when it made the commit); None when the rev is not a TID."""
-    return tid_time(head.rev)
+    return _tid_time(head.rev)
 
 
 def _str(value: object) -> str | None:
