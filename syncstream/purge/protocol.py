@@ -187,7 +187,8 @@ class _Purge:
         for name in tables:
             from syncstream.purge.tables import candidate_rows  # noqa: PLC0415 (delta-rs, pyarrow)
 
-            link = self.datasets[name].link_column
+            known = self.datasets.get(name)  # a table of a registry this one is not: no link
+            link = known.link_column if known is not None else None
             self._note_rows(
                 name,
                 candidate_rows(self._where(name), self.authors[name], self.involvement.dids, link),
