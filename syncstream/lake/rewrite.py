@@ -55,13 +55,15 @@ def rewrite_files(
     a commit that another store's beat is done again from the table as it is then."""
     for _ in range(COMMIT_ATTEMPTS):
         try:
-            return _rewrite_once(where, rewrite, tag=tag, mark=mark)
+            return _rewrite_once(where, rewrite, tag=tag, mark=mark, before_commit=before_commit)
         except CommitFailedError:
             continue
     raise SyncstreamError(f"{where.uri}: the rewrite kept conflicting ({COMMIT_ATTEMPTS} attempts)")
 
 
-def _rewrite_once(where: Location, rewrite: Rewrite, *, tag: str, mark: str) -> tuple[int, int, int]:
+def _rewrite_once(
+    where: Location, rewrite: Rewrite, *, tag: str, mark: str, before_commit: Callable[[], None] | None
+) -> tuple[int, int, int]:
     import pyarrow as pa  # noqa: PLC0415 (only a command that changes rows needs it)
     import pyarrow.parquet as pq  # noqa: PLC0415
 
