@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from syncstream.export.context import BatchExportContext, setup_batch_export_system
     from syncstream.export.options import ExportOptions
     from syncstream.frames import OpSpec, commit_frame, write_replay
+    from syncstream.lake.current import current_records
     from syncstream.registry.builtin import HANDLERS
     from syncstream.registry.datasets import Column, Dataset, head_column, view_column
     from syncstream.registry.handlers import (
@@ -54,6 +55,7 @@ _HOME = {
     "check_registry": "syncstream.registry.handlers",
     "commit_frame": "syncstream.frames",
     "create_handler": "syncstream.registry.handlers",
+    "current_records": "syncstream.lake.current",
     "delete_handler": "syncstream.registry.handlers",
     "head_column": "syncstream.registry.datasets",
     "setup_batch_export_system": "syncstream.export.context",
@@ -108,6 +110,7 @@ __all__ = [
     "check_registry",
     "commit_frame",
     "create_handler",
+    "current_records",
     "delete_handler",
     "head_column",
     "setup_batch_export_system",

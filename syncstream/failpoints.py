@@ -61,6 +61,9 @@ POINTS: Mapping[str, tuple[str, ...]] = {
     # a run: recorded (it will commit), each table's commit, then the keys in the state
     "export.run_recorded": ("export", "export-inline"),
     "export.table_committed": ("export", "export-inline"),
+    # then, in each table with deletes, their records' content erased (a commit) and vacuumed
+    "export.content_erased": ("erase-helper", "export-inline"),
+    "export.erase_vacuumed": ("erase-helper", "export-inline"),
     "export.committed": ("export", "export-inline"),
     # The command's own process removes a slice too when its helper has a backlog; it runs the
     # same function as the helper, so the points fire there as well (not deterministically).
@@ -102,6 +105,7 @@ PROCESSES = (
     "export",
     "export-inline",
     "export-helper",
+    "erase-helper",
     "purge",
     "backfill",
     "compact",

@@ -58,6 +58,8 @@ class Step(StrEnum):
     PARQUET_PLACED = "export.parquet_placed"
     RUN_RECORDED = "export.run_recorded"  # the RunCommit written: the run will commit
     TABLE_COMMITTED = "export.table_committed"  # one table's commit (between a run's tables)
+    CONTENT_ERASED = "export.content_erased"  # a table: deleted records' content erased (a commit) ...
+    ERASE_VACUUMED = "export.erase_vacuumed"  # ... and the files it replaced vacuumed
     COMMITTED = "export.committed"  # the run's keys in the state store
     REMOVING = "export.removing"
     BOOKKEEPING_REMOVED = "export.bookkeeping_removed"
@@ -100,6 +102,7 @@ class RunCommit(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     keys: list[tuple[str, str, str, str, str]]
     pinned: bool  # --keep-cache: the keys stay until an export removes their files
     released: list[tuple[str, str, str, str, str]]
+    keep_deleted_content: bool = False  # --keep-deleted-content: recovery does as the run asked
 
 
 class PurgePlan(_Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):

@@ -81,6 +81,7 @@ def common(record: CachedRecord) -> dict[str, object]:
         "seq": 31527015322,
         "rev": "3mptbypluud2a",
         "event_time": datetime(2026, 7, 4, 14, 38, 7, 517000, tzinfo=UTC),
+        "rev_time": datetime(2026, 7, 4, 14, 38, 7, 514441, tzinfo=UTC),  # the rev's TID
         "synctimestamp": datetime(2026, 7, 4, 14, 38, 8, 123456, tzinfo=UTC),
         "record_json": None if record.record is None else msgspec.json.encode(record.record).decode(),
         "source": "firehose",
@@ -112,6 +113,7 @@ SUBJECT_COLUMNS = {
     "subject_uri": "at://did:plc:subject/app.bsky.feed.post/3subject",
     "subject_cid": "bafyreisubjectcid",
     "created_at": "2026-07-04T13:00:00.000Z",
+    "subject_did": "did:plc:subject",  # the authority of subject_uri
 }
 
 
@@ -120,7 +122,11 @@ def test_post_columns(key: K) -> None:
     """A post's row: the common columns, then each post column with its own value, in order."""
     record = cached(key, POST_RECORD)
     found = row(HANDLERS[key].dataset, record)
-    expected = common(record) | POST_COLUMNS
+    subject = {
+        K.REPLY_TO_USER_POST: {"subject_did": "did:plc:parent"},  # the parent's author
+        K.QUOTE_OF_USER_POST: {"subject_did": "did:plc:quoted"},  # the quoted post's author
+    }.get(key, {})
+    expected = common(record) | POST_COLUMNS | subject
     assert list(found) == list(expected)
     assert found == expected
 
@@ -169,7 +175,49 @@ def test_a_mistyped_field_costs_only_that_column() -> None:
     """A record with one field of the wrong type still gives every other column its value."""
     record = cached(K.QUOTE_OF_USER_POST, POST_RECORD | {"langs": "en", "tags": [1, "tag2"]})
     found = row(HANDLERS[K.QUOTE_OF_USER_POST].dataset, record)
-    assert found == common(record) | POST_COLUMNS | {"langs": None, "tags": ["tag2"]}
+    expected = {"langs": None, "tags": ["tag2"], "subject_did": "did:plc:quoted"}
+    assert found == common(record) | POST_COLUMNS | expected
+
+
+def test_a_backfilled_row_has_no_relay_time_and_keeps_its_rev_time() -> None:
+    """event_time is the relay's: null for a backfilled record (the cache holds the client's
+    createdAt there); rev_time is the commit's rev as a time either way."""
+    record = msgspec.structs.replace(
+        cached(K.POST, POST_RECORD), source="backfill", event_time="2026-07-04T14:00:00.000Z"
+    )
+    found = row(HANDLERS[K.POST].dataset, record)
+    assert (found["event_time"], found["rev_time"]) == (None, common(record)["rev_time"])
+    assert found["source"] == "backfill"
+
+
+@pytest.mark.parametrize(
+    ("rev", "expected"),
+    [
+        ("3mptbypluud2a", datetime(2026, 7, 4, 14, 38, 7, 514441, tzinfo=UTC)),
+        ("2222222222222", datetime(1970, 1, 1, tzinfo=UTC)),
+        ("3ksample", None),  # not a TID: no time
+        ("", None),
+    ],
+)
+def test_rev_time_is_the_tid_of_the_rev(rev: str, expected: datetime | None) -> None:
+    """rev_time decodes the rev's TID (53 bits of microseconds after the sign bit)."""
+    record = msgspec.structs.replace(cached(K.POST, POST_RECORD), rev=rev)
+    assert row(HANDLERS[K.POST].dataset, record)["rev_time"] == expected
+
+
+@pytest.mark.parametrize(
+    ("subject", "did"),
+    [
+        ("at://did:plc:subject/app.bsky.feed.post/3s", "did:plc:subject"),
+        ("at://did:web:example.com/app.bsky.feed.post/3s", "did:web:example.com"),
+        ("at://alice.example.com/app.bsky.feed.post/3s", None),  # a handle names no account for good
+        ("https://example.com/x", None),
+    ],
+)
+def test_subject_did_is_the_authority_of_the_subject_uri(subject: str, did: str | None) -> None:
+    """A like's subject_did is its subject URI's authority when that is a DID."""
+    record = cached(K.LIKE, SUBJECT_RECORD | {"subject": {"uri": subject, "cid": CID}})
+    assert row(HANDLERS[K.LIKE].dataset, record)["subject_did"] == did
 
 
 @pytest.mark.parametrize(

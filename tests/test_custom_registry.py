@@ -90,20 +90,19 @@ def run(command: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]
 
 def test_the_readme_example_runs_through_the_commands(user_dir: Path) -> None:
     """The documented module, shell lines and replay, as written: the writer and the export (with
-    its Parquet helper) import the module by name and write the star and its delete as rows;
+    its Parquet helper) import the module by name and write the star and its delete as rows
+    (the delete erasing the star's content, its view's columns included);
     the purge, given the same registry, takes them out again."""
     done = run(SHELL, user_dir)
     assert done.returncode == 0, done.stderr
     assert "study_user_activity/star: 2 rows" in done.stdout
     found = rows(user_dir / "syncstream-parquet", STARS)
-    assert [(r["operation"], r["subject_uri"], r["created_at"]) for r in found] == [
-        (
-            "create",
-            "at://did:plc:wshs7t2adsemcrrd4snkeqli/sh.tangled.repo/3lkrmrbxl6u22",
-            "2026-07-04T14:38:07.517Z",
-        ),
-        ("delete", None, None),
+    # the star was deleted: its create stays a row, its content (the view's columns) erased
+    assert [(r["operation"], r["subject_uri"], r["created_at"], r["record_json"]) for r in found] == [
+        ("create", None, None, None),
+        ("delete", None, None, None),
     ]
+    assert found[0]["cid"] is not None
     assert {r["collection"] for r in found} == {"sh.tangled.feed.star"}
     assert tree(user_dir / "syncstream-cache") == set()
     purged = run(

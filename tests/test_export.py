@@ -63,9 +63,10 @@ def test_every_dataset_with_creates_and_deletes(tmp_path: Path) -> None:
 
 def test_columns_of_a_profile_and_a_block(tmp_path: Path) -> None:
     """A study user's profile is a row per version, with its names, avatar and pinned post; a
-    block carries whom it blocks and when; a delete of a block is a row with nulls."""
+    block carries whom it blocks and when; a delete of a block is a row with nulls. (The
+    scenario deletes the block: its content is kept to be seen.)"""
     write_cache(tmp_path)
-    assert export_main(export_args(tmp_path)) == 0
+    assert export_main(export_args(tmp_path, "--keep-deleted-content")) == 0
     profiles = {r["operation"]: r for r in read_dataset(tmp_path / "out", "study_user_activity/profile")}
     created = profiles["create"]
     assert (created["display_name"], created["description"][:13], created["avatar_cid"]) == (
@@ -86,9 +87,10 @@ def test_columns_of_a_profile_and_a_block(tmp_path: Path) -> None:
 
 
 def test_columns_of_a_post_and_a_follow(tmp_path: Path) -> None:
-    """Post and follow columns carry the record's fields; deletes have a null record_json."""
+    """Post and follow columns carry the record's fields; deletes have a null record_json.
+    (The scenario deletes both: their content is kept to be seen.)"""
     write_cache(tmp_path)
-    assert export_main(export_args(tmp_path)) == 0
+    assert export_main(export_args(tmp_path, "--keep-deleted-content")) == 0
     posts = {r["operation"]: r for r in read_dataset(tmp_path / "out", "study_user_activity/post")}
     created = posts["create"]
     assert (created["text"], created["langs"], created["tags"], created["labels"]) == (

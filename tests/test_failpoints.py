@@ -11,6 +11,9 @@ import sys
 from functools import cache
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from syncstream.errors import ConfigError
@@ -70,6 +73,8 @@ HITS = {
     "export.parquet_placed": 2,
     "export.run_recorded": 1,
     "export.table_committed": 1,  # between the run's two tables (post, like_on_user_post)
+    "export.content_erased": 1,
+    "export.erase_vacuumed": 1,
     "export.committed": 1,
     "export.removing": 2,
     "export.bookkeeping_removed": 1,
@@ -186,6 +191,7 @@ def assert_exactly_once(root: Path) -> None:
     if table_dirs(root / "out"):
         assert stray_files(root / "out") == [], "data files no table names"
         assert_record_once(root)
+        assert deleted_content_held(root / "out") == [], "a deleted post's content outlived its delete"
 
 
 def assert_record_once(root: Path, frames: int = COUNT) -> None:
@@ -202,6 +208,23 @@ def assert_record_once(root: Path, frames: int = COUNT) -> None:
         (r["did"], r["role"], r["from_seq"], r["to_seq"]) for r in table_rows(out, "population/membership")
     ]
     assert spells == [(STUDY, "study", FIRST_SEQ, None)]
+
+
+def deleted_content_held(out: Path) -> list[str]:
+    """The data files under the output that still hold a deleted post's text or record."""
+    deleted = pa.array(sorted(POST_URI.format(i - 9) for i in range(COUNT) if i % 10 == 9))
+    held = []
+    for path in sorted(out.rglob("*.parquet")):
+        rows = pq.read_table(path)
+        if "text" not in rows.column_names:
+            continue
+        mine = rows.filter(pc.is_in(rows.column("uri"), value_set=deleted))
+        if (
+            mine.column("text").null_count < mine.num_rows
+            or mine.column("record_json").null_count < mine.num_rows
+        ):
+            held.append(str(path.relative_to(out)))
+    return held
 
 
 @pytest.mark.parametrize(("point", "process", "action"), CASES)

@@ -130,6 +130,10 @@ def involves(dataset: str, row: dict[str, Any], did: str) -> bool:
     }.get(dataset)
     if pointed is not None and pointed.startswith(f"at://{did}/"):
         return True
+    # a row on a study user's post names them in subject_did, also once a delete erased the record
+    on_user = dataset.endswith(("_on_user_post", "reply_to_user_post", "quote_of_user_post"))
+    if on_user and row.get("subject_did") == did and row.get("operation") != "delete":
+        return True
     # a follow of the account is collected because of it; a study user's own follow of it is
     # that user's activity, and stays
     follows = dataset == "scraped_user_social_network/follow"

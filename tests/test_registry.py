@@ -259,6 +259,24 @@ def test_a_column_the_head_does_not_carry_is_refused() -> None:
         check_registry({K.POST: msgspec.structs.replace(HANDLERS[K.POST], dataset=typo, delete=None)})
 
 
+def test_a_column_of_the_record_that_is_not_nullable_is_refused() -> None:
+    """A delete erases every column taken from the record, so such a column must take nulls:
+    one declared non-nullable is refused when the registry is checked."""
+    strict = msgspec.structs.replace(
+        HANDLERS[K.POST].dataset, name="custom/strict", columns=(view_column("text", nullable=False),)
+    )
+    with pytest.raises(ConfigError, match="column text is of the record and not nullable"):
+        check_registry({K.POST: msgspec.structs.replace(HANDLERS[K.POST], dataset=strict, delete=None)})
+    kept = view_column("text", nullable=False, from_record=False)
+    check_registry(
+        {
+            K.POST: msgspec.structs.replace(
+                HANDLERS[K.POST], dataset=msgspec.structs.replace(strict, columns=(kept,)), delete=None
+            )
+        }
+    )
+
+
 @pytest.mark.parametrize("key", [1, None, "", b"post"])
 def test_a_key_that_is_not_a_name_is_refused(key: object) -> None:
     """Keys are names: anything but a non-empty string is refused, naming it."""

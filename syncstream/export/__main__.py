@@ -44,6 +44,7 @@ def _print_summary(summary: ExportSummary, seconds: float) -> None:
         else:
             print(f"  {name}: {stats.rows} rows, {stats.files} files, {stats.bytes} bytes")
     for label, count in (
+        ("versions of deleted records erased (their content)", summary.erased),
         ("duplicates dropped", summary.duplicates),
         ("files set aside (not exportable, in .set-aside/)", summary.unreadable),
         ("symbolic links left alone", summary.links_skipped),

@@ -49,7 +49,7 @@ from syncstream.cache import (
 )
 from syncstream.errors import ConfigError
 from syncstream.export.context import BatchExportContext
-from syncstream.export.parts import Part
+from syncstream.export.parts import HelperParts, Part
 from syncstream.export.plan import Chunk
 from syncstream.export.purges import purge_first
 from syncstream.export.summary import DatasetSummary, ExportSummary, RecoveredRun
@@ -247,14 +247,19 @@ class _Exporter(CacheSide):
             keys=[key for chunk in chunks for key in chunk.keys],
             pinned=not self.remove,
             released=[key for chunk in chunks for key in chunk.released] if self.remove else [],
+            keep_deleted_content=self.context.keep_deleted_content,
         )
 
     def _commit_run(self, run: RunCommit) -> None:
-        """Commit each table that does not hold the run yet, then the keys: idempotent."""
+        """Commit each table that does not hold the run yet, erase what its deletes delete
+        (``syncstream.lake.erase``), then the keys: idempotent."""
         if run.format == "delta":
+            from syncstream.export.erase import erase_run  # noqa: PLC0415
             from syncstream.lake.delta import commit_run  # noqa: PLC0415 (delta-rs: only to commit)
 
             self.summary.commits += commit_run(self._out(), run, self.dataset_named)
+            inline = not isinstance(self.parts, HelperParts)  # pyarrow is this process's already
+            self.summary.erased += erase_run(self._out(), run, self.dataset_named, inline=inline)
         state = self.context.state
         if not state.exports.claim_committed(run.claim):
             state.exports.commit(

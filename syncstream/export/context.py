@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
@@ -22,6 +23,8 @@ if TYPE_CHECKING:
 
 __all__ = ["BatchExportContext", "setup_batch_export_system"]
 
+log = logging.getLogger("syncstream.export")
+
 
 class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     """Everything the export phase needs, resolved once: where from, where to (``parts``
@@ -38,6 +41,7 @@ class BatchExportContext(msgspec.Struct, frozen=True, kw_only=True):
     batch_bytes: int
     dedup_window_hours: float
     format: str
+    keep_deleted_content: bool = False  # a delete leaves its record's content in the tables
 
     def __enter__(self) -> Self:
         return self
@@ -102,6 +106,11 @@ def setup_batch_export_system(
             from syncstream.lake.storage import storage_for  # noqa: PLC0415 (pyarrow: export only)
 
             parts = InlineParts(storage_for(out, options.storage) if isinstance(out, str) else out)
+        if options.format == "parquet" and not options.keep_deleted_content:
+            log.warning(
+                "a plain-Parquet output keeps deleted records' content (erasing it needs Delta tables)",
+                extra={"event": "deleted_content_kept"},
+            )
     except BaseException:
         if parts is not None:
             parts.close()
@@ -119,4 +128,5 @@ def setup_batch_export_system(
         batch_bytes=options.batch_bytes,
         dedup_window_hours=options.dedup_window_hours,
         format=options.format,
+        keep_deleted_content=options.keep_deleted_content,
     )

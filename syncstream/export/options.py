@@ -37,6 +37,7 @@ class ExportOptions(StoreOptions, frozen=True, kw_only=True):
     out: str = OUT  # a directory or a pyarrow.fs URI
     keep_cache: bool = False
     keep_deleted_accounts: bool = False
+    keep_deleted_content: bool = False  # a deleted record's content stays in its versions' rows
     writer_timeout: float = WRITER_TIMEOUT
     clear_cache: bool = False
     dry_run: bool = False
@@ -94,6 +95,15 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not purge the accounts the writer saw deleted (an #account event with status "
         "deleted); by default each export purges them first, as `python -m syncstream.purge` does",
+    )
+    parser.add_argument(
+        "--keep-deleted-content",
+        action="store_true",
+        help="keep the content (record_json and the columns taken from the record) of every "
+        "version of a deleted record, for a study whose ethics approval covers it; each table "
+        "records the choice in its properties (syncstream.deleted_content). By default a delete "
+        "erases that content from the Delta tables at the export that brings it (a plain-Parquet "
+        "output keeps it)",
     )
     parser.add_argument(
         "--writer-timeout",

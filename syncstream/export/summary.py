@@ -32,6 +32,7 @@ class ExportSummary(msgspec.Struct, kw_only=True):
     recovered_claims: int = 0  # claims or chunks left by an earlier export that this one finished
     batches: int = 0
     commits: int = 0  # table commits (at most one per table per run)
+    erased: int = 0  # rows whose content a delete erased (every version of a deleted record)
     dry_run: bool = False
     purges: list[PurgeSummary] = msgspec.field(default_factory=list)  # run first: deleted accounts
     recovered_runs: list[RecoveredRun] = msgspec.field(default_factory=list)  # not in ``datasets``

@@ -60,5 +60,5 @@ def _record_batch(dataset: Dataset, schema: pa.Schema, files: Sequence[bytes]) -
 def _array(column: Column, rows: Sequence[Any]) -> pa.Array:
     values: list[Any] = list(map(column.value, rows))
     if column.type == "timestamp":
-        values = list(map(micros, values))
+        values = [None if value is None else micros(value) for value in values]  # a nullable time
     return pa.array(values, ARROW_TYPES[column.type])

@@ -189,9 +189,11 @@ class _Purge:
         for name in tables:
             from syncstream.purge.tables import candidate_rows  # noqa: PLC0415 (delta-rs, pyarrow)
 
+            known = self.datasets.get(name)  # a table of a registry this one is not: no link
+            link = known.link_column if known is not None else None
             self._note_rows(
                 name,
-                candidate_rows(self._where(name), self.authors[name], self.involvement.dids),
+                candidate_rows(self._where(name), self.authors[name], self.involvement.dids, link),
             )
         for relative_path, name in parts:
             assert self.output.storage is not None
@@ -356,7 +358,10 @@ class _Purge:
             self.involved.add((dataset, row.uri, row.status or ""))
 
     def _note_rows(self, name: str, rows: Iterable[tuple[Any, ...]]) -> None:
-        for operation, author, uri, record_json, record_type, status in rows:
+        for operation, author, uri, record_json, record_type, status, *linked in rows:
+            if linked and linked[0] and uri is not None:  # collected because of them, erased since
+                self.involved.add((name, uri, status or ""))
+                continue
             config = self.involvement.handler(name, record_type, status)
             record = json.loads(record_json) if record_json is not None else None
             self._note(name, config, _Row(operation, author, uri, record, status))

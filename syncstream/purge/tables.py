@@ -1,7 +1,7 @@
 """A purge in a Delta table: find the rows that involve the accounts, rewrite the files that
-hold them without them in one commit, then vacuum the files that commit replaced, so that no
-file under the table holds a purged row, history included: time travel to a version before the
-purge is gone, by design. The log names files, never the accounts (see ``remove_rows``).
+hold them without them in one commit, then vacuum the files that commit replaced
+(``syncstream.lake.rewrite``), so that no file under the table holds a purged row, history
+included. The log names files, never the accounts (see ``remove_rows``).
 
 The vacuum is delta-rs' *lite* mode with no retention (the files the log marks removed), then
 the files a killed compaction or purge left that no version of the log names
@@ -10,23 +10,22 @@ the files a killed compaction or purge left that no version of the log names
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import Any
 
-from deltalake import CommitProperties, DeltaTable
-from deltalake.transaction import AddAction, RemoveAction
+from deltalake import DeltaTable
 
-from syncstream.errors import PurgeError
+from syncstream.errors import PurgeError, SyncstreamError
 from syncstream.failpoints import failpoint
-from syncstream.lake.delta import COMMIT_ATTEMPTS, PARTITION, Location
+from syncstream.lake import rewrite
+from syncstream.lake.delta import Location
 from syncstream.lake.orphans import EXPORT_RECOVERY_HOURS, remove_orphans
+from syncstream.lake.rewrite import MARK, rewrite_files
 from syncstream.staging import Step
 
 __all__ = ["PURGE_MARK", "author_column", "authored_rows", "candidate_rows", "remove_rows", "vacuum"]
 
-PURGE_MARK = "syncstream"  # a purge's commit says so in its commit info (what, never whom)
+PURGE_MARK = MARK  # a purge's commit says so in its commit info (what, never whom)
 _COLUMNS = ("operation", "record_type", "uri", "record_json", "follow_status")
 
 
@@ -52,20 +51,26 @@ def authored_rows(where: Location, author_column: str, dids: Collection[str]) ->
 
 
 def candidate_rows(
-    where: Location, author_column: str, dids: Collection[str]
-) -> Iterator[tuple[str | None, str, str | None, str | None, str | None, str | None]]:
-    """(operation, author, uri, record_json, record_type, follow_status) of every row that is
-    the accounts' or names one of them (its record's JSON holds the DID): the only rows that
-    can involve them. Filtered by pyarrow.compute, so a large table costs one scan."""
+    where: Location, author_column: str, dids: Collection[str], link_column: str | None = None
+) -> Iterator[tuple[str | None, str, str | None, str | None, str | None, str | None, bool]]:
+    """(operation, author, uri, record_json, record_type, follow_status, linked) of every row
+    that is the accounts' or names one of them (its record's JSON holds the DID, or its
+    ``link_column``, which outlives a delete's erasure, is one of them: ``linked``): the only
+    rows that can involve them. Filtered by pyarrow.compute, so a large table costs one scan."""
     import pyarrow as pa  # noqa: PLC0415 (a purge of the cache alone needs none)
     import pyarrow.compute as pc  # noqa: PLC0415
 
     table = DeltaTable(where.uri, storage_options=where.storage_options)
     names = {field.name for field in table.schema().fields}
-    columns = [author_column, *(c for c in _COLUMNS if c in names)]
+    link = link_column if link_column in names else None
+    columns = [author_column, *(c for c in _COLUMNS if c in names), *([link] if link else [])]
     data = table.to_pyarrow_dataset().to_table(columns=columns, use_threads=False)
     del table
-    mask = pc.is_in(data.column(author_column), value_set=pa.array(sorted(dids), pa.string()))
+    wanted = pa.array(sorted(dids), pa.string())
+    linked = pc.fill_null(pc.is_in(data.column(link), value_set=wanted), False) if link else None
+    mask = pc.is_in(data.column(author_column), value_set=wanted)
+    if linked is not None:
+        mask = pc.or_kleene(mask, linked)
     if "record_json" in names:
         for did in dids:
             mask = pc.or_kleene(mask, pc.match_substring(data.column("record_json"), did))
@@ -81,6 +86,7 @@ def candidate_rows(
         column("record_json"),
         column("record_type"),
         column("follow_status"),
+        [value in dids for value in found.column(link).to_pylist()] if link else [False] * found.num_rows,
         strict=True,
     )
 
@@ -106,78 +112,35 @@ def remove_rows(
     The commit applies only to the version the purge read (no retry by delta-rs, which would
     not see that a concurrent commit removed the same files): if any other commit came first
     (a command that did not take the output's lock, or one whose lease ran out), the table is
-    read and rewritten again. Files of an attempt that lost go with the vacuum.
+    read and rewritten again (``rewrite_files``). Files of an attempt that lost go with the vacuum.
     """
-    from deltalake.exceptions import CommitFailedError  # noqa: PLC0415
-
-    for _ in range(COMMIT_ATTEMPTS):
-        try:
-            return _rewrite(
-                where, author_column, dids, involved, purge_id=purge_id, on_committed=on_committed
-            )
-        except CommitFailedError:
-            continue
-    raise PurgeError(f"{where.uri}: the table kept changing under the purge ({COMMIT_ATTEMPTS} attempts)")
-
-
-def _rewrite(
-    where: Location,
-    author_column: str,
-    dids: Collection[str],
-    involved: Collection[tuple[str, str]],
-    *,
-    purge_id: str,
-    on_committed: Callable[[], None],
-) -> tuple[int, int]:
     import pyarrow as pa  # noqa: PLC0415
-    import pyarrow.parquet as pq  # noqa: PLC0415
 
-    table = DeltaTable(where.uri, storage_options=where.storage_options)
-    dataset = table.to_pyarrow_dataset()
-    actions = pa.table(table.get_add_actions(flatten=True))
-    sizes = dict(
-        zip(actions.column("path").to_pylist(), actions.column("size_bytes").to_pylist(), strict=True)
-    )
     by_status: dict[str, set[str]] = {}
     for uri, status in involved:
         by_status.setdefault(status or "", set()).add(uri)
-    now = int(time.time() * 1000)
-    changes: list[AddAction | RemoveAction] = []
-    removed = 0
-    for fragment in dataset.get_fragments():
-        path: str = fragment.path
+
+    def without_involved(fragment: Any) -> Any | None:
         names = fragment.physical_schema.names
         columns = [c for c in (author_column, "uri", "follow_status") if c in names]
         keys = fragment.to_table(columns=columns, use_threads=False)
         drop = _involved(keys, author_column, dids, by_status)
         if not any(drop):
-            continue
-        data = fragment.to_table(use_threads=False)
-        kept = data.filter(pa.array([not d for d in drop]))
-        date = path.split("/", 1)[0].removeprefix(f"{PARTITION}=")
-        values: dict[str, str | None] = {PARTITION: date}
-        changes.append(RemoveAction(path, True, now, sizes.get(path), values))
-        removed += len(drop) - kept.num_rows
-        if kept.num_rows:
-            directory, name = path.rsplit("/", 1)
-            target = f"{directory}/part-{purge_id}-{name.removeprefix('part-')}"
-            with fragment.filesystem.open_output_stream(target) as sink:
-                pq.write_table(kept, sink, compression="zstd")
-            size = fragment.filesystem.get_file_info(target).size
-            stats = json.dumps({"numRecords": kept.num_rows})
-            changes.append(AddAction(target, size, values, now, True, stats))
-    failpoint(Step.PURGE_TABLE_REWRITTEN)
-    if changes:
-        table.create_write_transaction(
-            changes,
-            "append",
-            table.schema(),
-            partition_by=[PARTITION],
-            commit_properties=CommitProperties(custom_metadata={PURGE_MARK: "purge"}, max_commit_retries=0),
+            return None
+        return fragment.to_table(use_threads=False).filter(pa.array([not d for d in drop]))
+
+    try:
+        before, after, files = rewrite_files(
+            where,
+            without_involved,
+            tag=purge_id,
+            mark="purge",
+            before_commit=lambda: failpoint(Step.PURGE_TABLE_REWRITTEN),
         )
-    del dataset, table
+    except SyncstreamError as error:
+        raise PurgeError(f"{error}: the table kept changing under the purge") from None
     on_committed()
-    return removed, sum(isinstance(c, RemoveAction) for c in changes)
+    return before - after, files
 
 
 def _involved(
@@ -198,7 +161,4 @@ def _involved(
 def vacuum(where: Location) -> list[str]:
     """Remove every file the log marks removed (a purge's, a compaction's), now, and every
     file a killed run left that no version of the log names (``lake.orphans``)."""
-    table = DeltaTable(where.uri, storage_options=where.storage_options)
-    removed: list[str] = table.vacuum(retention_hours=0, enforce_retention_duration=False, dry_run=False)
-    del table
-    return removed + remove_orphans(where, keep_hours=EXPORT_RECOVERY_HOURS)
+    return rewrite.vacuum(where) + remove_orphans(where, keep_hours=EXPORT_RECOVERY_HOURS)

@@ -23,6 +23,8 @@ from syncstream.registry.views import (
     post_view,
     profile_view,
     record_json,
+    relay_time,
+    rev_time,
     subject_view,
 )
 
@@ -38,12 +40,15 @@ __all__ = [
     "IN_NETWORK_POSTS",
     "LIKES",
     "LIKES_ON_USER_POSTS",
+    "ON_USER_SUBJECT_COLUMNS",
     "POSTS",
     "POST_COLUMNS",
     "PROFILES",
     "PROFILE_COLUMNS",
     "QUOTES_OF_USER_POSTS",
+    "QUOTE_COLUMNS",
     "REPLIES_TO_USER_POSTS",
+    "REPLY_COLUMNS",
     "REPOSTS",
     "REPOSTS_ON_USER_POSTS",
     "SUBJECT_COLUMNS",
@@ -65,6 +70,9 @@ class Column(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     type: ArrowType
     value: Callable[[Any], object]  # of the head (common columns) or of the dataset's view
     nullable: bool = True
+    # Taken from the record's content: erased from every version of a record once it is
+    # deleted (``syncstream.lake.erase``), so it must be nullable.
+    from_record: bool = False
 
 
 def head_column(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
@@ -75,9 +83,19 @@ def head_column(name: str, type: ArrowType = "string", *, nullable: bool = True)
     return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
 
 
-def view_column(name: str, type: ArrowType = "string", *, nullable: bool = True) -> Column:
-    """A column taken from the attribute ``name`` of the dataset's view of the record."""
-    return Column(name=name, type=type, value=attrgetter(name), nullable=nullable)
+def view_column(
+    name: str,
+    type: ArrowType = "string",
+    *,
+    nullable: bool = True,
+    from_record: bool = True,
+    attribute: str = "",
+) -> Column:
+    """A column taken from the attribute ``name`` (or ``attribute``) of the dataset's view of
+    the record; ``from_record=False`` for one the view takes from the file's head instead
+    (it outlives the record's deletion)."""
+    getter = attrgetter(attribute or name)
+    return Column(name=name, type=type, value=getter, nullable=nullable, from_record=from_record)
 
 
 HEAD_FIELDS: tuple[str, ...] = FileHead.__struct_fields__
@@ -95,9 +113,10 @@ COMMON_COLUMNS: tuple[Column, ...] = (
     _head("record_type", nullable=False),
     _head("seq", "int64"),  # null for a backfilled record
     _head("rev"),
-    _head("event_time", "timestamp"),
+    Column(name="event_time", type="timestamp", value=relay_time),  # null for a backfilled record
+    Column(name="rev_time", type="timestamp", value=rev_time),
     _head("synctimestamp", "timestamp", nullable=False),
-    Column(name="record_json", type="string", value=record_json),
+    Column(name="record_json", type="string", value=record_json, from_record=True),
     _head("source", nullable=False),  # firehose, or backfill
     _head("verified", "bool"),  # the commit's signature checked: true, or null when not checked
 )
@@ -110,6 +129,9 @@ class Dataset(Config, frozen=True, kw_only=True, forbid_unknown_fields=True):
     columns: tuple[Column, ...]  # after the head's, each read from the view
     head_columns: tuple[Column, ...] = COMMON_COLUMNS  # first, each read from the file's head
     author_column: str = "author_did"  # the column of the account a row belongs to (purges)
+    # The column naming the study user a row was collected because of (a like of their post):
+    # kept when a delete erases the record's content, so that a purge of them still finds it.
+    link_column: str | None = None
 
 
 POST_COLUMNS: tuple[Column, ...] = (
@@ -124,38 +146,57 @@ POST_COLUMNS: tuple[Column, ...] = (
     _view("labels", "list<string>"),
     _view("tags", "list<string>"),
 )
-SUBJECT_COLUMNS: tuple[Column, ...] = (_view("subject_uri"), _view("subject_cid"), _view("created_at"))
+SUBJECT_COLUMNS: tuple[Column, ...] = (
+    _view("subject_uri"),
+    _view("subject_cid"),
+    _view("created_at"),
+    _view("subject_did"),  # the subject's author: the authority of subject_uri
+)
+# On a study user's post: subject_did is that user, the reason the row was collected, and
+# outlives a delete (the link a withdrawal needs).
+ON_USER_SUBJECT_COLUMNS: tuple[Column, ...] = (*SUBJECT_COLUMNS[:3], _view("subject_did", from_record=False))
+REPLY_COLUMNS: tuple[Column, ...] = (
+    *POST_COLUMNS,
+    _view("subject_did", attribute="reply_parent_did", from_record=False),
+)
+QUOTE_COLUMNS: tuple[Column, ...] = (
+    *POST_COLUMNS,
+    _view("subject_did", attribute="embed_record_did", from_record=False),
+)
 FOLLOW_COLUMNS: tuple[Column, ...] = (
-    _view("follow_status", nullable=False),
-    _view("follower_did", nullable=False),
+    _view("follow_status", nullable=False, from_record=False),  # of the file's head
+    _view("follower_did", nullable=False, from_record=False),  # the author
     _view("followee_did"),
     _view("created_at"),
 )
 
 
-def _posts(name: str) -> Dataset:
-    return Dataset(name=name, view=post_view, columns=POST_COLUMNS)
+def _posts(name: str, columns: tuple[Column, ...] = POST_COLUMNS, link: str | None = None) -> Dataset:
+    return Dataset(name=name, view=post_view, columns=columns, link_column=link)
 
 
-def _subjects(name: str) -> Dataset:
+def _subjects(name: str, on_user: bool = False) -> Dataset:
+    if on_user:
+        columns = ON_USER_SUBJECT_COLUMNS
+        return Dataset(name=name, view=subject_view, columns=columns, link_column="subject_did")
     return Dataset(name=name, view=subject_view, columns=SUBJECT_COLUMNS)
 
 
 POSTS = _posts("study_user_activity/post")
 LIKES = _subjects("study_user_activity/like")
 REPOSTS = _subjects("study_user_activity/repost")
-LIKES_ON_USER_POSTS = _subjects("study_user_activity/like_on_user_post")
-REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post")
-REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post")
-QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post")
+LIKES_ON_USER_POSTS = _subjects("study_user_activity/like_on_user_post", on_user=True)
+REPLIES_TO_USER_POSTS = _posts("study_user_activity/reply_to_user_post", REPLY_COLUMNS, "subject_did")
+REPOSTS_ON_USER_POSTS = _subjects("study_user_activity/repost_on_user_post", on_user=True)
+QUOTES_OF_USER_POSTS = _posts("study_user_activity/quote_of_user_post", QUOTE_COLUMNS, "subject_did")
 FOLLOWS = Dataset(name="scraped_user_social_network/follow", view=follow_view, columns=FOLLOW_COLUMNS)
-EVENT_COLUMNS: tuple[Column, ...] = (
-    _view("did", nullable=False),
-    _view("population", nullable=False),
-    _view("event", nullable=False),
-    _view("seq", "int64", nullable=False),
-    _view("event_time", "timestamp"),
-    _view("synctimestamp", "timestamp", nullable=False),
+EVENT_COLUMNS: tuple[Column, ...] = (  # an account's event: no record, nothing is ever deleted
+    _view("did", nullable=False, from_record=False),
+    _view("population", nullable=False, from_record=False),  # the writer's, not the relay's
+    _view("event", nullable=False, from_record=False),
+    _view("seq", "int64", nullable=False, from_record=False),
+    _view("event_time", "timestamp", from_record=False),
+    _view("synctimestamp", "timestamp", nullable=False, from_record=False),
     _view("active", "bool"),
     _view("status"),
     _view("handle"),
@@ -198,6 +239,9 @@ def unreadable_column(dataset: Dataset) -> str | None:
     """Why a column of ``dataset`` cannot be read (it names an attribute the cache file's head,
     or the dataset's view, does not have), or None. Each column is tried on a delete's head,
     so that a column of the wrong source fails at set-up, not in the middle of an export."""
+    for column in (*dataset.head_columns, *dataset.columns):
+        if column.from_record and not column.nullable:
+            return f"column {column.name} is of the record and not nullable: a delete could not erase it"
     for column in dataset.head_columns:
         try:
             column.value(_PROBE)

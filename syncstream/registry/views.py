@@ -9,11 +9,14 @@ functions, and the writer and the export's main process never import pyarrow.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 import msgspec
 
 from syncstream.registry import references as refs
+from syncstream.registry.records import BACKFILL
+from syncstream.registry.syntax import is_tid
 
 __all__ = [
     "NULL",
@@ -31,6 +34,8 @@ __all__ = [
     "post_view",
     "profile_view",
     "record_json",
+    "relay_time",
+    "rev_time",
     "subject_view",
 ]
 
@@ -70,8 +75,43 @@ def record_json(head: FileHead) -> str | None:
     return _raw_text(head.record)
 
 
+_TID_ALPHABET = {c: i for i, c in enumerate("234567abcdefghijklmnopqrstuvwxyz")}
+
+
+def _tid_time(tid: str | None) -> str | None:
+    """The time a TID (a commit's rev) holds, ``YYYY-MM-DDTHH:MM:SS.ffffffZ``: its top 53 bits
+    after the sign bit are microseconds since the epoch, the last 10 a clock id. None when it
+    is not a TID."""
+    if not tid or not is_tid(tid):
+        return None
+    value = 0
+    for character in tid:
+        value = value * 32 + _TID_ALPHABET[character]
+    seconds, fraction = divmod(value >> 10, 1_000_000)
+    return f"{datetime.fromtimestamp(seconds, UTC).strftime('%Y-%m-%dT%H:%M:%S')}.{fraction:06d}Z"
+
+
+def relay_time(head: FileHead) -> str | None:
+    """The commit's time as the relay stamped it; None for a backfilled record, which came
+    from a repository and never through a relay (its ``event_time`` in the cache is only the
+    client's ``createdAt``, or the fetch's time)."""
+    return None if head.source == BACKFILL else head.event_time
+
+
+def rev_time(head: FileHead) -> str | None:
+    """The time in the commit's rev (a TID: microseconds since the epoch, stamped by the
+    author's PDS when it made the commit); None when the rev is not a TID."""
+    return _tid_time(head.rev)
+
+
 def _str(value: object) -> str | None:
     return value if isinstance(value, str) else None
+
+
+def _did_of(uri: str | None) -> str | None:
+    """The authority of an AT-URI when it is a DID (a URI may name its repo by handle)."""
+    found = refs.authority(uri)
+    return found if found is not None and found.startswith("did:") else None
 
 
 def _strs(value: object) -> list[str] | None:
@@ -92,6 +132,14 @@ class PostView(msgspec.Struct, gc=False):
     facets_json: str | None = None
     labels: list[str] | None = None
     tags: list[str] | None = None
+
+    @property
+    def reply_parent_did(self) -> str | None:
+        return _did_of(self.reply_parent_uri)
+
+    @property
+    def embed_record_did(self) -> str | None:
+        return _did_of(self.embed_record_uri)
 
 
 class _Ref(msgspec.Struct):
@@ -252,6 +300,10 @@ class SubjectView(msgspec.Struct, gc=False):
     subject_uri: str | None = None
     subject_cid: str | None = None
     created_at: str | None = None
+
+    @property
+    def subject_did(self) -> str | None:
+        return _did_of(self.subject_uri)
 
 
 class FollowView(msgspec.Struct, gc=False):
