@@ -4,6 +4,7 @@ or foreign state is exit 2 and nothing is made."""
 
 from __future__ import annotations
 
+import datetime
 import json
 import sqlite3
 import subprocess
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from syncstream.store import StateStore
+from syncstream.store import CURSOR, CoverageKind, CoverageReason, CoverageRow, StateStore
 from syncstream.store.chains import Link
 from syncstream.users import read_user_lines
 
@@ -53,6 +54,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         state.chains.put(
             {"did:plc:ewvi7nxzyoun6zhxrhs64oiz": Link("3mptbypluud2a", None)}
         )  # as a backfill starts it
+        state.catalog.add_scratch(
+            str(root / "syncstream-backfill-x"), "did:plc:53iucmf5ldftgqyf2ac7hmhd", 1.0
+        )
+        (run,) = state.coverage.runs()  # a later replay that started past the cursor, as it records it
+        later = "z" + run.writer_run
+        state.coverage.record([
+            CoverageRow(later, 1, CURSOR, CoverageKind.GAP, run.last_seq + 1, run.last_seq + 40,
+                        run.last_time, "2026-07-05T00:00:00Z", CoverageReason.REPLAY_START, 0),
+            CoverageRow(later, 2, CURSOR, CoverageKind.COVERED, run.last_seq + 41, run.last_seq + 45,
+                        "2026-07-05T00:00:00Z", "2026-07-05T00:01:00Z", CoverageReason.REPLAY_START, 5),
+        ])  # fmt: skip
     return root
 
 
@@ -93,13 +105,39 @@ def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
     assert got["handlers"] == handlers
     assert got["last_export"]["run"] == 1
     assert got["last_export"]["time"] == time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(int(committed)))
+    with closing(sqlite3.connect(study / "s.sqlite")) as db:
+        runs = db.execute("SELECT kind, first_seq, last_seq, first_time, last_time FROM coverage").fetchall()
+        outputs = [o for (o,) in db.execute("SELECT location FROM catalog_outputs")]
+        scratch = [o for (o,) in db.execute("SELECT location FROM catalog_scratch")]
+    covered = [r for r in runs if r[0] == "covered"]
+    (gap,) = [r for r in runs if r[0] == "gap"]
     assert got["coverage"] == {
-        "recorded": False,
-        "gaps": None,
-        "largest_gap": None,
-        "through": {"replay": cursor},
+        "runs": len(covered),
+        "gaps": 1,
+        "largest_gap": {
+            "source": "replay",
+            "first_seq": gap[1],
+            "last_seq": gap[2],
+            "seqs": gap[2] - gap[1] + 1,
+            "from_time": gap[3],
+            "to_time": gap[4],
+        },
+        "through": {"replay": max(r[2] for r in covered)},
+        "last_time": {"replay": max(covered, key=lambda r: r[2])[4]},
     }
-    assert (got["tables"], got["lag_seconds"], got["outputs"]) == (None, None, [])
+    assert len(covered) == 2 and gap[1] == cursor + 1  # the gap starts right after the first writer's cursor
+    assert got["catalog"] == {
+        "snapshots": {"count": 0, "locations": []},
+        "records": {"count": 0, "locations": []},
+        "scratch": {"count": 1, "locations": scratch},
+    }
+    # no --out: the outputs the catalog records, and the lag behind the last frame covered
+    assert got["outputs"] == outputs == [str((study / "out").resolve())]
+    assert {name: (t["rows"], t["files"]) for name, t in got["tables"].items()} == read_back(study / "out")
+    assert "collection/coverage" in got["tables"] and "population/membership" in got["tables"]
+    assert got["lag_from"] == "coverage"
+    last = datetime.datetime(2026, 7, 5, 0, 1, tzinfo=datetime.UTC).timestamp()
+    assert abs(got["lag_seconds"] - (time.time() - last)) < 60
 
 
 def test_with_out_each_table_has_the_rows_and_files_its_log_holds(study: Path) -> None:
@@ -109,7 +147,7 @@ def test_with_out_each_table_has_the_rows_and_files_its_log_holds(study: Path) -
     assert (study / "s.sqlite").read_bytes() == before
     assert {name: (t["rows"], t["files"]) for name, t in got["tables"].items()} == read_back(study / "out")
     assert got["outputs"] == [str(study / "out")]
-    assert got["lag_seconds"] > 0  # the sample's events are from the past
+    assert got["lag_seconds"] > 0 and got["lag_from"] == "tables"  # the sample's events are past
 
 
 def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
@@ -123,6 +161,8 @@ def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
     words = " ".join(done.stdout.split())  # the lines wrap where they must
     assert "1 withdrawn" in words and "backfills 1 done, 1 failed, 0 pending" in words
     assert "verified 1 accounts with a verified chain" in words
+    assert "coverage 2 runs, 1 gaps, the largest replay " in words and "(40 seqs," in words
+    assert "snapshots 0 snapshots" in words and "scratch 1 backfill scratch directories left:" in words
 
 
 def test_a_missing_state_is_exit_2_and_nothing_is_made(tmp_path: Path) -> None:

@@ -20,7 +20,8 @@ __all__ = ["TableFacts", "column_counts", "newest_event_time", "table_facts"]
 
 
 class TableFacts(msgspec.Struct, frozen=True, kw_only=True):
-    """One table as its log stands: ``rows_by_day`` maps each partition_date to its rows."""
+    """One table as its log stands: ``rows_by_day`` maps each partition_date to its rows (empty
+    for a table with no partition_date: the study record's)."""
 
     name: str
     version: int
@@ -40,15 +41,16 @@ def table_facts(out: str, names: Iterable[str]) -> dict[str, TableFacts]:
         table = DeltaTable(where.uri, storage_options=where.storage_options)
         actions = pa.table(table.get_add_actions(flatten=True)).to_pylist()
         version = table.version()
+        dated = PARTITION in table.metadata().partition_columns
         del table
         by_day: Counter[str] = Counter()
         for action in actions:
-            day = action.get(f"partition.{PARTITION}")
-            by_day[str(day)] += int(action["num_records"] or 0)
+            if dated:
+                by_day[str(action.get(f"partition.{PARTITION}"))] += int(action["num_records"] or 0)
         found[name] = TableFacts(
             name=name,
             version=version,
-            rows=sum(by_day.values()),
+            rows=sum(int(a["num_records"] or 0) for a in actions),
             files=len(actions),
             bytes=sum(int(a["size_bytes"] or 0) for a in actions),
             rows_by_day=dict(sorted(by_day.items())),

@@ -33,26 +33,33 @@ def gather(options: StatusOptions, now: float) -> dict[str, Any]:
                 sections.verification,
                 sections.last_export,
                 sections.coverage,
+                sections.catalog,
                 sections.handlers,
             )
         )
+        recorded = [o.location for o in state.catalog.outputs() if o.format == "delta"]
     names = set(datasets_of(registry)) | set(status["datasets_written"])
-    outputs = _outputs(options)
+    outputs = _outputs(options, recorded)
     tables, newest = _tables(outputs, names)
+    lag_from = "tables"
+    if options.out is None:  # the lag behind what the writer processed, not what was exported
+        newest, lag_from = sections.last_covered(status["coverage"]), "coverage"
     return {
         "version": __version__,
         "state": os.path.abspath(options.state),
         **status,
         **sections.lag(newest, now),
+        "lag_from": lag_from,
         "outputs": outputs,
         "tables": tables,
     }
 
 
-def _outputs(options: StatusOptions) -> list[str]:
-    """The outputs whose tables are counted: --out (the store records no outputs of its own yet)."""
+def _outputs(options: StatusOptions, recorded: list[str]) -> list[str]:
+    """The outputs whose tables are counted: --out, or else the Delta outputs the catalog
+    records (an output recorded but gone since, or not yet written, has no tables to count)."""
     if options.out is None:
-        return []
+        return recorded
     return [options.out if "://" in options.out else os.path.abspath(options.out)]
 
 
@@ -62,7 +69,9 @@ def _tables(outputs: list[str], names: set[str]) -> tuple[dict[str, Any] | None,
     if not outputs:
         return None, None
     from syncstream.lake.inventory import newest_event_time, table_facts  # noqa: PLC0415 (delta-rs)
+    from syncstream.lake.study_record import RECORD_TABLES  # noqa: PLC0415
 
+    names = names | set(RECORD_TABLES)  # the study's record: written beside the datasets
     tables: dict[str, Any] = {}
     newest: float | None = None
     for out in outputs:

@@ -1,9 +1,5 @@
 """The sections of ``syncstream status``, each one small function of the store (or of the
-tables under an output) returning plain values with the names the JSON object carries.
-
-Coverage and membership are not recorded by this store's layout yet: ``coverage`` says so and
-shows what the cursor alone tells; it is the one function to change once the store records
-coverage runs and gaps."""
+tables under an output) returning plain values with the names the JSON object carries."""
 
 from __future__ import annotations
 
@@ -12,11 +8,13 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from syncstream.store import CURSOR, BackfillStatus, StateStore
-from syncstream.store.kinds import PurgeReason
+from syncstream.store import BackfillStatus, StateStore
+from syncstream.store.coverage import source_name
+from syncstream.store.kinds import CoverageKind, PurgeReason
 
 __all__ = [
     "backfills",
+    "catalog",
     "coverage",
     "cursor",
     "handlers",
@@ -24,7 +22,6 @@ __all__ = [
     "last_export",
     "population",
     "purges",
-    "source_name",
     "verification",
 ]
 
@@ -35,11 +32,6 @@ def iso(seconds: float | None) -> str | None:
         return None
     when = datetime.datetime.fromtimestamp(seconds, datetime.UTC).replace(microsecond=0)
     return when.isoformat().replace("+00:00", "Z")
-
-
-def source_name(key: str) -> str:
-    """A cursor's key as an operator names its source: the relay's host, or ``replay``."""
-    return "replay" if key == CURSOR else key.removeprefix("cursor:")
 
 
 def cursor(state: StateStore) -> dict[str, Any]:
@@ -97,15 +89,51 @@ def last_export(state: StateStore) -> dict[str, Any]:
 
 
 def coverage(state: StateStore) -> dict[str, Any]:
-    """``coverage``: the gaps in the seqs processed (how many, the largest). This store's
-    layout records no coverage runs, so the gaps are unknown (null) and ``recorded`` is false;
-    the seqs known processed reach each source's cursor."""
+    """``coverage``, from the store's record: the covered runs and the gaps (the seqs the
+    writer knows it lost), the largest gap (by seqs), and per source the last seq a covered
+    run reached and the relay's time of its last frame (``last_time``)."""
+    rows = state.coverage.runs()
+    covered = [r for r in rows if r.kind == CoverageKind.COVERED and r.last_seq is not None]
+    gaps = [
+        r for r in rows if r.kind == CoverageKind.GAP and r.first_seq is not None and r.last_seq is not None
+    ]
+    largest = max(gaps, key=lambda r: (r.last_seq or 0) - (r.first_seq or 0), default=None)
+    through: dict[str, int] = {}
+    for row in covered:
+        name = source_name(row.source)
+        through[name] = max(through.get(name, row.last_seq or 0), row.last_seq or 0)
+    sources = sorted({row.source for row in covered})
     return {
         "coverage": {
-            "recorded": False,
-            "gaps": None,
-            "largest_gap": None,
-            "through": {source_name(k): seq for k, seq in sorted(state.cursors.sources().items())},
+            "runs": len(covered),
+            "gaps": len(gaps),
+            "largest_gap": None
+            if largest is None
+            else {
+                "source": source_name(largest.source),
+                "first_seq": largest.first_seq,
+                "last_seq": largest.last_seq,
+                "seqs": (largest.last_seq or 0) - (largest.first_seq or 0) + 1,
+                "from_time": largest.first_time,
+                "to_time": largest.last_time,
+            },
+            "through": dict(sorted(through.items())),
+            "last_time": {source_name(key): state.coverage.last_time(key) for key in sources},
+        }
+    }
+
+
+def catalog(state: StateStore) -> dict[str, Any]:
+    """``catalog``: the copies the store made outside itself besides its outputs (snapshots,
+    ``--record`` files, backfill scratch directories still there), counted and located."""
+    snapshots = state.catalog.snapshots()
+    records = state.catalog.records()
+    scratch = state.catalog.scratch()
+    return {
+        "catalog": {
+            "snapshots": {"count": len(snapshots), "locations": [s.location for s in snapshots]},
+            "records": {"count": len(records), "locations": [r.location for r in records]},
+            "scratch": {"count": len(scratch), "locations": [s.location for s in scratch]},
         }
     }
 
@@ -118,9 +146,18 @@ def handlers(state: StateStore) -> dict[str, Any]:
 
 
 def lag(newest_event: float | None, now: float) -> dict[str, Any]:
-    """``lag_seconds``: now minus the relay's time of the newest event in the tables (null
-    without tables to read)."""
+    """``lag_seconds``: now minus the relay's time of the newest event (in the tables, or
+    else the last frame coverage recorded); null when neither knows one."""
     return {"lag_seconds": None if newest_event is None else round(now - newest_event, 3)}
+
+
+def last_covered(coverage: dict[str, Any]) -> float | None:
+    """The relay's time of the newest frame any source's covered runs reached (seconds)."""
+    times = [
+        datetime.datetime.fromisoformat(t.replace("Z", "+00:00")) for t in coverage["last_time"].values() if t
+    ]
+    aware = [t if t.tzinfo is not None else t.replace(tzinfo=datetime.UTC) for t in times]
+    return max(aware).timestamp() if aware else None
 
 
 def merged(parts: Iterable[dict[str, Any]]) -> dict[str, Any]:

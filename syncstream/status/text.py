@@ -25,6 +25,30 @@ def _size(count: float) -> str:
     raise AssertionError("unreachable")
 
 
+def _gaps(coverage: dict[str, Any]) -> str:
+    largest = coverage["largest_gap"]
+    if largest is None:
+        return "no gaps"
+    return (
+        f"{coverage['gaps']} gaps, the largest {largest['source']} {largest['first_seq']}-"
+        f"{largest['last_seq']} ({largest['seqs']:,} seqs, {largest['from_time']} to {largest['to_time']})"
+    )
+
+
+def _catalog(catalog: dict[str, Any]) -> list[str]:
+    """A line each for the snapshots, record files and scratch directories the store made."""
+    lines = []
+    for key, label, what in (
+        ("snapshots", "snapshots", "snapshots"),
+        ("records", "record files", "--record files"),
+        ("scratch", "scratch", "backfill scratch directories left"),
+    ):
+        entry = catalog[key]
+        where = f": {', '.join(entry['locations'])}" if entry["locations"] else ""
+        lines.append(_line(label, f"{entry['count']} {what}{where}"))
+    return lines
+
+
 def render(status: dict[str, Any]) -> str:
     """The status object (``gather``'s) as lines."""
     cursors = status["cursor"]
@@ -39,9 +63,10 @@ def render(status: dict[str, Any]) -> str:
         _line("cursor", ", ".join(f"{src} {seq}" for src, seq in cursors.items()) or "none (never written)"),
         _line(
             "lag",
-            "unknown (give --out to read the newest event's time)"
+            "unknown (no frame processed, and no table to read)"
             if lag is None
-            else f"{human_seconds(lag)} behind the relay's time of the newest row exported",
+            else f"{human_seconds(lag)} behind the relay's time of the newest "
+            + ("row exported" if status["lag_from"] == "tables" else "frame processed"),
         ),
         _line(
             "population",
@@ -59,11 +84,10 @@ def render(status: dict[str, Any]) -> str:
         _line("last export", "never" if export is None else f"{export['time']}, run {export['run']}"),
         _line(
             "coverage",
-            f"{coverage['gaps']} gaps, the largest {coverage['largest_gap']}"
-            if coverage["recorded"]
-            else "gaps not recorded by this store; processed through "
+            f"{coverage['runs']} runs, {_gaps(coverage)}; through "
             + (", ".join(f"{src} {seq}" for src, seq in coverage["through"].items()) or "nothing yet"),
         ),
+        *_catalog(status["catalog"]),
         _line("handlers", ", ".join(status["handlers"]) or "none yet"),
     ]
     tables = status["tables"]
