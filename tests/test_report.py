@@ -12,12 +12,13 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from syncstream.store import StateStore
+from syncstream.store import CURSOR, CoverageKind, CoverageReason, CoverageRow, StateStore
 from syncstream.users import read_user_lines
 from tests.browser import browser
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
+RECORD = {"collection/coverage", "population/membership"}
 FIGURES = ["rows_per_day.png", "coverage.png", "population.png", "verification.png", "backfills.png"]
 
 
@@ -53,6 +54,11 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with StateStore(root / "s.sqlite", create=False) as state:
         state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
         state.backfills.record("did:plc:53iucmf5ldftgqyf2ac7hmhd", reason="PDS answered 500")
+        (run,) = state.coverage.runs()  # a later replay that started past the cursor, as it records it
+        state.coverage.record([
+            CoverageRow("z" + run.writer_run, 1, CURSOR, CoverageKind.GAP, run.last_seq + 1, run.last_seq + 40,
+                        run.last_time, None, CoverageReason.REPLAY_START, 0),
+        ])  # fmt: skip
     done = command(
         "report", "--state", str(root / "s.sqlite"), "--out", str(root / "out"), "--to", "r", cwd=root
     )
@@ -78,7 +84,8 @@ const cells = (id) => [...document.querySelectorAll(`#${id} tbody tr`)].map(
 return {
     images: [...document.images].map((i) => [i.getAttribute("src"), i.complete, i.naturalWidth, i.naturalHeight, i.alt]),
     tables: cells("tables"), glance: cells("glance"), verification: cells("verification"),
-    backfills: cells("backfills"), perDay: cells("rows-per-day"), gaps: document.getElementById("coverage-gaps").textContent,
+    backfills: cells("backfills"), perDay: cells("rows-per-day"), coverage: cells("coverage"),
+    population: cells("population"), withdrawals: cells("withdrawals"), gaps: document.getElementById("coverage-gaps").textContent,
     scripts: document.scripts.length, title: document.title,
 };
 """
@@ -103,7 +110,7 @@ def test_a_browser_shows_every_figure_and_the_tables_numbers(report: Path) -> No
     assert shown == {name: len(rows) for name, rows in tables.items()}
     per_day: Counter[tuple[str, str]] = Counter()
     for name, rows in tables.items():
-        for row in rows:
+        for row in rows if name not in RECORD else ():  # no partition_date: listed, not drawn by day
             per_day[(str(row["partition_date"]), name)] += 1
     assert {(day, name): int(n) for day, name, n in seen["perDay"]} == per_day
     verified = {
@@ -112,12 +119,34 @@ def test_a_browser_shows_every_figure_and_the_tables_numbers(report: Path) -> No
             for k in ("true", "false", "null")
         ]
         for name, rows in tables.items()
+        if name not in RECORD
     }
     assert {name: values for name, *values in seen["verification"]} == verified
     glance = dict(seen["glance"])
     assert (glance["withdrawn"], glance["backfills done"], glance["backfills failed"]) == ("1", "1", "1")
     assert dict(seen["backfills"]) == {"done": "1", "failed": "1", "pending": "0"}
-    assert seen["gaps"].startswith("0 days without rows of 1")
+    assert {"collection/coverage", "population/membership"} <= set(shown)
+    coverage = tables["collection/coverage"]  # exported before the gap: the state has one row more
+    for key in ("coverage", "population", "withdrawals"):  # numbers as shown, without their commas
+        seen[key] = [[cell.replace(",", "") for cell in row] for row in seen[key]]
+    (gap,) = [r for r in seen["coverage"] if r[1] == "gap"]
+    assert seen["coverage"][0] == [
+        "replay",
+        "covered",
+        str(coverage[0]["first_seq"]),
+        str(coverage[0]["last_seq"]),
+    ]
+    assert gap == ["replay", "gap", str(coverage[0]["last_seq"] + 1), str(coverage[0]["last_seq"] + 40)]
+    assert seen["gaps"].startswith(f"1 gaps in 2 coverage rows: replay {gap[2]}-{gap[3]}")
+    spells = [r for r in tables["population/membership"] if r["did"] is not None]  # after the purge
+    study = [r for r in spells if r["role"] == "study"]
+    shown_study = [(int(seq), int(n)) for role, seq, n in seen["population"] if role == "study"]
+    assert shown_study[0] == (
+        min(r["from_seq"] for r in study),
+        len([r for r in study if r["from_seq"] == shown_study[0][0]]),
+    )
+    assert max(n for _, n in shown_study) == len(study)  # each study spell, the withdrawn one gone
+    assert [(role, why, int(n)) for _, role, why, n in seen["withdrawals"]] == [("study", "withdrawal", 1)]
 
 
 def test_a_missing_state_is_exit_2_and_no_report_is_made(tmp_path: Path) -> None:
@@ -127,20 +156,20 @@ def test_a_missing_state_is_exit_2_and_no_report_is_made(tmp_path: Path) -> None
     assert list(tmp_path.iterdir()) == []
 
 
-def test_coverage_days_span_first_to_last_and_a_day_without_rows_is_a_gap() -> None:
-    """Each day from the first partition to the last, all tables summed; a file without a
-    partition_date has no day to be drawn at, and is left out of the timeline, not a crash."""
-    from syncstream.lake.inventory import TableFacts
-    from syncstream.report.facts import coverage_days
+def test_population_steps_count_each_spell_from_its_first_seq_through_its_last() -> None:
+    from syncstream.report.facts import population_steps
+    from syncstream.store import Change, UserKind
+    from syncstream.store.membership import Spell
 
-    posts = TableFacts(
-        name="p",
-        version=1,
-        rows=6,
-        files=3,
-        bytes=0,
-        rows_by_day={"2026-01-01": 2, "None": 3, "2026-01-04": 1},
-    )
-    likes = TableFacts(name="l", version=1, rows=4, files=1, bytes=0, rows_by_day={"2026-01-02": 4})
-    days = [(str(day), rows) for day, rows in coverage_days({"p": posts, "l": likes})]
-    assert days == [("2026-01-01", 2), ("2026-01-02", 4), ("2026-01-03", 0), ("2026-01-04", 1)]
+    def spell(role: UserKind, first: int, last: int | None) -> Spell:
+        return Spell("did:plc:a", role, CURSOR, first, last, None, None, Change.USERS_FILE, None)
+
+    spells = [
+        spell(UserKind.STUDY, 10, 19),
+        spell(UserKind.STUDY, 15, None),
+        spell(UserKind.IN_NETWORK, 12, 12),
+    ]
+    assert population_steps(spells) == {
+        "in_network": [(12, 1), (13, 0)],
+        "study": [(10, 1), (15, 2), (20, 1)],
+    }

@@ -1,11 +1,7 @@
 """The numbers a report shows, gathered once from the store and the tables: the status object
 (``syncstream status --json``'s), each table's rows by day, the verification outcomes, and the
-backfills' and purges' history.
-
-Coverage and membership come from what this store records today: coverage is derived from the
-days that hold rows (``coverage_days``), the population over time from the current population
-and the purges. ``coverage_days`` and ``population_steps`` are the two functions to change once
-the store records coverage runs and membership spells."""
+backfills' and purges' history; and the study's record (the coverage rows, the membership
+spells and withdrawals) the coverage timeline and the population over time are drawn from."""
 
 from __future__ import annotations
 
@@ -17,9 +13,10 @@ import msgspec
 from syncstream.lake.inventory import TableFacts, column_counts, table_facts
 from syncstream.status.gather import gather as status_of
 from syncstream.status.options import StatusOptions
-from syncstream.store import StateStore
+from syncstream.store import CoverageRow, StateStore, source_name
+from syncstream.store.membership import Spell, Withdrawal
 
-__all__ = ["ReportFacts", "coverage_days", "dated", "gather", "population_steps"]
+__all__ = ["ReportFacts", "coverage_spans", "dated", "gather", "population_steps"]
 
 
 class ReportFacts(msgspec.Struct, frozen=True, kw_only=True):
@@ -28,6 +25,9 @@ class ReportFacts(msgspec.Struct, frozen=True, kw_only=True):
     verification: dict[str, dict[str, int]]  # table -> "true"/"false"/"null" -> rows
     backfills: list[tuple[float, str, int | None]]  # (when, status, records), oldest first
     purged: list[tuple[float, str]]  # (when, why) of each purged DID, oldest first
+    coverage: list[CoverageRow]  # covered runs and gaps, as recorded
+    spells: list[Spell]
+    withdrawals: list[Withdrawal]
     generated: float
 
 
@@ -40,12 +40,17 @@ def gather(state_path: str, out: str, handlers: str | None, now: float) -> Repor
     with StateStore(state_path, create=False) as state:
         backfills = [(when, str(kind), records) for when, kind, records in state.backfills.history()]
         purged = state.population.purged_history()
+        coverage, spells = state.coverage.runs(), state.membership.spells()
+        withdrawals = state.membership.withdrawals()
     return ReportFacts(
         status=status,
         tables=tables,
         verification={name: counts for name, counts in verification.items() if counts},
         backfills=backfills,
         purged=purged,
+        coverage=coverage,
+        spells=spells,
+        withdrawals=withdrawals,
         generated=now,
     )
 
@@ -62,36 +67,30 @@ def dated(rows_by_day: dict[str, int]) -> list[tuple[datetime.date, int]]:
     return found
 
 
-def coverage_days(tables: dict[str, TableFacts]) -> list[tuple[datetime.date, int]]:
-    """Each day from the first partition to the last with the rows all tables received that day
-    (derived: a day with none is a gap in what was collected, or a quiet day)."""
-    totals: dict[datetime.date, int] = {}
-    for fact in tables.values():
-        for date, rows in dated(fact.rows_by_day):
-            totals[date] = totals.get(date, 0) + rows
-    if not totals:
-        return []
-    first, last = min(totals), max(totals)
-    days = (last - first).days + 1
+def coverage_spans(rows: list[CoverageRow]) -> list[tuple[str, str, int, int]]:
+    """The coverage record as (source, kind, first seq, last seq), in the order recorded: the
+    covered runs and the gaps the writer knows of (a row whose seqs are unknown is left out)."""
     return [
-        (first + datetime.timedelta(days=i), totals.get(first + datetime.timedelta(days=i), 0))
-        for i in range(days)
+        (source_name(r.source), str(r.kind), r.first_seq, r.last_seq)
+        for r in rows
+        if r.first_seq is not None and r.last_seq is not None
     ]
 
 
-def population_steps(facts: ReportFacts) -> list[tuple[float, int]]:
-    """The population (study and in-network users) over time, derived: everyone enrolled now,
-    plus each purged DID until it was purged; a (time, members) step at each purge and now."""
-    members = facts.status["study_users"] + facts.status["in_network_users"] + len(facts.purged)
-    days = [day for fact in facts.tables.values() for day, _ in dated(fact.rows_by_day)]
-    first_day = (
-        datetime.datetime.combine(min(days), datetime.time(), datetime.UTC).timestamp() if days else None
-    )
-    known = [t for t in (first_day, facts.purged[0][0] if facts.purged else None) if t is not None]
-    start = min([*known, facts.generated - 86_400.0])  # a day at least: a line, not a point
-    steps = [(start, members)]
-    for when, _ in facts.purged:
-        members -= 1
-        steps.append((when, members))
-    steps.append((facts.generated, members))
+def population_steps(spells: list[Spell]) -> dict[str, list[tuple[int, int]]]:
+    """Each role's members over seqs, from the spells: (seq, members) at every seq where the
+    count changes (a spell counts from its from_seq through its to_seq). A withdrawn account's
+    spells are gone: the purge keeps only counts (``ReportFacts.withdrawals``)."""
+    steps: dict[str, list[tuple[int, int]]] = {}
+    for role in sorted({str(s.role) for s in spells}):
+        change: dict[int, int] = {}
+        for spell in (s for s in spells if str(s.role) == role):
+            change[spell.from_seq] = change.get(spell.from_seq, 0) + 1
+            if spell.to_seq is not None:
+                change[spell.to_seq + 1] = change.get(spell.to_seq + 1, 0) - 1
+        members, found = 0, []
+        for seq in sorted(change):
+            members += change[seq]
+            found.append((seq, members))
+        steps[role] = found
     return steps

@@ -8,7 +8,7 @@ import html
 from collections.abc import Iterable, Sequence
 
 from syncstream.cli import human_seconds
-from syncstream.report.facts import ReportFacts, coverage_days
+from syncstream.report.facts import ReportFacts, coverage_spans, population_steps
 from syncstream.report.plots import PLOTS
 from syncstream.status.sections import iso
 
@@ -83,19 +83,21 @@ def _figure_data(name: str, facts: ReportFacts) -> str:
         ]
         return _table("rows-per-day", ("day", "table", "rows"), sorted(rows))
     if name == "coverage.png":
-        days = coverage_days(facts.tables)
-        gaps = [str(day) for day, rows in days if rows == 0]
+        spans = coverage_spans(facts.coverage)
+        gaps = [f"{source} {first}-{last}" for source, kind, first, last in spans if kind == "gap"]
         return (
-            f'<p id="coverage-gaps">{len(gaps)} days without rows of {len(days)}'
+            f'<p id="coverage-gaps">{len(gaps)} gaps in {len(spans)} coverage rows'
             + (f": {_e(', '.join(gaps))}" if gaps else "")
-            + '.</p><p class="note">Derived from the days that hold rows: this store records no '
-            "coverage runs (the seqs processed and lost), so a quiet day and a gap look alike.</p>"
+            + ".</p>"
+            + _table("coverage", ("source", "kind", "first seq", "last seq"), spans)
         )
     if name == "population.png":
-        when = [(iso(t), why) for t, why in facts.purged]
-        return _table("purged", ("purged at", "why"), when) + (
-            '<p class="note">Derived: everyone enrolled now, and each purged account until its '
-            "purge; this store records no membership spells (who joined when).</p>"
+        members = [
+            (role, seq, n) for role, points in population_steps(facts.spells).items() for seq, n in points
+        ]
+        withdrawn = [(iso(w.withdrawn_at), str(w.role), str(w.reason), w.accounts) for w in facts.withdrawals]
+        return _table("population", ("role", "from seq", "members"), members) + _table(
+            "withdrawals", ("withdrawn at", "role", "why", "accounts"), withdrawn
         )
     if name == "verification.png":
         outcomes = [

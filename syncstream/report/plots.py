@@ -11,7 +11,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
 
-from syncstream.report.facts import ReportFacts, coverage_days, dated, population_steps
+from syncstream.report.facts import ReportFacts, coverage_spans, dated, population_steps
 
 __all__ = ["PLOTS"]
 
@@ -70,45 +70,41 @@ def rows_per_day(facts: ReportFacts, path: str) -> None:
 
 
 def coverage(facts: ReportFacts, path: str) -> None:
-    """Each day from the first to the last: the rows received, and the days with none in red."""
+    """The coverage record over seqs, a lane per source: covered runs as bars, gaps in red."""
     figure = _figure()
-    days = coverage_days(facts.tables)
-    if not days:
+    spans = coverage_spans(facts.coverage)
+    if not spans:
         _empty(figure, "nothing collected yet")
     else:
         axes = figure.subplots()
-        axes.bar(_days([d for d, _ in days]), [n for _, n in days], color="#2a7ab0", label="rows received")
-        gaps = [d for d, n in days if n == 0]
-        if gaps:
-            top = max(n for _, n in days) or 1
-            axes.bar(_days(gaps), [top] * len(gaps), color="#d62728", alpha=0.35, label="no rows (a gap)")
-        axes.set_ylabel("rows, all tables")
-        axes.set_title("Coverage: rows received per day; red, days with none")
+        sources = sorted({source for source, *_ in spans})
+        for lane, source in enumerate(sources):
+            for kind, color in (("covered", "#2a7ab0"), ("gap", "#d62728")):
+                bars = [(first, last - first + 1) for s, k, first, last in spans if s == source and k == kind]
+                label = ("covered runs" if kind == "covered" else "gaps") if lane == 0 else None
+                axes.broken_barh(bars, (lane - 0.4, 0.8), facecolors=color, label=label)
+        axes.set_yticks(range(len(sources)), sources)
+        axes.set_xlabel("relay seq")
+        axes.set_title("Coverage: the seqs processed (blue) and those known lost (red)")
         axes.legend(fontsize=8)
-        _dates(axes, _days([d for d, _ in days]))
     figure.savefig(path)
 
 
 def population(facts: ReportFacts, path: str) -> None:
-    """The population over time: everyone enrolled now, and each purge taking one out."""
+    """Each role's members over seqs, from the membership spells."""
     figure = _figure()
-    axes = figure.subplots()
-    steps = population_steps(facts)
-    times = _times([t for t, _ in steps])
-    axes.step(
-        times,
-        [n for _, n in steps],
-        where="post",
-        color="#2ca02c",
-        label="study and in-network users",
-    )
-    for when in _times([t for t, _ in facts.purged]):
-        axes.axvline(when, color="#d62728", alpha=0.3)
-    axes.set_ylim(0, max(n for _, n in steps) * 1.1 + 1)
-    axes.set_ylabel("accounts")
-    axes.set_title("Population over time (red: a purge)")
-    axes.legend(fontsize=8)
-    _dates(axes, times)
+    steps = population_steps(facts.spells)
+    if not steps:
+        _empty(figure, "no membership recorded yet")
+    else:
+        axes = figure.subplots()
+        for role, points in steps.items():
+            axes.step([q for q, _ in points], [n for _, n in points], where="post", label=f"{role} users")
+        axes.set_ylim(0, max(n for points in steps.values() for _, n in points) * 1.1 + 1)
+        axes.set_xlabel("relay seq")
+        axes.set_ylabel("accounts")
+        axes.set_title("Population over seqs (withdrawn accounts' spells are gone: counted below)")
+        axes.legend(fontsize=8)
     figure.savefig(path)
 
 
