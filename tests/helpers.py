@@ -8,6 +8,7 @@ import io
 import json
 import os
 import socket
+import sqlite3
 import time
 import urllib.error
 import urllib.request
@@ -67,6 +68,18 @@ def write_replay(path: Path, frames: Iterable[bytes]) -> Path:
         write_frame(buffer, frame)
     path.write_bytes(buffer.getvalue())
     return path
+
+
+def replay_past(path: Path, state: Path, *, gap: int, frames: int) -> Path:
+    """A replay whose first frame lies ``gap`` seqs past the stored cursor (a gap in coverage),
+    then ``frames`` posts by a study user of the bundled sample."""
+    with sqlite3.connect(state) as db:
+        (cursor,) = db.execute("SELECT value FROM meta WHERE key = 'cursor'").fetchone()
+    db.close()
+    first = int(cursor) + gap + 1
+    repo = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
+    posts = (OpSpec("create", f"app.bsky.feed.post/3later{n}", post(f"later {n}")) for n in range(frames))
+    return write_replay(path, (commit(first + n, repo, op) for n, op in enumerate(posts)))
 
 
 def write_users(path: Path, dids: Iterable[str]) -> Path:

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from syncstream.store import CURSOR, CoverageKind, CoverageReason, CoverageRow, StateStore
+from syncstream.store import CURSOR, StateStore
 from syncstream.users import read_user_lines
 from tests.browser import browser
+from tests.helpers import replay_past
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -39,10 +40,13 @@ def paths(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled sample written and exported, a study user withdrawn, two backfills recorded,
+    """The bundled sample written, then a replay that starts 40 seqs past its cursor (a gap),
+    and exported, a study user withdrawn, two backfills recorded,
     and the report of it all."""
     root = tmp_path_factory.mktemp("report")
     assert command("write", "-q", *paths(root), cwd=root).returncode == 0
+    later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
+    assert command("write", "-q", *paths(root), "--replay", str(later), cwd=root).returncode == 0
     assert command("export", "-q", *paths(root), "--out", str(root / "out"), cwd=root).returncode == 0
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
     assert (
@@ -54,11 +58,6 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     with StateStore(root / "s.sqlite", create=False) as state:
         state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
         state.backfills.record("did:plc:53iucmf5ldftgqyf2ac7hmhd", reason="PDS answered 500")
-        (run,) = state.coverage.runs()  # a later replay that started past the cursor, as it records it
-        state.coverage.record([
-            CoverageRow("z" + run.writer_run, 1, CURSOR, CoverageKind.GAP, run.last_seq + 1, run.last_seq + 40,
-                        run.last_time, None, CoverageReason.REPLAY_START, 0),
-        ])  # fmt: skip
     done = command(
         "report", "--state", str(root / "s.sqlite"), "--out", str(root / "out"), "--to", "r", cwd=root
     )
@@ -126,18 +125,15 @@ def test_a_browser_shows_every_figure_and_the_tables_numbers(report: Path) -> No
     assert (glance["withdrawn"], glance["backfills done"], glance["backfills failed"]) == ("1", "1", "1")
     assert dict(seen["backfills"]) == {"done": "1", "failed": "1", "pending": "0"}
     assert {"collection/coverage", "population/membership"} <= set(shown)
-    coverage = tables["collection/coverage"]  # exported before the gap: the state has one row more
     for key in ("coverage", "population", "withdrawals"):  # numbers as shown, without their commas
         seen[key] = [[cell.replace(",", "") for cell in row] for row in seen[key]]
-    (gap,) = [r for r in seen["coverage"] if r[1] == "gap"]
-    assert seen["coverage"][0] == [
-        "replay",
-        "covered",
-        str(coverage[0]["first_seq"]),
-        str(coverage[0]["last_seq"]),
+    record = sorted(tables["collection/coverage"], key=lambda r: (r["writer_run"], r["first_seq"]))
+    assert seen["coverage"] == [
+        [r["source"], r["kind"], str(r["first_seq"]), str(r["last_seq"])] for r in record
     ]
-    assert gap == ["replay", "gap", str(coverage[0]["last_seq"] + 1), str(coverage[0]["last_seq"] + 40)]
-    assert seen["gaps"].startswith(f"1 gaps in 2 coverage rows: replay {gap[2]}-{gap[3]}")
+    (gap,) = [r for r in record if r["kind"] == "gap"]
+    assert gap["last_seq"] - gap["first_seq"] == 39 and gap["reason"] == "replay start"
+    assert seen["gaps"].startswith(f"1 gaps in 3 coverage rows: replay {gap['first_seq']}-{gap['last_seq']}")
     spells = [r for r in tables["population/membership"] if r["did"] is not None]  # after the purge
     study = [r for r in spells if r["role"] == "study"]
     shown_study = [(int(seq), int(n)) for role, seq, n in seen["population"] if role == "study"]

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from deltalake import DeltaTable
 
-from syncstream.store import CURSOR, CoverageKind, CoverageReason, CoverageRow, StateStore
+from syncstream.store import StateStore
 from syncstream.store.chains import Link
 from syncstream.users import read_user_lines
+from tests.helpers import replay_past
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 
@@ -41,9 +42,12 @@ def paths(root: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The bundled sample written and exported; one study user then purged (a withdrawal)."""
+    """The bundled sample written, then a replay that starts 40 seqs past its cursor (a gap),
+    exported; one study user then purged (a withdrawal)."""
     root = tmp_path_factory.mktemp("study")
     assert command("write", "-q", *paths(root), cwd=root).returncode == 0
+    later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
+    assert command("write", "-q", *paths(root), "--replay", str(later), cwd=root).returncode == 0
     assert command("export", "-q", *paths(root), "--out", str(root / "out"), cwd=root).returncode == 0
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
     purge = command("purge", "-q", *paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root)
@@ -57,14 +61,6 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
         state.catalog.add_scratch(
             str(root / "syncstream-backfill-x"), "did:plc:53iucmf5ldftgqyf2ac7hmhd", 1.0
         )
-        (run,) = state.coverage.runs()  # a later replay that started past the cursor, as it records it
-        later = "z" + run.writer_run
-        state.coverage.record([
-            CoverageRow(later, 1, CURSOR, CoverageKind.GAP, run.last_seq + 1, run.last_seq + 40,
-                        run.last_time, "2026-07-05T00:00:00Z", CoverageReason.REPLAY_START, 0),
-            CoverageRow(later, 2, CURSOR, CoverageKind.COVERED, run.last_seq + 41, run.last_seq + 45,
-                        "2026-07-05T00:00:00Z", "2026-07-05T00:01:00Z", CoverageReason.REPLAY_START, 5),
-        ])  # fmt: skip
     return root
 
 
@@ -125,7 +121,7 @@ def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
         "through": {"replay": max(r[2] for r in covered)},
         "last_time": {"replay": max(covered, key=lambda r: r[2])[4]},
     }
-    assert len(covered) == 2 and gap[1] == cursor + 1  # the gap starts right after the first writer's cursor
+    assert len(covered) == 2 and gap[1] == covered[0][2] + 1 and gap[2] - gap[1] == 39  # the replay's
     assert got["catalog"] == {
         "snapshots": {"count": 0, "locations": []},
         "records": {"count": 0, "locations": []},
@@ -136,7 +132,7 @@ def test_the_json_object_says_what_the_store_holds(study: Path) -> None:
     assert {name: (t["rows"], t["files"]) for name, t in got["tables"].items()} == read_back(study / "out")
     assert "collection/coverage" in got["tables"] and "population/membership" in got["tables"]
     assert got["lag_from"] == "coverage"
-    last = datetime.datetime(2026, 7, 5, 0, 1, tzinfo=datetime.UTC).timestamp()
+    last = datetime.datetime.fromisoformat(got["coverage"]["last_time"]["replay"]).timestamp()
     assert abs(got["lag_seconds"] - (time.time() - last)) < 60
 
 

@@ -10,6 +10,7 @@ from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter, date2num
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from syncstream.report.facts import ReportFacts, coverage_spans, dated, population_steps
 
@@ -48,6 +49,12 @@ def _times(seconds: list[float]) -> list[float]:
     return [float(date2num(datetime.datetime.fromtimestamp(t, datetime.UTC))) for t in seconds]
 
 
+def _seqs(axes: Axes) -> None:
+    """A relay-seq axis: whole seqs as they are (11 digits: few ticks, no offset to add up)."""
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=5, integer=True))
+    axes.ticklabel_format(axis="x", style="plain", useOffset=False)
+
+
 def rows_per_day(facts: ReportFacts, path: str) -> None:
     """Rows per partition day (the day the writer received them), a line per table."""
     figure = _figure()
@@ -84,6 +91,7 @@ def coverage(facts: ReportFacts, path: str) -> None:
                 label = ("covered runs" if kind == "covered" else "gaps") if lane == 0 else None
                 axes.broken_barh(bars, (lane - 0.4, 0.8), facecolors=color, label=label)
         axes.set_yticks(range(len(sources)), sources)
+        _seqs(axes)
         axes.set_xlabel("relay seq")
         axes.set_title("Coverage: the seqs processed (blue) and those known lost (red)")
         axes.legend(fontsize=8)
@@ -98,8 +106,14 @@ def population(facts: ReportFacts, path: str) -> None:
         _empty(figure, "no membership recorded yet")
     else:
         axes = figure.subplots()
+        # each line runs on to the last seq processed: a population that never changed is a line
+        end = max(
+            [last for *_, last in coverage_spans(facts.coverage)] + [q for p in steps.values() for q, _ in p]
+        )
         for role, points in steps.items():
-            axes.step([q for q, _ in points], [n for _, n in points], where="post", label=f"{role} users")
+            line = [*points, (end, points[-1][1])] if points[-1][0] < end else points
+            axes.step([q for q, _ in line], [n for _, n in line], where="post", label=f"{role} users")
+        _seqs(axes)
         axes.set_ylim(0, max(n for points in steps.values() for _, n in points) * 1.1 + 1)
         axes.set_xlabel("relay seq")
         axes.set_ylabel("accounts")
