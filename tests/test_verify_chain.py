@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from functools import partial
 from pathlib import Path
+from unittest.mock import patch
 
 import libipld
 
@@ -18,8 +19,11 @@ from syncstream.firehose.mst import Tree
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, sign_commit
 from syncstream.servers.pds import LoopbackPds
 from syncstream.store import StateStore
+from syncstream.store.chains import Link
 from syncstream.verify import DidDocuments
+from syncstream.write import chains as chains_module
 from syncstream.write.authentic import StreamVerifier
+from syncstream.write.chains import ChainView
 from syncstream.write.context import setup_cache_write_system
 from syncstream.write.writer import CacheWriter
 from tests.forgery import tid, with_body
@@ -129,3 +133,35 @@ def test_a_sync_is_verified_and_moves_the_chain(tmp_path: Path) -> None:
     with StateStore(tmp_path / "s.sqlite") as state:
         assert state.chains.get(DID) == (tid(BASE + 1), Tree.empty().root())
         assert state.backfills.recorded()[DID][0] == "pending"
+
+
+def test_a_view_asks_the_store_only_for_what_it_may_hold(tmp_path: Path) -> None:
+    """A view that has seen the store without chains (at its start, or having forgotten them)
+    and kept every link since does not ask it for a DID it does not know; one over a store that
+    holds links, or that had to drop what it knew, does."""
+    other = "did:plc:otherotherotherotherot"
+    with StateStore(tmp_path / "s.sqlite") as state:
+        asked: list[str] = []
+        state.chains._db.set_trace_callback(lambda sql: asked.append(sql) if "FROM chains" in sql else None)
+        view = ChainView(state)
+        asked.clear()  # the one look at the start
+        assert view.get(DID) is None
+        view.advance(other, Link(tid(BASE + 1), bytes(36)))
+        state.commit(1, chains=view.take(()))
+        assert view.get(other) == (tid(BASE + 1), bytes(36))
+        assert asked == []
+        fresh = ChainView(state)  # the store holds a link now: it is asked for what is not known
+        asked.clear()
+        assert fresh.get(other) == (tid(BASE + 1), bytes(36))
+        assert fresh.get(DID) is None
+        assert len(asked) == 2
+        fresh.forget()
+        asked.clear()
+        assert fresh.get(other) is None
+        assert asked == []
+        fresh.advance(other, Link(tid(BASE + 2), None))
+        state.commit(2, chains=fresh.take(()))
+        with patch.object(chains_module, "_KNOWN", 1):  # the bound drops what the view knew
+            assert fresh.get(DID) is None
+            assert fresh.get(other) == (tid(BASE + 2), None)  # so the store is asked again
+        assert len(asked) == 1

@@ -74,7 +74,7 @@ class Tree:
 
     def _child(self, node: Node, index: int) -> Node | None:
         """The subtree at gap ``index`` of ``node``, decoded (and kept decoded)."""
-        sub = node.gap(index)
+        sub = node.left if index == 0 else node.rights[index - 1]
         if isinstance(sub, bytes):
             if node.height == 0:
                 raise ProofError("an MST node of layer 0 has a subtree")
@@ -151,7 +151,7 @@ class Tree:
             if previous != value:
                 node.values[index] = value
                 node.wire[index] = None
-                node.cid = None
+                node.cid = node.touched = None
             return node, previous
         child = self._child(node, index)
         low, high = self._split(child, key) if child is not None else (None, None)
@@ -162,7 +162,7 @@ class Tree:
         node.wire.insert(index, None)
         if index + 1 < len(node.wire):
             node.wire[index + 1] = None  # its prefix is against the new key now
-        node.cid = None
+        node.cid = node.touched = None
         return node, None
 
     def _split(self, node: Node, key: bytes) -> tuple[Node | bytes | None, Node | bytes | None]:
@@ -208,8 +208,8 @@ class Tree:
         del node.keys[index], node.values[index], node.rights[index], node.wire[index]
         if index < len(node.wire):
             node.wire[index] = None  # its prefix was against the key removed
+        node.cid = node.touched = None
         node.set_gap(index, merged)
-        node.cid = None
         return node, previous
 
     def _merge(self, parent: Node, index: int) -> Node | bytes | None:

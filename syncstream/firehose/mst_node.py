@@ -26,11 +26,15 @@ __all__ = [
 
 MAX_KEY_BYTES = 1024  # the repository spec's bound on a key
 DAG_CBOR_SHA256 = b"\x01\x71\x12\x20"
+_LINK_TYPES = frozenset((bytes, type(None)))  # a subtree's link: a CID or null
 
 
 def key_height(key: bytes) -> int:
     """The layer of ``key``: its SHA-256's leading zero bits, two at a time."""
-    return (256 - int.from_bytes(hashlib.sha256(key).digest(), "big").bit_length()) // 2
+    digest = hashlib.sha256(key).digest()
+    if digest[0] >= 0x40:  # three keys in four: layer 0, without the 256-bit integer
+        return 0
+    return (256 - int.from_bytes(digest, "big").bit_length()) // 2
 
 
 def common_prefix(left: bytes, right: bytes) -> int:
@@ -58,9 +62,14 @@ class Node:
     changed: an entry kept is not encoded afresh. A node read from a block is searched on its
     wire entries (``locate``), its keys and values unpacked only when it changes beyond a
     subtree's link (most nodes of a commit's path only get a new link: unpacking each would be
-    most of the cost of inverting a commit)."""
+    most of the cost of inverting a commit).
 
-    __slots__ = ("_keys", "_values", "cid", "height", "left", "rights", "wire")
+    ``touched``, for a node read from a block whose entries have not changed since, is the set
+    of gaps whose subtree may have (a decoded or changed one): encoding it again replaces only
+    those links and keeps every other entry as decoded, rather than visiting each entry. None:
+    an entry was added, removed or changed, or the node was made, not read."""
+
+    __slots__ = ("_keys", "_values", "cid", "height", "left", "rights", "touched", "wire")
 
     def __init__(  # noqa: PLR0917 (a node is these lists, in this order)
         self,
@@ -78,6 +87,7 @@ class Node:
         self._values = values if values is not None or wire is not None else []
         self.wire: list[dict[str, Any] | None] = wire if wire is not None else [None] * len(self.rights)
         self.cid: bytes | None = None
+        self.touched: set[int] | None = None
 
     @property
     def keys(self) -> list[bytes]:
@@ -158,6 +168,8 @@ class Node:
         return self.left if index == 0 else self.rights[index - 1]
 
     def set_gap(self, index: int, sub: Node | bytes | None) -> None:
+        if self.touched is not None:
+            self.touched.add(index)
         if index == 0:
             self.left = sub
         else:
@@ -179,6 +191,19 @@ def encode(node: Node) -> bytes:
 
 def block(node: Node) -> bytes:
     """The node's DAG-CBOR block (its changed subtrees encoded first, for their CIDs)."""
+    if node.touched is not None:  # its entries as read: only the links of touched gaps can differ
+        entries = node.wire
+        for index in node.touched:
+            if index == 0:
+                continue  # ``left`` is encoded below
+            link = _cid_of(node.rights[index - 1])
+            wire = entries[index - 1]
+            assert wire is not None
+            if wire.get("t") != link:
+                if entries is node.wire:
+                    entries = list(entries)
+                entries[index - 1] = {**wire, "t": link}
+        return libipld.encode_dag_cbor({"e": entries, "l": _cid_of(node.left)})
     entries = []
     for index, (right, wire) in enumerate(zip(node.rights, node.wire, strict=True)):
         link = _cid_of(right)
@@ -204,7 +229,7 @@ def parse(value: Any, height: int | None) -> Node:
         first = items[0]["k"] if items and items[0]["p"] == 0 else None
     except (AttributeError, KeyError, TypeError):
         raise ProofError("an MST entry is not a map with its key and value") from None
-    if not {type(r) for r in rights} <= {bytes, type(None)} or (items and type(first) is not bytes):
+    if not {type(r) for r in rights} <= _LINK_TYPES or (items and type(first) is not bytes):
         raise ProofError("an MST node's first key or a subtree is malformed")
     if items:
         assert isinstance(first, bytes)
@@ -216,6 +241,8 @@ def parse(value: Any, height: int | None) -> Node:
         if left is not None:
             raise ProofError("the MST's root holds no key, only a subtree (it is not trimmed)")
         height = 0
-    if height < 0 or (height == 0 and (left is not None or any(r is not None for r in rights))):
+    if height < 0 or (height == 0 and (left is not None or rights.count(None) != len(rights))):
         raise ProofError("an MST node of layer 0 has a subtree")
-    return Node(height, left, None, None, rights, list(items))
+    node = Node(height, left, None, None, rights, items)
+    node.touched = set()
+    return node

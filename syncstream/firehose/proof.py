@@ -23,13 +23,13 @@ from typing import Any, NamedTuple
 import libipld
 
 from syncstream.errors import ProofError
-from syncstream.firehose.decode import Decoded, car_blocks, uvarint
+from syncstream.firehose.decode import Decoded, uvarint
 from syncstream.firehose.mst import Tree
 
 __all__ = ["Proved", "prove"]
 
-_SHA256 = 0x12
-_CODECS = (0x71, 0x55)  # dag-cbor (commits, nodes, records), raw
+# the CIDs a block may have: CIDv1, dag-cbor (commits, nodes, records) or raw, sha2-256
+_PREFIXES = frozenset((b"\x01\x71\x12\x20", b"\x01\x55\x12\x20"))
 _SHAPES = {"create": (True, False), "update": (True, True), "delete": (False, True)}  # (cid, prev)
 
 
@@ -40,19 +40,40 @@ class Proved(NamedTuple):
 
 
 def _blocks(car: bytes) -> dict[bytes, bytes]:
-    """CID -> block of every block of ``car``, each hashed against its CID."""
+    """CID -> block of every block of ``car``, each hashed against its CID.
+
+    One pass over the CAR framing, hashing as it goes (this runs for every commit verified);
+    a CID repeated keeps its first block, as ``decode.car_blocks`` does."""
+    blocks: dict[bytes, bytes] = {}
+    sha256 = hashlib.sha256
     try:
-        spans = car_blocks(car)
+        header_length, pos = uvarint(car, 0)
+        pos += header_length
+        size = len(car)
+        while pos < size:
+            byte = car[pos]
+            if byte < 0x80:
+                length, pos = byte, pos + 1
+            elif car[pos + 1] < 0x80:
+                length, pos = (byte & 0x7F) | (car[pos + 1] << 7), pos + 2
+            else:
+                length, pos = uvarint(car, pos)
+            end = pos + length
+            if end > size or length < 36:
+                raise ValueError("truncated CAR block")
+            cid = car[pos : pos + 36]
+            if cid[:4] not in _PREFIXES:
+                raise ProofError(
+                    "a block's CID is not a CIDv1 (dag-cbor or raw) over sha2-256", "bad_block_hash"
+                )
+            if cid not in blocks:
+                block = car[pos + 36 : end]
+                if sha256(block).digest() != cid[4:]:
+                    raise ProofError(f"block {_text(cid)} does not hash to its CID", "bad_block_hash")
+                blocks[cid] = block
+            pos = end
     except (ValueError, IndexError):
         raise ProofError("the CAR slice does not parse", "bad_block_hash") from None
-    blocks: dict[bytes, bytes] = {}
-    for cid, (start, end) in spans.items():
-        if len(cid) != 36 or cid[0] != 0x01 or cid[1] not in _CODECS or cid[2] != _SHA256 or cid[3] != 0x20:
-            raise ProofError("a block's CID is not a CIDv1 (dag-cbor or raw) over sha2-256", "bad_block_hash")
-        block = car[start:end]
-        if hashlib.sha256(block).digest() != cid[4:]:
-            raise ProofError(f"block {_text(cid)} does not hash to its CID", "bad_block_hash")
-        blocks[cid] = block
     return blocks
 
 

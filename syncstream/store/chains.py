@@ -38,6 +38,10 @@ class Chains:
         row = self._db.execute("SELECT rev, data FROM chains WHERE did = ?", (did,)).fetchone()
         return None if row is None else Link(row[0], row[1])
 
+    def empty(self) -> bool:
+        """Whether no DID has a chain (a writer's view then need not ask for any)."""
+        return self._db.execute("SELECT 1 FROM chains LIMIT 1").fetchone() is None
+
     def put(self, links: Mapping[str, Link]) -> None:
         """Each DID's chain moves on to its link (joined to the caller's transaction)."""
         now = time.time()

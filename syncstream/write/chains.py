@@ -4,6 +4,11 @@ link read from the store once, moved on in memory, and written with the cursor t
 A DID being backfilled has its live commits held (verified, not yet written): its link is not
 written while they are, so that a crash, which replays them from the cursor, finds the chain
 where they take it up rather than past them (they would be refused as stale, and lost).
+
+Every link the store gains is written from this view (``take``, through the writer's commit),
+so once the view has seen the store without any (at its start, or having forgotten them all)
+and has kept every link since, a DID it does not know has none: it is not asked for (a
+verified stream of a new study would otherwise ask the store once per account).
 """
 
 from __future__ import annotations
@@ -23,13 +28,17 @@ class ChainView:
         self._chains = state.chains
         self._known: dict[str, Link | None] = {}
         self.pending: dict[str, Link] = {}  # moved on since the last commit
+        self._all_known = self._chains.empty()  # every stored link is in ``_known``
 
     def get(self, did: str) -> Link | None:
         if did in self._known:
             return self._known[did]
-        link = self.pending.get(did) or self._chains.get(did)
+        link = self.pending.get(did)
+        if link is None and not self._all_known:
+            link = self._chains.get(did)
         if len(self._known) >= _KNOWN:
             self._known.clear()
+            self._all_known = False
         self._known[did] = link
         return link
 
@@ -57,3 +66,4 @@ class ChainView:
         self._known.clear()
         self.pending.clear()
         self._chains.forget()
+        self._all_known = True
