@@ -74,6 +74,7 @@ class DidDocuments:
         self._resolver = DidResolver(plc_url=plc_url, timeout=timeout)
         self.retry_seconds = retry_seconds
         self._documents: dict[str, DidDocument] = {}
+        self._keys: dict[str, str] = {}  # the signing key of each document in ``_documents``
         # failure windows: "plc", "web:HOST" or a DID -> no lookup before this (monotonic)
         self._failed: dict[str, float] = {}
         self._lock = threading.Lock()
@@ -105,6 +106,7 @@ class DidDocuments:
             raise KeyUnavailable(f"{did} has no DID document at {self.plc_url}")
         with self._lock:
             self._documents[did] = document
+            self._keys.pop(did, None)  # read again from this document
         return document
 
     def _fail(self, window: str) -> None:
@@ -115,7 +117,12 @@ class DidDocuments:
             self._failed[window] = time.monotonic() + self.retry_seconds
 
     def key(self, did: str, *, refresh: bool = False) -> str:
-        """``did``'s signing key as a ``did:key``."""
+        """``did``'s signing key as a ``did:key`` (kept with its document: the SDK reads it
+        from the document's verification methods afresh at each call)."""
+        if not refresh:
+            known = self._keys.get(did)
+            if known is not None:
+                return known
         document = self.document(did, refresh=refresh)
         try:
             key = document.get_did_key()
@@ -123,12 +130,16 @@ class DidDocuments:
             raise KeyUnavailable(f"the DID document of {did} has an unreadable key: {error}") from None
         if not isinstance(key, str):
             raise KeyUnavailable(f"the DID document of {did} has no #atproto key")
+        with self._lock:
+            if self._documents.get(did) is document:  # not forgotten meanwhile
+                self._keys[did] = key
         return key
 
     def forget(self, did: str) -> None:
         """Drop ``did``'s cached document (an ``#identity`` event: its key may have changed)."""
         with self._lock:
             self._documents.pop(did, None)
+            self._keys.pop(did, None)
 
     def __len__(self) -> int:
         return len(self._documents)

@@ -112,3 +112,24 @@ def test_a_damaged_car_slice_is_always_a_counted_refusal(tmp_path: Path) -> None
             assert verifier.check(decoded, population, chains).decoded is None
     assert sum(verifier.counts.values()) == len(variants)
     assert "verified" not in verifier.counts
+
+
+def test_a_keys_cache_follows_its_document() -> None:
+    """The signing key is kept with its DID's document: asked again, it is not looked up; a
+    refresh or an ``#identity`` (``forget``) reads the document served now, with its new key."""
+    docs = documents()
+    did, other = sorted(docs)[:2]
+    with LoopbackPds({}, documents={did: docs[did]}) as plc:
+        directory = DidDocuments(plc.url)
+        first = directory.key(did)
+        rotated = json.loads(json.dumps(docs[other]).replace(other, did))  # another key, same DID
+        plc.documents[did] = rotated
+        assert directory.key(did) == first
+        assert directory.lookups == 1
+        second = directory.key(did, refresh=True)
+        assert second != first
+        assert directory.key(did) == second
+        plc.documents[did] = docs[did]
+        directory.forget(did)
+        assert directory.key(did) == first
+        assert directory.lookups == 3

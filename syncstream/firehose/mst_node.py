@@ -243,6 +243,8 @@ def parse(value: Any, height: int | None) -> Node:
         height = 0
     if height < 0 or (height == 0 and (left is not None or rights.count(None) != len(rights))):
         raise ProofError("an MST node of layer 0 has a subtree")
-    node = Node(height, left, None, None, rights, items)
+    node = Node.__new__(Node)  # its slots set directly: this runs for every node of every path
+    node.height, node.left, node.rights, node.wire = height, left, rights, items
+    node._keys = node._values = node.cid = None
     node.touched = set()
     return node
