@@ -90,12 +90,21 @@ def unnamed_files(out: Path) -> list[str]:
 
 
 def files_holding(out: Path, did: str) -> list[str]:
-    """Every Parquet file under the output, history included, with a row whose author is ``did``."""
-    import pyarrow.parquet as pq  # (only this reader needs it)
+    """Every Parquet file under the output, history included, with ``did`` as a value of any
+    of its text columns (an author, a subject, a membership's account)."""
+    import pyarrow as pa  # (only this reader needs it)
+    import pyarrow.parquet as pq
+
+    def holds(path: Path) -> bool:
+        rows = pq.read_table(path)
+        return any(
+            did in rows.column(field.name).to_pylist()
+            for field in rows.schema
+            if pa.types.is_string(field.type)
+        )
 
     return sorted(
         str(path.relative_to(out))
         for path in out.rglob("*.parquet")
-        if "_delta_log" not in path.parts
-        and did in pq.read_table(path, columns=["author_did"]).column("author_did").to_pylist()
+        if "_delta_log" not in path.parts and holds(path)
     )

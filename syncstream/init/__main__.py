@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
             context.close()
             if not existed:  # no store of nobody is left behind
-                for suffix in ("", "-wal", "-shm"):
+                for suffix in ("", "-wal", "-shm", ".lock"):
                     with contextlib.suppress(FileNotFoundError):
                         os.remove(args.state + suffix)
             return 2
