@@ -9,6 +9,8 @@ import json
 import os
 import socket
 import sqlite3
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -168,6 +170,24 @@ def export_options(root: Path, *, state: str = "s.sqlite", **overrides: Any) -> 
     return ExportOptions(
         cache_dir=str(root / "cache"), state=str(root / state), out=str(root / "out"), **overrides
     )
+
+
+def run_syncstream(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """``python -m syncstream ARGV`` run in ``cwd``, its output captured; a failure is returned,
+    not raised (its exit status is what a test checks)."""
+    return subprocess.run(
+        [sys.executable, "-m", "syncstream", *argv],
+        check=False,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+
+
+def store_paths(root: Path) -> list[str]:
+    """The cache and state options of the store under ``root``, nothing else."""
+    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
 
 
 def store_args(root: Path) -> list[str]:

@@ -4,8 +4,6 @@ the command line wins; a misspelt section, key or value is exit 2 naming it."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +19,7 @@ from syncstream.purge import options as purge_options
 from syncstream.report import options as report_options
 from syncstream.status import options as status_options
 from syncstream.write import options as write_options
+from tests.helpers import run_syncstream
 
 DID = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
 OTHER = "did:plc:53iucmf5ldftgqyf2ac7hmhd"
@@ -56,17 +55,6 @@ def config(tmp_path: Path, text: str) -> str:
     path = tmp_path / "syncstream.toml"
     path.write_text(text, encoding="utf-8")
     return str(path)
-
-
-def command(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncstream", *argv],
-        cwd=cwd,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_every_command_has_its_section() -> None:
@@ -128,14 +116,14 @@ def test_a_bad_file_is_exit_2_naming_what_is_wrong_and_nothing_is_made(
     tmp_path: Path, text: str, message: str
 ) -> None:
     path = config(tmp_path, text)
-    done = command("export", "--config", path, cwd=tmp_path)
+    done = run_syncstream("export", "--config", path, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert message in done.stderr.splitlines()[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["syncstream.toml"]
 
 
 def test_a_missing_file_is_exit_2(tmp_path: Path) -> None:
-    done = command("status", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
+    done = run_syncstream("status", "--config", str(tmp_path / "nope.toml"), cwd=tmp_path)
     assert done.returncode == 2
     assert "nope.toml: cannot read it" in done.stderr
 
@@ -148,8 +136,8 @@ def test_the_writer_and_the_export_run_from_one_file(tmp_path: Path) -> None:
         '[write]\ncache_dir = "c"\nstate = "s.sqlite"\nquiet = true\n'
         '[export]\ncache_dir = "c"\nstate = "s.sqlite"\nout = "tables"\n',
     )
-    assert command("write", "--config", path, cwd=tmp_path).returncode == 0
-    done = command("export", "--config", path, cwd=tmp_path)
+    assert run_syncstream("write", "--config", path, cwd=tmp_path).returncode == 0
+    done = run_syncstream("export", "--config", path, cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "tables" / "study_user_activity" / "post" / "_delta_log").is_dir()
     assert not (tmp_path / "syncstream-parquet").exists()

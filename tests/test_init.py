@@ -5,8 +5,6 @@ and then nothing is left behind."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 from deltalake import DeltaTable
@@ -14,22 +12,11 @@ from deltalake import DeltaTable
 from syncstream.servers.keys import REHEARSAL_SEED, SigningKey, resign_car
 from syncstream.servers.pds import LoopbackPds
 from syncstream.store import StateStore
-from tests.helpers import CORPUS, write_users
+from tests.helpers import CORPUS, run_syncstream, write_users
 
 KEY = SigningKey(REHEARSAL_SEED)
 CAR = resign_car((CORPUS / "repo.car").read_bytes(), KEY)
 DID = "did:plc:53iucmf5ldftgqyf2ac7hmhd"  # the corpus repository's account
-
-
-def command(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncstream", *argv],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
 
 
 def test_a_backfill_comes_before_the_first_writer_run(tmp_path: Path) -> None:
@@ -43,7 +30,7 @@ def test_a_backfill_comes_before_the_first_writer_run(tmp_path: Path) -> None:
         '[status]\nstate = "s.sqlite"\nout = "out"\n',
         encoding="utf-8",
     )
-    done = command("init", "--config", "syncstream.toml", cwd=tmp_path)
+    done = run_syncstream("init", "--config", "syncstream.toml", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith(
         f"created the state store {tmp_path / 's.sqlite'}: 1 study users, 0 in-network"
@@ -52,12 +39,14 @@ def test_a_backfill_comes_before_the_first_writer_run(tmp_path: Path) -> None:
         assert state.population.current().study == {DID}
         assert state.cursors.sources() == {}
     with LoopbackPds({DID: CAR}, key=KEY) as pds:
-        backfill = command(
+        backfill = run_syncstream(
             "backfill", "--config", "syncstream.toml", "--plc-url", pds.url, "-q", cwd=tmp_path
         )
     assert backfill.returncode == 0, backfill.stderr
-    assert command("export", "--config", "syncstream.toml", "-q", cwd=tmp_path).returncode == 0
-    status = json.loads(command("status", "--config", "syncstream.toml", "--json", cwd=tmp_path).stdout)
+    assert run_syncstream("export", "--config", "syncstream.toml", "-q", cwd=tmp_path).returncode == 0
+    status = json.loads(
+        run_syncstream("status", "--config", "syncstream.toml", "--json", cwd=tmp_path).stdout
+    )
     assert (status["backfills"]["done"], status["cursor"]) == (1, {})
     posts = DeltaTable(str(tmp_path / "out" / "study_user_activity" / "post"))
     rows = posts.to_pyarrow_dataset().to_table(use_threads=False).to_pylist()
@@ -69,14 +58,14 @@ def test_a_backfill_comes_before_the_first_writer_run(tmp_path: Path) -> None:
 def test_init_again_loads_the_user_files_as_the_writer_does(tmp_path: Path) -> None:
     first = write_users(tmp_path / "a.txt", [DID])
     assert (
-        command(
+        run_syncstream(
             "init", "--state", "s.sqlite", "--cache-dir", "c", "--study-users", str(first), cwd=tmp_path
         ).returncode
         == 0
     )
     other = "did:plc:ewvi7nxzyoun6zhxrhs64oiz"
     second = write_users(tmp_path / "b.txt", [DID, other])
-    done = command(
+    done = run_syncstream(
         "init", "--state", "s.sqlite", "--cache-dir", "c", "--study-users", str(second), cwd=tmp_path
     )
     assert done.stdout.startswith(f"opened the state store {tmp_path / 's.sqlite'}: 2 study users")
@@ -85,12 +74,12 @@ def test_init_again_loads_the_user_files_as_the_writer_does(tmp_path: Path) -> N
 
 
 def test_no_population_is_exit_2_and_no_store_is_left(tmp_path: Path) -> None:
-    done = command("init", "--state", "s.sqlite", "--cache-dir", "c", cwd=tmp_path)
+    done = run_syncstream("init", "--state", "s.sqlite", "--cache-dir", "c", cwd=tmp_path)
     assert done.returncode == 2
     assert "give the population: --study-users FILE" in done.stderr
     assert list(tmp_path.iterdir()) == []
     empty = write_users(tmp_path / "empty.txt", [])
-    done = command(
+    done = run_syncstream(
         "init", "--state", "s.sqlite", "--cache-dir", "c", "--study-users", str(empty), cwd=tmp_path
     )
     assert done.returncode == 2
@@ -99,7 +88,7 @@ def test_no_population_is_exit_2_and_no_store_is_left(tmp_path: Path) -> None:
 
 
 def test_an_empty_population_is_allowed_when_asked(tmp_path: Path) -> None:
-    done = command(
+    done = run_syncstream(
         "init", "--state", "s.sqlite", "--cache-dir", "c", "--allow-empty-population", cwd=tmp_path
     )
     assert done.returncode == 0, done.stderr

@@ -3,8 +3,6 @@ Chromium), its figures loaded, its numbers those of the tables read back with de
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -15,27 +13,12 @@ from deltalake import DeltaTable
 from syncstream.store import CURSOR, StateStore
 from syncstream.users import read_user_lines
 from tests.browser import browser
-from tests.helpers import replay_past
+from tests.helpers import replay_past, run_syncstream, store_paths
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
 RECORD = {"collection/coverage", "population/membership"}
 FIGURES = ["rows_per_day.png", "coverage.png", "population.png", "verification.png", "backfills.png"]
-
-
-def command(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncstream", *argv],
-        check=False,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def paths(root: Path) -> list[str]:
-    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
 
 
 @pytest.fixture(scope="module")
@@ -44,21 +27,24 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and exported, a study user withdrawn, two backfills recorded,
     and the report of it all."""
     root = tmp_path_factory.mktemp("report")
-    assert command("write", "-q", *paths(root), cwd=root).returncode == 0
+    assert run_syncstream("write", "-q", *store_paths(root), cwd=root).returncode == 0
     later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
-    assert command("write", "-q", *paths(root), "--replay", str(later), cwd=root).returncode == 0
-    assert command("export", "-q", *paths(root), "--out", str(root / "out"), cwd=root).returncode == 0
+    assert run_syncstream("write", "-q", *store_paths(root), "--replay", str(later), cwd=root).returncode == 0
+    assert (
+        run_syncstream("export", "-q", *store_paths(root), "--out", str(root / "out"), cwd=root).returncode
+        == 0
+    )
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
     assert (
-        command(
-            "purge", "-q", *paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root
+        run_syncstream(
+            "purge", "-q", *store_paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root
         ).returncode
         == 0
     )
     with StateStore(root / "s.sqlite", create=False) as state:
         state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
         state.backfills.record("did:plc:53iucmf5ldftgqyf2ac7hmhd", reason="PDS answered 500")
-    done = command(
+    done = run_syncstream(
         "report", "--state", str(root / "s.sqlite"), "--out", str(root / "out"), "--to", "r", cwd=root
     )
     assert done.returncode == 0, done.stderr
@@ -146,7 +132,7 @@ def test_a_browser_shows_every_figure_and_the_tables_numbers(report: Path) -> No
 
 
 def test_a_missing_state_is_exit_2_and_no_report_is_made(tmp_path: Path) -> None:
-    done = command("report", "--state", str(tmp_path / "nope.sqlite"), "--to", "r", cwd=tmp_path)
+    done = run_syncstream("report", "--state", str(tmp_path / "nope.sqlite"), "--to", "r", cwd=tmp_path)
     assert done.returncode == 2
     assert done.stderr.startswith("error: no state store at ")
     assert list(tmp_path.iterdir()) == []

@@ -7,8 +7,6 @@ from __future__ import annotations
 import datetime
 import json
 import sqlite3
-import subprocess
-import sys
 import time
 from contextlib import closing
 from pathlib import Path
@@ -20,24 +18,9 @@ from deltalake import DeltaTable
 from syncstream.store import StateStore
 from syncstream.store.chains import Link
 from syncstream.users import read_user_lines
-from tests.helpers import replay_past
+from tests.helpers import replay_past, run_syncstream, store_paths
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
-
-
-def command(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "syncstream", *argv],
-        cwd=cwd,
-        check=False,
-        capture_output=True,
-        text=True,
-        timeout=180,
-    )
-
-
-def paths(root: Path) -> list[str]:
-    return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
 
 
 @pytest.fixture(scope="module")
@@ -45,12 +28,17 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample written, then a replay that starts 40 seqs past its cursor (a gap),
     exported; one study user then purged (a withdrawal)."""
     root = tmp_path_factory.mktemp("study")
-    assert command("write", "-q", *paths(root), cwd=root).returncode == 0
+    assert run_syncstream("write", "-q", *store_paths(root), cwd=root).returncode == 0
     later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
-    assert command("write", "-q", *paths(root), "--replay", str(later), cwd=root).returncode == 0
-    assert command("export", "-q", *paths(root), "--out", str(root / "out"), cwd=root).returncode == 0
+    assert run_syncstream("write", "-q", *store_paths(root), "--replay", str(later), cwd=root).returncode == 0
+    assert (
+        run_syncstream("export", "-q", *store_paths(root), "--out", str(root / "out"), cwd=root).returncode
+        == 0
+    )
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
-    purge = command("purge", "-q", *paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root)
+    purge = run_syncstream(
+        "purge", "-q", *store_paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root
+    )
     assert purge.returncode == 0, purge.stderr
     with StateStore(root / "s.sqlite", create=False) as state:  # two backfills, as a backfill records them
         state.backfills.record("did:plc:ewvi7nxzyoun6zhxrhs64oiz", rev="3mptbypluud2a", records=5)
@@ -65,7 +53,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def status(root: Path, *extra: str) -> dict[str, Any]:
-    done = command("status", "--state", str(root / "s.sqlite"), "--json", *extra, cwd=root)
+    done = run_syncstream("status", "--state", str(root / "s.sqlite"), "--json", *extra, cwd=root)
     assert done.returncode == 0, done.stderr
     parsed: dict[str, Any] = json.loads(done.stdout)
     return parsed
@@ -147,7 +135,9 @@ def test_with_out_each_table_has_the_rows_and_files_its_log_holds(study: Path) -
 
 
 def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
-    done = command("status", "--state", str(study / "s.sqlite"), "--out", str(study / "out"), cwd=study)
+    done = run_syncstream(
+        "status", "--state", str(study / "s.sqlite"), "--out", str(study / "out"), cwd=study
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert max(len(line) for line in lines) <= 80
@@ -162,7 +152,7 @@ def test_the_text_fits_a_terminal_and_names_every_table(study: Path) -> None:
 
 
 def test_a_missing_state_is_exit_2_and_nothing_is_made(tmp_path: Path) -> None:
-    done = command("status", "--state", str(tmp_path / "nope.sqlite"), cwd=tmp_path)
+    done = run_syncstream("status", "--state", str(tmp_path / "nope.sqlite"), cwd=tmp_path)
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr.startswith("error: no state store at ")
     assert list(tmp_path.iterdir()) == []
@@ -174,7 +164,7 @@ def test_a_foreign_database_is_exit_2_and_left_as_it_was(tmp_path: Path) -> None
         db.execute("CREATE TABLE accounts (id INTEGER)")
         db.commit()
     before = foreign.read_bytes()
-    done = command("status", "--state", str(foreign), "--json", cwd=tmp_path)
+    done = run_syncstream("status", "--state", str(foreign), "--json", cwd=tmp_path)
     assert done.returncode == 2
     assert "not a syncstream state store" in done.stderr
     assert foreign.read_bytes() == before
@@ -185,5 +175,5 @@ def test_a_foreign_database_is_exit_2_and_left_as_it_was(tmp_path: Path) -> None
 def test_version(tmp_path: Path, flag: str) -> None:
     from importlib.metadata import version
 
-    done = command(flag, cwd=tmp_path)
+    done = run_syncstream(flag, cwd=tmp_path)
     assert (done.returncode, done.stdout) == (0, f"syncstream {version('syncstream')}\n")
