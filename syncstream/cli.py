@@ -218,4 +218,11 @@ def run(main: Callable[[], int]) -> NoReturn:
     status = main()
     ignore_stops()
     sys.stdout.flush()
+    if "pyarrow" in sys.modules or "deltalake" in sys.modules:
+        # The command's work is done and said: leave without the interpreter's teardown, where
+        # a pyarrow or delta-rs thread that outlives it can abort the process (exit 134, a
+        # done status lost; delta-rs #2184, arrow #34314), however carefully tables are read.
+        logging.shutdown()
+        sys.stderr.flush()
+        os._exit(status)
     raise SystemExit(status)
