@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -72,6 +73,11 @@ def _ready(base: str) -> bool:
 @contextmanager
 def browser() -> Iterator[Browser]:
     """A session of headless Chromium with a profile of its own, ended and removed after."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    assert not missing, (
+        f"{' and '.join(missing)} not found: the report's test needs Debian's Chromium and its "
+        "WebDriver (apt-get install chromium chromium-driver; .ci/run installs them)"
+    )
     port = free_port()
     profile = tempfile.mkdtemp(prefix="syncstream-chromium-")
     driver = subprocess.Popen(
