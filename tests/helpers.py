@@ -190,6 +190,16 @@ def store_paths(root: Path) -> list[str]:
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite")]
 
 
+def sample_with_a_gap(root: Path) -> None:
+    """The bundled sample written under ``root``, then a replay that starts 40 seqs past its
+    cursor (a recorded gap), and both exported to ``root/out``."""
+    assert run_syncstream("write", "-q", *store_paths(root), cwd=root).returncode == 0
+    later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
+    assert run_syncstream("write", "-q", *store_paths(root), "--replay", str(later), cwd=root).returncode == 0
+    exported = run_syncstream("export", "-q", *store_paths(root), "--out", str(root / "out"), cwd=root)
+    assert exported.returncode == 0, exported.stderr
+
+
 def store_args(root: Path) -> list[str]:
     """The write command's cache and state options under ``root``, quiet, without os.sync."""
     return ["--cache-dir", str(root / "cache"), "--state", str(root / "s.sqlite"), "-q", "--no-sync"]

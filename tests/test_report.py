@@ -13,7 +13,7 @@ from deltalake import DeltaTable
 from syncstream.store import CURSOR, StateStore
 from syncstream.users import read_user_lines
 from tests.browser import browser
-from tests.helpers import replay_past, run_syncstream, store_paths
+from tests.helpers import run_syncstream, sample_with_a_gap, store_paths
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -27,13 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
     and exported, a study user withdrawn, two backfills recorded,
     and the report of it all."""
     root = tmp_path_factory.mktemp("report")
-    assert run_syncstream("write", "-q", *store_paths(root), cwd=root).returncode == 0
-    later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
-    assert run_syncstream("write", "-q", *store_paths(root), "--replay", str(later), cwd=root).returncode == 0
-    assert (
-        run_syncstream("export", "-q", *store_paths(root), "--out", str(root / "out"), cwd=root).returncode
-        == 0
-    )
+    sample_with_a_gap(root)
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
     assert (
         run_syncstream(

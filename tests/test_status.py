@@ -18,7 +18,7 @@ from deltalake import DeltaTable
 from syncstream.store import StateStore
 from syncstream.store.chains import Link
 from syncstream.users import read_user_lines
-from tests.helpers import replay_past, run_syncstream, store_paths
+from tests.helpers import run_syncstream, sample_with_a_gap, store_paths
 
 DATA = Path(__file__).resolve().parents[1] / "syncstream" / "data"
 
@@ -28,13 +28,7 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled sample written, then a replay that starts 40 seqs past its cursor (a gap),
     exported; one study user then purged (a withdrawal)."""
     root = tmp_path_factory.mktemp("study")
-    assert run_syncstream("write", "-q", *store_paths(root), cwd=root).returncode == 0
-    later = replay_past(root / "later.bin", root / "s.sqlite", gap=40, frames=5)
-    assert run_syncstream("write", "-q", *store_paths(root), "--replay", str(later), cwd=root).returncode == 0
-    assert (
-        run_syncstream("export", "-q", *store_paths(root), "--out", str(root / "out"), cwd=root).returncode
-        == 0
-    )
+    sample_with_a_gap(root)
     withdrawn = read_user_lines(DATA / "sample_study_users.txt").unwrap()[0][1]
     purge = run_syncstream(
         "purge", "-q", *store_paths(root), "--out", str(root / "out"), "--did", withdrawn, cwd=root
